@@ -1,0 +1,163 @@
+"""The ``batch-transcode`` command line: convert, demo, cleanup, emulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from batch_transcode._config import AzureConfig, LocalConfig
+from batch_transcode._errors import ConfigError, InputError, TranscodeError
+from batch_transcode._ffmpeg import find_ffmpeg
+from batch_transcode._naming import discover
+from batch_transcode._presets import PRESETS
+from batch_transcode._report import Report
+from batch_transcode._session import TranscodeSession
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED_FILES = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch-transcode",
+        description="Transcode media files in parallel with ffmpeg, on this machine or on Azure Batch.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    conv = sub.add_parser("convert", help="convert files or folders of media files")
+    conv.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for media")
+    conv.add_argument("--to", dest="preset", default="mp3", choices=sorted(PRESETS), help="output preset")
+    conv.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="where outputs go")
+    conv.add_argument("--backend", choices=("local", "azure"), default="local")
+    conv.add_argument("--workers", type=int, default=None, help="local: ffmpeg processes at once")
+    conv.add_argument("--ffmpeg", default=None, help="local: the ffmpeg executable to use")
+    conv.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+
+    demo = sub.add_parser("demo", help="generate sample videos and convert them to MP3 locally")
+    demo.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="default: ./demo-out")
+    demo.add_argument("--count", type=int, default=4, help="number of sample videos (default 4)")
+    demo.add_argument("--no-progress", action="store_true")
+
+    clean = sub.add_parser("cleanup", help="remove pools, jobs and containers left by crashed sessions")
+    clean.add_argument("--older-than", default="2h", help="age such as 30m, 2h, 1d, 0s (default 2h)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    clean.add_argument("--session", default=None, help="only this session id")
+
+    emu = sub.add_parser("emulator", help="run Azurite and the Batch emulator; print export lines")
+    emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _print_report(report: Report, output_dir: Path) -> None:
+    print(report.summary())
+    print(f"outputs are in {output_dir}")
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    paths = discover(args.paths)
+    if not paths:
+        raise InputError(f"no media files found in {', '.join(args.paths)}")
+    config: LocalConfig | AzureConfig
+    if args.backend == "azure":
+        config = AzureConfig.from_env()
+    else:
+        kwargs: dict[str, object] = {"ffmpeg": args.ffmpeg}
+        if args.workers is not None:
+            kwargs["workers"] = args.workers
+        config = LocalConfig(**kwargs)  # type: ignore[arg-type]
+    out = Path(args.output_dir)
+    with TranscodeSession(config) as session:
+        report = session.convert(
+            paths, output_dir=out, preset=args.preset, show_progress=not args.no_progress
+        )
+    _print_report(report, out.absolute())
+    return EXIT_OK if report.ok else EXIT_FAILED_FILES
+
+
+def make_sample_media(directory: Path, count: int, ffmpeg: str | None = None) -> list[Path]:
+    """Generate ``count`` short sample videos (test pattern + sine tone) with ffmpeg."""
+    exe = find_ffmpeg(ffmpeg)
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        path = directory / f"sample {i + 1:02d}.mp4"
+        subprocess.run(
+            [
+                exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10",
+                "-f", "lavfi", "-i", f"sine=frequency={220 * (i + 1)}:duration=2",
+                "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        made.append(path)
+    return made
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    out = Path(args.output_dir or "demo-out").absolute()
+    with tempfile.TemporaryDirectory(prefix="batch-transcode-demo-") as tmp:
+        samples = make_sample_media(Path(tmp) / "videos", args.count)
+        print(f"generated {len(samples)} sample videos in {samples[0].parent}")
+        with TranscodeSession(LocalConfig()) as session:
+            report = session.convert(
+                samples, output_dir=out, preset="mp3", show_progress=not args.no_progress
+            )
+    _print_report(report, out)
+    for r in report.succeeded:
+        print(f"  {r.output}")
+    return EXIT_OK if report.ok else EXIT_FAILED_FILES
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from batch_transcode._azure.cleanup import cleanup_command_main
+
+    return cleanup_command_main(args)
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from batch_transcode.testing import emulator_command_main
+
+    return emulator_command_main(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handler = {
+        "convert": _cmd_convert,
+        "demo": _cmd_demo,
+        "cleanup": _cmd_cleanup,
+        "emulator": _cmd_emulator,
+    }[args.command]
+    try:
+        return handler(args)
+    except (ConfigError, InputError) as exc:
+        print(f"batch-transcode: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TranscodeError as exc:
+        print(f"batch-transcode: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED_FILES
+    except KeyboardInterrupt:
+        print("batch-transcode: interrupted; everything the session created was removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,278 @@
+"""Configuration objects: small, frozen, keyword-only, validated on construction."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from batch_transcode._errors import ConfigError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+__all__ = [
+    "AptFFmpeg",
+    "AzureConfig",
+    "ContainerFFmpeg",
+    "FFmpegProvisioning",
+    "LocalConfig",
+    "RetryPolicy",
+    "StagedFFmpeg",
+]
+
+#: Default VM size: a current general-purpose size with 2 vCPUs (Dv5 family).
+DEFAULT_VM_SIZE = "Standard_D2s_v5"
+#: Ubuntu 24.04 LTS marketplace image and its Batch node agent.
+DEFAULT_IMAGE = ("canonical", "ubuntu-24_04-lts", "server")
+DEFAULT_NODE_AGENT = "batch.node.ubuntu 24.04"
+
+_REDACTED = "***"
+
+
+def _secret_repr(value: object) -> str:
+    return "None" if value is None else _REDACTED
+
+
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float | int | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{attr.name} must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float | int) -> None:
+    if value < 0:
+        raise ConfigError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+@attrs.define(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How operations against Azure are retried (pool/job/task creation, deletes, polls).
+
+    Transport-level retries are the Azure SDK's own; this policy wraps whole
+    operations. ``attempts`` and ``timeout`` both cap the retries; waits grow
+    exponentially from ``wait_initial`` up to ``wait_max`` seconds, with jitter.
+    """
+
+    attempts: int = attrs.field(default=6, validator=_positive)
+    timeout: float = attrs.field(default=120.0, validator=_positive)
+    wait_initial: float = attrs.field(default=0.5, validator=_non_negative)
+    wait_max: float = attrs.field(default=20.0, validator=_non_negative)
+    wait_jitter: float = attrs.field(default=1.0, validator=_non_negative)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class LocalConfig:
+    """Run ffmpeg on this machine.
+
+    ``workers`` ffmpeg processes run at once (default: the CPU count).
+    ``ffmpeg`` is the executable to use; when ``None`` it is looked up on
+    ``PATH``, then the one bundled by the ``local`` extra (imageio-ffmpeg).
+    ``timeout`` (seconds) bounds each file's conversion.
+    """
+
+    workers: int = attrs.field(factory=_default_workers, validator=_positive)
+    ffmpeg: str | Path | None = None
+    timeout: float | None = attrs.field(default=3600.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int):
+            raise ConfigError(f"workers must be a whole number, got {self.workers!r}")
+
+
+@attrs.define(frozen=True, kw_only=True)
+class AptFFmpeg:
+    """Install Ubuntu's ffmpeg package with a start task (the tutorial's way)."""
+
+    kind: Literal["apt"] = attrs.field(default="apt", init=False)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class StagedFFmpeg:
+    """Upload a static Linux ffmpeg binary to Blob Storage; the start task fetches it.
+
+    Faster and more reproducible than apt: no package mirror involved.
+    """
+
+    kind: Literal["staged"] = attrs.field(default="staged", init=False)
+    binary: Path = attrs.field(converter=Path)
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ContainerFFmpeg:
+    """Run each task in a container image that provides ``ffmpeg``."""
+
+    kind: Literal["container"] = attrs.field(default="container", init=False)
+    image: str = "linuxserver/ffmpeg:latest"
+
+
+FFmpegProvisioning = AptFFmpeg | StagedFFmpeg | ContainerFFmpeg
+
+_POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _account_from_endpoint(endpoint: str) -> str | None:
+    host = urlsplit(endpoint).hostname or ""
+    if host.endswith(".batch.azure.com") or host.count(".") >= 3 and not host[0].isdigit():
+        return host.split(".", 1)[0]
+    return None
+
+
+@attrs.define(frozen=True, kw_only=True)
+class AzureConfig:
+    """Run on Azure Batch, staging through Azure Blob Storage.
+
+    Authentication: a Batch account key (``batch_key``) signs requests with
+    Shared Key; without one, ``credential`` (any ``TokenCredential``) or
+    ``DefaultAzureCredential`` authenticates with Microsoft Entra ID. Storage
+    takes a connection string, or an account name with a key or the same
+    credential (then SAS tokens are user-delegation SAS).
+
+    Compute: by default a session pool is created for the session and deleted
+    when it closes. ``pool_id`` uses an existing pool instead (never deleted),
+    ``auto_pool=True`` lets Batch create a pool whose lifetime is the job.
+    """
+
+    batch_endpoint: str
+    batch_account: str | None = None
+    batch_key: str | None = attrs.field(default=None, repr=_secret_repr)
+    credential: TokenCredential | None = attrs.field(default=None, repr=False)
+
+    storage_connection_string: str | None = attrs.field(default=None, repr=_secret_repr)
+    storage_account: str | None = None
+    storage_key: str | None = attrs.field(default=None, repr=_secret_repr)
+    storage_endpoint: str | None = None
+
+    pool_id: str | None = None
+    auto_pool: bool = False
+    vm_size: str = DEFAULT_VM_SIZE
+    dedicated_nodes: int = attrs.field(default=1, validator=_non_negative)
+    spot_nodes: int = attrs.field(default=0, validator=_non_negative)
+    autoscale: bool = False
+    max_nodes: int = attrs.field(default=10, validator=_positive)
+    task_slots_per_node: int = attrs.field(default=2, validator=_positive)
+    image: tuple[str, str, str] = DEFAULT_IMAGE
+    node_agent_sku: str = DEFAULT_NODE_AGENT
+    ffmpeg: FFmpegProvisioning = attrs.field(factory=AptFFmpeg)
+
+    max_task_retry_count: int = attrs.field(default=2)
+    task_timeout: float = attrs.field(default=3600.0, validator=_positive)
+    session_timeout: float = attrs.field(default=6 * 3600.0, validator=_positive)
+    poll_interval: float = attrs.field(default=1.0, validator=_positive)
+    poll_interval_max: float = attrs.field(default=15.0, validator=_positive)
+    upload_concurrency: int = attrs.field(default=16, validator=_positive)
+    download_concurrency: int = attrs.field(default=16, validator=_positive)
+    keep_pool: bool = False
+    keep_outputs_in_storage: bool = False
+    resource_prefix: str = "bt"
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+
+    def __attrs_post_init__(self) -> None:
+        parts = urlsplit(self.batch_endpoint or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"batch_endpoint must be an https URL such as "
+                f"'https://ACCOUNT.REGION.batch.azure.com', got {self.batch_endpoint!r}; "
+                "pass AzureConfig(batch_endpoint=...) or export AZURE_BATCH_ENDPOINT"
+            )
+        if self.batch_account is None:
+            account = _account_from_endpoint(self.batch_endpoint)
+            if account is None and self.batch_key is not None:
+                raise ConfigError(
+                    "batch_account cannot be derived from the endpoint "
+                    f"{self.batch_endpoint!r}; pass AzureConfig(batch_account=...) "
+                    "or export AZURE_BATCH_ACCOUNT"
+                )
+            object.__setattr__(self, "batch_account", account)
+        if not (
+            self.storage_connection_string
+            or self.storage_account
+            or self.storage_endpoint
+        ):
+            raise ConfigError(
+                "no storage account configured; pass AzureConfig("
+                "storage_connection_string=...) or storage_account=..., or export "
+                "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
+            )
+        if self.pool_id is not None and not _POOL_ID.match(self.pool_id):
+            raise ConfigError(
+                f"pool_id {self.pool_id!r} is not a valid Batch pool id "
+                "(1-64 letters, digits, '-' or '_')"
+            )
+        if self.pool_id is not None and self.auto_pool:
+            raise ConfigError("pass either pool_id (an existing pool) or auto_pool=True, not both")
+        if not self.autoscale and self.pool_id is None and self.dedicated_nodes + self.spot_nodes == 0:
+            raise ConfigError(
+                "the pool would have no nodes; set dedicated_nodes or spot_nodes "
+                "above 0, or autoscale=True"
+            )
+        if self.task_slots_per_node > 256:
+            raise ConfigError(
+                f"task_slots_per_node must be <= 256 (and <= 4 x the VM's cores), "
+                f"got {self.task_slots_per_node}"
+            )
+        if self.max_task_retry_count < -1:
+            raise ConfigError("max_task_retry_count must be >= 0, or -1 for unlimited")
+        if self.poll_interval_max < self.poll_interval:
+            raise ConfigError("poll_interval_max must be >= poll_interval")
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", self.resource_prefix):
+            raise ConfigError(
+                "resource_prefix must be 1-10 lowercase letters or digits, starting with a letter"
+            )
+        if self.task_timeout > self.session_timeout:
+            raise ConfigError("task_timeout must not exceed session_timeout")
+
+    @property
+    def uses_shared_key(self) -> bool:
+        return self.batch_key is not None
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> AzureConfig:
+        """Build a config from the conventional environment variables.
+
+        ``AZURE_BATCH_ENDPOINT`` (required), ``AZURE_BATCH_ACCOUNT``,
+        ``AZURE_BATCH_ACCESS_KEY`` (absent: Microsoft Entra ID through
+        ``DefaultAzureCredential``), and ``AZURE_STORAGE_CONNECTION_STRING`` or
+        ``AZURE_STORAGE_ACCOUNT`` (+ optional ``AZURE_STORAGE_KEY``).
+        Keyword overrides win over the environment.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        values: dict[str, Any] = {
+            "batch_endpoint": get("AZURE_BATCH_ENDPOINT"),
+            "batch_account": get("AZURE_BATCH_ACCOUNT"),
+            "batch_key": get("AZURE_BATCH_ACCESS_KEY"),
+            "storage_connection_string": get("AZURE_STORAGE_CONNECTION_STRING"),
+            "storage_account": get("AZURE_STORAGE_ACCOUNT"),
+            "storage_key": get("AZURE_STORAGE_KEY"),
+        }
+        values.update(overrides)
+        missing = []
+        if not values["batch_endpoint"]:
+            missing.append("AZURE_BATCH_ENDPOINT")
+        if not (values["storage_connection_string"] or values["storage_account"]):
+            missing.append("AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_ACCOUNT)")
+        if values["batch_key"] and not values["batch_account"] and values["batch_endpoint"]:
+            if _account_from_endpoint(values["batch_endpoint"]) is None:
+                missing.append("AZURE_BATCH_ACCOUNT")
+        if missing:
+            raise ConfigError(
+                "missing environment variable(s): "
+                + ", ".join(missing)
+                + "; export them or pass the matching AzureConfig(...) arguments"
+            )
+        return cls(**{k: v for k, v in values.items() if v is not None})

@@ -1,0 +1,186 @@
+"""The exceptions batch_transcode raises.
+
+Every exception derives from :class:`TranscodeError`, so one ``except`` clause
+catches them all::
+
+    TranscodeError
+    ├── ConfigError (also ValueError)        bad settings or environment; fix and rerun
+    ├── InputError (also ValueError)          bad input paths; nothing was started
+    │   ├── MissingInputError                 inputs that do not exist or cannot be read
+    │   └── OutputCollisionError              two inputs would write the same output
+    ├── FFmpegNotFoundError                   no ffmpeg binary could be located
+    ├── SessionStateError (also RuntimeError) session used before open or after close
+    ├── AzureError                            a call to Azure failed
+    │   ├── AuthenticationError               the service refused the credentials
+    │   ├── ServiceUnavailableError           endpoint unreachable or kept failing
+    │   └── ProvisioningError                 pool/nodes could not be made ready
+    ├── RunTimeoutError (also TimeoutError)   the run did not finish in time
+    ├── TranscodeFailedError                  raised by Report.raise_for_failures()
+    └── TeardownError                         some resources could not be removed
+
+Azure SDK exceptions are translated into this tree in exactly one place
+(:func:`batch_transcode._azure._errors.translate`), always chained with
+``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batch_transcode._report import FileResult
+
+__all__ = [
+    "AuthenticationError",
+    "AzureError",
+    "ConfigError",
+    "FFmpegNotFoundError",
+    "InputError",
+    "MissingInputError",
+    "OutputCollisionError",
+    "ProvisioningError",
+    "RunTimeoutError",
+    "ServiceUnavailableError",
+    "SessionStateError",
+    "TeardownError",
+    "TranscodeError",
+    "TranscodeFailedError",
+]
+
+
+class TranscodeError(Exception):
+    """Base class of every error batch_transcode raises."""
+
+
+class ConfigError(TranscodeError, ValueError):
+    """A setting or environment variable is missing or invalid."""
+
+
+class InputError(TranscodeError, ValueError):
+    """The input paths cannot be converted as given. Raised before any work starts."""
+
+
+class MissingInputError(InputError):
+    """Some inputs do not exist, are not files, or cannot be read.
+
+    ``paths`` lists every such input, not only the first.
+    """
+
+    def __init__(self, problems: Sequence[tuple[Path, str]]) -> None:
+        self.paths: tuple[Path, ...] = tuple(p for p, _ in problems)
+        self.problems: tuple[tuple[Path, str], ...] = tuple(problems)
+        lines = "\n".join(f"  {str(p)!r}: {why}" for p, why in problems)
+        super().__init__(
+            f"{len(problems)} input(s) cannot be read; nothing was started. "
+            f"Fix or remove them and run again:\n{lines}"
+        )
+
+
+class OutputCollisionError(InputError):
+    """Two or more inputs would be written to the same output file."""
+
+    def __init__(self, collisions: Sequence[tuple[Path, Sequence[Path]]]) -> None:
+        self.collisions: tuple[tuple[Path, tuple[Path, ...]], ...] = tuple(
+            (out, tuple(srcs)) for out, srcs in collisions
+        )
+        lines = "\n".join(
+            f"  {str(out)!r} <- " + ", ".join(repr(str(s)) for s in srcs)
+            for out, srcs in self.collisions
+        )
+        super().__init__(
+            "some inputs would overwrite each other's output; nothing was started. "
+            f"Rename them or convert them in separate runs:\n{lines}"
+        )
+
+
+class FFmpegNotFoundError(TranscodeError):
+    """No ffmpeg executable was found."""
+
+
+class SessionStateError(TranscodeError, RuntimeError):
+    """The session was used in the wrong state (not opened, already closed, re-entered)."""
+
+
+class AzureError(TranscodeError):
+    """A call to Azure Batch or Azure Storage failed.
+
+    ``code`` is the service's error code when it sent one.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuthenticationError(AzureError):
+    """The service refused the credentials (wrong key, expired token, missing role)."""
+
+
+class ServiceUnavailableError(AzureError):
+    """The endpoint could not be reached, or kept failing after retries."""
+
+
+class ProvisioningError(AzureError):
+    """The pool or its nodes could not be made ready to run tasks.
+
+    Carries ``pool_id`` and, for a failed start task, the tail of its stderr.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pool_id: str | None = None,
+        code: str | None = None,
+        stderr_tail: str | None = None,
+    ) -> None:
+        if stderr_tail:
+            message = f"{message}\n--- start task stderr (tail) ---\n{stderr_tail}"
+        super().__init__(message, code=code)
+        self.pool_id = pool_id
+        self.stderr_tail = stderr_tail
+
+
+class RunTimeoutError(TranscodeError, TimeoutError):
+    """The run did not finish within its time limit."""
+
+
+class TranscodeFailedError(TranscodeError):
+    """Raised by :meth:`Report.raise_for_failures` when some files failed."""
+
+    def __init__(self, failed: Iterable[FileResult]) -> None:
+        self.failed: tuple[FileResult, ...] = tuple(failed)
+        lines = "\n".join(
+            f"  {str(r.source)!r}: {(r.error or 'failed').splitlines()[0]}" for r in self.failed[:20]
+        )
+        more = f"\n  ... and {len(self.failed) - 20} more" if len(self.failed) > 20 else ""
+        super().__init__(f"{len(self.failed)} file(s) failed to convert:\n{lines}{more}")
+
+
+class TeardownError(TranscodeError):
+    """Some resources could not be removed when the session closed.
+
+    ``remaining`` names each resource left behind (e.g. ``"pool bt-..."``) and
+    ``cleanup_command`` is the exact command that removes them.
+    """
+
+    def __init__(
+        self,
+        remaining: Sequence[str],
+        *,
+        cleanup_command: str | None = None,
+        errors: Sequence[BaseException] = (),
+    ) -> None:
+        self.remaining: tuple[str, ...] = tuple(remaining)
+        self.cleanup_command = cleanup_command
+        self.errors: tuple[BaseException, ...] = tuple(errors)
+        lines = "\n".join(f"  {r}" for r in self.remaining)
+        causes = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
+        msg = f"teardown left {len(self.remaining)} resource(s) behind:\n{lines}"
+        if causes:
+            msg += f"\ncauses:\n{causes}"
+        if cleanup_command:
+            msg += f"\nremove them with:\n  {cleanup_command}"
+        super().__init__(msg)

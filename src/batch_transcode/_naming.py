@@ -1,0 +1,120 @@
+"""Input validation, discovery and output naming (pure, except for reading the file system)."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import attrs
+
+from batch_transcode._errors import InputError, MissingInputError, OutputCollisionError
+
+__all__ = ["MEDIA_EXTENSIONS", "WorkItem", "discover", "plan_work", "validate_inputs"]
+
+#: File extensions picked up when a directory is given to the CLI.
+MEDIA_EXTENSIONS = frozenset(
+    {
+        "3gp", "aac", "aif", "aiff", "amr", "ape", "avi", "flac", "flv", "m2ts", "m4a",
+        "m4b", "m4v", "mka", "mkv", "mov", "mp2", "mp3", "mp4", "mpeg", "mpg", "mts",
+        "oga", "ogg", "ogv", "opus", "ts", "vob", "wav", "webm", "wma", "wmv",
+    }
+)  # fmt: skip
+
+
+@attrs.define(frozen=True)
+class WorkItem:
+    """One file to convert: its index in the input order, source, output and the
+    output's path relative to ``output_dir`` (POSIX form, also the blob name)."""
+
+    index: int
+    source: Path
+    output: Path
+    relative_output: str
+    relative_source: str
+
+
+def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand directories into the media files below them (sorted); keep files as given."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix[1:].lower() in MEDIA_EXTENSIONS
+                )
+            )
+        else:
+            found.append(path)
+    return found
+
+
+def validate_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Absolute input paths; raise :class:`MissingInputError` naming every bad one."""
+    if isinstance(paths, (str, os.PathLike)):
+        raise InputError("pass a list of paths, not a single path: convert([path], ...)")
+    result: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            if not path.exists():
+                problems.append((path, "does not exist"))
+            elif not path.is_file():
+                problems.append((path, "is not a regular file"))
+            elif not os.access(path, os.R_OK):
+                problems.append((path, "is not readable (permission denied)"))
+            else:
+                result.append(path.absolute())
+        except OSError as exc:
+            problems.append((path, str(exc)))
+    if problems:
+        raise MissingInputError(problems)
+    if not result:
+        raise InputError("no input files given")
+    return result
+
+
+def _common_parent(sources: Sequence[Path]) -> Path:
+    return Path(os.path.commonpath([str(s.parent) for s in sources]))
+
+
+def plan_work(
+    sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str
+) -> list[WorkItem]:
+    """Map each source to its output under ``output_dir``.
+
+    Outputs keep the sources' directory layout relative to their common parent
+    and keep inner dots (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to
+    one output, or an output that would overwrite its own source, raise
+    :class:`OutputCollisionError` before any work starts.
+    """
+    out_root = Path(output_dir).absolute()
+    root = _common_parent(sources)
+    items: list[WorkItem] = []
+    by_output: dict[Path, list[Path]] = defaultdict(list)
+    for index, source in enumerate(sources):
+        rel = source.relative_to(root)
+        rel_out = rel.with_name(f"{rel.stem}.{extension}") if rel.suffix else rel.with_name(
+            f"{rel.name}.{extension}"
+        )
+        output = out_root / rel_out
+        by_output[output].append(source)
+        items.append(
+            WorkItem(
+                index=index,
+                source=source,
+                output=output,
+                relative_output=rel_out.as_posix(),
+                relative_source=rel.as_posix(),
+            )
+        )
+    collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1]
+    collisions += [(i.output, [i.source]) for i in items if i.output == i.source]
+    if collisions:
+        raise OutputCollisionError(collisions)
+    return items

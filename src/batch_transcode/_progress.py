@@ -1,0 +1,62 @@
+"""Progress reporting: a callback sink and a tqdm bar (tqdm.auto: a widget in notebooks)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from batch_transcode._report import FileResult, ProgressEvent
+
+__all__ = ["ProgressCallback", "ProgressSink"]
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class ProgressSink:
+    """Counts finished files and fans events out to a callback and an optional tqdm bar.
+
+    Thread-safe: backends call :meth:`started` and :meth:`finished` from worker threads.
+    """
+
+    def __init__(
+        self, total: int, callback: ProgressCallback | None = None, *, bar: bool = False, desc: str = "converting"
+    ) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._callback = callback
+        self._bar: Any = None
+        if bar:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="file", dynamic_ncols=True)
+
+    def started(self, source: Path) -> None:
+        if self._callback is not None:
+            with self._lock:
+                event = ProgressEvent(kind="started", source=source, done=self.done, total=self.total)
+                self._callback(event)
+
+    def finished(self, result: FileResult) -> None:
+        with self._lock:
+            self.done += 1
+            if not result.ok:
+                self.failed += 1
+            if self._bar is not None:
+                self._bar.update(1)
+                if self.failed:
+                    self._bar.set_postfix(failed=self.failed, refresh=False)
+            if self._callback is not None:
+                self._callback(
+                    ProgressEvent(
+                        kind="finished", source=result.source, done=self.done, total=self.total, result=result
+                    )
+                )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,115 @@
+"""Results of a run: :class:`FileResult` per input and the :class:`Report` over them."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal, overload
+
+import attrs
+
+from batch_transcode._errors import TranscodeFailedError
+
+__all__ = ["FileResult", "ProgressEvent", "Report"]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class FileResult:
+    """The outcome for one input file.
+
+    ``error`` is ``None`` on success; on failure it is one line saying why,
+    followed by the tail of ffmpeg's stderr.
+    """
+
+    source: Path
+    output: Path | None
+    ok: bool
+    error: str | None = None
+    seconds: float | None = None
+    task_id: str | None = None
+
+    @classmethod
+    def failure(cls, source: Path, error: str, **kw: object) -> FileResult:
+        return cls(source=source, output=None, ok=False, error=error, **kw)  # type: ignore[arg-type]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ProgressEvent:
+    """Sent to the progress callback: ``kind`` is ``"started"`` or ``"finished"``
+    (``result`` set), ``done``/``total`` count finished files."""
+
+    kind: Literal["started", "finished"]
+    source: Path
+    done: int
+    total: int
+    result: FileResult | None = None
+
+
+@attrs.define(frozen=True)
+class Report:
+    """All results, in input order. Iterable, indexable, sized."""
+
+    results: tuple[FileResult, ...] = attrs.field(converter=tuple)
+    seconds: float = 0.0
+
+    def __iter__(self) -> Iterator[FileResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    @overload
+    def __getitem__(self, index: int) -> FileResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[FileResult]: ...
+    def __getitem__(self, index: int | slice) -> FileResult | Sequence[FileResult]:
+        return self.results[index]
+
+    @property
+    def succeeded(self) -> list[FileResult]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def raise_for_failures(self) -> Report:
+        """Raise :class:`TranscodeFailedError` if any file failed; else return self."""
+        failed = self.failed
+        if failed:
+            raise TranscodeFailedError(failed)
+        return self
+
+    def summary(self) -> str:
+        line = f"{len(self.succeeded)}/{len(self)} converted in {self.seconds:.1f}s"
+        if self.failed:
+            line += f", {len(self.failed)} failed:"
+            for r in self.failed:
+                first = (r.error or "failed").splitlines()[0]
+                line += f"\n  {r.source}: {first}"
+        return line
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        rows = sorted(self.results, key=lambda r: r.ok)
+        body = "".join(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>".format(
+                "&#10003;" if r.ok else "&#10007;",
+                html.escape(str(r.source)),
+                html.escape(str(r.output or "")),
+                html.escape(r.error or ""),
+            )
+            for r in rows
+        )
+        return (
+            f"<p>{html.escape(self.summary().splitlines()[0])}</p>"
+            "<table><thead><tr><th></th><th>source</th><th>output</th><th>error</th></tr>"
+            f"</thead><tbody>{body}</tbody></table>"
+        )

@@ -1,0 +1,160 @@
+"""TranscodeSession: the lifecycle around a backend."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from batch_transcode._config import AzureConfig, LocalConfig
+from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
+from batch_transcode._naming import plan_work, validate_inputs
+from batch_transcode._presets import Preset, resolve_preset
+from batch_transcode._progress import ProgressCallback, ProgressSink
+from batch_transcode._report import Report
+from batch_transcode._teardown import Teardown
+
+if TYPE_CHECKING:
+    from batch_transcode._backend import Backend
+
+__all__ = ["TranscodeSession"]
+
+log = logging.getLogger("batch_transcode")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _make_backend(config: LocalConfig | AzureConfig) -> Backend:
+    if isinstance(config, LocalConfig):
+        from batch_transcode._local import LocalBackend
+
+        return LocalBackend(config)
+    if isinstance(config, AzureConfig):
+        from batch_transcode._azure import AzureBackend
+
+        return AzureBackend(config)
+    raise ConfigError(
+        f"config must be a LocalConfig or an AzureConfig, got {type(config).__name__}"
+    )
+
+
+class TranscodeSession:
+    """A context manager that provisions a backend, converts files, and tears down.
+
+    ::
+
+        with TranscodeSession(LocalConfig(workers=4)) as s:
+            report = s.convert(paths, output_dir="out", preset="mp3")
+
+    Entering provisions (on Azure: storage containers and a pool); leaving
+    removes every resource the session created, last-in-first-out, whether the
+    body finished, raised or was interrupted. A teardown failure raises
+    :class:`TeardownError` naming what remains, unless another exception is
+    already propagating, which is never masked (the teardown error is then
+    logged and attached to it as a note).
+    """
+
+    def __init__(self, config: LocalConfig | AzureConfig | None = None) -> None:
+        self.config: LocalConfig | AzureConfig = LocalConfig() if config is None else config
+        self._backend = _make_backend(self.config)
+        self._teardown = Teardown()
+        self._state = _State.UNOPENED
+
+    def __repr__(self) -> str:
+        return f"<TranscodeSession backend={self._backend.name} state={self._state.value}>"
+
+    @property
+    def backend(self) -> str:
+        """``"local"`` or ``"azure"``."""
+        return self._backend.name
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def open(self) -> TranscodeSession:
+        if self._state is not _State.UNOPENED:
+            raise SessionStateError(
+                f"this session is {self._state.value}; a session can be opened once. "
+                "Create a new TranscodeSession"
+            )
+        self._state = _State.OPEN
+        try:
+            self._backend.open(self._teardown)
+        except BaseException as exc:
+            self._close(exc)
+            raise
+        return self
+
+    def close(self) -> None:
+        """Tear everything down. Calling it again is harmless."""
+        self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        try:
+            self._teardown.close()
+        except TeardownError as err:
+            if exc is None:
+                raise
+            log.error("%s", err)
+            exc.add_note(f"while handling this, teardown also failed: {err}")
+
+    def __enter__(self) -> TranscodeSession:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close(exc)
+
+    # -- work -----------------------------------------------------------------------
+
+    def convert(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        output_dir: str | os.PathLike[str],
+        preset: str | Preset = "mp3",
+        progress: ProgressCallback | None = None,
+        show_progress: bool = False,
+    ) -> Report:
+        """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
+
+        Inputs are all checked before anything runs: missing or unreadable
+        ones raise :class:`MissingInputError` naming each. Outputs keep the
+        inputs' layout relative to their common parent. A file ffmpeg cannot
+        convert becomes a failed :class:`FileResult`; the others still convert.
+        ``progress`` receives a :class:`ProgressEvent` as each file starts and
+        finishes; ``show_progress`` shows a tqdm bar.
+        """
+        if self._state is not _State.OPEN:
+            raise SessionStateError(
+                f"this session is {self._state.value}; use it inside "
+                "'with TranscodeSession(config) as s:'"
+            )
+        chosen = resolve_preset(preset)
+        sources = validate_inputs(paths)
+        items = plan_work(sources, output_dir, chosen.extension)
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        sink = ProgressSink(len(items), progress, bar=show_progress, desc=f"to {chosen.name}")
+        try:
+            results = self._backend.run(items, chosen, sink, self._teardown)
+        finally:
+            sink.close()
+        report = Report(results, seconds=time.monotonic() - started)
+        log.info("%s", report.summary().splitlines()[0])
+        return report

@@ -1,0 +1,1 @@
+"""Offline Azure for tests: Azurite plus the Batch REST emulator."""
