@@ -136,6 +136,11 @@ class AzureConfig:
     takes a connection string, or an account name with a key or the same
     credential (then SAS tokens are user-delegation SAS).
 
+    Staging: inputs go to a container of the session's own, deleted at the
+    end. ``input_container`` names a container that is kept instead and
+    reused across sessions: an input already there with the same size and
+    MD5 is not uploaded again.
+
     Compute: by default a session pool is created for the session and deleted
     when it closes. ``pool_id`` uses an existing pool instead (never deleted),
     ``auto_pool=True`` lets Batch create a pool whose lifetime is the job.
@@ -172,6 +177,7 @@ class AzureConfig:
     download_concurrency: int = attrs.field(default=16, validator=_positive)
     keep_pool: bool = False
     keep_outputs_in_storage: bool = False
+    input_container: str | None = None
     resource_prefix: str = "bt"
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
 
@@ -226,6 +232,13 @@ class AzureConfig:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", self.resource_prefix):
             raise ConfigError(
                 "resource_prefix must be 1-10 lowercase letters or digits, starting with a letter"
+            )
+        if self.input_container is not None and not re.fullmatch(
+            r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", self.input_container
+        ):
+            raise ConfigError(
+                f"input_container {self.input_container!r} is not a valid container name "
+                "(3-63 lowercase letters, digits and single hyphens)"
             )
         if self.task_timeout > self.session_timeout:
             raise ConfigError("task_timeout must not exceed session_timeout")
