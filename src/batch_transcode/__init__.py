@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from batch_transcode._config import (
     AptFFmpeg,
@@ -42,11 +43,12 @@ from batch_transcode._report import FileResult, ProgressEvent, Report
 from batch_transcode._session import TranscodeSession
 
 try:
-    __version__ = version("batch-transcode")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("batch-transcode")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "PRESETS",
     "AptFFmpeg",
     "AuthenticationError",
     "AzureConfig",
@@ -59,7 +61,6 @@ __all__ = [
     "LocalConfig",
     "MissingInputError",
     "OutputCollisionError",
-    "PRESETS",
     "Preset",
     "ProgressEvent",
     "ProvisioningError",

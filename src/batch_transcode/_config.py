@@ -121,7 +121,7 @@ _POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def _account_from_endpoint(endpoint: str) -> str | None:
     host = urlsplit(endpoint).hostname or ""
-    if host.endswith(".batch.azure.com") or host.count(".") >= 3 and not host[0].isdigit():
+    if host.endswith(".batch.azure.com") or (host.count(".") >= 3 and not host[0].isdigit()):
         return host.split(".", 1)[0]
     return None
 
@@ -198,11 +198,7 @@ class AzureConfig:
                     "or export AZURE_BATCH_ACCOUNT"
                 )
             object.__setattr__(self, "batch_account", account)
-        if not (
-            self.storage_connection_string
-            or self.storage_account
-            or self.storage_endpoint
-        ):
+        if not (self.storage_connection_string or self.storage_account or self.storage_endpoint):
             raise ConfigError(
                 "no storage account configured; pass AzureConfig("
                 "storage_connection_string=...) or storage_account=..., or export "
@@ -210,15 +206,13 @@ class AzureConfig:
             )
         if self.pool_id is not None and not _POOL_ID.match(self.pool_id):
             raise ConfigError(
-                f"pool_id {self.pool_id!r} is not a valid Batch pool id "
-                "(1-64 letters, digits, '-' or '_')"
+                f"pool_id {self.pool_id!r} is not a valid Batch pool id (1-64 letters, digits, '-' or '_')"
             )
         if self.pool_id is not None and self.auto_pool:
             raise ConfigError("pass either pool_id (an existing pool) or auto_pool=True, not both")
         if not self.autoscale and self.pool_id is None and self.dedicated_nodes + self.spot_nodes == 0:
             raise ConfigError(
-                "the pool would have no nodes; set dedicated_nodes or spot_nodes "
-                "above 0, or autoscale=True"
+                "the pool would have no nodes; set dedicated_nodes or spot_nodes above 0, or autoscale=True"
             )
         if self.task_slots_per_node > 256:
             raise ConfigError(
@@ -248,9 +242,7 @@ class AzureConfig:
         return self.batch_key is not None
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> AzureConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AzureConfig:
         """Build a config from the conventional environment variables.
 
         ``AZURE_BATCH_ENDPOINT`` (required), ``AZURE_BATCH_ACCOUNT``,
@@ -279,9 +271,6 @@ class AzureConfig:
             missing.append("AZURE_BATCH_ENDPOINT")
         if not (values["storage_connection_string"] or values["storage_account"]):
             missing.append("AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_ACCOUNT)")
-        if values["batch_key"] and not values["batch_account"] and values["batch_endpoint"]:
-            if _account_from_endpoint(values["batch_endpoint"]) is None:
-                missing.append("AZURE_BATCH_ACCOUNT")
         if missing:
             raise ConfigError(
                 "missing environment variable(s): "

@@ -86,8 +86,7 @@ class OutputCollisionError(InputError):
             (out, tuple(srcs)) for out, srcs in collisions
         )
         lines = "\n".join(
-            f"  {str(out)!r} <- " + ", ".join(repr(str(s)) for s in srcs)
-            for out, srcs in self.collisions
+            f"  {str(out)!r} <- " + ", ".join(repr(str(s)) for s in srcs) for out, srcs in self.collisions
         )
         super().__init__(
             "some inputs would overwrite each other's output; nothing was started. "

@@ -30,7 +30,7 @@ def find_ffmpeg(explicit: str | os.PathLike[str] | None = None) -> str:
     if on_path is not None:
         return on_path
     try:
-        import imageio_ffmpeg  # type: ignore[import-untyped]
+        import imageio_ffmpeg
     except ImportError:
         pass
     else:

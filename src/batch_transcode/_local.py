@@ -45,7 +45,8 @@ def describe_ffmpeg_failure(exit_code: int | None, stderr: str, preset: Preset) 
     """One line saying why, then the tail of ffmpeg's stderr."""
     low = stderr.lower()
     if preset.audio_only and (
-        "does not contain any stream" in low or "output file does not contain any stream" in low
+        "does not contain any stream" in low
+        or "output file does not contain any stream" in low
         or "matches no streams" in low
     ):
         why = "the input has no audio stream to convert"
@@ -115,7 +116,7 @@ class LocalBackend:
                 _, err = proc.communicate(timeout=self.config.timeout)
                 code: int | None = proc.returncode
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _kill_group(proc)
                 _, err = proc.communicate()
                 code = None
             stderr = err.decode("utf-8", "replace")

@@ -42,11 +42,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix[1:].lower() in MEDIA_EXTENSIONS
-                )
+                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix[1:].lower() in MEDIA_EXTENSIONS)
             )
         else:
             found.append(path)
@@ -83,9 +79,7 @@ def _common_parent(sources: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(s.parent) for s in sources]))
 
 
-def plan_work(
-    sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str
-) -> list[WorkItem]:
+def plan_work(sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str) -> list[WorkItem]:
     """Map each source to its output under ``output_dir``.
 
     Outputs keep the sources' directory layout relative to their common parent
@@ -99,8 +93,10 @@ def plan_work(
     by_output: dict[Path, list[Path]] = defaultdict(list)
     for index, source in enumerate(sources):
         rel = source.relative_to(root)
-        rel_out = rel.with_name(f"{rel.stem}.{extension}") if rel.suffix else rel.with_name(
-            f"{rel.name}.{extension}"
+        rel_out = (
+            rel.with_name(f"{rel.stem}.{extension}")
+            if rel.suffix
+            else rel.with_name(f"{rel.name}.{extension}")
         )
         output = out_root / rel_out
         by_output[output].append(source)

@@ -21,7 +21,12 @@ class ProgressSink:
     """
 
     def __init__(
-        self, total: int, callback: ProgressCallback | None = None, *, bar: bool = False, desc: str = "converting"
+        self,
+        total: int,
+        callback: ProgressCallback | None = None,
+        *,
+        bar: bool = False,
+        desc: str = "converting",
     ) -> None:
         self.total = total
         self.done = 0

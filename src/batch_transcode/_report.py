@@ -50,7 +50,7 @@ class ProgressEvent:
 class Report:
     """All results, in input order. Iterable, indexable, sized."""
 
-    results: tuple[FileResult, ...] = attrs.field(converter=tuple)
+    results: tuple[FileResult, ...] = attrs.field(converter=tuple[FileResult, ...])
     seconds: float = 0.0
 
     def __iter__(self) -> Iterator[FileResult]:

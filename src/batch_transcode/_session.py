@@ -42,9 +42,7 @@ def _make_backend(config: LocalConfig | AzureConfig) -> Backend:
         from batch_transcode._azure import AzureBackend
 
         return AzureBackend(config)
-    raise ConfigError(
-        f"config must be a LocalConfig or an AzureConfig, got {type(config).__name__}"
-    )
+    raise ConfigError(f"config must be a LocalConfig or an AzureConfig, got {type(config).__name__}")
 
 
 class TranscodeSession:
@@ -142,8 +140,7 @@ class TranscodeSession:
         """
         if self._state is not _State.OPEN:
             raise SessionStateError(
-                f"this session is {self._state.value}; use it inside "
-                "'with TranscodeSession(config) as s:'"
+                f"this session is {self._state.value}; use it inside 'with TranscodeSession(config) as s:'"
             )
         chosen = resolve_preset(preset)
         sources = validate_inputs(paths)
