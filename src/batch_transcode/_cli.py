@@ -68,9 +68,6 @@ def _print_report(report: Report, output_dir: Path) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    paths = discover(args.paths)
-    if not paths:
-        raise InputError(f"no media files found in {', '.join(args.paths)}")
     config: LocalConfig | AzureConfig
     if args.backend == "azure":
         config = AzureConfig.from_env()
@@ -79,6 +76,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         if args.workers is not None:
             kwargs["workers"] = args.workers
         config = LocalConfig(**kwargs)  # type: ignore[arg-type]
+    paths = discover(args.paths)
+    if not paths:
+        raise InputError(f"no media files found in {', '.join(args.paths)}")
     out = Path(args.output_dir)
     with TranscodeSession(config) as session:
         report = session.convert(
