@@ -38,6 +38,7 @@ from batch_transcode._errors import (
     TranscodeError,
     TranscodeFailedError,
 )
+from batch_transcode._naming import discover as find_media
 from batch_transcode._presets import PRESETS, Preset
 from batch_transcode._report import FileResult, ProgressEvent, Report
 from batch_transcode._session import TranscodeSession
@@ -75,4 +76,5 @@ __all__ = [
     "TranscodeFailedError",
     "TranscodeSession",
     "__version__",
+    "find_media",
 ]

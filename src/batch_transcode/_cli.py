@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -12,11 +11,11 @@ from pathlib import Path
 
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, InputError, TranscodeError
-from batch_transcode._ffmpeg import find_ffmpeg
 from batch_transcode._naming import discover
 from batch_transcode._presets import PRESETS
 from batch_transcode._report import Report
 from batch_transcode._session import TranscodeSession
+from batch_transcode.samples import make_sample_media
 
 __all__ = ["main"]
 
@@ -86,27 +85,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         )
     _print_report(report, out.absolute())
     return EXIT_OK if report.ok else EXIT_FAILED_FILES
-
-
-def make_sample_media(directory: Path, count: int, ffmpeg: str | None = None) -> list[Path]:
-    """Generate ``count`` short sample videos (test pattern + sine tone) with ffmpeg."""
-    exe = find_ffmpeg(ffmpeg)
-    directory.mkdir(parents=True, exist_ok=True)
-    made = []
-    for i in range(count):
-        path = directory / f"sample {i + 1:02d}.mp4"
-        subprocess.run(
-            [
-                exe, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10",
-                "-f", "lavfi", "-i", f"sine=frequency={220 * (i + 1)}:duration=2",
-                "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path),
-            ],
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        made.append(path)
-    return made
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
