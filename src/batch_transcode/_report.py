@@ -19,7 +19,8 @@ class FileResult:
     """The outcome for one input file.
 
     ``error`` is ``None`` on success; on failure it is one line saying why,
-    followed by the tail of ffmpeg's stderr.
+    followed by the tail of ffmpeg's stderr. ``skipped`` is true when the
+    output was already there from an earlier run and was kept as it is.
     """
 
     source: Path
@@ -28,6 +29,7 @@ class FileResult:
     error: str | None = None
     seconds: float | None = None
     task_id: str | None = None
+    skipped: bool = False
 
     @classmethod
     def failure(cls, source: Path, error: str, **kw: object) -> FileResult:
@@ -86,7 +88,10 @@ class Report:
         return self
 
     def summary(self) -> str:
+        skipped = sum(r.skipped for r in self.results)
         line = f"{len(self.succeeded)}/{len(self)} converted in {self.seconds:.1f}s"
+        if skipped:
+            line += f" ({skipped} already done, skipped)"
         if self.failed:
             line += f", {len(self.failed)} failed:"
             for r in self.failed:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import enum
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
-from batch_transcode._naming import plan_work, validate_inputs
+from batch_transcode._naming import WorkItem, plan_work, validate_inputs
 from batch_transcode._presets import Preset, resolve_preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
-from batch_transcode._report import Report
+from batch_transcode._report import FileResult, Report
 from batch_transcode._teardown import Teardown
 
 if TYPE_CHECKING:
@@ -25,6 +27,41 @@ if TYPE_CHECKING:
 __all__ = ["TranscodeSession"]
 
 log = logging.getLogger("batch_transcode")
+
+#: How long the interpreter-exit safety net waits for a forgotten session's teardown.
+ATEXIT_TEARDOWN_TIMEOUT = 300.0
+
+
+#: Sessions opened and not yet closed (strong references: a forgotten session is still torn down).
+_OPEN_SESSIONS: set[TranscodeSession] = set()
+
+
+@atexit.register
+def _close_open_sessions() -> None:
+    """Safety net, not the mechanism: sessions still open when the interpreter exits
+    (a notebook kernel shut down, a script that never left its ``with``) are closed,
+    within a time limit."""
+    for session in list(_OPEN_SESSIONS):
+        log.warning("closing %r at interpreter exit; use sessions in a 'with' block", session)
+        worker = threading.Thread(target=session._close_quietly, name="bt-atexit-teardown", daemon=True)
+        worker.start()
+        worker.join(ATEXIT_TEARDOWN_TIMEOUT)
+        if worker.is_alive():
+            log.error(
+                "teardown did not finish within %.0fs at exit; run 'batch-transcode cleanup' "
+                "to remove what remains",
+                ATEXIT_TEARDOWN_TIMEOUT,
+            )
+
+
+def _output_is_current(item: WorkItem) -> bool:
+    """An output from an earlier run can be kept: outputs only ever carry their final
+    name once complete, so it is enough that it is non-empty and not older than its source."""
+    try:
+        out = item.output.stat()
+        return out.st_size > 0 and out.st_mtime >= item.source.stat().st_mtime
+    except OSError:
+        return False
 
 
 class _State(enum.Enum):
@@ -84,6 +121,7 @@ class TranscodeSession:
                 "Create a new TranscodeSession"
             )
         self._state = _State.OPEN
+        _OPEN_SESSIONS.add(self)
         try:
             self._backend.open(self._teardown)
         except BaseException as exc:
@@ -99,6 +137,7 @@ class TranscodeSession:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        _OPEN_SESSIONS.discard(self)
         try:
             self._teardown.close()
         except TeardownError as err:
@@ -106,6 +145,12 @@ class TranscodeSession:
                 raise
             log.error("%s", err)
             exc.add_note(f"while handling this, teardown also failed: {err}")
+
+    def _close_quietly(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            log.exception("teardown of %r failed", self)
 
     def __enter__(self) -> TranscodeSession:
         return self.open()
@@ -128,6 +173,7 @@ class TranscodeSession:
         preset: str | Preset = "mp3",
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
+        skip_existing: bool = True,
     ) -> Report:
         """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
 
@@ -137,6 +183,11 @@ class TranscodeSession:
         convert becomes a failed :class:`FileResult`; the others still convert.
         ``progress`` receives a :class:`ProgressEvent` as each file starts and
         finishes; ``show_progress`` shows a tqdm bar.
+
+        With ``skip_existing`` (the default), an input whose output is already
+        in ``output_dir`` from an earlier run (complete, and not older than the
+        input) is not converted again: its result has ``skipped=True``. Pass
+        ``skip_existing=False`` to convert everything.
         """
         if self._state is not _State.OPEN:
             raise SessionStateError(
@@ -147,11 +198,23 @@ class TranscodeSession:
         items = plan_work(sources, output_dir, chosen.extension)
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        sink = ProgressSink(len(items), progress, bar=show_progress, desc=f"to {chosen.name}")
-        try:
-            results = self._backend.run(items, chosen, sink, self._teardown)
-        finally:
-            sink.close()
-        report = Report(results, seconds=time.monotonic() - started)
+        done: dict[int, FileResult] = {}
+        if skip_existing:
+            for item in items:
+                if _output_is_current(item):
+                    done[item.index] = FileResult(
+                        source=item.source, output=item.output, ok=True, skipped=True
+                    )
+            if done:
+                log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
+        todo = [item for item in items if item.index not in done]
+        if todo:
+            sink = ProgressSink(len(todo), progress, bar=show_progress, desc=f"to {chosen.name}")
+            try:
+                results = self._backend.run(todo, chosen, sink, self._teardown)
+            finally:
+                sink.close()
+            done.update((item.index, r) for item, r in zip(todo, results, strict=True))
+        report = Report([done[item.index] for item in items], seconds=time.monotonic() - started)
         log.info("%s", report.summary().splitlines()[0])
         return report

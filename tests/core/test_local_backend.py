@@ -165,3 +165,43 @@ def test_file_result_shape(tmp_path: Path, make_media: Callable[..., Path]) -> N
     assert isinstance(result, FileResult)
     assert result.source == src and result.ok and result.error is None
     assert result.output == tmp_path / "out" / "a.opus"
+
+
+def test_rerun_skips_complete_outputs(tmp_path: Path, make_media: Callable[..., Path]) -> None:
+    a = make_media(tmp_path / "in" / "a.mp4")
+    b = make_media(tmp_path / "in" / "b.mp4")
+    out = tmp_path / "out"
+    with TranscodeSession(LocalConfig()) as s:
+        first = s.convert([a], output_dir=out)
+        assert first.ok and not first[0].skipped
+        stamp = (out / "a.mp3").stat().st_mtime_ns
+        second = s.convert([a, b], output_dir=out)
+        assert [r.skipped for r in second] == [True, False]
+        assert second.ok and "1 already done" in second.summary()
+        assert (out / "a.mp3").stat().st_mtime_ns == stamp
+        third = s.convert([a, b], output_dir=out, skip_existing=False)
+        assert [r.skipped for r in third] == [False, False]
+        assert (out / "a.mp3").stat().st_mtime_ns != stamp
+
+
+def test_an_input_newer_than_its_output_is_converted_again(
+    tmp_path: Path, make_media: Callable[..., Path]
+) -> None:
+    a = make_media(tmp_path / "a.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.mp3").write_bytes(b"stale")
+    os.utime(out / "a.mp3", (1, 1))
+    with TranscodeSession(LocalConfig()) as s:
+        (result,) = s.convert([a], output_dir=out)
+    assert not result.skipped and (out / "a.mp3").stat().st_size > 1000
+
+
+def test_open_sessions_are_closed_at_interpreter_exit() -> None:
+    from batch_transcode import _session
+
+    s = TranscodeSession(LocalConfig()).open()
+    assert s in _session._OPEN_SESSIONS
+    _session._close_open_sessions()
+    assert s not in _session._OPEN_SESSIONS
+    assert "closed" in repr(s)
