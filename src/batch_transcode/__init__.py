@@ -38,6 +38,7 @@ from batch_transcode._errors import (
     TranscodeError,
     TranscodeFailedError,
 )
+from batch_transcode._job import JobProgress, TranscodeJob
 from batch_transcode._naming import discover as find_media
 from batch_transcode._presets import PRESETS, Preset
 from batch_transcode._report import FileResult, ProgressEvent, Report
@@ -59,6 +60,7 @@ __all__ = [
     "FFmpegNotFoundError",
     "FileResult",
     "InputError",
+    "JobProgress",
     "LocalConfig",
     "MissingInputError",
     "OutputCollisionError",
@@ -74,6 +76,7 @@ __all__ = [
     "TeardownError",
     "TranscodeError",
     "TranscodeFailedError",
+    "TranscodeJob",
     "TranscodeSession",
     "__version__",
     "find_media",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -20,7 +21,10 @@ class Backend(Protocol):
     :meth:`open` provisions what the backend needs, pushing a teardown step on
     ``teardown`` the moment each resource exists. :meth:`run` converts the
     items and returns one result per item, in the items' order; a file that
-    fails to convert is a failed result, never an exception.
+    fails to convert is a failed result, never an exception. ``run`` is called
+    from a job's worker thread; when ``cancel`` is set it stops promptly and
+    returns (files not done fail with "cancelled"). Several runs may share one
+    opened backend.
     """
 
     name: str
@@ -28,5 +32,10 @@ class Backend(Protocol):
     def open(self, teardown: Teardown) -> None: ...
 
     def run(
-        self, items: Sequence[WorkItem], preset: Preset, progress: ProgressSink, teardown: Teardown
+        self,
+        items: Sequence[WorkItem],
+        preset: Preset,
+        progress: ProgressSink,
+        teardown: Teardown,
+        cancel: threading.Event,
     ) -> list[FileResult]: ...

@@ -72,31 +72,59 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 class LocalBackend:
-    """Runs up to ``config.workers`` ffmpeg processes at once, argv only (no shell)."""
+    """Runs up to ``config.workers`` ffmpeg processes at once, argv only (no shell).
+
+    Several runs (jobs) may share the backend; together they never exceed
+    ``workers`` processes.
+    """
 
     name = "local"
 
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
         self.ffmpeg = ""
-        self._procs: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._cancelled = threading.Event()
+        self._slots = threading.BoundedSemaphore(config.workers)
 
     def open(self, teardown: Teardown) -> None:
         self.ffmpeg = find_ffmpeg(self.config.ffmpeg)
         log.info("local backend ready: %d workers, ffmpeg %s", self.config.workers, self.ffmpeg)
 
-    # -- one file -----------------------------------------------------------------
+    def run(
+        self,
+        items: Sequence[WorkItem],
+        preset: Preset,
+        progress: ProgressSink,
+        teardown: Teardown,
+        cancel: threading.Event,
+    ) -> list[FileResult]:
+        return _LocalRun(self, preset, progress, cancel).run(items)
 
-    def _convert_one(self, item: WorkItem, preset: Preset, progress: ProgressSink) -> FileResult:
-        if self._cancelled.is_set():
+
+class _LocalRun:
+    """One batch of files on the local backend; ``cancel`` stops it at once."""
+
+    def __init__(
+        self, backend: LocalBackend, preset: Preset, progress: ProgressSink, cancel: threading.Event
+    ) -> None:
+        self.backend = backend
+        self.preset = preset
+        self.progress = progress
+        self.cancel = cancel
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def _convert_one(self, item: WorkItem) -> FileResult:
+        with self.backend._slots:
+            return self._convert_one_in_slot(item)
+
+    def _convert_one_in_slot(self, item: WorkItem) -> FileResult:
+        if self.cancel.is_set():
             return FileResult.failure(item.source, "cancelled before it started")
-        progress.started(item.source)
+        self.progress.started(item.source)
         started = time.monotonic()
         item.output.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_output(item.output)
-        argv = ffmpeg_argv(self.ffmpeg, str(item.source), str(tmp), preset)
+        argv = ffmpeg_argv(self.backend.ffmpeg, str(item.source), str(tmp), self.preset)
         try:
             proc = subprocess.Popen(
                 argv,
@@ -109,11 +137,11 @@ class LocalBackend:
             return FileResult.failure(item.source, f"could not start ffmpeg: {exc}")
         with self._lock:
             self._procs.add(proc)
-            if self._cancelled.is_set():  # raced with _stop_all: stop it too
+            if self.cancel.is_set():  # raced with stop_all: stop it too
                 _kill_group(proc)
         try:
             try:
-                _, err = proc.communicate(timeout=self.config.timeout)
+                _, err = proc.communicate(timeout=self.backend.config.timeout)
                 code: int | None = proc.returncode
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
@@ -121,42 +149,36 @@ class LocalBackend:
                 code = None
             stderr = err.decode("utf-8", "replace")
             seconds = time.monotonic() - started
-            if self._cancelled.is_set():
+            if self.cancel.is_set():
                 return FileResult.failure(item.source, "cancelled", seconds=seconds)
             if code == 0 and tmp.is_file():
                 os.replace(tmp, item.output)
                 return FileResult(source=item.source, output=item.output, ok=True, seconds=seconds)
             return FileResult.failure(
-                item.source, describe_ffmpeg_failure(code, stderr, preset), seconds=seconds
+                item.source, describe_ffmpeg_failure(code, stderr, self.preset), seconds=seconds
             )
         finally:
             with self._lock:
                 self._procs.discard(proc)
             tmp.unlink(missing_ok=True)
 
-    # -- the batch ----------------------------------------------------------------
-
-    def _stop_all(self) -> None:
+    def stop_all(self) -> None:
         with self._lock:
-            self._cancelled.set()
+            self.cancel.set()
             procs = list(self._procs)
         for proc in procs:
             _kill_group(proc)
 
-    def run(
-        self, items: Sequence[WorkItem], preset: Preset, progress: ProgressSink, teardown: Teardown
-    ) -> list[FileResult]:
-        self._cancelled.clear()
+    def run(self, items: Sequence[WorkItem]) -> list[FileResult]:
         results: list[FileResult | None] = [None] * len(items)
-        pool = ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="bt-ffmpeg")
+        pool = ThreadPoolExecutor(max_workers=self.backend.config.workers, thread_name_prefix="bt-ffmpeg")
         futures: dict[Future[FileResult], int] = {}
         try:
             for pos, item in enumerate(items):
-                futures[pool.submit(self._convert_one, item, preset, progress)] = pos
+                futures[pool.submit(self._convert_one, item)] = pos
             pending = set(futures)
             while pending:
-                # A timeout keeps the main thread responsive to KeyboardInterrupt.
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
                     pos = futures[fut]
                     try:
@@ -165,10 +187,17 @@ class LocalBackend:
                         log.exception("converting %s failed unexpectedly", items[pos].source)
                         result = FileResult.failure(items[pos].source, f"internal error: {exc!r}")
                     results[pos] = result
-                    progress.finished(result)
-        except BaseException:
-            self._stop_all()
+                    self.progress.finished(result)
+                if self.cancel.is_set():
+                    break
+        finally:
+            if self.cancel.is_set() or any(r is None for r in results):
+                self.stop_all()
             pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        return [r for r in results if r is not None]
+        for fut, pos in futures.items():  # files that finished while we were stopping
+            if results[pos] is None and fut.done() and not fut.cancelled() and fut.exception() is None:
+                results[pos] = fut.result()
+        return [
+            r if r is not None else FileResult.failure(items[pos].source, "cancelled")
+            for pos, r in enumerate(results)
+        ]

@@ -7,14 +7,14 @@ import enum
 import logging
 import os
 import threading
-import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
+from batch_transcode._job import TranscodeJob
 from batch_transcode._naming import WorkItem, plan_work, validate_inputs
 from batch_transcode._presets import Preset, resolve_preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
@@ -103,6 +103,7 @@ class TranscodeSession:
         self._backend = _make_backend(self.config)
         self._teardown = Teardown()
         self._state = _State.UNOPENED
+        self._jobs: list[TranscodeJob] = []
 
     def __repr__(self) -> str:
         return f"<TranscodeSession backend={self._backend.name} state={self._state.value}>"
@@ -138,6 +139,13 @@ class TranscodeSession:
             return
         self._state = _State.CLOSED
         _OPEN_SESSIONS.discard(self)
+        for job in self._jobs:  # stop running work before removing what it runs on
+            job.cancel()
+        for job in self._jobs:
+            try:
+                job._join(None)
+            except KeyboardInterrupt:
+                log.warning("interrupted while stopping jobs; tearing down anyway")
         try:
             self._teardown.close()
         except TeardownError as err:
@@ -165,6 +173,53 @@ class TranscodeSession:
 
     # -- work -----------------------------------------------------------------------
 
+    def submit(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        output_dir: str | os.PathLike[str],
+        preset: str | Preset = "mp3",
+        progress: ProgressCallback | None = None,
+        show_progress: bool = False,
+        skip_existing: bool = True,
+    ) -> TranscodeJob:
+        """Start converting ``paths`` in the background and return a :class:`TranscodeJob` at once.
+
+        Inputs are checked before it returns (bad ones raise here, nothing
+        started). Several jobs may run in one session, sharing its workers or
+        pool. Arguments as for :meth:`convert`.
+        """
+        self._require_open()
+        chosen = resolve_preset(preset)
+        sources = validate_inputs(paths)
+        items = plan_work(sources, output_dir, chosen.extension)
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        done: dict[int, FileResult] = {}
+        if skip_existing:
+            for item in items:
+                if _output_is_current(item):
+                    done[item.index] = FileResult(
+                        source=item.source, output=item.output, ok=True, skipped=True
+                    )
+            if done:
+                log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
+        backend, teardown = self._backend, self._teardown
+
+        def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
+            return backend.run(todo, chosen, sink, teardown, cancel)
+
+        job = TranscodeJob(
+            items,
+            done,
+            runner,
+            progress=progress,
+            show_progress=show_progress,
+            desc=f"to {chosen.name}",
+            name=f"bt-job-{len(self._jobs) + 1}",
+        )
+        self._jobs.append(job)
+        return job
+
     def convert(
         self,
         paths: Iterable[str | os.PathLike[str]],
@@ -188,33 +243,24 @@ class TranscodeSession:
         in ``output_dir`` from an earlier run (complete, and not older than the
         input) is not converted again: its result has ``skipped=True``. Pass
         ``skip_existing=False`` to convert everything.
+
+        ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and
+        leaving the session removes what it created.
         """
+        job = self.submit(
+            paths,
+            output_dir=output_dir,
+            preset=preset,
+            progress=progress,
+            show_progress=show_progress,
+            skip_existing=skip_existing,
+        )
+        report = job.wait()
+        log.info("%s", report.summary().splitlines()[0])
+        return report
+
+    def _require_open(self) -> None:
         if self._state is not _State.OPEN:
             raise SessionStateError(
                 f"this session is {self._state.value}; use it inside 'with TranscodeSession(config) as s:'"
             )
-        chosen = resolve_preset(preset)
-        sources = validate_inputs(paths)
-        items = plan_work(sources, output_dir, chosen.extension)
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        done: dict[int, FileResult] = {}
-        if skip_existing:
-            for item in items:
-                if _output_is_current(item):
-                    done[item.index] = FileResult(
-                        source=item.source, output=item.output, ok=True, skipped=True
-                    )
-            if done:
-                log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
-        todo = [item for item in items if item.index not in done]
-        if todo:
-            sink = ProgressSink(len(todo), progress, bar=show_progress, desc=f"to {chosen.name}")
-            try:
-                results = self._backend.run(todo, chosen, sink, self._teardown)
-            finally:
-                sink.close()
-            done.update((item.index, r) for item, r in zip(todo, results, strict=True))
-        report = Report([done[item.index] for item in items], seconds=time.monotonic() - started)
-        log.info("%s", report.summary().splitlines()[0])
-        return report

@@ -1,0 +1,217 @@
+"""TranscodeJob: a run in progress, returned at once by ``TranscodeSession.submit``."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import attrs
+
+from batch_transcode._errors import RunTimeoutError
+from batch_transcode._naming import WorkItem
+from batch_transcode._progress import ProgressCallback, ProgressSink
+from batch_transcode._report import FileResult, ProgressEvent, Report
+
+__all__ = ["JobProgress", "TranscodeJob"]
+
+log = logging.getLogger("batch_transcode")
+
+Runner = Callable[[Sequence[WorkItem], ProgressSink, threading.Event], list[FileResult]]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class JobProgress:
+    """Counts of a job's files at one moment."""
+
+    total: int
+    done: int
+    succeeded: int
+    failed: int
+    skipped: int
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done
+
+    def __str__(self) -> str:
+        text = f"{self.done}/{self.total} done"
+        if self.failed:
+            text += f", {self.failed} failed"
+        if self.skipped:
+            text += f", {self.skipped} skipped"
+        return text
+
+
+class TranscodeJob:
+    """Files being converted in the background.
+
+    ``wait()`` returns the :class:`Report`; ``as_completed()`` yields each
+    :class:`FileResult` as its file finishes; ``progress`` counts;
+    ``cancel()`` stops the work (unfinished files fail with "cancelled").
+    Ctrl-C while waiting cancels the job, waits for it to stop, and re-raises.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[WorkItem],
+        done: dict[int, FileResult],
+        runner: Runner,
+        *,
+        progress: ProgressCallback | None,
+        show_progress: bool,
+        desc: str,
+        name: str = "transcode-job",
+    ) -> None:
+        self._items = list(items)
+        self._results: dict[int, FileResult] = dict(done)
+        self._lock = threading.Lock()
+        self._completed: queue.SimpleQueue[tuple[int, FileResult]] = queue.SimpleQueue()
+        for index in sorted(done):
+            self._completed.put((index, done[index]))
+        self._skipped = len(done)
+        self._cancel = threading.Event()
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._finished_at: float | None = None
+        self._user_progress = progress
+        todo = [item for item in self._items if item.index not in done]
+        self._index_of = {item.source: item.index for item in todo}
+        self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
+        self._thread = threading.Thread(target=self._run, args=(runner, todo), name=name, daemon=True)
+        self._thread.start()
+
+    # -- worker side ----------------------------------------------------------------
+
+    def _on_event(self, event: ProgressEvent) -> None:
+        if event.kind == "finished" and event.result is not None:
+            self._completed.put((self._index_of[event.source], event.result))
+        if self._user_progress is not None:
+            self._user_progress(event)
+
+    def _run(self, runner: Runner, todo: list[WorkItem]) -> None:
+        try:
+            if todo:
+                results = runner(todo, self._sink, self._cancel)
+                with self._lock:
+                    for item, result in zip(todo, results, strict=True):
+                        self._results[item.index] = result
+        except BaseException as exc:  # handed to the waiting thread
+            self._error = exc
+        finally:
+            self._sink.close()
+            self._finished_at = time.monotonic()
+            with self._lock:
+                for item in todo:
+                    if item.index not in self._results:
+                        reason = "cancelled" if self._cancel.is_set() else "not run: the job stopped early"
+                        self._results[item.index] = FileResult.failure(item.source, reason)
+
+    # -- user side ------------------------------------------------------------------
+
+    def done(self) -> bool:
+        """True once the job has stopped (finished, failed or cancelled)."""
+        return not self._thread.is_alive()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def progress(self) -> JobProgress:
+        if self.done():
+            with self._lock:
+                results = list(self._results.values())
+            failed = sum(not r.ok for r in results)
+            return JobProgress(
+                total=len(self._items),
+                done=len(results),
+                succeeded=len(results) - failed,
+                failed=failed,
+                skipped=self._skipped,
+            )
+        done = self._skipped + self._sink.done
+        failed = self._sink.failed
+        return JobProgress(
+            total=len(self._items), done=done, succeeded=done - failed, failed=failed, skipped=self._skipped
+        )
+
+    def cancel(self) -> None:
+        """Ask the job to stop; returns at once. ``wait()`` then returns the partial report."""
+        if not self._cancel.is_set():
+            log.info("cancelling job")
+            self._cancel.set()
+
+    def _join(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while self._thread.is_alive():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                # Short joins keep the waiting thread responsive to Ctrl-C.
+                self._thread.join(0.2 if remaining is None else min(0.2, remaining))
+        except KeyboardInterrupt:
+            self.cancel()
+            while self._thread.is_alive():
+                try:
+                    self._thread.join(0.2)
+                except KeyboardInterrupt:
+                    log.warning("still stopping the job; press Ctrl-C again to keep waiting")
+            raise
+        return True
+
+    def wait(self, timeout: float | None = None) -> Report:
+        """Block until the job stops and return its :class:`Report`.
+
+        Raises :class:`RunTimeoutError` if ``timeout`` seconds pass first (the
+        job keeps running: wait again or ``cancel()``), and re-raises what
+        stopped the job if it could not run (e.g. a provisioning error).
+        """
+        if not self._join(timeout):
+            raise RunTimeoutError(
+                f"the job is still running after {timeout}s ({self.progress}); call wait() again, or cancel()"
+            )
+        if self._error is not None:
+            raise self._error
+        end = self._finished_at or time.monotonic()
+        with self._lock:
+            return Report([self._results[item.index] for item in self._items], seconds=end - self._started)
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[FileResult]:
+        """Yield each file's result as it finishes (files skipped as already done first).
+
+        Files that never ran (the job was cancelled) come last, as failures.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        yielded: set[int] = set()
+        while len(yielded) < len(self._items):
+            try:
+                index, result = self._completed.get(timeout=0.2)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RunTimeoutError(f"no result within {timeout}s ({self.progress})") from None
+                if not self.done():
+                    continue
+                if self._error is not None:
+                    raise self._error from None
+                while not self._completed.empty():
+                    index, result = self._completed.get()
+                    if index not in yielded:
+                        yielded.add(index)
+                        yield result
+                with self._lock:
+                    rest = [(i.index, self._results[i.index]) for i in self._items if i.index not in yielded]
+                for index, result in rest:
+                    yielded.add(index)
+                    yield result
+                return
+            if index not in yielded:
+                yielded.add(index)
+                yield result
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "cancelling" if self.cancelled else "running"
+        return f"<TranscodeJob {state} {self.progress}>"
