@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from batch_transcode._config import AzureConfig
@@ -24,6 +25,11 @@ class AzureBackend:
         raise NotImplementedError("the Azure backend is not implemented yet; use LocalConfig")
 
     def run(
-        self, items: Sequence[WorkItem], preset: Preset, progress: ProgressSink, teardown: Teardown
+        self,
+        items: Sequence[WorkItem],
+        preset: Preset,
+        progress: ProgressSink,
+        teardown: Teardown,
+        cancel: threading.Event,
     ) -> list[FileResult]:
         raise NotImplementedError
