@@ -40,6 +40,7 @@ from batch_transcode._errors import (
 )
 from batch_transcode._job import JobProgress, TranscodeJob
 from batch_transcode._naming import discover as find_media
+from batch_transcode._plan import Plan
 from batch_transcode._presets import PRESETS, Preset
 from batch_transcode._report import FileResult, ProgressEvent, Report
 from batch_transcode._session import TranscodeSession
@@ -64,6 +65,7 @@ __all__ = [
     "LocalConfig",
     "MissingInputError",
     "OutputCollisionError",
+    "Plan",
     "Preset",
     "ProgressEvent",
     "ProvisioningError",

@@ -73,6 +73,9 @@ class TranscodeJob:
             self._completed.put((index, done[index]))
         self._skipped = len(done)
         self._cancel = threading.Event()
+        # Not Thread.is_alive(): a join() interrupted by Ctrl-C can leave a live
+        # thread marked as stopped (CPython 3.11), so completion has its own event.
+        self._finished = threading.Event()
         self._error: BaseException | None = None
         self._started = time.monotonic()
         self._finished_at: float | None = None
@@ -108,12 +111,13 @@ class TranscodeJob:
                     if item.index not in self._results:
                         reason = "cancelled" if self._cancel.is_set() else "not run: the job stopped early"
                         self._results[item.index] = FileResult.failure(item.source, reason)
+            self._finished.set()
 
     # -- user side ------------------------------------------------------------------
 
     def done(self) -> bool:
         """True once the job has stopped (finished, failed or cancelled)."""
-        return not self._thread.is_alive()
+        return self._finished.is_set()
 
     @property
     def cancelled(self) -> bool:
@@ -147,17 +151,17 @@ class TranscodeJob:
     def _join(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while self._thread.is_alive():
+            while not self._finished.is_set():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                # Short joins keep the waiting thread responsive to Ctrl-C.
-                self._thread.join(0.2 if remaining is None else min(0.2, remaining))
+                # Short waits keep the waiting thread responsive to Ctrl-C.
+                self._finished.wait(0.2 if remaining is None else min(0.2, remaining))
         except KeyboardInterrupt:
             self.cancel()
-            while self._thread.is_alive():
+            while not self._finished.is_set():
                 try:
-                    self._thread.join(0.2)
+                    self._finished.wait(0.2)
                 except KeyboardInterrupt:
                     log.warning("still stopping the job; press Ctrl-C again to keep waiting")
             raise

@@ -16,6 +16,7 @@ from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
 from batch_transcode._job import TranscodeJob
 from batch_transcode._naming import WorkItem, plan_work, validate_inputs
+from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
 from batch_transcode._presets import Preset, resolve_preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._report import FileResult, Report
@@ -172,6 +173,26 @@ class TranscodeSession:
         self._close(exc)
 
     # -- work -----------------------------------------------------------------------
+
+    def plan(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        output_dir: str | os.PathLike[str] = "out",
+        preset: str | Preset = "mp3",
+        price_per_node_hour: float | None = None,
+        mb_per_second: float = DEFAULT_MB_PER_SECOND,
+    ) -> Plan:
+        """Estimate a run before it starts: files, bytes to stage, nodes, slots,
+        node-hours and (with ``price_per_node_hour``) the cost. Nothing is created.
+        Inputs are checked as by :meth:`convert`. Works on an unopened session too."""
+        if self._state is _State.CLOSED:
+            self._require_open()
+        chosen = resolve_preset(preset)
+        items = plan_work(validate_inputs(paths), output_dir, chosen.extension)
+        return make_plan(
+            items, self.config, price_per_node_hour=price_per_node_hour, mb_per_second=mb_per_second
+        )
 
     def submit(
         self,
