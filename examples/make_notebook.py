@@ -26,7 +26,9 @@ CELLS = [
     (
         "code",
         "with session:\n"
-        "    report = session.convert(paths, output_dir='notebook-mp3s', show_progress=True, skip_existing=False)\n"
+        "    report = session.convert(\n"
+        "        paths, output_dir='notebook-mp3s', show_progress=True, skip_existing=False\n"
+        "    )\n"
         "report",
     ),
     ("code", "print(report.summary())"),
