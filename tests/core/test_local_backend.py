@@ -31,6 +31,11 @@ HOSTILE_NAMES = [
     "new\nline.mp4",
     "colon:name.mp4",
     "x" * 200 + ".mp4",
+    "Case.mp4",
+    "case.mp4",
+    "CASE.mp4",
+    "back\\slash.mp4",
+    "tab\tand*star?.mp4",
 ]
 
 

@@ -38,3 +38,30 @@ def test_notebook_runs_and_shows_progress_and_report(tmp_path: Path) -> None:
     assert "<table>" in html and "no audio stream" in html, "no HTML report with the failure"
     assert "6/7 converted" in html
     assert (tmp_path / "notebook-mp3s").is_dir()
+
+
+def test_embed_in_app_example(tmp_path: Path) -> None:
+    from batch_transcode.samples import make_sample_media
+
+    inbox = tmp_path / "inbox"
+    make_sample_media(inbox, count=2)
+    (inbox / "broken.mp4").write_text("not a video")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "embed_in_app.py"), str(inbox), str(tmp_path / "outbox")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "could not convert" in proc.stderr and "broken.mp4" in proc.stderr
+    assert "2/3 converted" in proc.stderr
+    assert len(list((tmp_path / "outbox").glob("*.mp3"))) == 2
+    missing = subprocess.run(
+        [sys.executable, str(EXAMPLES / "embed_in_app.py"), str(tmp_path / "nope"), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2 and "cannot start" in missing.stderr
