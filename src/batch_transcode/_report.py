@@ -89,7 +89,8 @@ class Report:
 
     def summary(self) -> str:
         skipped = sum(r.skipped for r in self.results)
-        line = f"{len(self.succeeded)}/{len(self)} converted in {self.seconds:.1f}s"
+        took = f"{self.seconds:.2f}s" if self.seconds < 10 else f"{self.seconds:.1f}s"
+        line = f"{len(self.succeeded)}/{len(self)} converted in {took}"
         if skipped:
             line += f" ({skipped} already done, skipped)"
         if self.failed:
