@@ -1,0 +1,103 @@
+"""The one place where Azure SDK exceptions become batch_transcode exceptions.
+
+::
+
+    ClientAuthenticationError (401, bad token)      -> AuthenticationError
+    HttpResponseError 403 (missing role, bad SAS)   -> AuthenticationError
+    ServiceRequestError / ServiceResponseError      -> ServiceUnavailableError
+    HttpResponseError 408/429/5xx                   -> ServiceUnavailableError
+    any other azure.core AzureError                 -> AzureError (with the service's code)
+
+Always ``raise translate(exc, ...) from exc``, or use :func:`azure_errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from azure.core import exceptions as az
+
+from batch_transcode._errors import (
+    AuthenticationError,
+    AzureError,
+    ServiceUnavailableError,
+    TranscodeError,
+)
+from batch_transcode._retry import TRANSIENT_STATUSES
+
+__all__ = ["azure_errors", "error_code", "is_code", "translate"]
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The service's error code (``PoolExists``, ``TaskExists``, ``ContainerNotFound``...), if any."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    if code:
+        return str(code)
+    model = getattr(exc, "model", None)
+    code = getattr(model, "code", None)
+    if code:
+        return str(code)
+    code = getattr(exc, "error_code", None)
+    return str(code) if code else None
+
+
+def is_code(exc: BaseException, *codes: str) -> bool:
+    code = error_code(exc)
+    return code is not None and code.lower() in {c.lower() for c in codes}
+
+
+def _message(exc: BaseException) -> str:
+    error = getattr(exc, "error", None)
+    text = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[0][:500] if lines else type(exc).__name__
+
+
+def translate(exc: BaseException, what: str) -> TranscodeError:
+    """The batch_transcode error for ``exc``, raised while doing ``what`` ("create pool bt-...")."""
+    if isinstance(exc, TranscodeError):
+        return exc
+    code = error_code(exc)
+    status = getattr(exc, "status_code", None)
+    detail = _message(exc)
+    if isinstance(exc, az.ClientAuthenticationError) or status == 403:
+        return AuthenticationError(
+            f"{what}: the service refused the credentials "
+            f"({code or status or type(exc).__name__}: {detail}). "
+            "Check AZURE_BATCH_ACCOUNT / AZURE_BATCH_ACCESS_KEY and the storage credentials, or, with "
+            "Microsoft Entra ID, that you are signed in and hold the roles listed in docs/azure.md",
+            code=code,
+        )
+    if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError)):
+        return ServiceUnavailableError(
+            f"{what}: the service could not be reached ({type(exc).__name__}: {detail}). "
+            "Check the endpoint and your network, then run again",
+            code=code,
+        )
+    if (
+        isinstance(exc, az.HttpResponseError)
+        and status is not None
+        and (status in TRANSIENT_STATUSES or status >= 500)
+    ):
+        return ServiceUnavailableError(
+            f"{what}: the service kept failing (HTTP {status}{f' {code}' if code else ''}: {detail}); "
+            "try again later",
+            code=code,
+        )
+    if isinstance(exc, az.AzureError):
+        return AzureError(
+            f"{what} failed ({f'HTTP {status} ' if status else ''}{code or type(exc).__name__}: {detail})",
+            code=code,
+        )
+    return AzureError(f"{what} failed ({type(exc).__name__}: {detail})", code=code)
+
+
+@contextmanager
+def azure_errors(what: str) -> Iterator[None]:
+    """Translate any Azure SDK exception raised in the block."""
+    try:
+        yield
+    except az.AzureError as exc:
+        raise translate(exc, what) from exc

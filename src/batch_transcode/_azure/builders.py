@@ -1,0 +1,409 @@
+"""Pure builders: config + staged files -> ``azure.batch.models`` objects. No I/O.
+
+Everything about *what Azure is asked for* is decided here and unit-tested
+against the models and the official REST spec.
+
+Hostile file names never reach a node: each task's resource file puts its
+input at a fixed safe path (``input/source.<ext>``), ffmpeg writes
+``output.<ext>`` in the task's working directory, and the output file's
+*destination blob* carries the real name. The command line is still built
+from the one ffmpeg argv builder with every word quoted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import shlex
+from collections.abc import Sequence
+from pathlib import PurePath
+
+import attrs
+from azure.batch import models as bm
+
+from batch_transcode._commands import ffmpeg_argv, shell_line
+from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
+from batch_transcode._presets import Preset
+
+__all__ = [
+    "CREATED_BY",
+    "DIAGNOSTICS_PREFIX",
+    "FFmpegSetup",
+    "SessionNames",
+    "autoscale_formula",
+    "ffmpeg_setup",
+    "job_create_options",
+    "metadata_items",
+    "new_session_id",
+    "pool_create_options",
+    "pool_specification",
+    "task_create_options",
+    "task_id",
+    "task_script",
+]
+
+#: Value of the ``createdby`` metadata item on everything a session creates.
+CREATED_BY = "batch-transcode"
+#: Where a failed task's stdout/stderr are uploaded in the output container.
+DIAGNOSTICS_PREFIX = ".bt-diagnostics"
+#: The shell every task runs under (the Batch command line itself is not run by a shell).
+SHELL = "/bin/bash"
+#: Where the staged ffmpeg lives on a node; expanded by the task's shell.
+STAGED_FFMPEG_REF = '"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"'
+#: Name of the staged ffmpeg binary in the start task's working directory.
+STAGED_FFMPEG_FILE = "ffmpeg"
+
+_SAFE_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
+
+
+def _utc(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC) if now.tzinfo else now.replace(tzinfo=dt.UTC)
+
+
+def new_session_id(prefix: str, now: dt.datetime, token: str | None = None) -> str:
+    """``{prefix}-{yyyymmddThhmm}-{8 hex}``: sortable by time, unique, valid for every
+    Batch and Storage name it is part of (lowercase letters, digits, single hyphens)."""
+    token = secrets.token_hex(4) if token is None else token
+    return f"{prefix}-{_utc(now):%Y%m%dt%H%M}-{token}"
+
+
+@attrs.define(frozen=True, kw_only=True)
+class SessionNames:
+    """The ids of what a session creates, derived from its id."""
+
+    session_id: str
+    created_at: dt.datetime
+
+    @property
+    def pool_id(self) -> str:
+        return f"{self.session_id}-pool"
+
+    def job_id(self, run: int = 1) -> str:
+        return f"{self.session_id}-job" if run == 1 else f"{self.session_id}-job{run}"
+
+    @property
+    def auto_pool_prefix(self) -> str:
+        # autoPoolIdPrefix: at most 20 characters; Batch appends a unique suffix.
+        return self.session_id[-20:].lstrip("-")
+
+    @property
+    def created_at_text(self) -> str:
+        return _utc(self.created_at).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def metadata_items(names: SessionNames) -> list[bm.BatchMetadataItem]:
+    """The tags the orphan sweep (``batch-transcode cleanup``) recognises."""
+    return [
+        bm.BatchMetadataItem(name="createdby", value=CREATED_BY),
+        bm.BatchMetadataItem(name="session", value=names.session_id),
+        bm.BatchMetadataItem(name="createdat", value=names.created_at_text),
+    ]
+
+
+# -- ffmpeg provisioning ----------------------------------------------------------------
+
+
+@attrs.define(frozen=True, kw_only=True)
+class FFmpegSetup:
+    """How ffmpeg gets onto the nodes: pool-level parts and the word tasks call it by."""
+
+    command: str  # the first word of the task script, already shell-safe
+    start_task: bm.BatchStartTask | None = None
+    container_configuration: bm.BatchContainerConfiguration | None = None
+    task_container: bm.BatchTaskContainerSettings | None = None
+
+
+def _bash(script: str) -> str:
+    return f"{SHELL} -c {shlex.quote(script)}"
+
+
+APT_SCRIPT = (
+    "set -eu; export DEBIAN_FRONTEND=noninteractive; "
+    "for i in 1 2 3; do "
+    "apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg && break; "
+    "sleep 15; done; "
+    "ffmpeg -hide_banner -version | head -n 1"
+)
+
+STAGED_SCRIPT = (
+    "set -eu; "
+    f'install -m 0755 {STAGED_FFMPEG_FILE} "$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"; '
+    f"{STAGED_FFMPEG_REF} -hide_banner -version | head -n 1"
+)
+
+
+def ffmpeg_setup(strategy: AptFFmpeg | StagedFFmpeg | ContainerFFmpeg, staged_url: str | None) -> FFmpegSetup:
+    """The provisioning parts for ``strategy``; ``staged_url`` is the SAS URL of the
+    staged binary (required for :class:`StagedFFmpeg`)."""
+    if isinstance(strategy, AptFFmpeg):
+        return FFmpegSetup(
+            command="ffmpeg",
+            start_task=bm.BatchStartTask(
+                command_line=_bash(APT_SCRIPT),
+                user_identity=bm.UserIdentity(
+                    auto_user=bm.AutoUserSpecification(scope="pool", elevation_level="admin")
+                ),
+                max_task_retry_count=2,
+                wait_for_success=True,
+            ),
+        )
+    if isinstance(strategy, StagedFFmpeg):
+        if not staged_url:
+            raise ValueError("StagedFFmpeg needs the staged binary's URL")
+        return FFmpegSetup(
+            command=STAGED_FFMPEG_REF,
+            start_task=bm.BatchStartTask(
+                command_line=_bash(STAGED_SCRIPT),
+                resource_files=[
+                    bm.ResourceFile(http_url=staged_url, file_path=STAGED_FFMPEG_FILE, file_mode="0755")
+                ],
+                user_identity=bm.UserIdentity(auto_user=bm.AutoUserSpecification(scope="pool")),
+                max_task_retry_count=2,
+                wait_for_success=True,
+            ),
+        )
+    if isinstance(strategy, ContainerFFmpeg):
+        return FFmpegSetup(
+            command="ffmpeg",
+            container_configuration=bm.BatchContainerConfiguration(
+                type="dockerCompatible", container_image_names=[strategy.image]
+            ),
+            task_container=bm.BatchTaskContainerSettings(
+                image_name=strategy.image,
+                working_directory="taskWorkingDirectory",
+                container_run_options="--entrypoint=",
+            ),
+        )
+    raise TypeError(f"unknown ffmpeg provisioning {strategy!r}")
+
+
+# -- pool ---------------------------------------------------------------------------------
+
+
+def autoscale_formula(config: AzureConfig) -> str:
+    """Enough nodes for the pending tasks (active + running), at most ``max_nodes``,
+    and none at all when the queue is empty. With ``spot_nodes`` > 0 the first
+    ``dedicated_nodes`` nodes are dedicated and the rest Spot."""
+    slots = config.task_slots_per_node
+    if config.spot_nodes > 0:
+        dedicated_cap = min(config.dedicated_nodes, config.max_nodes)
+        spot_cap = config.max_nodes - dedicated_cap
+    else:
+        dedicated_cap, spot_cap = config.max_nodes, 0
+    return "\n".join(
+        [
+            "$samples = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);",
+            "$pending = $samples < 70 ? max(0, $PendingTasks.GetSample(1)) : "
+            "max($PendingTasks.GetSample(1), avg($PendingTasks.GetSample(TimeInterval_Minute * 5)));",
+            f"$nodes = $pending > 0 ? ceil($pending / {slots}) : 0;",
+            f"$TargetDedicatedNodes = min($nodes, {dedicated_cap});",
+            f"$TargetLowPriorityNodes = min(max(0, $nodes - $TargetDedicatedNodes), {spot_cap});",
+            "$NodeDeallocationOption = taskcompletion;",
+        ]
+    )
+
+
+def _virtual_machine_configuration(config: AzureConfig, setup: FFmpegSetup) -> bm.VirtualMachineConfiguration:
+    publisher, offer, sku = config.image
+    return bm.VirtualMachineConfiguration(
+        image_reference=bm.BatchVmImageReference(publisher=publisher, offer=offer, sku=sku, version="latest"),
+        node_agent_sku_id=config.node_agent_sku,
+        container_configuration=setup.container_configuration,
+    )
+
+
+@attrs.define(frozen=True)
+class _Scale:
+    enable_auto_scale: bool
+    auto_scale_formula: str | None = None
+    auto_scale_evaluation_interval: dt.timedelta | None = None
+    target_dedicated_nodes: int | None = None
+    target_low_priority_nodes: int | None = None
+    resize_timeout: dt.timedelta | None = None
+
+
+def _scale(config: AzureConfig) -> _Scale:
+    if config.autoscale:
+        return _Scale(True, autoscale_formula(config), dt.timedelta(minutes=5))
+    return _Scale(
+        False,
+        target_dedicated_nodes=config.dedicated_nodes,
+        target_low_priority_nodes=config.spot_nodes,
+        resize_timeout=dt.timedelta(minutes=15),
+    )
+
+
+def pool_create_options(
+    config: AzureConfig, names: SessionNames, setup: FFmpegSetup
+) -> bm.BatchPoolCreateOptions:
+    """The session pool: deleted when the session closes, tagged for the orphan sweep."""
+    scale = _scale(config)
+    return bm.BatchPoolCreateOptions(
+        id=names.pool_id,
+        display_name=f"batch-transcode session {names.session_id}",
+        vm_size=config.vm_size,
+        virtual_machine_configuration=_virtual_machine_configuration(config, setup),
+        task_slots_per_node=config.task_slots_per_node,
+        start_task=setup.start_task,
+        metadata=metadata_items(names),
+        enable_auto_scale=scale.enable_auto_scale,
+        auto_scale_formula=scale.auto_scale_formula,
+        auto_scale_evaluation_interval=scale.auto_scale_evaluation_interval,
+        target_dedicated_nodes=scale.target_dedicated_nodes,
+        target_low_priority_nodes=scale.target_low_priority_nodes,
+        resize_timeout=scale.resize_timeout,
+    )
+
+
+def pool_specification(
+    config: AzureConfig, names: SessionNames, setup: FFmpegSetup
+) -> bm.BatchPoolSpecification:
+    """The same pool, as an auto-pool specification (its lifetime is the job's)."""
+    scale = _scale(config)
+    return bm.BatchPoolSpecification(
+        display_name=f"batch-transcode session {names.session_id}",
+        vm_size=config.vm_size,
+        virtual_machine_configuration=_virtual_machine_configuration(config, setup),
+        task_slots_per_node=config.task_slots_per_node,
+        start_task=setup.start_task,
+        metadata=metadata_items(names),
+        enable_auto_scale=scale.enable_auto_scale,
+        auto_scale_formula=scale.auto_scale_formula,
+        auto_scale_evaluation_interval=scale.auto_scale_evaluation_interval,
+        target_dedicated_nodes=scale.target_dedicated_nodes,
+        target_low_priority_nodes=scale.target_low_priority_nodes,
+        resize_timeout=scale.resize_timeout,
+    )
+
+
+# -- job ----------------------------------------------------------------------------------
+
+
+def pool_info(config: AzureConfig, names: SessionNames, setup: FFmpegSetup | None) -> bm.BatchPoolInfo:
+    """An existing pool (``config.pool_id``), an auto-pool living as long as the job,
+    or the session pool."""
+    if config.pool_id is not None:
+        return bm.BatchPoolInfo(pool_id=config.pool_id)
+    if config.auto_pool:
+        if setup is None:
+            raise ValueError("an auto-pool needs the ffmpeg setup")
+        return bm.BatchPoolInfo(
+            auto_pool_specification=bm.BatchAutoPoolSpecification(
+                pool_lifetime_option="job",
+                auto_pool_id_prefix=names.auto_pool_prefix,
+                keep_alive=False,
+                pool=pool_specification(config, names, setup),
+            )
+        )
+    return bm.BatchPoolInfo(pool_id=names.pool_id)
+
+
+def job_create_options(
+    *,
+    job_id: str,
+    names: SessionNames,
+    info: bm.BatchPoolInfo,
+    max_wall_clock: dt.timedelta,
+    terminate_when_done: bool = False,
+) -> bm.BatchJobCreateOptions:
+    """A job bounded in time. Created with ``noaction`` on completion and switched to
+    ``terminatejob`` once every task is added (``terminate_when_done=False``): a job
+    set to terminate when created can end between two task collections."""
+    return bm.BatchJobCreateOptions(
+        id=job_id,
+        display_name=f"batch-transcode session {names.session_id}",
+        pool_info=info,
+        constraints=bm.BatchJobConstraints(max_wall_clock_time=max(max_wall_clock, dt.timedelta(minutes=1))),
+        all_tasks_complete_mode="terminatejob" if terminate_when_done else "noaction",
+        metadata=metadata_items(names),
+    )
+
+
+def job_terminate_when_done() -> bm.BatchJobUpdateOptions:
+    return bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob")
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+def task_id(index: int) -> str:
+    """Deterministic and valid for Batch (letters and digits, <= 64): ``t000042``."""
+    if index < 0:
+        raise ValueError("index must be >= 0")
+    return f"t{index:06d}"
+
+
+def input_file_name(source: str | PurePath) -> str:
+    """The safe path a task's input is downloaded to: ``input/source.<ext>``, with the
+    source's extension only when it is plain letters/digits (ffmpeg probes content anyway)."""
+    suffix = PurePath(source).suffix[1:]
+    return f"input/source.{suffix.lower()}" if _SAFE_EXT.match(suffix) else "input/source"
+
+
+def output_file_name(preset: Preset) -> str:
+    return f"output.{preset.extension}"
+
+
+def task_script(setup: FFmpegSetup, input_name: str, output_name: str, preset: Preset) -> str:
+    """The shell script a task runs: the shared ffmpeg argv, every word quoted; only the
+    ffmpeg reference (``"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"`` when staged) is left to the shell."""
+    argv = ffmpeg_argv("ffmpeg", input_name, output_name, preset)
+    return f"exec {setup.command} {shell_line(argv[1:])}"
+
+
+def diagnostics_path(job_id: str, tid: str, name: str) -> str:
+    return f"{DIAGNOSTICS_PREFIX}/{job_id}/{tid}/{name}"
+
+
+def task_create_options(
+    *,
+    config: AzureConfig,
+    setup: FFmpegSetup,
+    job_id: str,
+    index: int,
+    source_name: str,
+    input_url: str,
+    output_container_url: str,
+    output_blob_name: str,
+    preset: Preset,
+    display_name: str | None = None,
+) -> bm.BatchTaskCreateOptions:
+    """One file's task: fetch the input, run ffmpeg, upload the output on success and
+    stdout/stderr on failure."""
+    tid = task_id(index)
+    input_name = input_file_name(source_name)
+    output_name = output_file_name(preset)
+    script = task_script(setup, input_name, output_name, preset)
+
+    def upload(pattern: str, path: str, condition: str) -> bm.OutputFile:
+        return bm.OutputFile(
+            file_pattern=pattern,
+            destination=bm.OutputFileDestination(
+                container=bm.OutputFileBlobContainerDestination(container_url=output_container_url, path=path)
+            ),
+            upload_options=bm.OutputFileUploadConfiguration(upload_condition=condition),
+        )
+
+    return bm.BatchTaskCreateOptions(
+        id=tid,
+        display_name=(display_name or source_name)[-1024:],
+        command_line=_bash(script),
+        resource_files=[bm.ResourceFile(http_url=input_url, file_path=input_name)],
+        output_files=[
+            upload(output_name, output_blob_name, "tasksuccess"),
+            upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),
+            upload("../stdout.txt", diagnostics_path(job_id, tid, "stdout.txt"), "taskfailure"),
+        ],
+        constraints=bm.BatchTaskConstraints(
+            max_wall_clock_time=dt.timedelta(seconds=config.task_timeout),
+            max_task_retry_count=config.max_task_retry_count,
+        ),
+        container_settings=setup.task_container,
+    )
+
+
+def chunks(
+    seq: Sequence[bm.BatchTaskCreateOptions], size: int = 100
+) -> list[list[bm.BatchTaskCreateOptions]]:
+    return [list(seq[i : i + size]) for i in range(0, len(seq), size)]

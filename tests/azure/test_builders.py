@@ -1,0 +1,265 @@
+"""The builders against the SDK models and the official REST spec."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.batch import models as bm
+from hypothesis import given
+from hypothesis import strategies as st
+
+from batch_transcode._azure import builders as b
+from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
+from batch_transcode._presets import PRESETS, Preset
+
+Validate = Callable[[dict[str, Any], str], None]
+
+NOW = dt.datetime(2026, 11, 29, 4, 12, 7, tzinfo=dt.UTC)
+NAMES = b.SessionNames(session_id=b.new_session_id("bt", NOW, "1a2b3c4d"), created_at=NOW)
+STAGED_URL = "https://st.blob.core.windows.net/c/ffmpeg?sv=x&sig=SECRET"
+
+
+def config(**kw: Any) -> AzureConfig:
+    base: dict[str, Any] = {
+        "batch_endpoint": "https://acct.westeurope.batch.azure.com",
+        "batch_key": "a2V5",
+        "storage_connection_string": "UseDevelopmentStorage=true",
+    }
+    return AzureConfig(**(base | kw))
+
+
+def test_session_names() -> None:
+    assert NAMES.session_id == "bt-20261129t0412-1a2b3c4d"
+    assert NAMES.pool_id == "bt-20261129t0412-1a2b3c4d-pool"
+    assert NAMES.job_id() == "bt-20261129t0412-1a2b3c4d-job"
+    assert NAMES.job_id(2) == "bt-20261129t0412-1a2b3c4d-job2"
+    assert len(NAMES.auto_pool_prefix) <= 20
+    assert NAMES.created_at_text == "2026-11-29T04:12:07Z"
+    other = b.new_session_id("bt", NOW)
+    assert other != b.new_session_id("bt", NOW)
+    assert re.fullmatch(r"bt-20261129t0412-[0-9a-f]{8}", other)
+
+
+def test_golden_pool_fixed_size_apt(spec_validate: Validate) -> None:
+    setup = b.ffmpeg_setup(AptFFmpeg(), None)
+    pool = b.pool_create_options(config(dedicated_nodes=2, spot_nodes=3, task_slots_per_node=4), NAMES, setup)
+    body = pool.as_dict()
+    spec_validate(body, "BatchPoolCreateOptions")
+    assert body["id"] == "bt-20261129t0412-1a2b3c4d-pool"
+    assert body["vmSize"] == "Standard_D2s_v5"
+    assert body["virtualMachineConfiguration"] == {
+        "imageReference": {
+            "publisher": "canonical",
+            "offer": "ubuntu-24_04-lts",
+            "sku": "server",
+            "version": "latest",
+        },
+        "nodeAgentSKUId": "batch.node.ubuntu 24.04",
+    }
+    assert body["targetDedicatedNodes"] == 2
+    assert body["targetLowPriorityNodes"] == 3
+    assert body["enableAutoScale"] is False
+    assert body["taskSlotsPerNode"] == 4
+    assert body["metadata"] == [
+        {"name": "createdby", "value": "batch-transcode"},
+        {"name": "session", "value": "bt-20261129t0412-1a2b3c4d"},
+        {"name": "createdat", "value": "2026-11-29T04:12:07Z"},
+    ]
+    start = body["startTask"]
+    assert start["waitForSuccess"] is True
+    assert start["userIdentity"] == {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
+    words = shlex.split(start["commandLine"])
+    assert words[:2] == ["/bin/bash", "-c"]
+    assert "apt-get install -y -qq --no-install-recommends ffmpeg" in words[2]
+
+
+def test_golden_pool_autoscale_staged(spec_validate: Validate) -> None:
+    setup = b.ffmpeg_setup(StagedFFmpeg(binary=Path("/opt/ffmpeg")), STAGED_URL)
+    cfg = config(
+        autoscale=True, max_nodes=8, dedicated_nodes=1, spot_nodes=1, ffmpeg=StagedFFmpeg(binary="/x")
+    )
+    body = b.pool_create_options(cfg, NAMES, setup).as_dict()
+    spec_validate(body, "BatchPoolCreateOptions")
+    assert body["enableAutoScale"] is True
+    assert "targetDedicatedNodes" not in body
+    assert body["autoScaleEvaluationInterval"] == "PT05M00S"
+    formula = body["autoScaleFormula"]
+    assert "$PendingTasks" in formula
+    assert "$pending > 0 ? ceil($pending / 2) : 0" in formula  # zero nodes on an empty queue
+    assert "$TargetDedicatedNodes = min($nodes, 1);" in formula
+    assert "$TargetLowPriorityNodes = min(max(0, $nodes - $TargetDedicatedNodes), 7);" in formula
+    start = body["startTask"]
+    assert start["resourceFiles"] == [{"httpUrl": STAGED_URL, "filePath": "ffmpeg", "fileMode": "0755"}]
+    assert '"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"' in shlex.split(start["commandLine"])[2]
+
+
+def test_autoscale_all_dedicated_without_spot() -> None:
+    formula = b.autoscale_formula(config(autoscale=True, max_nodes=5))
+    assert "$TargetDedicatedNodes = min($nodes, 5);" in formula
+    assert "$TargetLowPriorityNodes = min(max(0, $nodes - $TargetDedicatedNodes), 0);" in formula
+
+
+def test_container_pool_and_task(spec_validate: Validate) -> None:
+    setup = b.ffmpeg_setup(ContainerFFmpeg(image="example/ffmpeg:7"), None)
+    body = b.pool_create_options(config(), NAMES, setup).as_dict()
+    spec_validate(body, "BatchPoolCreateOptions")
+    assert body["virtualMachineConfiguration"]["containerConfiguration"] == {
+        "type": "dockerCompatible",
+        "containerImageNames": ["example/ffmpeg:7"],
+    }
+    assert "startTask" not in body
+    task = _task(setup=setup).as_dict()
+    spec_validate(task, "BatchTaskCreateOptions")
+    assert task["containerSettings"]["imageName"] == "example/ffmpeg:7"
+
+
+def test_staged_setup_needs_url() -> None:
+    with pytest.raises(ValueError, match="URL"):
+        b.ffmpeg_setup(StagedFFmpeg(binary="/x"), None)
+
+
+@pytest.mark.parametrize("kind", ["existing", "session", "auto"])
+def test_golden_job(kind: str, spec_validate: Validate) -> None:
+    cfg = {"existing": config(pool_id="shared-pool"), "session": config(), "auto": config(auto_pool=True)}[
+        kind
+    ]
+    setup = b.ffmpeg_setup(AptFFmpeg(), None)
+    info = b.pool_info(cfg, NAMES, setup)
+    job = b.job_create_options(
+        job_id=NAMES.job_id(), names=NAMES, info=info, max_wall_clock=dt.timedelta(hours=6)
+    )
+    body = job.as_dict()
+    spec_validate(body, "BatchJobCreateOptions")
+    assert body["id"] == "bt-20261129t0412-1a2b3c4d-job"
+    assert body["constraints"] == {"maxWallClockTime": "PT06H00M00S"}
+    assert body["onAllTasksComplete"] == "noaction"  # switched to terminatejob after the last task
+    assert body["metadata"][0] == {"name": "createdby", "value": "batch-transcode"}
+    if kind == "existing":
+        assert body["poolInfo"] == {"poolId": "shared-pool"}
+    elif kind == "session":
+        assert body["poolInfo"] == {"poolId": NAMES.pool_id}
+    else:
+        auto = body["poolInfo"]["autoPoolSpecification"]
+        assert auto["poolLifetimeOption"] == "job"
+        assert auto["keepAlive"] is False
+        assert len(auto["autoPoolIdPrefix"]) <= 20
+        assert auto["pool"]["vmSize"] == "Standard_D2s_v5"
+        assert auto["pool"]["metadata"][1] == {"name": "session", "value": NAMES.session_id}
+    update = b.job_terminate_when_done().as_dict()
+    spec_validate(update, "BatchJobUpdateOptions")
+    assert update == {"onAllTasksComplete": "terminatejob"}
+
+
+def _task(
+    *, setup: b.FFmpegSetup | None = None, source: str = "talks/day 1/a.mp4", preset: Preset = PRESETS["mp3"]
+) -> bm.BatchTaskCreateOptions:
+    return b.task_create_options(
+        config=config(task_timeout=600, max_task_retry_count=1),
+        setup=setup or b.ffmpeg_setup(StagedFFmpeg(binary="/x"), STAGED_URL),
+        job_id=NAMES.job_id(),
+        index=42,
+        source_name=source,
+        input_url="https://st.blob.core.windows.net/in/x?sig=IN",
+        output_container_url="https://st.blob.core.windows.net/out?sig=OUT",
+        output_blob_name="talks/day 1/a.mp3",
+        preset=preset,
+    )
+
+
+def test_golden_task(spec_validate: Validate) -> None:
+    body = _task().as_dict()
+    spec_validate(body, "BatchTaskCreateOptions")
+    assert body["id"] == "t000042"
+    assert body["resourceFiles"] == [
+        {"httpUrl": "https://st.blob.core.windows.net/in/x?sig=IN", "filePath": "input/source.mp4"}
+    ]
+    assert body["constraints"] == {"maxWallClockTime": "PT10M00S", "maxTaskRetryCount": 1}
+    out, err, std = body["outputFiles"]
+    assert out["filePattern"] == "output.mp3"
+    assert out["destination"]["container"]["path"] == "talks/day 1/a.mp3"
+    assert out["uploadOptions"] == {"uploadCondition": "tasksuccess"}
+    assert err["filePattern"] == "../stderr.txt"
+    assert err["uploadOptions"] == {"uploadCondition": "taskfailure"}
+    assert (
+        err["destination"]["container"]["path"]
+        == ".bt-diagnostics/bt-20261129t0412-1a2b3c4d-job/t000042/stderr.txt"
+    )
+    assert std["filePattern"] == "../stdout.txt"
+    assert body["commandLine"] == (
+        '/bin/bash -c \'exec "$AZ_BATCH_NODE_SHARED_DIR/ffmpeg" -hide_banner -nostdin -loglevel error -y '
+        "-i file:input/source.mp4 -vn -c:a libmp3lame -q:a 2 file:output.mp3'"
+    )
+
+
+def test_task_ids() -> None:
+    assert b.task_id(0) == "t000000"
+    assert b.task_id(1_234_567) == "t1234567"
+    with pytest.raises(ValueError, match="index"):
+        b.task_id(-1)
+
+
+HOSTILE = [
+    "with space.mp4",
+    'it\'s "quoted".mp4',
+    "$(touch PWNED).mp4",
+    "a;rm -rf x.mp4",
+    "-leading-dash.mp4",
+    "ünïcødé 日本.mp4",
+    "new\nline.mp4",
+    "noext",
+    "weird.m$4",
+    "x.`id`",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_never_reach_the_command_line(name: str, spec_validate: Validate) -> None:
+    task = _task(source=name)
+    body = task.as_dict()
+    spec_validate(body, "BatchTaskCreateOptions")
+    assert name not in body["commandLine"]
+    input_path = body["resourceFiles"][0]["filePath"]
+    assert re.fullmatch(r"input/source(\.[a-z0-9]{1,10})?", input_path)
+
+
+@given(st.text(min_size=1, max_size=60).filter(lambda s: "\x00" not in s))
+def test_input_file_name_is_always_safe(name: str) -> None:
+    assert re.fullmatch(r"input/source(\.[a-z0-9]{1,10})?", b.input_file_name(name))
+
+
+def test_task_script_runs_in_a_real_shell(tmp_path: Path) -> None:
+    """The command line, split as the node agent does and run by bash, calls ffmpeg with
+    exactly the argv of the shared builder (a stand-in ffmpeg prints its arguments)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    fake = shared / "ffmpeg"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    preset = Preset.custom("mka", ["-metadata", "title=$(touch PWNED); `id` 'x'", "-c:a", "copy"])
+    task = _task(source="$(touch PWNED).mp4", preset=preset)
+    argv = shlex.split(task.command_line)
+    proc = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env={"AZ_BATCH_NODE_SHARED_DIR": str(shared), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stdout.splitlines() == [
+        "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", "file:input/source.mp4",
+        "-metadata", "title=$(touch PWNED); `id` 'x'", "-c:a", "copy", "file:output.mka",
+    ]  # fmt: skip
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_chunks() -> None:
+    tasks = [_task() for _ in range(250)]
+    assert [len(c) for c in b.chunks(tasks)] == [100, 100, 50]
