@@ -1,0 +1,234 @@
+"""Watching a job: O(1) requests per poll, fail fast on a broken pool, one listing at the end.
+
+Each poll reads the job's task counts. While they move, that is all; when
+they stall (and on the first poll) the pool's allocation state and its nodes
+are checked too, so that a start task that failed, an allocation or resize
+error, or nodes that all became unusable raise :class:`ProvisioningError` at
+once instead of waiting for the timeout. Polls back off from
+``poll_interval`` to ``poll_interval_max`` while nothing changes.
+
+At the end, :func:`final_states` lists the job's tasks once, with ``$select``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import attrs
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core import exceptions as az
+
+from batch_transcode import _retry
+from batch_transcode._azure._errors import translate
+from batch_transcode._config import AzureConfig
+from batch_transcode._errors import ProvisioningError, RunTimeoutError
+from batch_transcode._local import stderr_tail
+
+__all__ = ["Counts", "TaskOutcome", "final_states", "start_task_stderr", "wait_for_job"]
+
+log = logging.getLogger(__name__)
+
+#: Node states in which a node will never run a task without someone stepping in.
+BROKEN_NODE_STATES = frozenset({"unusable", "starttaskfailed"})
+
+
+@attrs.define(frozen=True)
+class Counts:
+    active: int
+    running: int
+    completed: int
+    succeeded: int
+    failed: int
+
+
+@attrs.define(frozen=True, kw_only=True)
+class TaskOutcome:
+    """What the final listing says about one task."""
+
+    task_id: str
+    state: str
+    result: str | None = None
+    exit_code: int | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    seconds: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "completed" and self.result == "success" and self.exit_code in (0, None)
+
+
+def start_task_stderr(client: BatchClient, pool_id: str, node_id: str) -> str | None:
+    """The tail of a node's start task stderr (``startup/stderr.txt``), if it can be read."""
+    try:
+        data = b"".join(client.download_node_file(pool_id, node_id, "startup/stderr.txt"))
+    except az.AzureError as exc:
+        log.debug("could not read the start task stderr of node %s: %s", node_id, exc)
+        return None
+    return stderr_tail(data.decode("utf-8", "replace")) or None
+
+
+def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
+    """Raise :class:`ProvisioningError` if the pool cannot run tasks and will not recover."""
+    policy = config.retry
+    pool = _retry.call(
+        policy,
+        f"get pool {pool_id}",
+        lambda: client.get_pool(
+            pool_id,
+            select=[
+                "id",
+                "state",
+                "allocationState",
+                "resizeErrors",
+                "currentDedicatedNodes",
+                "currentLowPriorityNodes",
+                "enableAutoScale",
+            ],
+        ),
+    )
+    current = (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
+    errors = pool.resize_errors or []
+    if errors and current == 0 and pool.allocation_state == "steady":
+        first = errors[0]
+        raise ProvisioningError(
+            f"pool {pool_id} could not allocate nodes: {first.code}: {first.message}. "
+            "Check the account's core quotas for the VM size (docs/azure.md) or choose another vm_size",
+            pool_id=pool_id,
+            code=first.code,
+        )
+    if current == 0:
+        return
+    nodes = list(
+        _retry.call(
+            policy,
+            f"list nodes of pool {pool_id}",
+            lambda: list(client.list_nodes(pool_id, select=["id", "state", "startTaskInfo"])),
+        )
+    )
+    for node in nodes:
+        if node.state == "starttaskfailed":
+            info = node.start_task_info
+            exit_code = info.exit_code if info is not None else None
+            failure = info.failure_info if info is not None else None
+            why = f"exit code {exit_code}" if exit_code is not None else (failure.message if failure else "")
+            raise ProvisioningError(
+                f"the start task failed on node {node.id} of pool {pool_id} ({why}); "
+                "ffmpeg could not be installed on the nodes",
+                pool_id=pool_id,
+                code=failure.code if failure is not None else "StartTaskFailed",
+                stderr_tail=start_task_stderr(client, pool_id, node.id or ""),
+            )
+    if nodes and all(n.state in BROKEN_NODE_STATES for n in nodes):
+        raise ProvisioningError(
+            f"all {len(nodes)} node(s) of pool {pool_id} are unusable", pool_id=pool_id, code="NodesUnusable"
+        )
+
+
+def _counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
+    result = _retry.call(
+        config.retry, f"get task counts of job {job_id}", lambda: client.get_job_task_counts(job_id)
+    )
+    c = result.task_counts
+    return Counts(c.active, c.running, c.completed, c.succeeded, c.failed)
+
+
+def _auto_pool_id(client: BatchClient, job_id: str, config: AzureConfig) -> str | None:
+    job = _retry.call(
+        config.retry, f"get job {job_id}", lambda: client.get_job(job_id, select=["id", "executionInfo"])
+    )
+    info = job.execution_info
+    return info.pool_id if info is not None else None
+
+
+def wait_for_job(
+    client: BatchClient,
+    *,
+    job_id: str,
+    pool_id: str | None,
+    total: int,
+    config: AzureConfig,
+    deadline: float,
+    cancel: threading.Event,
+    on_progress: Callable[[Counts], None] | None = None,
+) -> bool:
+    """Poll until ``total`` tasks completed (True) or ``cancel`` is set (False).
+
+    ``pool_id`` None means an auto-pool: its id is read from the job once it
+    exists. Raises :class:`ProvisioningError` for a broken pool and
+    :class:`RunTimeoutError` when the monotonic ``deadline`` passes.
+    """
+    interval = config.poll_interval
+    last: Counts | None = None
+    try:
+        while True:
+            counts = _counts(client, job_id, config)
+            moved = counts != last
+            if moved:
+                log.info(
+                    "job %s: %d/%d done (%d failed), %d running, %d waiting",
+                    job_id,
+                    counts.completed,
+                    total,
+                    counts.failed,
+                    counts.running,
+                    counts.active,
+                )
+                if on_progress is not None:
+                    on_progress(counts)
+            if counts.completed >= total:
+                return True
+            if pool_id is None:
+                pool_id = _auto_pool_id(client, job_id, config)
+            if pool_id is not None and (last is None or not moved or counts.completed == last.completed):
+                check_pool(client, pool_id, config)
+            last = counts
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RunTimeoutError(
+                    f"job {job_id} did not finish within the session timeout "
+                    f"({counts.completed}/{total} done); raise AzureConfig(session_timeout=...) "
+                    "or add nodes"
+                )
+            interval = (
+                max(config.poll_interval, interval / 2)
+                if moved
+                else min(config.poll_interval_max, interval * 1.5)
+            )
+            if cancel.wait(min(interval, remaining)):
+                return False
+    except az.AzureError as exc:
+        raise translate(exc, f"watch job {job_id}") from exc
+
+
+def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[str, TaskOutcome]:
+    """Every task's outcome, from ONE listing of the job's tasks with ``$select``."""
+
+    def listing() -> list[bm.BatchTask]:
+        return list(client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
+
+    try:
+        tasks = _retry.call(config.retry, f"list tasks of job {job_id}", listing)
+    except az.AzureError as exc:
+        raise translate(exc, f"list tasks of job {job_id}") from exc
+    out: dict[str, TaskOutcome] = {}
+    for task in tasks:
+        info = task.execution_info
+        failure = info.failure_info if info is not None else None
+        seconds = None
+        if info is not None and info.start_time is not None and info.end_time is not None:
+            seconds = (info.end_time - info.start_time).total_seconds()
+        out[task.id or ""] = TaskOutcome(
+            task_id=task.id or "",
+            state=str(task.state or ""),
+            result=str(info.result) if info is not None and info.result is not None else None,
+            exit_code=info.exit_code if info is not None else None,
+            failure_code=failure.code if failure is not None else None,
+            failure_message=failure.message if failure is not None else None,
+            seconds=seconds,
+        )
+    return out
