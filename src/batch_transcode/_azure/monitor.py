@@ -205,6 +205,13 @@ def wait_for_job(
         raise translate(exc, f"watch job {job_id}") from exc
 
 
+def _text(value: object) -> str | None:
+    """An enum's wire value (``"completed"``), not its name."""
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
 def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[str, TaskOutcome]:
     """Every task's outcome, from ONE listing of the job's tasks with ``$select``."""
 
@@ -224,8 +231,8 @@ def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[
             seconds = (info.end_time - info.start_time).total_seconds()
         out[task.id or ""] = TaskOutcome(
             task_id=task.id or "",
-            state=str(task.state or ""),
-            result=str(info.result) if info is not None and info.result is not None else None,
+            state=_text(task.state) or "",
+            result=_text(info.result) if info is not None else None,
             exit_code=info.exit_code if info is not None else None,
             failure_code=failure.code if failure is not None else None,
             failure_message=failure.message if failure is not None else None,
