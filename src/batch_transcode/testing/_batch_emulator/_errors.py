@@ -1,0 +1,73 @@
+"""Batch service errors in the service's wire format."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class BatchServiceError(Exception):
+    """An error the emulated service answers with (status, code, message, values)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        values: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.values = dict(values or {})
+        self.headers = dict(headers or {})
+
+    def body(self, endpoint: str, request_id: str, time: str) -> bytes:
+        doc: dict[str, Any] = {
+            "odata.metadata": f"{endpoint}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
+            "code": self.code,
+            "message": {"lang": "en-US", "value": f"{self.message}\nRequestId:{request_id}\nTime:{time}"},
+        }
+        if self.values:
+            doc["values"] = [{"key": k, "value": v} for k, v in self.values.items()]
+        return json.dumps(doc).encode("utf-8")
+
+
+def not_found(kind: str, ident: str) -> BatchServiceError:
+    """``PoolNotFound`` / ``JobNotFound`` / ``TaskNotFound`` / ``NodeNotFound`` / ``FileNotFound``."""
+    messages = {
+        "Pool": "The specified pool does not exist.",
+        "Job": "The specified job does not exist.",
+        "Task": "The specified task does not exist.",
+        "Node": "The specified node does not exist.",
+        "File": "The specified file does not exist.",
+    }
+    return BatchServiceError(404, f"{kind}NotFound", messages[kind])
+
+
+def exists(kind: str) -> BatchServiceError:
+    messages = {
+        "Pool": "The specified pool already exists.",
+        "Job": "The specified job already exists.",
+        "Task": "The specified task already exists.",
+    }
+    return BatchServiceError(409, f"{kind}Exists", messages[kind])
+
+
+def being_deleted(kind: str) -> BatchServiceError:
+    messages = {
+        "Pool": "The specified pool has been marked for deletion and is being reclaimed.",
+        "Job": "The specified job has been marked for deletion and is being garbage collected.",
+    }
+    return BatchServiceError(409, f"{kind}BeingDeleted", messages[kind])
+
+
+def invalid_value(prop: str, value: object, reason: str) -> BatchServiceError:
+    return BatchServiceError(
+        400,
+        "InvalidPropertyValue",
+        "The value provided for one of the properties in the request body is invalid.",
+        {"PropertyName": prop, "PropertyValue": str(value), "Reason": reason},
+    )

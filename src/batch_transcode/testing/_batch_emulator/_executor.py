@@ -1,0 +1,279 @@
+"""Running things on emulated nodes: the node image, resource files, command lines, output files.
+
+A node is a directory ``nodes/<pool>/<node>/`` with ``shared/``, ``startup/``,
+``workitems/<job>/job-1/<task>/`` and ``bin/``. ``bin/`` comes first on PATH and is the
+"node image": ``ffmpeg`` (the host's, or imageio-ffmpeg's), and shims for ``apt-get``,
+``apt`` and ``sudo`` so that the usual start task
+``/bin/bash -c "sudo apt-get update && sudo apt-get install -y ffmpeg"`` succeeds
+without touching the host.
+
+Command lines run like Linux Batch runs them: not under a shell. The command line is
+split shell-like (``shlex``) and the program is executed directly; tasks that want
+shell features wrap themselves in ``/bin/bash -c "..."``, as on the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+APT_SHIM = """#!/bin/sh
+# Emulated node image: packages are preinstalled; apt only reports it.
+case "$1" in
+  update) echo "Reading package lists... Done" ;;
+  install|upgrade|dist-upgrade)
+    shift
+    for p in "$@"; do
+      case "$p" in -*) ;; *) echo "$p is already the newest version." ;; esac
+    done ;;
+  *) ;;
+esac
+exit 0
+"""
+
+SUDO_SHIM = """#!/bin/sh
+# Emulated node image: tasks already run with the rights they need.
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -u|-g|-C|-h|-p|-U|-r|-t) shift 2 ;;
+    --) shift; break ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+exec "$@"
+"""
+
+
+def find_ffmpeg() -> str | None:
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        exe: str = imageio_ffmpeg.get_ffmpeg_exe()
+        return exe
+    except Exception:  # the node image simply has no ffmpeg then
+        return None
+
+
+def make_node_image(bin_dir: Path, ffmpeg: str | None) -> None:
+    """Fill a node's ``bin/`` (ffmpeg symlink, apt/apt-get/sudo shims)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("apt-get", APT_SHIM), ("apt", APT_SHIM), ("sudo", SUDO_SHIM)):
+        p = bin_dir / name
+        p.write_text(text)
+        p.chmod(0o755)
+    if ffmpeg:
+        link = bin_dir / "ffmpeg"
+        if not link.exists():
+            link.symlink_to(ffmpeg)
+
+
+def redact(url: str) -> str:
+    return re.sub(r"(sig=)[^&]*", r"\1REDACTED", url)
+
+
+class PreparationError(Exception):
+    """A resource file could not be fetched (-> failureInfo with the service's code)."""
+
+    def __init__(self, code: str, message: str, category: str = "UserError") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.category = category
+
+
+def _safe_join(base: Path, rel: str) -> Path:
+    target = (base / rel).resolve()
+    if base.resolve() not in (target, *target.parents):
+        raise PreparationError("ResourceFileCreateFailed", f"file path '{rel}' leaves the task directory")
+    return target
+
+
+def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
+    """Fetch ``resourceFiles`` into the working directory, as the node agent does."""
+    for rf in files:
+        file_mode = rf.get("fileMode")
+        written: list[Path] = []
+        if rf.get("autoStorageContainerName"):
+            raise PreparationError(
+                "BlobAccessDenied",
+                "autoStorageContainerName needs an auto-storage account, which the emulator does not have",
+            )
+        if rf.get("httpUrl"):
+            url = rf["httpUrl"]
+            rel = rf.get("filePath")
+            if not rel:
+                raise PreparationError("ResourceFileCreateFailed", "filePath is required with httpUrl")
+            dest = _safe_join(wd, rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
+                    shutil.copyfileobj(resp, out)
+            except urllib.error.HTTPError as exc:
+                code = {404: "BlobNotFound", 403: "BlobAccessDenied"}.get(exc.code, "BlobDownloadMiscError")
+                raise PreparationError(code, f"Download of {redact(url)} failed: HTTP {exc.code}") from exc
+            except OSError as exc:
+                raise PreparationError(
+                    "BlobDownloadMiscError", f"Download of {redact(url)} failed: {exc}", "ServerError"
+                ) from exc
+            written.append(dest)
+        elif rf.get("storageContainerUrl"):
+            written.extend(_download_container(rf, wd))
+        else:
+            raise PreparationError("ResourceFileCreateFailed", "a resource file needs httpUrl or storageContainerUrl")
+        if file_mode:
+            for p in written:
+                with contextlib.suppress(ValueError, OSError):
+                    p.chmod(int(str(file_mode), 8))
+
+
+def _download_container(rf: JSON, wd: Path) -> list[Path]:
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+    from azure.storage.blob import ContainerClient
+
+    url = rf["storageContainerUrl"]
+    prefix = rf.get("blobPrefix") or None
+    base = _safe_join(wd, rf.get("filePath") or ".")
+    written: list[Path] = []
+    try:
+        with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+            for blob in cc.list_blobs(name_starts_with=prefix):
+                dest = _safe_join(base, blob.name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as out:
+                    cc.download_blob(blob.name).readinto(out)
+                written.append(dest)
+    except ResourceNotFoundError as exc:
+        raise PreparationError("BlobNotFound", f"Container {redact(url)} not found") from exc
+    except ClientAuthenticationError as exc:
+        raise PreparationError("BlobAccessDenied", f"Access to {redact(url)} denied") from exc
+    except HttpResponseError as exc:
+        code = "BlobAccessDenied" if exc.status_code == 403 else "BlobDownloadMiscError"
+        raise PreparationError(code, f"Listing {redact(url)} failed: HTTP {exc.status_code}") from exc
+    return written
+
+
+def launch(command_line: str, *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+    """Start a command line the way the Linux node agent does (no shell; argv from shlex)."""
+    argv = shlex.split(command_line)
+    if not argv:
+        raise PreparationError("CommandLaunchFailed", "the command line is empty")
+    program = argv[0]
+    if "/" not in program:
+        resolved = shutil.which(program, path=env.get("PATH"))
+        if resolved is None:
+            raise PreparationError("CommandProgramNotFound", f"The specified command program is not found: {program}")
+        argv[0] = resolved
+    with open(stdout, "ab") as out, open(stderr, "ab") as err:
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise PreparationError("CommandProgramNotFound", f"The specified command program is not found: {program}") from exc
+        except OSError as exc:
+            raise PreparationError("CommandLaunchFailed", f"Failed to launch the command line: {exc}") from exc
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process and everything in its session."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, 9)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def _match(pattern: str, wd: Path) -> list[tuple[Path, str]]:
+    """Files matched by an outputFiles pattern, each with its blob-relative name."""
+    pattern = pattern.replace("\\", "/")
+    full = os.path.normpath(os.path.join(str(wd), pattern))
+    if not _WILDCARD.search(pattern):
+        p = Path(full)
+        return [(p, p.name)] if p.is_file() else []
+    # The non-wildcard directory prefix of the pattern is the base of the relative blob names.
+    parts = pattern.split("/")
+    base_parts: list[str] = []
+    for part in parts:
+        if _WILDCARD.search(part):
+            break
+        base_parts.append(part)
+    base = Path(os.path.normpath(os.path.join(str(wd), *base_parts))) if base_parts else wd
+    out: list[tuple[Path, str]] = []
+    for hit in sorted(glob.glob(full, recursive=True)):
+        p = Path(hit)
+        if p.is_file():
+            out.append((p, p.relative_to(base).as_posix()))
+    return out
+
+
+def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -> None:
+    """Upload ``outputFiles`` whose uploadCondition holds; raise PreparationError on failure."""
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import ContainerClient, ContentSettings
+
+    for spec in outputs:
+        condition = ((spec.get("uploadOptions") or {}).get("uploadCondition") or "tasksuccess").lower()
+        if condition == "tasksuccess" and not succeeded:
+            continue
+        if condition == "taskfailure" and succeeded:
+            continue
+        container = (spec.get("destination") or {}).get("container") or {}
+        url = container.get("containerUrl")
+        if not url:
+            continue
+        pattern = spec["filePattern"]
+        path = container.get("path")
+        has_wildcard = bool(_WILDCARD.search(pattern))
+        headers = {h["name"].lower(): h.get("value", "") for h in container.get("uploadHeaders") or []}
+        settings = ContentSettings(
+            content_type=headers.get("content-type"),
+            content_encoding=headers.get("content-encoding"),
+            content_language=headers.get("content-language"),
+            content_disposition=headers.get("content-disposition"),
+            cache_control=headers.get("cache-control"),
+        )
+        try:
+            with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+                for file, rel in _match(pattern, wd):
+                    if has_wildcard:
+                        name = f"{path.rstrip('/')}/{rel}" if path else rel
+                    else:
+                        name = path or rel
+                    with open(file, "rb") as data:
+                        cc.upload_blob(name, data, overwrite=True, content_settings=settings)
+                    LOG.debug("uploaded %s to %s", file.name, redact(url))
+        except (AzureError, OSError) as exc:
+            raise PreparationError(
+                "FileUploadError", f"Upload of '{pattern}' to {redact(url)} failed: {type(exc).__name__}"
+            ) from exc

@@ -1,0 +1,318 @@
+"""In-memory resources of the emulated account: pools, nodes, jobs, tasks."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+JSON = dict[str, Any]
+
+# The service's "infinite" duration.
+INFINITE = "P10675199DT2H48M5.4775807S"
+
+_etag_counter = itertools.count(1)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def rfc1123(t: datetime) -> str:
+    return format_datetime(t, usegmt=True)
+
+
+def new_etag() -> str:
+    return f"0x8DD{next(_etag_counter):013X}"
+
+
+def _drop_none(doc: JSON) -> JSON:
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@dataclass
+class Resource:
+    id: str
+    etag: str = field(default_factory=new_etag)
+    last_modified: datetime = field(default_factory=now)
+    creation_time: datetime = field(default_factory=now)
+
+    def touch(self) -> None:
+        self.etag = new_etag()
+        self.last_modified = now()
+
+
+@dataclass
+class Node(Resource):
+    pool_id: str = ""
+    dedicated: bool = True
+    state: str = "creating"
+    state_time: datetime = field(default_factory=now)
+    ready_at: float = 0.0  # monotonic time the VM is up
+    root: Path = Path()
+    running: dict[str, int] = field(default_factory=dict)  # "job/task" -> slots
+    start_task_info: JSON | None = None
+    total_run: int = 0
+    total_succeeded: int = 0
+    recent: list[JSON] = field(default_factory=list)
+    preempted_until: float = 0.0
+    start_proc: subprocess.Popen[bytes] | None = None
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_time = now()
+            self.touch()
+
+    def used_slots(self) -> int:
+        return sum(self.running.values())
+
+    def to_json(self, endpoint: str, pool: Pool) -> JSON:
+        doc: JSON = {
+            "id": self.id,
+            "url": f"{endpoint}/pools/{pool.id}/nodes/{self.id}",
+            "state": self.state,
+            "schedulingState": "enabled",
+            "stateTransitionTime": iso(self.state_time),
+            "lastBootTime": iso(self.creation_time),
+            "allocationTime": iso(self.creation_time),
+            "ipAddress": "10.0.0.4",
+            "affinityId": f"TVM:{self.id}",
+            "vmSize": pool.spec.get("vmSize"),
+            "totalTasksRun": self.total_run,
+            "runningTasksCount": len(self.running),
+            "runningTaskSlotsCount": self.used_slots(),
+            "totalTasksSucceeded": self.total_succeeded,
+            "recentTasks": list(self.recent) or None,
+            "startTask": copy.deepcopy(pool.spec.get("startTask")),
+            "startTaskInfo": copy.deepcopy(self.start_task_info),
+            "isDedicated": self.dedicated,
+            "nodeAgentInfo": {"version": "1.12.1", "lastUpdateTime": iso(self.creation_time)},
+            "virtualMachineInfo": {
+                "imageReference": copy.deepcopy(
+                    (pool.spec.get("virtualMachineConfiguration") or {}).get("imageReference")
+                )
+            },
+        }
+        return _drop_none(doc)
+
+
+@dataclass
+class Pool(Resource):
+    spec: JSON = field(default_factory=dict)
+    state: str = "active"
+    state_time: datetime = field(default_factory=now)
+    allocation_state: str = "steady"
+    allocation_time: datetime = field(default_factory=now)
+    target_dedicated: int = 0
+    target_low_priority: int = 0
+    resize_due: float = 0.0
+    resize_errors: list[JSON] = field(default_factory=list)
+    nodes: dict[str, Node] = field(default_factory=dict)
+    delete_due: float = 0.0
+    auto_for_job: str | None = None
+    node_counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def slots_per_node(self) -> int:
+        return int(self.spec.get("taskSlotsPerNode", 1))
+
+    def set_allocation(self, state: str) -> None:
+        if state != self.allocation_state:
+            self.allocation_state = state
+            self.allocation_time = now()
+            self.touch()
+
+    def new_node_id(self) -> str:
+        return f"tvmps_{uuid.uuid4().hex[:20]}_{next(self.node_counter)}d"
+
+    def to_json(self, endpoint: str) -> JSON:
+        doc = copy.deepcopy(self.spec)
+        doc.update(
+            {
+                "id": self.id,
+                "url": f"{endpoint}/pools/{self.id}",
+                "eTag": self.etag,
+                "lastModified": iso(self.last_modified),
+                "creationTime": iso(self.creation_time),
+                "state": self.state,
+                "stateTransitionTime": iso(self.state_time),
+                "allocationState": self.allocation_state,
+                "allocationStateTransitionTime": iso(self.allocation_time),
+                "resizeTimeout": self.spec.get("resizeTimeout", "PT15M"),
+                "resizeErrors": copy.deepcopy(self.resize_errors) or None,
+                "currentDedicatedNodes": sum(1 for n in self.nodes.values() if n.dedicated),
+                "currentLowPriorityNodes": sum(1 for n in self.nodes.values() if not n.dedicated),
+                "targetDedicatedNodes": self.target_dedicated,
+                "targetLowPriorityNodes": self.target_low_priority,
+                "enableAutoScale": bool(self.spec.get("enableAutoScale", False)),
+                "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication", False)),
+                "taskSlotsPerNode": self.slots_per_node,
+                "taskSchedulingPolicy": self.spec.get("taskSchedulingPolicy", {"nodeFillType": "spread"}),
+            }
+        )
+        if doc["enableAutoScale"]:
+            doc.setdefault("autoScaleEvaluationInterval", "PT15M")
+        return _drop_none(doc)
+
+
+@dataclass
+class Task(Resource):
+    job_id: str = ""
+    spec: JSON = field(default_factory=dict)
+    state: str = "active"
+    state_time: datetime = field(default_factory=now)
+    previous_state: str | None = None
+    previous_state_time: datetime | None = None
+    execution: JSON = field(default_factory=lambda: {"retryCount": 0, "requeueCount": 0})
+    node_info: JSON | None = None
+    node_key: tuple[str, str] | None = None  # (pool id, node id) while running
+    last_node: tuple[str, str] | None = None  # where its files are
+    proc: subprocess.Popen[bytes] | None = None
+    kill_reason: str | None = None
+    run_serial: int = 0
+
+    @property
+    def required_slots(self) -> int:
+        return int(self.spec.get("requiredSlots", 1))
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.previous_state = self.state
+            self.previous_state_time = self.state_time
+            self.state = state
+            self.state_time = now()
+        self.touch()
+
+    def to_json(self, endpoint: str, job: Job) -> JSON:
+        doc = copy.deepcopy(self.spec)
+        constraints = dict(doc.get("constraints") or {})
+        job_constraints = job.spec.get("constraints") or {}
+        constraints.setdefault("maxWallClockTime", INFINITE)
+        constraints.setdefault("retentionTime", "P7D")
+        constraints.setdefault("maxTaskRetryCount", int(job_constraints.get("maxTaskRetryCount", 0)))
+        doc.update(
+            {
+                "id": self.id,
+                "url": f"{endpoint}/jobs/{job.id}/tasks/{self.id}",
+                "eTag": self.etag,
+                "lastModified": iso(self.last_modified),
+                "creationTime": iso(self.creation_time),
+                "state": self.state,
+                "stateTransitionTime": iso(self.state_time),
+                "previousState": self.previous_state,
+                "previousStateTransitionTime": iso(self.previous_state_time),
+                "constraints": constraints,
+                "requiredSlots": self.required_slots,
+                "executionInfo": _drop_none(copy.deepcopy(self.execution)),
+                "nodeInfo": copy.deepcopy(self.node_info),
+            }
+        )
+        return _drop_none(doc)
+
+
+@dataclass
+class Job(Resource):
+    spec: JSON = field(default_factory=dict)
+    state: str = "active"
+    state_time: datetime = field(default_factory=now)
+    previous_state: str | None = None
+    previous_state_time: datetime | None = None
+    pool_id: str = ""
+    auto_pool: bool = False
+    tasks: dict[str, Task] = field(default_factory=dict)  # lower-case id -> task
+    end_time: datetime | None = None
+    terminate_reason: str | None = None
+    delete_due: float = 0.0
+    deadline: float | None = None  # monotonic maxWallClockTime expiry
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.previous_state = self.state
+            self.previous_state_time = self.state_time
+            self.state = state
+            self.state_time = now()
+        self.touch()
+
+    def to_json(self, endpoint: str) -> JSON:
+        doc = copy.deepcopy(self.spec)
+        constraints = dict(doc.get("constraints") or {})
+        constraints.setdefault("maxWallClockTime", INFINITE)
+        constraints.setdefault("maxTaskRetryCount", 0)
+        execution: JSON = {
+            "startTime": iso(self.creation_time),
+            "endTime": iso(self.end_time),
+            "poolId": self.pool_id or None,
+            "terminateReason": self.terminate_reason,
+        }
+        doc.update(
+            {
+                "id": self.id,
+                "url": f"{endpoint}/jobs/{self.id}",
+                "eTag": self.etag,
+                "lastModified": iso(self.last_modified),
+                "creationTime": iso(self.creation_time),
+                "state": self.state,
+                "stateTransitionTime": iso(self.state_time),
+                "previousState": self.previous_state,
+                "previousStateTransitionTime": iso(self.previous_state_time),
+                "priority": int(doc.get("priority", 0)),
+                "maxParallelTasks": int(doc.get("maxParallelTasks", -1)),
+                "allowTaskPreemption": bool(doc.get("allowTaskPreemption", False)),
+                "usesTaskDependencies": bool(doc.get("usesTaskDependencies", False)),
+                "onAllTasksComplete": doc.get("onAllTasksComplete", "noaction"),
+                "onTaskFailure": doc.get("onTaskFailure", "noaction"),
+                "constraints": constraints,
+                "executionInfo": _drop_none(execution),
+            }
+        )
+        return _drop_none(doc)
+
+
+@dataclass(frozen=True)
+class PoolSnapshot:
+    id: str
+    state: str
+    allocation_state: str
+    metadata: dict[str, str]
+    node_states: dict[str, str]
+    resize_errors: list[JSON]
+    auto_for_job: str | None
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    id: str
+    state: str
+    pool_id: str
+    metadata: dict[str, str]
+    terminate_reason: str | None
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    id: str
+    job_id: str
+    state: str
+    exit_code: int | None
+    result: str | None
+    retry_count: int
+    requeue_count: int
+    node_id: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def metadata_dict(spec: JSON) -> dict[str, str]:
+    return {m["name"]: m["value"] for m in spec.get("metadata") or []}

@@ -1,0 +1,222 @@
+"""OData ``$filter`` / ``$select`` as the Batch list operations accept them, and ISO 8601 durations.
+
+The filter grammar covers what Batch filters use: comparisons (``eq ne gt ge lt le``)
+of a property path (``state``, ``executionInfo/exitCode``) with a literal (``'text'``,
+numbers, ``true``/``false``/``null``, ``datetime'...'``), ``and`` / ``or`` / ``not``,
+parentheses and ``startswith(prop, 'x')`` / ``endswith`` / ``substringof('x', prop)``.
+String comparison of ids is case-insensitive, as Batch ids are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from ._errors import BatchServiceError
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>datetime'[^']*')|(?P<num>-?\d+(?:\.\d+)?)"
+    r"|(?P<lp>\()|(?P<rp>\))|(?P<comma>,)|(?P<word>[A-Za-z_$][\w/.$]*))"
+)
+
+_COMPARE = {"eq", "ne", "gt", "ge", "lt", "le"}
+
+
+def _bad_filter(value: str, reason: str) -> BatchServiceError:
+    return BatchServiceError(
+        400,
+        "InvalidQueryParameterValue",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+        {"QueryParameterName": "$filter", "QueryParameterValue": value, "Reason": reason},
+    )
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise _bad_filter(text, f"unexpected text at position {pos}")
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+    return out
+
+
+def _get(doc: Any, path: str) -> Any:
+    cur = doc
+    for part in path.split("/"):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _compare(op: str, left: Any, right: Any) -> bool:
+    left, right = _norm(left), _norm(right)
+    if op == "eq":
+        return bool(left == right)
+    if op == "ne":
+        return bool(left != right)
+    if left is None or right is None:
+        return False
+    try:
+        if op == "gt":
+            return bool(left > right)
+        if op == "ge":
+            return bool(left >= right)
+        if op == "lt":
+            return bool(left < right)
+        return bool(left <= right)
+    except TypeError:
+        return False
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self, kind: str | None = None, word: str | None = None) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None or (kind and tok[0] != kind) or (word and tok[1].lower() != word):
+            raise _bad_filter(self.text, f"expected {word or kind}")
+        self.i += 1
+        return tok
+
+    def parse(self) -> Predicate:
+        pred = self.or_expr()
+        if self.peek() is not None:
+            raise _bad_filter(self.text, f"unexpected '{self.peek()}'")
+        return pred
+
+    def or_expr(self) -> Predicate:
+        left = self.and_expr()
+        while (tok := self.peek()) and tok[0] == "word" and tok[1].lower() == "or":
+            self.i += 1
+            right = self.and_expr()
+            left = (lambda a, b: lambda d: a(d) or b(d))(left, right)
+        return left
+
+    def and_expr(self) -> Predicate:
+        left = self.unary()
+        while (tok := self.peek()) and tok[0] == "word" and tok[1].lower() == "and":
+            self.i += 1
+            right = self.unary()
+            left = (lambda a, b: lambda d: a(d) and b(d))(left, right)
+        return left
+
+    def unary(self) -> Predicate:
+        tok = self.peek()
+        if tok and tok[0] == "word" and tok[1].lower() == "not":
+            self.i += 1
+            inner = self.unary()
+            return lambda d: not inner(d)
+        if tok and tok[0] == "lp":
+            self.i += 1
+            inner = self.or_expr()
+            self.take("rp")
+            return inner
+        return self.comparison()
+
+    def value(self) -> Callable[[dict[str, Any]], Any]:
+        kind, text = self.take()
+        if kind == "str":
+            literal = text[1:-1].replace("''", "'")
+            return lambda d: literal
+        if kind == "dt":
+            stamp = text[len("datetime'") : -1]
+            return lambda d: stamp
+        if kind == "num":
+            number = float(text) if "." in text else int(text)
+            return lambda d: number
+        if kind == "word":
+            low = text.lower()
+            if low in ("true", "false"):
+                flag = low == "true"
+                return lambda d: flag
+            if low == "null":
+                return lambda d: None
+            if (nxt := self.peek()) and nxt[0] == "lp":
+                return self.function(text)
+            return lambda d: _get(d, text)
+        raise _bad_filter(self.text, f"unexpected '{text}'")
+
+    def function(self, name: str) -> Callable[[dict[str, Any]], Any]:
+        self.take("lp")
+        args = [self.value()]
+        while (tok := self.peek()) and tok[0] == "comma":
+            self.i += 1
+            args.append(self.value())
+        self.take("rp")
+        low = name.lower()
+        if low in ("startswith", "endswith") and len(args) == 2:
+            a, b = args
+            method = str.startswith if low == "startswith" else str.endswith
+
+            def fn(d: dict[str, Any]) -> bool:
+                x, y = a(d), b(d)
+                return isinstance(x, str) and isinstance(y, str) and method(x.lower(), y.lower())
+
+            return fn
+        if low == "substringof" and len(args) == 2:
+            a, b = args
+            return lambda d: isinstance(b(d), str) and str(a(d)).lower() in str(b(d)).lower()
+        raise _bad_filter(self.text, f"unsupported function '{name}'")
+
+    def comparison(self) -> Predicate:
+        left = self.value()
+        tok = self.peek()
+        if tok and tok[0] == "word" and tok[1].lower() in _COMPARE:
+            self.i += 1
+            op = tok[1].lower()
+            right = self.value()
+            return lambda d: _compare(op, left(d), right(d))
+        return lambda d: bool(left(d))
+
+
+def parse_filter(text: str | None) -> Predicate:
+    if not text or not text.strip():
+        return lambda d: True
+    return _Parser(text).parse()
+
+
+def apply_select(doc: dict[str, Any], select: str | None) -> dict[str, Any]:
+    if not select:
+        return doc
+    keep = {s.strip() for s in select.split(",") if s.strip()}
+    return {k: v for k, v in doc.items() if k in keep or k == "odata.metadata"}
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse an ISO 8601 duration such as ``PT1H30M`` or ``P10675199DT2H48M5.4775807S``."""
+    m = _DURATION.match(text.strip())
+    if not m or text.strip() in ("P", "PT"):
+        raise ValueError(f"not an ISO 8601 duration: {text!r}")
+    parts = {k: float(v) for k, v in m.groupdict().items() if v}
+    seconds = parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+    return timedelta(seconds=min(seconds, timedelta.max.total_seconds() - 1))
+
+
+def format_duration(td: timedelta) -> str:
+    return f"PT{td.total_seconds():g}S"
