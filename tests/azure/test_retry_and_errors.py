@@ -15,7 +15,7 @@ from batch_transcode import (
     ServiceUnavailableError,
     _retry,
 )
-from batch_transcode._azure._errors import azure_errors, error_code, translate
+from batch_transcode._azure._errors import azure_errors, error_code, redact, translate
 
 
 def http_error(
@@ -164,3 +164,13 @@ def test_error_code_from_storage_style_errors() -> None:
     exc.error_code = "ContainerAlreadyExists"  # type: ignore[attr-defined]
     assert error_code(exc) == "ContainerAlreadyExists"
     assert error_code(http_error(500)) is None
+
+
+def test_secrets_are_redacted_from_messages() -> None:
+    url = "https://st.blob.core.windows.net/c/b?sv=2024&sig=abc%2Bdef&se=2026"
+    assert redact(f"download of {url} failed") == (
+        "download of https://st.blob.core.windows.net/c/b?sv=2024&sig=REDACTED&se=2026 failed"
+    )
+    assert "s3cr3t" not in redact("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=s3cr3t;")
+    err = translate(http_error(400, f"ResourceFile {url} could not be read"), "create task")
+    assert "abc%2Bdef" not in str(err)

@@ -13,6 +13,7 @@ Always ``raise translate(exc, ...) from exc``, or use :func:`azure_errors`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,7 +27,14 @@ from batch_transcode._errors import (
 )
 from batch_transcode._retry import TRANSIENT_STATUSES
 
-__all__ = ["azure_errors", "error_code", "is_code", "translate"]
+__all__ = ["azure_errors", "error_code", "is_code", "redact", "translate"]
+
+_SECRET = re.compile(r"(?i)\b(sig|signature|accountkey|sharedaccesssignature)=([^&\s'\"<>;]+)")
+
+
+def redact(text: str) -> str:
+    """``text`` with SAS signatures and account keys replaced by ``REDACTED``."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}=REDACTED", text)
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -51,7 +59,7 @@ def is_code(exc: BaseException, *codes: str) -> bool:
 def _message(exc: BaseException) -> str:
     error = getattr(exc, "error", None)
     text = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
-    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    lines = [ln for ln in redact(str(text)).strip().splitlines() if ln.strip()]
     return lines[0][:500] if lines else type(exc).__name__
 
 

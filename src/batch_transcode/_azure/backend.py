@@ -27,7 +27,7 @@ from azure.core import exceptions as az
 from batch_transcode import _retry
 from batch_transcode._azure import builders
 from batch_transcode._azure._clients import make_batch_client
-from batch_transcode._azure._errors import azure_errors, is_code, translate
+from batch_transcode._azure._errors import azure_errors, is_code, redact, translate
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wait_for_job
 from batch_transcode._config import AzureConfig, StagedFFmpeg
@@ -392,7 +392,11 @@ class _AzureRun:
         if outcome.exit_code not in (None, 0):
             text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.preset)
             return f"{text}\n(task {outcome.task_id}, exit code {outcome.exit_code})"
-        why = f"{outcome.failure_code}: {outcome.failure_message}" if outcome.failure_code else "failed"
+        why = (
+            f"{outcome.failure_code}: {redact(outcome.failure_message or '')}"
+            if outcome.failure_code
+            else "failed"
+        )
         tail = stderr_tail(self._stderr(outcome.task_id))
         lines = [f"the task failed ({why})", tail, f"(task {outcome.task_id})"]
         return "\n".join(line for line in lines if line)
