@@ -131,8 +131,19 @@ class AzureBackend:
         teardown.cleanup_command = cleanup_command(self.session_id)
         log.info("Azure session %s: opening (Batch %s)", self.session_id, config.batch_endpoint)
 
+        if (
+            config.pool_id is None
+            and isinstance(config.ffmpeg, StagedFFmpeg)
+            and not config.ffmpeg.binary.is_file()
+        ):
+            raise ConfigError(
+                f"StagedFFmpeg binary {str(config.ffmpeg.binary)!r} does not exist; "
+                "pass the path of a static Linux x86-64 ffmpeg"
+            )
         self._batch = make_batch_client(config)
         self._check_batch_access()
+        if config.pool_id is not None:
+            self._check_user_pool(config.pool_id)
         with azure_errors("connect to storage"):
             blobs, account_key = staging_module.make_blob_service_client(config)
             self._staging = staging_module.Staging(
@@ -146,16 +157,10 @@ class AzureBackend:
             self._staging.create_containers(teardown)
 
         if config.pool_id is not None:
-            self._check_user_pool(config.pool_id)
             self.pool_id = config.pool_id
             return
         staged_url = None
         if isinstance(config.ffmpeg, StagedFFmpeg):
-            if not config.ffmpeg.binary.is_file():
-                raise ConfigError(
-                    f"StagedFFmpeg binary {str(config.ffmpeg.binary)!r} does not exist; "
-                    "pass the path of a static Linux x86-64 ffmpeg"
-                )
             with azure_errors("upload the ffmpeg binary"):
                 staged_url = self._staging.upload_file(config.ffmpeg.binary, STAGED_FFMPEG_BLOB)
         self._setup = builders.ffmpeg_setup(config.ffmpeg, staged_url)
