@@ -321,7 +321,8 @@ class Service:
                     "Value for one of the query parameters specified in the request URI is invalid.",
                     {"QueryParameterName": "$skiptoken", "QueryParameterValue": token},
                 ) from exc
-        matched = [doc for doc in items if predicate(doc)]
+        # The service lists by id (case-insensitively), which keeps paging stable.
+        matched = sorted((doc for doc in items if predicate(doc)), key=lambda d: str(d.get("id", d.get("name", ""))).lower())
         chunk = matched[skip : skip + page]
         body: JSON = {
             "odata.metadata": f"{self.endpoint}/$metadata#{kind}",
