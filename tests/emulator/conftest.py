@@ -91,6 +91,8 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
                 time.sleep(0.1)
         yield Azurite(port)
     finally:
+        if proc.stderr is not None:
+            proc.stderr.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)

@@ -93,7 +93,7 @@ def redact(url: str) -> str:
 class PreparationError(Exception):
     """A resource file could not be fetched (-> failureInfo with the service's code)."""
 
-    def __init__(self, code: str, message: str, category: str = "UserError") -> None:
+    def __init__(self, code: str, message: str, category: str = "usererror") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -132,7 +132,7 @@ def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
                 raise PreparationError(code, f"Download of {redact(url)} failed: HTTP {exc.code}") from exc
             except OSError as exc:
                 raise PreparationError(
-                    "BlobDownloadMiscError", f"Download of {redact(url)} failed: {exc}", "ServerError"
+                    "BlobDownloadMiscError", f"Download of {redact(url)} failed: {exc}", "servererror"
                 ) from exc
             written.append(dest)
         elif rf.get("storageContainerUrl"):

@@ -946,7 +946,7 @@ class Service:
                 task.kill_reason = "terminate"
                 kill_group(task.proc)
             elif task.state == "active":
-                self._complete(task, result="failure", failure=("UserError", "TaskEnded", "Task Was Ended by User Request"))
+                self._complete(task, result="failure", failure=("usererror", "TaskEnded", "Task Was Ended by User Request"))
             url = f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}"
             return Reply(204, None, self._entity_headers(task, url))
 
@@ -1164,7 +1164,7 @@ class Service:
                 info["exitCode"] = exit_code
                 if failure is None and exit_code != 0:
                     failure = (
-                        "UserError",
+                        "usererror",
                         "FailureExitCode",
                         "The task process exited with an unexpected exit code",
                     )
@@ -1403,11 +1403,11 @@ class Service:
             )[-10:]
             task.execution["exitCode"] = exit_code
             if reason == "terminate":
-                failure = ("UserError", "TaskEnded", "Task Was Ended by User Request")
+                failure = ("usererror", "TaskEnded", "Task Was Ended by User Request")
             elif timed_out:
-                failure = ("UserError", "MaxWallClockTimeExpiry", "The task exceeded its maximum wall clock time")
+                failure = ("usererror", "MaxWallClockTimeExpiry", "The task exceeded its maximum wall clock time")
             elif failure is None and exit_code != 0:
-                failure = ("UserError", "FailureExitCode", "The task process exited with an unexpected exit code")
+                failure = ("usererror", "FailureExitCode", "The task process exited with an unexpected exit code")
             constraints = task.spec.get("constraints") or {}
             max_retries = int(
                 constraints.get("maxTaskRetryCount", (job.spec.get("constraints") or {}).get("maxTaskRetryCount", 0))
