@@ -24,7 +24,11 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 
 
 def _azurite_exe() -> str:
-    candidates = [os.environ.get("AZURITE_BLOB", ""), "/tmp/az/node_modules/.bin/azurite-blob", "azurite-blob"]
+    candidates = [
+        os.environ.get("AZURITE_BLOB", ""),
+        "/tmp/az/node_modules/.bin/azurite-blob",
+        "azurite-blob",
+    ]
     for c in candidates:
         if c and (Path(c).exists() or shutil.which(c)):
             return c if Path(c).exists() else str(shutil.which(c))
@@ -53,7 +57,9 @@ class Azurite:
     def service(self) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(self.connection_string, retry_total=0)
 
-    def container_sas_url(self, container: str, *, read: bool = False, write: bool = False, listing: bool = False) -> str:
+    def container_sas_url(
+        self, container: str, *, read: bool = False, write: bool = False, listing: bool = False
+    ) -> str:
         sas = generate_container_sas(
             AZURITE_ACCOUNT,
             container,
@@ -126,7 +132,9 @@ VM = bm.VirtualMachineConfiguration(
 
 def _pool_options(pool_id: str, **kwargs: object) -> bm.BatchPoolCreateOptions:
     kwargs.setdefault("target_dedicated_nodes", 1)
-    return bm.BatchPoolCreateOptions(id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM, **kwargs)  # type: ignore[arg-type]
+    return bm.BatchPoolCreateOptions(
+        id=pool_id, vm_size="standard_d2s_v3", virtual_machine_configuration=VM, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def _wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
+from azure.batch.models._models import BatchJobTerminateOptions  # not exported, but the only way to terminate
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.batch.models._models import BatchJobTerminateOptions  # not exported, but the only way to terminate
 from azure.core.rest import HttpRequest
 
 from batch_transcode.testing._batch_emulator import BatchEmulator
@@ -32,7 +32,9 @@ def _raw(client: BatchClient, method: str, url: str, body: Any = None, **kw: Any
 
 def test_pool_job_task_round_trip(client: BatchClient, emulator: BatchEmulator, h: Any) -> None:
     client.create_pool(
-        h.pool_options("pool-a", metadata=[bm.BatchMetadataItem(name="owner", value="tests")], target_dedicated_nodes=0)
+        h.pool_options(
+            "pool-a", metadata=[bm.BatchMetadataItem(name="owner", value="tests")], target_dedicated_nodes=0
+        )
     )
     pool = client.get_pool("pool-a")
     assert pool.id == "pool-a"
@@ -147,9 +149,7 @@ def test_misspelled_property_is_rejected(client: BatchClient, emulator: BatchEmu
 
 
 def test_nested_unknown_property_and_missing_required(client: BatchClient) -> None:
-    client.create_pool(
-        bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0)
-    )
+    client.create_pool(bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
     client.create_job(bm.BatchJobCreateOptions(id="j", pool_info=bm.BatchPoolInfo(pool_id="p")))
     err = _raw(
         client,
@@ -163,7 +163,9 @@ def test_nested_unknown_property_and_missing_required(client: BatchClient) -> No
     assert err.error is not None and err.error.code == "MissingRequiredProperty"
     err = _raw(client, "POST", "/jobs/j/tasks", {"id": "t", "commandLine": "x", "requiredSlots": "two"})
     assert err.status_code == 400
-    err = _raw(client, "POST", "/pools/p/resize", {"targetDedicatedNodes": 1, "nodeDeallocationOption": "never"})
+    err = _raw(
+        client, "POST", "/pools/p/resize", {"targetDedicatedNodes": 1, "nodeDeallocationOption": "never"}
+    )
     assert err.error is not None and err.error.code == "InvalidPropertyValue"
 
 
@@ -188,15 +190,22 @@ def test_task_collection_limits(client: BatchClient, emulator: BatchEmulator) ->
     assert err.status_code == 413
     assert err.error is not None and err.error.code == "RequestBodyTooLarge"
 
-    err = _raw(client, "POST", "/jobs/j/addtaskcollection", {"value": [_task_json(i, 12_000) for i in range(100)]})
+    err = _raw(
+        client, "POST", "/jobs/j/addtaskcollection", {"value": [_task_json(i, 12_000) for i in range(100)]}
+    )
     assert err.status_code == 413
     assert err.error is not None and err.error.code == "RequestBodyTooLarge"
     assert emulator.tasks("j") == []
 
     result = client.create_task_collection(
-        "j", bm.BatchTaskGroup(task_values=[bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ("a", "b", "a")])
+        "j",
+        bm.BatchTaskGroup(
+            task_values=[bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ("a", "b", "a")]
+        ),
     )
-    statuses = sorted((r.task_id, r.status, r.error.code if r.error else None) for r in (result.result_values or []))
+    statuses = sorted(
+        (r.task_id, r.status, r.error.code if r.error else None) for r in (result.result_values or [])
+    )
     assert statuses == [
         ("a", bm.BatchTaskAddStatus.CLIENT_ERROR, "TaskExists"),
         ("a", bm.BatchTaskAddStatus.SUCCESS, None),
@@ -208,7 +217,9 @@ def test_create_tasks_chunks_and_halves(client: BatchClient, emulator: BatchEmul
     client.create_pool(bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
     client.create_job(bm.BatchJobCreateOptions(id="j", pool_info=bm.BatchPoolInfo(pool_id="p")))
     emulator.clear_request_log()
-    client.create_tasks("j", [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(250)])
+    client.create_tasks(
+        "j", [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(250)]
+    )
     assert emulator.request_counts()["Task_AddCollection"] == 3
     assert emulator.request_counts()["Tasks_CreateTaskCollection"] == 3
     assert len(emulator.tasks("j")) == 250
@@ -217,7 +228,11 @@ def test_create_tasks_chunks_and_halves(client: BatchClient, emulator: BatchEmul
     emulator.clear_request_log()
     pad = [bm.EnvironmentSetting(name="PAD", value="x" * 15_000)]
     client.create_tasks(
-        "big", [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true", environment_settings=pad) for i in range(100)]
+        "big",
+        [
+            bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true", environment_settings=pad)
+            for i in range(100)
+        ],
     )
     codes = [r.error_code for r in emulator.request_log if r.operation == "Tasks_CreateTaskCollection"]
     assert codes == ["RequestBodyTooLarge", None, None]
@@ -227,7 +242,9 @@ def test_create_tasks_chunks_and_halves(client: BatchClient, emulator: BatchEmul
 def test_list_paging_filter_select(client: BatchClient, emulator: BatchEmulator) -> None:
     client.create_pool(bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
     client.create_job(bm.BatchJobCreateOptions(id="j", pool_info=bm.BatchPoolInfo(pool_id="p")))
-    client.create_tasks("j", [bm.BatchTaskCreateOptions(id=f"t{i:03d}", command_line="/bin/true") for i in range(25)])
+    client.create_tasks(
+        "j", [bm.BatchTaskCreateOptions(id=f"t{i:03d}", command_line="/bin/true") for i in range(25)]
+    )
     emulator.clear_request_log()
     ids = [t.id for t in client.list_tasks("j", max_results=10)]
     assert ids == [f"t{i:03d}" for i in range(25)]
@@ -238,11 +255,19 @@ def test_list_paging_filter_select(client: BatchClient, emulator: BatchEmulator)
     assert [t.id for t in selected] == [f"t{i:03d}" for i in range(10)]
     assert selected[0].command_line is None and selected[0].state == bm.BatchTaskState.ACTIVE
     assert list(client.list_tasks("j", filter="state eq 'completed'")) == []
-    assert len(list(client.list_tasks("j", filter="state eq 'active' and (id eq 't001' or id eq 'T002')"))) == 2
+    assert (
+        len(list(client.list_tasks("j", filter="state eq 'active' and (id eq 't001' or id eq 'T002')"))) == 2
+    )
 
     for i in range(3):
-        client.create_pool(bm.BatchPoolCreateOptions(id=f"other-{i}", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
-    assert sorted(p.id for p in client.list_pools(filter="startswith(id,'other-')")) == ["other-0", "other-1", "other-2"]
+        client.create_pool(
+            bm.BatchPoolCreateOptions(id=f"other-{i}", vm_size="standard_d2s_v3", target_dedicated_nodes=0)
+        )
+    assert sorted(p.id for p in client.list_pools(filter="startswith(id,'other-')")) == [
+        "other-0",
+        "other-1",
+        "other-2",
+    ]
     assert [j.id for j in client.list_jobs(filter="state eq 'active'", select=["id"])] == ["j"]
 
     with pytest.raises(HttpResponseError) as bad:
@@ -254,13 +279,17 @@ def test_terminate_and_job_states(client: BatchClient, emulator: BatchEmulator, 
     client.create_pool(h.pool_options("p", target_dedicated_nodes=1))
     client.create_job(
         bm.BatchJobCreateOptions(
-            id="j", pool_info=bm.BatchPoolInfo(pool_id="p"), metadata=[bm.BatchMetadataItem(name="k", value="v")]
+            id="j",
+            pool_info=bm.BatchPoolInfo(pool_id="p"),
+            metadata=[bm.BatchMetadataItem(name="k", value="v")],
         )
     )
     client.create_task("j", bm.BatchTaskCreateOptions(id="sleep", command_line="sleep 30"))
     h.wait_until(lambda: client.get_task("j", "sleep").state == bm.BatchTaskState.RUNNING)
     # (the client fails before sending unless the options carry a reason)
-    client.begin_terminate_job("j", BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0.05).result()
+    client.begin_terminate_job(
+        "j", BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0.05
+    ).result()
     job = client.get_job("j")
     assert job.state == bm.BatchJobState.COMPLETED
     assert job.execution_info.termination_reason == "UserTerminate"

@@ -11,14 +11,18 @@ from batch_transcode.testing._batch_emulator import BatchEmulator, Faults
 
 
 def _job(client: BatchClient, job_id: str, pool_id: str, **kwargs: Any) -> None:
-    client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **kwargs))
+    client.create_job(
+        bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **kwargs)
+    )
 
 
 def _read(client: BatchClient, job_id: str, task_id: str, name: str) -> str:
     return b"".join(client.download_task_file(job_id, task_id, name)).decode()
 
 
-def test_task_with_resource_and_output_files(client: BatchClient, emulator: BatchEmulator, azurite: Any, h: Any) -> None:
+def test_task_with_resource_and_output_files(
+    client: BatchClient, emulator: BatchEmulator, azurite: Any, h: Any
+) -> None:
     svc = azurite.service()
     svc.create_container("inputs")
     svc.create_container("outputs")
@@ -38,7 +42,7 @@ def test_task_with_resource_and_output_files(client: BatchClient, emulator: Batc
             "/bin/bash -c 'mkdir -p out/deep && cat one.txt > out/copy.txt && "
             "cat in/batch/a.txt in/batch/sub/b.txt > out/deep/ab.txt && "
             "echo job=$AZ_BATCH_JOB_ID task=$AZ_BATCH_TASK_ID custom=$CUSTOM && "
-            "test \"$PWD\" = \"$AZ_BATCH_TASK_WORKING_DIR\" && echo to-stderr >&2'"
+            'test "$PWD" = "$AZ_BATCH_TASK_WORKING_DIR" && echo to-stderr >&2\''
         ),
         resource_files=[
             bm.ResourceFile(http_url=f"{base}/one.txt?{sas}", file_path="one.txt"),
@@ -51,21 +55,29 @@ def test_task_with_resource_and_output_files(client: BatchClient, emulator: Batc
                 destination=bm.OutputFileDestination(
                     container=bm.OutputFileBlobContainerDestination(container_url=write_sas, path="results")
                 ),
-                upload_options=bm.OutputFileUploadConfiguration(upload_condition=bm.OutputFileUploadCondition.TASK_SUCCESS),
+                upload_options=bm.OutputFileUploadConfiguration(
+                    upload_condition=bm.OutputFileUploadCondition.TASK_SUCCESS
+                ),
             ),
             bm.OutputFile(
                 file_pattern="../std*.txt",
                 destination=bm.OutputFileDestination(
                     container=bm.OutputFileBlobContainerDestination(container_url=write_sas, path="logs/t1")
                 ),
-                upload_options=bm.OutputFileUploadConfiguration(upload_condition=bm.OutputFileUploadCondition.TASK_COMPLETION),
+                upload_options=bm.OutputFileUploadConfiguration(
+                    upload_condition=bm.OutputFileUploadCondition.TASK_COMPLETION
+                ),
             ),
             bm.OutputFile(
                 file_pattern="out/copy.txt",
                 destination=bm.OutputFileDestination(
-                    container=bm.OutputFileBlobContainerDestination(container_url=write_sas, path="exact/name.txt")
+                    container=bm.OutputFileBlobContainerDestination(
+                        container_url=write_sas, path="exact/name.txt"
+                    )
                 ),
-                upload_options=bm.OutputFileUploadConfiguration(upload_condition=bm.OutputFileUploadCondition.TASK_FAILURE),
+                upload_options=bm.OutputFileUploadConfiguration(
+                    upload_condition=bm.OutputFileUploadCondition.TASK_FAILURE
+                ),
             ),
         ],
     )
@@ -88,9 +100,13 @@ def test_task_with_resource_and_output_files(client: BatchClient, emulator: Batc
 
 def test_apt_start_task_shim_and_ffmpeg(client: BatchClient, emulator: BatchEmulator, h: Any) -> None:
     start = bm.BatchStartTask(
-        command_line='/bin/bash -c "sudo apt-get update && sudo apt-get install -y ffmpeg && ffmpeg -version"',
+        command_line=(
+            '/bin/bash -c "sudo apt-get update && sudo apt-get install -y ffmpeg && ffmpeg -version"'
+        ),
         user_identity=bm.UserIdentity(
-            auto_user=bm.AutoUserSpecification(scope=bm.AutoUserScope.POOL, elevation_level=bm.ElevationLevel.ADMIN)
+            auto_user=bm.AutoUserSpecification(
+                scope=bm.AutoUserScope.POOL, elevation_level=bm.ElevationLevel.ADMIN
+            )
         ),
         wait_for_success=True,
     )
@@ -104,7 +120,9 @@ def test_apt_start_task_shim_and_ffmpeg(client: BatchClient, emulator: BatchEmul
 
 def test_start_task_failure_fault(client: BatchClient, emulator: BatchEmulator, h: Any) -> None:
     emulator.set_faults(Faults(start_task_failure=True))
-    client.create_pool(h.pool_options("bad", start_task=bm.BatchStartTask(command_line="/bin/true", wait_for_success=True)))
+    client.create_pool(
+        h.pool_options("bad", start_task=bm.BatchStartTask(command_line="/bin/true", wait_for_success=True))
+    )
     h.wait_until(lambda: [n.state for n in client.list_nodes("bad")] == [bm.BatchNodeState.START_TASK_FAILED])
     node = next(iter(client.list_nodes("bad")))
     info = node.start_task_info
@@ -124,7 +142,9 @@ def test_allocation_failure_fault(client: BatchClient, emulator: BatchEmulator, 
     assert list(client.list_nodes("nocores")) == []
 
 
-def test_preempted_task_is_requeued_then_succeeds(client: BatchClient, emulator: BatchEmulator, h: Any) -> None:
+def test_preempted_task_is_requeued_then_succeeds(
+    client: BatchClient, emulator: BatchEmulator, h: Any
+) -> None:
     emulator.set_faults(Faults(preempt_rate=1.0))
     client.create_pool(h.pool_options("spot", target_dedicated_nodes=0, target_low_priority_nodes=1))
     _job(client, "j", "spot")
@@ -145,20 +165,27 @@ def test_retries_then_failure_info(client: BatchClient, emulator: BatchEmulator,
         "j",
         bm.BatchTaskCreateOptions(
             id="flaky",
-            command_line="/bin/bash -c 'n=$(cat ../../count 2>/dev/null || echo 0); echo $((n+1)) > ../../count; [ $n -ge 2 ]'",
+            command_line=(
+                "/bin/bash -c 'n=$(cat ../../count 2>/dev/null || echo 0); "
+                "echo $((n+1)) > ../../count; [ $n -ge 2 ]'"
+            ),
             constraints=bm.BatchTaskConstraints(max_task_retry_count=3),
         ),
     )
     client.create_task(
         "j",
         bm.BatchTaskCreateOptions(
-            id="broken", command_line="/bin/bash -c 'exit 3'", constraints=bm.BatchTaskConstraints(max_task_retry_count=1)
+            id="broken",
+            command_line="/bin/bash -c 'exit 3'",
+            constraints=bm.BatchTaskConstraints(max_task_retry_count=1),
         ),
     )
     client.create_task(
         "j",
         bm.BatchTaskCreateOptions(
-            id="slow", command_line="sleep 30", constraints=bm.BatchTaskConstraints(max_wall_clock_time="PT0.3S")
+            id="slow",
+            command_line="sleep 30",
+            constraints=bm.BatchTaskConstraints(max_wall_clock_time="PT0.3S"),
         ),
     )
     client.create_task("j", bm.BatchTaskCreateOptions(id="missing", command_line="no-such-program --x"))
@@ -182,7 +209,9 @@ def test_auto_pool_and_terminate_on_completion(client: BatchClient, emulator: Ba
     spec = bm.BatchAutoPoolSpecification(
         auto_pool_id_prefix="auto",
         pool_lifetime_option=bm.BatchPoolLifetimeOption.JOB,
-        pool=bm.BatchPoolSpecification(vm_size="standard_d2s_v3", virtual_machine_configuration=h.vm, target_dedicated_nodes=1),
+        pool=bm.BatchPoolSpecification(
+            vm_size="standard_d2s_v3", virtual_machine_configuration=h.vm, target_dedicated_nodes=1
+        ),
     )
     client.create_job(
         bm.BatchJobCreateOptions(
@@ -193,7 +222,9 @@ def test_auto_pool_and_terminate_on_completion(client: BatchClient, emulator: Ba
     )
     pool_id = client.get_job("aj").execution_info.pool_id
     assert pool_id.startswith("auto_")
-    client.create_tasks("aj", [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(3)])
+    client.create_tasks(
+        "aj", [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true") for i in range(3)]
+    )
     h.wait_until(lambda: client.get_job("aj").state == bm.BatchJobState.COMPLETED)
     assert client.get_job("aj").execution_info.termination_reason == "AllTasksComplete"
     h.wait_until(lambda: not emulator.pools())
@@ -215,8 +246,12 @@ def test_stop_kills_processes(tmp_path: Any, h: Any) -> None:
         c = h.make_client(emu)
         c.create_pool(h.pool_options("p"))
         _job(c, "j", "p")
-        c.create_task("j", bm.BatchTaskCreateOptions(id="t", command_line="/bin/bash -c 'echo $$ > ../pid; sleep 60'"))
-        pid_file = next(iter((tmp_path / "b" / "nodes" / "p").iterdir())) / "workitems" / "j" / "job-1" / "t" / "pid"
+        c.create_task(
+            "j", bm.BatchTaskCreateOptions(id="t", command_line="/bin/bash -c 'echo $$ > ../pid; sleep 60'")
+        )
+        pid_file = (
+            next(iter((tmp_path / "b" / "nodes" / "p").iterdir())) / "workitems" / "j" / "job-1" / "t" / "pid"
+        )
         h.wait_until(lambda: pid_file.exists() and pid_file.read_text().strip())
         pid = int(pid_file.read_text())
     try:

@@ -25,7 +25,9 @@ HEADERS_TO_SIGN = (
 )
 
 
-def string_to_sign(account: str, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]) -> str:
+def string_to_sign(
+    account: str, method: str, raw_path: str, raw_query: str, headers: Mapping[str, str]
+) -> str:
     """The Shared Key string-to-sign of a Batch request.
 
     METHOD, the eleven standard headers (``content-length`` is "0" for a body-less
@@ -96,5 +98,7 @@ def authenticate(
         raise _failed(f"The account '{name}' in the Authorization header does not match this account.")
     expected = sign(key, string_to_sign(account, method, raw_path, raw_query, headers))
     if not hmac.compare_digest(expected, signature.strip()):
-        raise _failed("The MAC signature found in the HTTP request is not the same as any computed signature.")
+        raise _failed(
+            "The MAC signature found in the HTTP request is not the same as any computed signature."
+        )
     return "SharedKey"

@@ -6,7 +6,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -87,7 +86,10 @@ class BatchEmulator:
             self._service.endpoint = self.endpoint
             self._service.start()
             self._thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="batch-emulator-http", daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="batch-emulator-http",
+                daemon=True,
             )
             self._thread.start()
         except BaseException:
@@ -175,10 +177,3 @@ class BatchEmulator:
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no task is running or runnable; False on timeout."""
         return self._svc().wait_idle(timeout)
-
-    def wait_for(self, predicate: object, timeout: float = 30.0) -> None:  # pragma: no cover - convenience
-        deadline = time.monotonic() + timeout
-        while not callable(predicate) or not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met in time")
-            time.sleep(0.05)

@@ -26,7 +26,9 @@ class BatchServiceError(Exception):
 
     def body(self, endpoint: str, request_id: str, time: str) -> bytes:
         doc: dict[str, Any] = {
-            "odata.metadata": f"{endpoint}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
+            "odata.metadata": (
+                f"{endpoint}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element"
+            ),
             "code": self.code,
             "message": {"lang": "en-US", "value": f"{self.message}\nRequestId:{request_id}\nTime:{time}"},
         }

@@ -138,7 +138,9 @@ def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
         elif rf.get("storageContainerUrl"):
             written.extend(_download_container(rf, wd))
         else:
-            raise PreparationError("ResourceFileCreateFailed", "a resource file needs httpUrl or storageContainerUrl")
+            raise PreparationError(
+                "ResourceFileCreateFailed", "a resource file needs httpUrl or storageContainerUrl"
+            )
         if file_mode:
             for p in written:
                 with contextlib.suppress(ValueError, OSError):
@@ -171,7 +173,9 @@ def _download_container(rf: JSON, wd: Path) -> list[Path]:
     return written
 
 
-def launch(command_line: str, *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path) -> subprocess.Popen[bytes]:
+def launch(
+    command_line: str, *, cwd: Path, env: dict[str, str], stdout: Path, stderr: Path
+) -> subprocess.Popen[bytes]:
     """Start a command line the way the Linux node agent does (no shell; argv from shlex)."""
     argv = shlex.split(command_line)
     if not argv:
@@ -180,7 +184,9 @@ def launch(command_line: str, *, cwd: Path, env: dict[str, str], stdout: Path, s
     if "/" not in program:
         resolved = shutil.which(program, path=env.get("PATH"))
         if resolved is None:
-            raise PreparationError("CommandProgramNotFound", f"The specified command program is not found: {program}")
+            raise PreparationError(
+                "CommandProgramNotFound", f"The specified command program is not found: {program}"
+            )
         argv[0] = resolved
     with open(stdout, "ab") as out, open(stderr, "ab") as err:
         try:
@@ -194,9 +200,13 @@ def launch(command_line: str, *, cwd: Path, env: dict[str, str], stdout: Path, s
                 start_new_session=True,
             )
         except FileNotFoundError as exc:
-            raise PreparationError("CommandProgramNotFound", f"The specified command program is not found: {program}") from exc
+            raise PreparationError(
+                "CommandProgramNotFound", f"The specified command program is not found: {program}"
+            ) from exc
         except OSError as exc:
-            raise PreparationError("CommandLaunchFailed", f"Failed to launch the command line: {exc}") from exc
+            raise PreparationError(
+                "CommandLaunchFailed", f"Failed to launch the command line: {exc}"
+            ) from exc
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -266,10 +276,7 @@ def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -
         try:
             with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
                 for file, rel in _match(pattern, wd):
-                    if has_wildcard:
-                        name = f"{path.rstrip('/')}/{rel}" if path else rel
-                    else:
-                        name = path or rel
+                    name = (f"{path.rstrip('/')}/{rel}" if path else rel) if has_wildcard else (path or rel)
                     with open(file, "rb") as data:
                         cc.upload_blob(name, data, overwrite=True, content_settings=settings)
                     LOG.debug("uploaded %s to %s", file.name, redact(url))

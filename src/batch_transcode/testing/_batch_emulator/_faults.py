@@ -50,7 +50,13 @@ class Faults:
     operations: frozenset[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        for name in ("throttle_rate", "error_rate", "drop_after_processing_rate", "slow_rate", "preempt_rate"):
+        for name in (
+            "throttle_rate",
+            "error_rate",
+            "drop_after_processing_rate",
+            "slow_rate",
+            "preempt_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Faults.{name} must be between 0 and 1, got {value!r}")
@@ -65,7 +71,7 @@ class FaultInjector:
 
     def __init__(self, faults: Faults) -> None:
         self.faults = faults
-        self._rng = random.Random(faults.seed)
+        self._rng = random.Random(faults.seed)  # noqa: S311 - fault injection, not cryptography
         self._lock = threading.Lock()
 
     def _roll(self, rate: float) -> bool:

@@ -214,7 +214,9 @@ def parse_duration(text: str) -> timedelta:
     if not m or text.strip() in ("P", "PT"):
         raise ValueError(f"not an ISO 8601 duration: {text!r}")
     parts = {k: float(v) for k, v in m.groupdict().items() if v}
-    seconds = parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+    seconds = (
+        parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
+    )
     return timedelta(seconds=min(seconds, timedelta.max.total_seconds() - 1))
 
 

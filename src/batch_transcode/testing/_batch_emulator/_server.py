@@ -117,7 +117,7 @@ class BatchHTTPServer(ThreadingHTTPServer):
     records_lock: threading.Lock
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        LOG.debug("connection from %s ended with an error", client_address, exc_info=True)
+        LOG.debug("connection from %s ended with an error", client_address)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -126,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("%s - %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -166,7 +166,7 @@ class Handler(BaseHTTPRequestHandler):
         raw_path, raw_query = split.path, split.query
         path = unquote(raw_path)
         query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
-        headers = {k: v for k, v in self.headers.items()}
+        headers = dict(self.headers.items())
         request_id = str(uuid.uuid4())
         stamp = now()
         body = self._read_body()
@@ -190,8 +190,12 @@ class Handler(BaseHTTPRequestHandler):
             )
             if route is None:
                 if path_known:
-                    raise BatchServiceError(405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb.")
-                raise BatchServiceError(400, "InvalidUri", "The requested URI does not represent any resource on the server.")
+                    raise BatchServiceError(
+                        405, "UnsupportedHttpVerb", "The resource doesn't support the specified HTTP verb."
+                    )
+                raise BatchServiceError(
+                    400, "InvalidUri", "The requested URI does not represent any resource on the server."
+                )
             faults = service.injector.request_faults(operation, (classic,))
             if "slow" in faults:
                 fault = "slow"
@@ -201,7 +205,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise BatchServiceError(
                     429,
                     "TooManyRequests",
-                    "The server is currently throttling requests from this account. Please retry your request.",
+                    "The server is currently throttling requests from this account. "
+                    "Please retry your request.",
                     headers={"Retry-After": str(service.injector.faults.retry_after_seconds)},
                 )
             if "error" in faults:
@@ -209,9 +214,15 @@ class Handler(BaseHTTPRequestHandler):
                 status = service.injector.pick_server_error()
                 if status == 503:
                     raise BatchServiceError(
-                        503, "ServerBusy", "The server is currently unable to receive requests. Please retry your request."
+                        503,
+                        "ServerBusy",
+                        "The server is currently unable to receive requests. Please retry your request.",
                     )
-                raise BatchServiceError(500, "InternalError", "The server encountered an internal error. Please retry the request.")
+                raise BatchServiceError(
+                    500,
+                    "InternalError",
+                    "The server encountered an internal error. Please retry the request.",
+                )
             if "drop" in faults:
                 fault = "drop"
                 dropped = True
@@ -229,24 +240,34 @@ class Handler(BaseHTTPRequestHandler):
                     "The specified request version is not supported.",
                     {"QueryParameterName": "api-version", "QueryParameterValue": query["api-version"]},
                 )
-            reply = self._dispatch(service, route.operation_id, route.body_ref, route.body_required, params, query, headers, body)
+            reply = self._dispatch(
+                service, route.operation_id, route.body_ref, route.body_required, params, query, headers, body
+            )
         except BatchServiceError as exc:
             error_code = exc.code
             time_text = stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
             payload = b"" if method == "HEAD" else exc.body(service.endpoint, request_id, time_text)
-            reply = Reply(exc.status, payload, {"Content-Type": "application/json;odata=minimalmetadata", **exc.headers})
+            reply = Reply(
+                exc.status, payload, {"Content-Type": "application/json;odata=minimalmetadata", **exc.headers}
+            )
         except Exception:
             LOG.exception("emulator failed on %s %s", method, path)
             error_code = "InternalError"
-            exc2 = BatchServiceError(500, "InternalError", "The server encountered an internal error. Please retry the request.")
-            reply = Reply(500, exc2.body(service.endpoint, request_id, ""), {"Content-Type": "application/json"})
+            exc2 = BatchServiceError(
+                500, "InternalError", "The server encountered an internal error. Please retry the request."
+            )
+            reply = Reply(
+                500, exc2.body(service.endpoint, request_id, ""), {"Content-Type": "application/json"}
+            )
 
         if isinstance(reply.body, dict):
             payload = json.dumps(reply.body).encode("utf-8")
             content_type = "application/json;odata=minimalmetadata"
         else:
             payload = reply.body or b""
-            content_type = reply.headers.pop("Content-Type", "application/json;odata=minimalmetadata" if payload else "")
+            content_type = reply.headers.pop(
+                "Content-Type", "application/json;odata=minimalmetadata" if payload else ""
+            )
         record = RequestRecord(
             method=method,
             path=path,
@@ -278,9 +299,10 @@ class Handler(BaseHTTPRequestHandler):
         }
         if content_type:
             out_headers["Content-Type"] = content_type
-        if (headers.get("return-client-request-id") or "").lower() == "true" and headers.get("client-request-id"):
-            out_headers["client-request-id"] = headers["client-request-id"]
-        elif headers.get("client-request-id"):
+        if (
+            (headers.get("return-client-request-id") or "").lower() == "true"
+            and headers.get("client-request-id")
+        ) or headers.get("client-request-id"):
             out_headers["client-request-id"] = headers["client-request-id"]
         out_headers.update(reply.headers)
         if method == "HEAD":
@@ -341,7 +363,13 @@ class Handler(BaseHTTPRequestHandler):
                 "UnsupportedOperation",  # not a service code: the emulator does not implement this operation
                 f"The Batch emulator does not implement {operation}.",
             )
-        call = Call(operation=operation, params=params, query=query, body=parsed, headers={k.lower(): v for k, v in headers.items()})
+        call = Call(
+            operation=operation,
+            params=params,
+            query=query,
+            body=parsed,
+            headers={k.lower(): v for k, v in headers.items()},
+        )
         reply: Reply = handler(call)
         return reply
 

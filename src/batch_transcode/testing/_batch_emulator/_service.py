@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -66,6 +67,9 @@ MAX_BODY_BYTES = 1024 * 1024
 DELETE_DELAY = 0.3  # seconds a pool or job stays in "deleting"
 PREEMPT_AFTER = 0.15  # seconds into a run a preempted node goes away
 PREEMPT_RECOVERY = 0.3  # seconds a preempted Spot node takes to come back
+_FAILING_START_TASK = (
+    "/bin/bash -c 'echo \"E: Unable to locate package ffmpeg (emulated start task failure)\" >&2; exit 100'"
+)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -88,7 +92,9 @@ class Reply:
 def _check_id(value: Any, prop: str = "id") -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise invalid_value(
-            prop, value, "The id can contain only letters, digits, hyphens and underscores, up to 64 characters."
+            prop,
+            value,
+            "The id can contain only letters, digits, hyphens and underscores, up to 64 characters.",
         )
     return value
 
@@ -134,7 +140,9 @@ class Service:
 
     def start(self) -> None:
         (self.workdir / "nodes").mkdir(parents=True, exist_ok=True)
-        self._scheduler = threading.Thread(target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True)
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
+        )
         self._scheduler.start()
 
     def stop(self) -> None:
@@ -180,7 +188,8 @@ class Service:
         with self.lock:
             while True:
                 busy = any(
-                    t.state in ("running", "preparing") or (t.state == "active" and self._runnable_pool(j) is not None)
+                    t.state in ("running", "preparing")
+                    or (t.state == "active" and self._runnable_pool(j) is not None)
                     for j in self.jobs.values()
                     if j.state in ("active", "terminating")
                     for t in j.tasks.values()
@@ -286,10 +295,7 @@ class Service:
         return headers
 
     def _list(self, call: Call, items: list[JSON], kind: str, path: str) -> Reply:
-        try:
-            predicate = parse_filter(call.query.get("$filter"))
-        except BatchServiceError:
-            raise
+        predicate = parse_filter(call.query.get("$filter"))
         raw_max = call.query.get("maxresults")
         page = MAX_RESULTS
         if raw_max is not None:
@@ -322,7 +328,10 @@ class Service:
                     {"QueryParameterName": "$skiptoken", "QueryParameterValue": token},
                 ) from exc
         # The service lists by id (case-insensitively), which keeps paging stable.
-        matched = sorted((doc for doc in items if predicate(doc)), key=lambda d: str(d.get("id", d.get("name", ""))).lower())
+        matched = sorted(
+            (doc for doc in items if predicate(doc)),
+            key=lambda d: str(d.get("id", d.get("name", ""))).lower(),
+        )
         chunk = matched[skip : skip + page]
         body: JSON = {
             "odata.metadata": f"{self.endpoint}/$metadata#{kind}",
@@ -359,12 +368,22 @@ class Service:
                 400,
                 "InvalidAutoScalingSettings",
                 "The specified auto-scaling settings are not valid.",
-                {"Reason": "targetDedicatedNodes and targetLowPriorityNodes must not be set with enableAutoScale"},
+                {
+                    "Reason": "targetDedicatedNodes and targetLowPriorityNodes must not be set "
+                    "with enableAutoScale"
+                },
             )
         pool = Pool(id=pool_id, spec=copy.deepcopy(spec), auto_for_job=auto_for_job)
-        self._resize(pool, int(spec.get("targetDedicatedNodes", 0)), int(spec.get("targetLowPriorityNodes", 0)))
+        self._resize(
+            pool, int(spec.get("targetDedicatedNodes", 0)), int(spec.get("targetLowPriorityNodes", 0))
+        )
         self.pools[pool_id.lower()] = pool
-        LOG.info("pool %s created (dedicated=%d, spot=%d)", pool_id, pool.target_dedicated, pool.target_low_priority)
+        LOG.info(
+            "pool %s created (dedicated=%d, spot=%d)",
+            pool_id,
+            pool.target_dedicated,
+            pool.target_low_priority,
+        )
         return pool
 
     def _resize(self, pool: Pool, dedicated: int, low: int) -> None:
@@ -491,7 +510,12 @@ class Service:
         body = call.body or {}
         with self.lock:
             pool = self._writable_pool(call.params["poolId"])
-            for key in ("startTask", "metadata", "applicationPackageReferences", "targetNodeCommunicationMode"):
+            for key in (
+                "startTask",
+                "metadata",
+                "applicationPackageReferences",
+                "targetNodeCommunicationMode",
+            ):
                 if key in body:
                     pool.spec[key] = copy.deepcopy(body[key])
                 else:
@@ -505,7 +529,9 @@ class Service:
             pool = self._writable_pool(call.params["poolId"])
             formula = body.get("autoScaleFormula") or pool.spec.get("autoScaleFormula")
             if not formula:
-                raise BatchServiceError(400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid.")
+                raise BatchServiceError(
+                    400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid."
+                )
             pool.spec["enableAutoScale"] = True
             pool.spec["autoScaleFormula"] = formula
             if "autoScaleEvaluationInterval" in body:
@@ -579,7 +605,7 @@ class Service:
             for pool in self.pools.values():
                 counts: dict[str, JSON] = {}
                 for kind, dedicated in (("dedicated", True), ("lowPriority", False)):
-                    c: JSON = {s: 0 for s in states}
+                    c: JSON = dict.fromkeys(states, 0)
                     for n in pool.nodes.values():
                         if n.dedicated == dedicated:
                             key = next((s for s in states if s.lower() == n.state.lower()), "unknown")
@@ -678,7 +704,9 @@ class Service:
             pool = self._pool(call.params["poolId"])
             node = self._node(pool, call.params["nodeId"])
             prefix = f"{self.endpoint}/pools/{pool.id}/nodes/{node.id}/files"
-            return self._list_files(call, node.root, prefix, "files", f"/pools/{pool.id}/nodes/{node.id}/files")
+            return self._list_files(
+                call, node.root, prefix, "files", f"/pools/{pool.id}/nodes/{node.id}/files"
+            )
 
     # ------------------------------------------------------------------ jobs
 
@@ -692,7 +720,9 @@ class Service:
             constraints = spec.get("constraints") or {}
             deadline = None
             if "maxWallClockTime" in constraints:
-                deadline = time.monotonic() + _duration(constraints["maxWallClockTime"], "constraints.maxWallClockTime")
+                deadline = time.monotonic() + _duration(
+                    constraints["maxWallClockTime"], "constraints.maxWallClockTime"
+                )
             if bool(pool_info.get("poolId")) == bool(pool_info.get("autoPoolSpecification")):
                 raise invalid_value(
                     "poolInfo", "", "Exactly one of poolId and autoPoolSpecification must be specified."
@@ -750,7 +780,9 @@ class Service:
         with self.lock:
             job = self._writable_job(call.params["jobId"])
             if job.state == "completed":
-                raise BatchServiceError(409, "JobCompleted", "The specified job is already in a completed state.")
+                raise BatchServiceError(
+                    409, "JobCompleted", "The specified job is already in a completed state."
+                )
             if job.state == "terminating":
                 raise BatchServiceError(409, "JobBeingTerminated", "The specified job is being terminated.")
             self._terminate_job(job, body.get("terminateReason") or "UserTerminate")
@@ -841,13 +873,16 @@ class Service:
         slots = int(spec.get("requiredSlots", 1))
         if slots < 1 or (pool is not None and slots > pool.slots_per_node):
             raise invalid_value(
-                "requiredSlots", slots, "requiredSlots must be at least 1 and at most the pool's taskSlotsPerNode."
+                "requiredSlots",
+                slots,
+                "requiredSlots must be at least 1 and at most the pool's taskSlotsPerNode.",
             )
         if spec.get("dependsOn") and not job.spec.get("usesTaskDependencies"):
             raise BatchServiceError(
                 400,
                 "TaskDependenciesNotSpecifiedOnJob",
-                "A task was specified as depending on other tasks, but the job did not specify that it would use "
+                "A task was specified as depending on other tasks, but the job did not specify that it "
+                "would use "
                 "task dependencies.",
             )
         task = Task(id=task_id, job_id=job.id, spec=copy.deepcopy(spec))
@@ -877,7 +912,10 @@ class Service:
                 413,
                 "RequestBodyTooLarge",
                 "The request body is too large and exceeds the maximum permissible limit.",
-                {"MaxLimit": str(MAX_TASKS_PER_COLLECTION), "Reason": "A task collection holds at most 100 tasks."},
+                {
+                    "MaxLimit": str(MAX_TASKS_PER_COLLECTION),
+                    "Reason": "A task collection holds at most 100 tasks.",
+                },
             )
         results: list[JSON] = []
         with self.lock:
@@ -894,7 +932,11 @@ class Service:
                             "error": {
                                 "code": exc.code,
                                 "message": {"lang": "en-US", "value": exc.message},
-                                **({"values": [{"key": k, "value": v} for k, v in exc.values.items()]} if exc.values else {}),
+                                **(
+                                    {"values": [{"key": k, "value": v} for k, v in exc.values.items()]}
+                                    if exc.values
+                                    else {}
+                                ),
                             },
                         }
                     )
@@ -917,7 +959,9 @@ class Service:
             task = self._task(job, call.params["taskId"])
             doc = apply_select(task.to_json(self.endpoint, job), call.query.get("$select"))
             doc["odata.metadata"] = f"{self.endpoint}/$metadata#tasks/@Element"
-            return Reply(200, doc, self._entity_headers(task, f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}"))
+            return Reply(
+                200, doc, self._entity_headers(task, f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}")
+            )
 
     def op_Tasks_ListTasks(self, call: Call) -> Reply:
         with self.lock:
@@ -941,12 +985,18 @@ class Service:
             job = self._writable_job(call.params["jobId"])
             task = self._task(job, call.params["taskId"])
             if task.state == "completed":
-                raise BatchServiceError(409, "TaskCompleted", "The specified task is already in a completed state.")
+                raise BatchServiceError(
+                    409, "TaskCompleted", "The specified task is already in a completed state."
+                )
             if task.proc is not None:
                 task.kill_reason = "terminate"
                 kill_group(task.proc)
             elif task.state == "active":
-                self._complete(task, result="failure", failure=("usererror", "TaskEnded", "Task Was Ended by User Request"))
+                self._complete(
+                    task,
+                    result="failure",
+                    failure=("usererror", "TaskEnded", "Task Was Ended by User Request"),
+                )
             url = f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}"
             return Reply(204, None, self._entity_headers(task, url))
 
@@ -958,22 +1008,24 @@ class Service:
                 raise BatchServiceError(
                     409,
                     "TaskNotCompleted",
-                    "The specified task is not in a completed state, and the requested operation can be performed "
+                    "The specified task is not in a completed state, and the requested operation can be "
+                    "performed "
                     "only on completed tasks.",
                 )
             if task.execution.get("result") == "success":
                 raise BatchServiceError(
                     409,
                     "TaskSucceeded",
-                    "The specified task has already completed successfully, and the requested operation cannot be "
+                    "The specified task has already completed successfully, and the requested operation "
+                    "cannot be "
                     "performed on successful tasks.",
                 )
             task.execution = {"retryCount": 0, "requeueCount": 0}
             task.set_state("active")
-            if job.state == "completed" and job.terminate_reason == "AllTasksComplete":
-                pass
             self.changed.notify_all()
-            return Reply(204, None, self._entity_headers(task, f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}"))
+            return Reply(
+                204, None, self._entity_headers(task, f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}")
+            )
 
     def _task_dir(self, job: Job, task: Task) -> Path:
         if task.last_node is None:
@@ -1044,10 +1096,8 @@ class Service:
         if pool.allocation_state == "resizing" and mono >= pool.resize_due:
             self._finish_resize(pool, mono)
         for node in pool.nodes.values():
-            if node.state == "creating" and mono >= node.ready_at:
-                node.set_state("starting")
-                self._start_node(pool, node)
-            elif node.state == "preempted" and mono >= node.preempted_until:
+            due = node.ready_at if node.state == "creating" else node.preempted_until
+            if node.state in ("creating", "preempted") and mono >= due:
                 node.set_state("starting")
                 self._start_node(pool, node)
 
@@ -1068,7 +1118,9 @@ class Service:
                     code = faults.allocation_failure_code
                     message = {
                         "AccountCoreQuotaReached": "The specified account has reached its VM core quota.",
-                        "AccountLowPriorityCoreQuotaReached": "The specified account has reached its Spot core quota.",
+                        "AccountLowPriorityCoreQuotaReached": (
+                            "The specified account has reached its Spot core quota."
+                        ),
                     }.get(code, "Desired number of dedicated nodes could not be allocated.")
                     pool.resize_errors.append(
                         {
@@ -1142,10 +1194,7 @@ class Service:
                 download_resource_files(spec.get("resourceFiles") or [], wd)
                 command = spec["commandLine"]
                 if self.injector.faults.start_task_failure:
-                    command = (
-                        "/bin/bash -c 'echo \"E: Unable to locate package ffmpeg (emulated start task failure)\" >&2;"
-                        " exit 100'"
-                    )
+                    command = _FAILING_START_TASK
                 with self.lock:
                     if self._stopping.is_set() or pool.state == "deleting":
                         return
@@ -1188,7 +1237,9 @@ class Service:
                 node.touch()
                 if node.state == "waitingforstarttask":
                     node.set_state("idle" if failure is None else "starttaskfailed")
-                LOG.info("start task on %s/%s %s", pool.id, node.id, "succeeded" if failure is None else "failed")
+                LOG.info(
+                    "start task on %s/%s %s", pool.id, node.id, "succeeded" if failure is None else "failed"
+                )
                 self.changed.notify_all()
                 return
 
@@ -1240,7 +1291,8 @@ class Service:
                 nodes = [
                     n
                     for n in pool.nodes.values()
-                    if n.state in ("idle", "running") and pool.slots_per_node - n.used_slots() >= task.required_slots
+                    if n.state in ("idle", "running")
+                    and pool.slots_per_node - n.used_slots() >= task.required_slots
                 ]
                 if not nodes:
                     continue
@@ -1300,9 +1352,15 @@ class Service:
         env.update(_env_list(task.spec.get("environmentSettings")))
         spec = copy.deepcopy(task.spec)
         constraints = spec.get("constraints") or {}
-        wall = _duration(constraints["maxWallClockTime"], "maxWallClockTime") if "maxWallClockTime" in constraints else None
+        wall = (
+            _duration(constraints["maxWallClockTime"], "maxWallClockTime")
+            if "maxWallClockTime" in constraints
+            else None
+        )
         self._spawn(
-            lambda: self._run_task(job, task, pool, node, spec, env, task_dir, wall, preempt, task.run_serial),
+            lambda: self._run_task(
+                job, task, pool, node, spec, env, task_dir, wall, preempt, task.run_serial
+            ),
             f"task-{job.id}-{task.id}",
         )
 
@@ -1330,7 +1388,11 @@ class Service:
                 if task.kill_reason is not None or self._stopping.is_set():
                     raise _Interrupted
                 proc = launch(
-                    spec["commandLine"], cwd=wd, env=env, stdout=task_dir / "stdout.txt", stderr=task_dir / "stderr.txt"
+                    spec["commandLine"],
+                    cwd=wd,
+                    env=env,
+                    stdout=task_dir / "stdout.txt",
+                    stderr=task_dir / "stderr.txt",
                 )
                 task.proc = proc
             started = time.monotonic()
@@ -1338,7 +1400,7 @@ class Service:
                 try:
                     exit_code = proc.wait(timeout=0.05)
                     break
-                except Exception:
+                except subprocess.TimeoutExpired:
                     pass
                 elapsed = time.monotonic() - started
                 if preempt and elapsed >= PREEMPT_AFTER:
@@ -1389,28 +1451,36 @@ class Service:
             node.total_run += 1
             if succeeded:
                 node.total_succeeded += 1
-            node.recent = (
-                node.recent
-                + [
-                    {
-                        "taskUrl": f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}",
-                        "jobId": job.id,
-                        "taskId": task.id,
-                        "taskState": "completed",
-                        "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": exit_code},
-                    }
-                ]
-            )[-10:]
+            node.recent = [
+                *node.recent,
+                {
+                    "taskUrl": f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}",
+                    "jobId": job.id,
+                    "taskId": task.id,
+                    "taskState": "completed",
+                    "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": exit_code},
+                },
+            ][-10:]
             task.execution["exitCode"] = exit_code
             if reason == "terminate":
                 failure = ("usererror", "TaskEnded", "Task Was Ended by User Request")
             elif timed_out:
-                failure = ("usererror", "MaxWallClockTimeExpiry", "The task exceeded its maximum wall clock time")
+                failure = (
+                    "usererror",
+                    "MaxWallClockTimeExpiry",
+                    "The task exceeded its maximum wall clock time",
+                )
             elif failure is None and exit_code != 0:
-                failure = ("usererror", "FailureExitCode", "The task process exited with an unexpected exit code")
+                failure = (
+                    "usererror",
+                    "FailureExitCode",
+                    "The task process exited with an unexpected exit code",
+                )
             constraints = task.spec.get("constraints") or {}
             max_retries = int(
-                constraints.get("maxTaskRetryCount", (job.spec.get("constraints") or {}).get("maxTaskRetryCount", 0))
+                constraints.get(
+                    "maxTaskRetryCount", (job.spec.get("constraints") or {}).get("maxTaskRetryCount", 0)
+                )
             )
             retries = int(task.execution.get("retryCount", 0))
             retryable = failure is not None and failure[1] == "FailureExitCode" and job.state == "active"

@@ -77,7 +77,9 @@ def routes() -> tuple[Route, ...]:
                 if p.get("in") == "body":
                     body_ref = p["schema"]["$ref"].rsplit("/", 1)[-1]
                     body_required = bool(p.get("required", False))
-            out.append(Route(method.upper(), template, op["operationId"], pattern, params, body_ref, body_required))
+            out.append(
+                Route(method.upper(), template, op["operationId"], pattern, params, body_ref, body_required)
+            )
     # Literal segments beat parameters: /pools/{poolId}/resize before /pools/{poolId}/nodes/{nodeId}...
     out.sort(key=lambda r: (r.template.count("{"), -len(r.template)))
     return tuple(out)
@@ -97,7 +99,7 @@ def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], b
         if route.method != method:
             path_known = True
             continue
-        return route, {k: v for k, v in m.groupdict().items()}, True
+        return route, dict(m.groupdict()), True
     return None, {}, path_known
 
 
