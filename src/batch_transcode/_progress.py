@@ -45,15 +45,26 @@ class ProgressSink:
                 event = ProgressEvent(kind="started", source=source, done=self.done, total=self.total)
                 self._callback(event)
 
+    def _advance_bar(self, done: int, failed: int) -> None:
+        if self._bar is not None:
+            if done > self._bar.n:
+                self._bar.update(done - self._bar.n)
+            if failed:
+                self._bar.set_postfix(failed=failed, refresh=False)
+
+    def counts(self, done: int, failed: int) -> None:
+        """Move the bar from service-side counts (a backend that learns per-file
+        results only at the end, like Azure Batch). Callbacks get per-file events
+        from :meth:`finished` as usual."""
+        with self._lock:
+            self._advance_bar(max(done, self.done), max(failed, self.failed))
+
     def finished(self, result: FileResult) -> None:
         with self._lock:
             self.done += 1
             if not result.ok:
                 self.failed += 1
-            if self._bar is not None:
-                self._bar.update(1)
-                if self.failed:
-                    self._bar.set_postfix(failed=self.failed, refresh=False)
+            self._advance_bar(self.done, self.failed)
             if self._callback is not None:
                 self._callback(
                     ProgressEvent(

@@ -83,3 +83,16 @@ def test_leaving_the_session_cancels_running_jobs(tmp_path: Path, make_media: Ca
         job = s.submit(sources, output_dir=tmp_path / "out", preset="flac")
     assert job.done() and job.cancelled
     assert not list((tmp_path / "out").glob(".bt-*"))
+
+
+def test_progress_bar_follows_counts_without_double_counting() -> None:
+    from batch_transcode import FileResult
+    from batch_transcode._progress import ProgressSink
+
+    sink = ProgressSink(3, bar=True)
+    sink.counts(2, 1)
+    assert sink._bar.n == 2
+    for name in ("a", "b", "c"):
+        sink.finished(FileResult(source=Path(name), output=None, ok=name != "b", error="x"))
+    assert sink._bar.n == 3 and sink.done == 3 and sink.failed == 1
+    sink.close()

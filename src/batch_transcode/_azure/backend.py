@@ -306,7 +306,8 @@ class _AzureRun:
         self._terminate_when_done()
 
         def on_progress(counts: Counts) -> None:
-            pass  # logged by the monitor; per-file events follow the final listing
+            # The bar follows the task counts; per-file events follow the final listing.
+            self.progress.counts(counts.completed, counts.failed)
 
         finished = wait_for_job(
             b.batch,
