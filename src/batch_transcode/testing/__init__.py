@@ -1,1 +1,30 @@
-"""Offline Azure for tests: Azurite plus the Batch REST emulator."""
+"""Offline Azure for tests: Azurite plus the Batch REST emulator.
+
+``OfflineAzure`` starts both on free loopback ports; the unmodified
+``azure-batch`` and ``azure-storage-blob`` clients talk to them::
+
+    from batch_transcode import TranscodeSession
+    from batch_transcode.testing import OfflineAzure
+
+    with OfflineAzure() as oa, TranscodeSession(oa.config()) as session:
+        report = session.convert(paths, output_dir="out")
+
+Azurite comes from npm (``npm install azurite@3.37.0``); see ``AzuriteNotFoundError``.
+The pytest plugin (``offline_azure``, ``offline_azure_factory``) is registered
+automatically when batch_transcode is installed.
+"""
+
+from ._azurite import AzuriteNotFoundError
+from ._batch_emulator import BatchEmulator, Faults
+from ._offline import OfflineAzure, StorageFaults, emulator_command_main
+from ._proxy import StorageProxy
+
+__all__ = [
+    "AzuriteNotFoundError",
+    "BatchEmulator",
+    "Faults",
+    "OfflineAzure",
+    "StorageFaults",
+    "StorageProxy",
+    "emulator_command_main",
+]

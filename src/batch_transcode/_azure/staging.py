@@ -1,0 +1,533 @@
+"""Blob Storage staging: the session's containers, input uploads, SAS URLs, output downloads.
+
+Each session gets an input and an output container named after its id and tagged
+``createdby=batch-transcode`` (the orphan sweep's mark). Inputs upload concurrently
+under ``inputs/<path relative to the inputs' common folder>`` with their MD5 set; an
+input already present with the same size and MD5 (a persistent ``input_container``,
+or a second run in the session) is not uploaded again. Tasks read inputs through
+read-only blob SAS URLs and write outputs through a create/write-only container SAS.
+Outputs download to a temporary name beside the target and are renamed into place.
+
+SAS tokens are signed with the account key when there is one, else they are
+user-delegation SAS (Microsoft Entra ID), valid at most 7 days (the service limit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import mimetypes
+import os
+import random
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import attrs
+from azure.core import exceptions as az
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContainerSasPermissions,
+    ContentSettings,
+    ExponentialRetry,
+    UserDelegationKey,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from batch_transcode._azure._errors import redact
+from batch_transcode._azure.builders import CREATED_BY
+from batch_transcode._config import AzureConfig, RetryPolicy
+from batch_transcode._errors import ConfigError
+from batch_transcode._naming import WorkItem
+
+if TYPE_CHECKING:
+    from batch_transcode._teardown import Teardown
+
+__all__ = [
+    "INPUT_PREFIX",
+    "OUTPUT_PREFIX",
+    "StagedInput",
+    "Staging",
+    "make_blob_service_client",
+    "redact_url",
+    "storage_retry_policy",
+]
+
+log = logging.getLogger(__name__)
+
+#: Blob name prefixes of inputs and outputs inside their containers.
+INPUT_PREFIX = "inputs/"
+OUTPUT_PREFIX = "outputs/"
+#: SAS tokens start this long before "now", for clocks that run behind.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+#: The longest a user-delegation SAS (and its key) may be valid.
+MAX_DELEGATION = dt.timedelta(days=7)
+_HASH_BLOCK = 4 * 1024 * 1024
+_SIG = re.compile(r"(?i)([?&]sig=)[^&#\s]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its SAS signature (``sig=``) replaced by ``REDACTED``."""
+    return _SIG.sub(r"\1REDACTED", url)
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+class _CappedExponentialRetry(ExponentialRetry):
+    """Exponential backoff from ``wait_initial`` doubling up to ``wait_max``, with jitter.
+
+    The SDK's default (15 s, base 3) makes one ``503 ServerBusy`` cost 15-18 s; these
+    waits follow the session's :class:`RetryPolicy` instead.
+    """
+
+    def __init__(self, policy: RetryPolicy, retry_total: int) -> None:
+        super().__init__(initial_backoff=0, increment_base=2, retry_total=retry_total, random_jitter_range=0)
+        self._wait_initial = policy.wait_initial
+        self._wait_max = policy.wait_max
+        self._random = random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        count = int(settings.get("count", 0))
+        wait = min(self._wait_max, self._wait_initial * (2**count))
+        return self._random.uniform(wait / 2, wait) if wait > 0 else 0.0
+
+
+def storage_retry_policy(policy: RetryPolicy, retry_total: int = 5) -> ExponentialRetry:
+    """The storage client's transport retry, paced by ``policy`` (see module notes)."""
+    return _CappedExponentialRetry(policy, retry_total)
+
+
+def make_blob_service_client(config: AzureConfig, **kwargs: Any) -> tuple[BlobServiceClient, str | None]:
+    """The ``BlobServiceClient`` for ``config`` and the account key, if there is one.
+
+    A connection string; or ``storage_account`` (endpoint
+    ``https://{account}.blob.core.windows.net`` unless ``storage_endpoint``) with
+    ``storage_key``; or with ``credential`` / ``DefaultAzureCredential``.
+    """
+    options: dict[str, Any] = {"retry_policy": storage_retry_policy(config.retry)}
+    options.update(kwargs)
+    if config.storage_connection_string:
+        try:
+            client = BlobServiceClient.from_connection_string(config.storage_connection_string, **options)
+        except ValueError:
+            raise ConfigError(
+                "storage_connection_string is not a valid Azure Storage connection string "
+                "(AZURE_STORAGE_CONNECTION_STRING)"
+            ) from None  # the message of ``exc`` may quote the key
+        key = getattr(client.credential, "account_key", None)
+        log.debug("Blob client for %s (connection string)", client.url)
+        return client, key if isinstance(key, str) else None
+    account = config.storage_account
+    endpoint = config.storage_endpoint or (f"https://{account}.blob.core.windows.net" if account else None)
+    if endpoint is None:
+        raise ConfigError(
+            "no storage account configured; pass AzureConfig(storage_connection_string=...) or "
+            "storage_account=..., or export AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
+        )
+    if config.storage_key:
+        if not account:
+            raise ConfigError("storage_key needs storage_account; export AZURE_STORAGE_ACCOUNT")
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        credential: Any = AzureNamedKeyCredential(account, config.storage_key)
+        log.debug("Blob client for %s (account key)", endpoint)
+        return BlobServiceClient(endpoint, credential=credential, **options), config.storage_key
+    if config.credential is not None:
+        credential = config.credential
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    log.debug("Blob client for %s (Microsoft Entra ID)", endpoint)
+    return BlobServiceClient(endpoint, credential=credential, **options), None
+
+
+# -- names --------------------------------------------------------------------------------
+
+
+def _container_base(prefix: str, session_id: str) -> str:
+    base = (
+        session_id
+        if session_id.startswith(f"{prefix}-") or session_id == prefix
+        else f"{prefix}-{session_id}"
+    )
+    base = re.sub(r"[^a-z0-9-]+", "-", base.lower())
+    base = re.sub(r"-{2,}", "-", base).strip("-")
+    base = base[:59].rstrip("-")  # room for "-out" within 63 characters
+    if len(base) < 1:
+        raise ConfigError(f"cannot derive container names from session id {session_id!r}")
+    if not base[0].isalnum():
+        base = "c" + base
+    return base
+
+
+def _md5_of(path: Path) -> tuple[int, bytes]:
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.digest()
+
+
+@attrs.define(frozen=True)
+class StagedInput:
+    """An input in Blob Storage: its blob, a read-only SAS URL, whether it was uploaded now."""
+
+    index: int
+    blob_name: str
+    sas_url: str = attrs.field(repr=lambda url: repr(redact_url(url)))
+    uploaded: bool
+    size: int
+
+
+# -- staging -------------------------------------------------------------------------------
+
+
+class Staging:
+    """One session's view of Blob Storage. Thread-safe.
+
+    ``Staging(service, *, session_id, prefix, expiry, concurrency=16, input_container=None,
+    metadata={}, account_key=None)``, or ``Staging(config, service, *, session_id, expiry,
+    account_key=None)`` which takes ``prefix``, concurrency, ``input_container`` and
+    ``keep_outputs_in_storage`` from an :class:`AzureConfig`.
+    """
+
+    @overload
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        *,
+        session_id: str,
+        prefix: str,
+        expiry: dt.datetime,
+        concurrency: int = 16,
+        input_container: str | None = None,
+        metadata: Mapping[str, str] = ...,
+        account_key: str | None = None,
+        download_concurrency: int | None = None,
+        keep_outputs: bool = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        service: AzureConfig,
+        blob_service: BlobServiceClient,
+        *,
+        session_id: str,
+        expiry: dt.datetime,
+        account_key: str | None = None,
+        metadata: Mapping[str, str] = ...,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        service: BlobServiceClient | AzureConfig,
+        blob_service: BlobServiceClient | None = None,
+        *,
+        session_id: str,
+        expiry: dt.datetime,
+        prefix: str | None = None,
+        concurrency: int = 16,
+        input_container: str | None = None,
+        metadata: Mapping[str, str] = {},  # read only: never mutated
+        account_key: str | None = None,
+        download_concurrency: int | None = None,
+        keep_outputs: bool = False,
+    ) -> None:
+        if isinstance(service, AzureConfig):
+            config = service
+            if blob_service is None:
+                raise TypeError("Staging(config, service, ...) needs the BlobServiceClient")
+            service = blob_service
+            prefix = config.resource_prefix if prefix is None else prefix
+            concurrency = config.upload_concurrency
+            download_concurrency = config.download_concurrency
+            input_container = config.input_container if input_container is None else input_container
+            keep_outputs = config.keep_outputs_in_storage
+        if prefix is None:
+            raise TypeError("Staging() needs prefix=")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        self.service = service
+        self.session_id = session_id
+        self.expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=dt.UTC)
+        self.concurrency = concurrency
+        self.download_concurrency = download_concurrency or concurrency
+        self.keep_outputs = keep_outputs
+        self._account_key = account_key
+        self.created_at = dt.datetime.now(dt.UTC)
+        self.metadata: dict[str, str] = {
+            **dict(metadata),
+            "createdby": CREATED_BY,
+            "session": session_id,
+            "createdat": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        base = _container_base(prefix, session_id)
+        self.persistent_input = input_container is not None
+        self.input_container_name: str = input_container if input_container is not None else f"{base}-in"
+        self.output_container_name: str = f"{base}-out"
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[int, bytes]] = {}  # blobs this session put in the input container
+        self._delegation_key: UserDelegationKey | None = None
+        self._created: set[str] = set()
+        self.bytes_uploaded = 0
+        self.uploads_skipped = 0
+        self.bytes_downloaded = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Staging session={self.session_id} in={self.input_container_name} "
+            f"out={self.output_container_name}>"
+        )
+
+    # -- containers ---------------------------------------------------------------------
+
+    def create_containers(self, teardown: Teardown) -> None:
+        """Create both containers; each delete step is on ``teardown`` before its create
+        request goes out (a create whose answer was lost is still cleaned up)."""
+        if self.persistent_input:
+            self._create(self.input_container_name, {"purpose": "batch-transcode inputs"}, exist_ok=True)
+        else:
+            name = self.input_container_name
+            teardown.push(f"container {name}", lambda: self._delete_container(name))
+            self._create(name, self.metadata)
+        out = self.output_container_name
+        if self.keep_outputs:
+            log.info("keep_outputs_in_storage=True: container %s will be kept", out)
+        else:
+            teardown.push(f"container {out}", lambda: self._delete_container(out))
+        self._create(out, self.metadata)
+
+    def _create(self, name: str, metadata: Mapping[str, str], *, exist_ok: bool = False) -> None:
+        try:
+            self.service.create_container(name, metadata=dict(metadata))
+            log.info("container %s created", name)
+        except az.ResourceExistsError:
+            if not exist_ok and name not in self._created:
+                # a retried create whose first answer was lost: ours if it carries our session
+                props = self.service.get_container_client(name).get_container_properties()
+                if (props.metadata or {}).get("session") != self.session_id:
+                    raise
+            log.info("container %s already exists", name)
+        self._created.add(name)
+
+    def _delete_container(self, name: str) -> None:
+        try:
+            self.service.delete_container(name)
+            log.info("container %s deleted", name)
+        except az.ResourceNotFoundError:
+            log.debug("container %s was already gone", name)
+
+    def delete_containers(self) -> None:
+        """Delete the session's containers (never a persistent input container); idempotent."""
+        if not self.persistent_input:
+            self._delete_container(self.input_container_name)
+        self._delete_container(self.output_container_name)
+
+    # -- SAS ----------------------------------------------------------------------------
+
+    def _sas_window(self) -> tuple[dt.datetime, dt.datetime]:
+        now = dt.datetime.now(dt.UTC)
+        start = now - CLOCK_SKEW
+        expiry = self.expiry
+        if self._account_key is None:
+            expiry = min(expiry, start + MAX_DELEGATION)
+        return start, expiry
+
+    def _signing(self) -> dict[str, Any]:
+        if self._account_key is not None:
+            return {"account_key": self._account_key}
+        with self._lock:
+            if self._delegation_key is None:
+                start, expiry = self._sas_window()
+                self._delegation_key = self.service.get_user_delegation_key(start, expiry)
+            return {"user_delegation_key": self._delegation_key}
+
+    def _protocol(self) -> str | None:
+        return "https" if self.service.url.startswith("https:") else None
+
+    def blob_sas_url(self, container: str, blob_name: str) -> str:
+        """A read-only SAS URL for one blob, valid until ``expiry``."""
+        start, expiry = self._sas_window()
+        sas = generate_blob_sas(
+            self.service.account_name or "",
+            container,
+            blob_name,
+            permission=BlobSasPermissions(read=True),
+            start=start,
+            expiry=expiry,
+            protocol=self._protocol(),
+            **self._signing(),
+        )
+        url = self.service.get_blob_client(container, blob_name).url
+        return f"{url}?{sas}"
+
+    def output_container_sas_url(self) -> str:
+        """A container SAS URL for the output container: create and write only (tasks
+        cannot read, list or delete anything)."""
+        start, expiry = self._sas_window()
+        sas = generate_container_sas(
+            self.service.account_name or "",
+            self.output_container_name,
+            permission=ContainerSasPermissions(create=True, write=True),
+            start=start,
+            expiry=expiry,
+            protocol=self._protocol(),
+            **self._signing(),
+        )
+        url = f"{self.service.get_container_client(self.output_container_name).url}?{sas}"
+        log.debug("output container SAS %s", redact_url(url))
+        return url
+
+    # -- upload -------------------------------------------------------------------------
+
+    @staticmethod
+    def input_blob_name(item: WorkItem) -> str:
+        return INPUT_PREFIX + item.relative_source
+
+    @staticmethod
+    def output_blob_name(item: WorkItem) -> str:
+        return OUTPUT_PREFIX + item.relative_output
+
+    def _identical_exists(self, blob_name: str, size: int, md5: bytes) -> bool:
+        with self._lock:
+            known = self._known.get(blob_name)
+        if known is not None:
+            return known == (size, md5)
+        if not self.persistent_input:
+            return False  # a fresh session container holds only what this session put there
+        try:
+            props = self.service.get_blob_client(self.input_container_name, blob_name).get_blob_properties()
+        except az.ResourceNotFoundError:
+            return False
+        remote_md5 = props.content_settings.content_md5
+        return props.size == size and remote_md5 is not None and bytes(remote_md5) == md5
+
+    def _upload(self, path: Path, blob_name: str, max_concurrency: int) -> tuple[int, bool]:
+        size, md5 = _md5_of(path)
+        if self._identical_exists(blob_name, size, md5):
+            with self._lock:
+                self.uploads_skipped += 1
+                self._known[blob_name] = (size, md5)
+            log.debug("%s: unchanged in container %s, not uploaded", blob_name, self.input_container_name)
+            return size, False
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        blob = self.service.get_blob_client(self.input_container_name, blob_name)
+        with open(path, "rb") as f:
+            blob.upload_blob(
+                f,
+                length=size,
+                overwrite=True,
+                content_settings=ContentSettings(content_type=content_type, content_md5=bytearray(md5)),
+                max_concurrency=max_concurrency,
+            )
+        with self._lock:
+            self.bytes_uploaded += size
+            self._known[blob_name] = (size, md5)
+        return size, True
+
+    def upload_inputs(self, items: Sequence[WorkItem]) -> list[StagedInput]:
+        """Upload the inputs (``concurrency`` at once), skipping identical blobs; return a
+        read-only SAS URL for each, in the order of ``items``."""
+        if not items:
+            return []
+        per_blob = max(1, min(8, self.concurrency // len(items)))
+
+        def one(item: WorkItem) -> StagedInput:
+            name = self.input_blob_name(item)
+            size, uploaded = self._upload(item.source, name, per_blob)
+            return StagedInput(
+                index=item.index,
+                blob_name=name,
+                sas_url=self.blob_sas_url(self.input_container_name, name),
+                uploaded=uploaded,
+                size=size,
+            )
+
+        staged = self._map(one, items, self.concurrency, "bt-upload")
+        uploaded = [s for s in staged if s.uploaded]
+        log.info(
+            "inputs: %d uploaded (%d bytes), %d unchanged, to container %s",
+            len(uploaded),
+            sum(s.size for s in uploaded),
+            len(staged) - len(uploaded),
+            self.input_container_name,
+        )
+        return staged
+
+    def upload_file(self, path: Path, blob_name: str) -> str:
+        """Upload one file (e.g. a static ffmpeg) into the input container, unless an
+        identical blob is there; return a read-only SAS URL."""
+        self._upload(Path(path), blob_name, max_concurrency=min(8, self.concurrency))
+        return self.blob_sas_url(self.input_container_name, blob_name)
+
+    # -- download -----------------------------------------------------------------------
+
+    def read_output_blob(self, blob_name: str) -> bytes | None:
+        """A (small) blob of the output container, or ``None`` if it does not exist."""
+        try:
+            data = self.service.get_blob_client(self.output_container_name, blob_name).download_blob()
+            return data.readall()
+        except az.ResourceNotFoundError:
+            return None
+
+    def _download_one(self, item: WorkItem) -> str | None:
+        name = self.output_blob_name(item)
+        target = item.output
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            blob = self.service.get_blob_client(self.output_container_name, name)
+            with open(tmp, "wb") as f:
+                size = blob.download_blob(max_concurrency=2).readinto(f)
+            os.replace(tmp, target)
+            with self._lock:
+                self.bytes_downloaded += size
+            return None
+        except az.ResourceNotFoundError:
+            return f"output blob {name!r} not found in container {self.output_container_name}"
+        except az.AzureError as exc:
+            return redact(f"downloading blob {name!r} failed: {type(exc).__name__}: {exc}")
+        except OSError as exc:
+            return f"writing {str(target)!r} failed: {exc}"
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def download_outputs(self, items: Sequence[WorkItem]) -> dict[int, str | None]:
+        """Download each item's output to ``item.output`` (a temporary name, then an atomic
+        rename; never a partial file). Returns index -> ``None`` or an error message."""
+        if not items:
+            return {}
+        errors = self._map(self._download_one, items, self.download_concurrency, "bt-download")
+        result = {item.index: err for item, err in zip(items, errors, strict=True)}
+        failed = sum(1 for e in errors if e)
+        log.info("outputs: %d downloaded, %d failed", len(items) - failed, failed)
+        return result
+
+    # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _map(fn: Callable[[WorkItem], Any], items: Sequence[WorkItem], workers: int, name: str) -> list[Any]:
+        if len(items) == 1 or workers == 1:
+            return [fn(i) for i in items]
+        pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
+        try:
+            return list(pool.map(fn, items))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # do not start the rest after a failure
+            raise
+        finally:
+            pool.shutdown(wait=True)

@@ -1,0 +1,369 @@
+"""``OfflineAzure``: Azurite plus the Batch REST emulator on loopback, as one context manager."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from batch_transcode._config import AzureConfig, RetryPolicy
+from batch_transcode._errors import SessionStateError
+
+from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
+
+    from ._batch_emulator import BatchEmulator, Faults
+    from ._proxy import StorageProxy
+
+__all__ = ["OfflineAzure", "StorageFaults", "emulator_command_main"]
+
+log = logging.getLogger(__name__)
+
+_STARTUP_TIMEOUT = 30.0
+
+
+def _rate(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attr.name} must be in [0, 1], got {value!r}")
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attr.name} must be >= 0, got {value!r}")
+
+
+@attrs.define(frozen=True, kw_only=True)
+class StorageFaults:
+    """Latency and failures added to every storage request (a proxy in front of Azurite).
+
+    ``latency`` seconds per request; a ``failure_rate`` fraction of requests fails
+    with ``503 ServerBusy`` or, one in five of those, a dropped connection;
+    ``seed`` makes the sequence reproducible.
+    """
+
+    latency: float = attrs.field(default=0.0, validator=_non_negative)
+    failure_rate: float = attrs.field(default=0.0, validator=_rate)
+    seed: int = 0
+
+
+class OfflineAzure:
+    """Azurite (blob service) and the Batch emulator on free loopback ports.
+
+    ``OfflineAzure(faults=None, allocation_delay=0.0, tls=False, storage_faults=None,
+    workdir=None)``. Use it as a context manager: both services are up and
+    answering inside the ``with`` block and stopped (processes killed, temporary
+    files removed) when it ends, whatever happened inside.
+
+    - ``faults``: :class:`Faults` of the Batch emulator (switch later with ``.batch.set_faults``).
+    - ``allocation_delay``: seconds each pool's nodes take to allocate.
+    - ``tls``: serve Batch over https with a throwaway CA (``.ca_bundle``); needed for
+      Microsoft Entra ID credentials, which the Azure SDK only sends over https.
+    - ``storage_faults``: :class:`StorageFaults`; routes storage through a proxy
+      (``.storage_proxy``) that adds latency and failures. Switch later with
+      :meth:`set_storage_faults`.
+    - ``workdir``: where Azurite's data and the emulated nodes live (default: a temporary
+      directory, removed at exit; a given directory is kept).
+    """
+
+    def __init__(
+        self,
+        *,
+        faults: Faults | None = None,
+        allocation_delay: float = 0.0,
+        tls: bool = False,
+        storage_faults: StorageFaults | None = None,
+        workdir: str | Path | None = None,
+    ) -> None:
+        self._faults = faults
+        self._allocation_delay = allocation_delay
+        self._tls = tls
+        self._storage_faults = storage_faults
+        self._workdir_arg = Path(workdir) if workdir is not None else None
+        self._state = "unopened"
+        self._workdir: Path | None = None
+        self._azurite: AzuriteProcess | None = None
+        self._batch: BatchEmulator | None = None
+        self._proxy: StorageProxy | None = None
+        self._blob_clients: list[BlobServiceClient] = []
+        #: PEM file of the CA that signed the emulator's certificate (``tls=True`` only).
+        self.ca_bundle: Path | None = None
+
+    def __repr__(self) -> str:
+        if self._state != "open":
+            return f"<OfflineAzure {self._state}>"
+        return f"<OfflineAzure batch={self.batch.endpoint} blob={self.blob_endpoint}>"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> OfflineAzure:
+        if self._state != "unopened":
+            raise SessionStateError(f"OfflineAzure cannot start: it is {self._state}")
+        self._state = "open"
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from ._batch_emulator import BatchEmulator
+
+        if self._workdir_arg is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="offline-azure-"))
+        else:
+            self._workdir = self._workdir_arg
+            self._workdir.mkdir(parents=True, exist_ok=True)
+        azurite = AzuriteProcess(self._workdir / "azurite", startup_timeout=_STARTUP_TIMEOUT)
+        self._azurite = azurite
+        azurite.start()
+        if self._storage_faults is not None:
+            self._start_proxy(self._storage_faults)
+        tls_files: tuple[str, str] | None = None
+        if self._tls:
+            tls_files = self._make_certificate(self._workdir / "tls")
+        self._batch = BatchEmulator(
+            workdir=self._workdir / "batch",
+            tls=tls_files,
+            faults=self._faults,
+            allocation_delay=self._allocation_delay,
+        )
+        self._batch.start()
+        parts = urlsplit(self._batch.endpoint)
+        if not wait_for_http(
+            parts.hostname or "127.0.0.1", parts.port or 443, timeout=_STARTUP_TIMEOUT, https=self._tls
+        ):
+            raise RuntimeError(f"the Batch emulator did not answer within {_STARTUP_TIMEOUT:.0f} s")
+        log.info("OfflineAzure ready: Batch %s, storage %s", self._batch.endpoint, self.blob_endpoint)
+
+    def _start_proxy(self, faults: StorageFaults) -> None:
+        from ._proxy import StorageProxy
+
+        if self._azurite is None:
+            raise SessionStateError("Azurite is not running")
+        self._proxy = StorageProxy(
+            self._azurite.port, latency=faults.latency, failure_rate=faults.failure_rate, seed=faults.seed
+        ).start()
+
+    def _make_certificate(self, directory: Path) -> tuple[str, str]:
+        import trustme
+
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        certfile, keyfile, cafile = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+        cert.cert_chain_pems[0].write_to_path(str(certfile))
+        for extra in cert.cert_chain_pems[1:]:
+            extra.write_to_path(str(certfile), append=True)
+        cert.private_key_pem.write_to_path(str(keyfile))
+        ca.cert_pem.write_to_path(str(cafile))
+        self.ca_bundle = cafile
+        return str(certfile), str(keyfile)
+
+    def stop(self) -> None:
+        """Stop everything that was started; harmless twice."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        errors: list[BaseException] = []
+        for client in self._blob_clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        self._blob_clients.clear()
+        for stop in (
+            self._batch.stop if self._batch is not None else None,
+            self._proxy.stop if self._proxy is not None else None,
+            self._azurite.stop if self._azurite is not None else None,
+        ):
+            if stop is None:
+                continue
+            try:
+                stop()
+            except Exception as exc:  # stop the others regardless
+                log.warning("OfflineAzure: stopping failed: %s", exc)
+                errors.append(exc)
+        if self._workdir_arg is None and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+        log.info("OfflineAzure stopped")
+
+    def __enter__(self) -> OfflineAzure:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _require_open(self) -> None:
+        if self._state != "open":
+            raise SessionStateError(
+                f"OfflineAzure is {self._state}; use it inside `with OfflineAzure() as oa:`"
+            )
+
+    # -- what tests and users need ------------------------------------------------------
+
+    @property
+    def batch(self) -> BatchEmulator:
+        """The Batch emulator: ``.set_faults()``, ``.pools()``, ``.jobs()``, ``.tasks()``, ..."""
+        self._require_open()
+        if self._batch is None:
+            raise SessionStateError("the Batch emulator is not running")
+        return self._batch
+
+    @property
+    def storage_proxy(self) -> StorageProxy | None:
+        """The fault proxy in front of Azurite, when ``storage_faults`` was given."""
+        return self._proxy
+
+    @property
+    def azurite_port(self) -> int:
+        self._require_open()
+        if self._azurite is None:
+            raise SessionStateError("Azurite is not running")
+        return self._azurite.port
+
+    @property
+    def blob_endpoint(self) -> str:
+        """The blob endpoint clients use (through the proxy when there is one)."""
+        self._require_open()
+        port = self._proxy.port if self._proxy is not None else self.azurite_port
+        return f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def storage_connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};"
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment variables :meth:`AzureConfig.from_env` reads, pointing here.
+
+        With ``tls=True`` also ``REQUESTS_CA_BUNDLE``: the CA for the emulator's certificate.
+        """
+        batch = self.batch
+        env = {
+            "AZURE_BATCH_ENDPOINT": batch.endpoint,
+            "AZURE_BATCH_ACCOUNT": batch.account,
+            "AZURE_BATCH_ACCESS_KEY": batch.key,
+            "AZURE_STORAGE_CONNECTION_STRING": self.storage_connection_string,
+        }
+        if self.ca_bundle is not None:
+            env["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
+        return env
+
+    def config(self, **overrides: Any) -> AzureConfig:
+        """An :class:`AzureConfig` for this emulator, with test-friendly defaults (fast
+        polls and retries, 2 nodes of 2 slots); ``overrides`` win."""
+        defaults: dict[str, Any] = {
+            "poll_interval": 0.2,
+            "poll_interval_max": 1.0,
+            "retry": RetryPolicy(attempts=6, timeout=30.0, wait_initial=0.05, wait_max=0.5, wait_jitter=0.05),
+            "dedicated_nodes": 2,
+            "task_slots_per_node": 2,
+        }
+        defaults.update(overrides)
+        env = {k: v for k, v in self.env.items() if k != "REQUESTS_CA_BUNDLE"}
+        return AzureConfig.from_env(env, **defaults)
+
+    def blob_service_client(self, **kwargs: Any) -> BlobServiceClient:
+        """A ``BlobServiceClient`` for inspecting storage (retries near zero; closed at exit)."""
+        from azure.storage.blob import BlobServiceClient
+
+        options: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0, "increment_base": 0}
+        options.update(kwargs)
+        client = BlobServiceClient.from_connection_string(self.storage_connection_string, **options)
+        self._blob_clients.append(client)
+        return client
+
+    def set_faults(self, faults: Faults | None = None) -> None:
+        """Switch the Batch emulator's faults (``None``: none)."""
+        from ._batch_emulator import Faults
+
+        self.batch.set_faults(faults if faults is not None else Faults())
+
+    def set_storage_faults(self, faults: StorageFaults | None = None) -> None:
+        """Switch storage latency/failures (``None``: none). Needs ``storage_faults=`` at start,
+        since the connection string points at the proxy only then."""
+        self._require_open()
+        if self._proxy is None:
+            if faults is None:
+                return
+            raise SessionStateError(
+                "storage faults need the proxy: start with OfflineAzure(storage_faults=StorageFaults())"
+            )
+        f = faults or StorageFaults()
+        self._proxy.set_faults(latency=f.latency, failure_rate=f.failure_rate, seed=f.seed)
+
+    def containers(self) -> list[str]:
+        """Names of the containers in Azurite."""
+        client = self._direct_client()
+        return [c.name for c in client.list_containers()]
+
+    def _direct_client(self) -> BlobServiceClient:
+        from azure.storage.blob import BlobServiceClient
+
+        if not hasattr(self, "_direct"):
+            conn = (
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};"
+            )
+            self._direct = BlobServiceClient.from_connection_string(conn, retry_total=0)
+            self._blob_clients.append(self._direct)
+        return self._direct
+
+    def leaks(self, *, timeout: float = 0.0) -> dict[str, list[str]]:
+        """Pools, jobs and containers that still exist (pools and jobs being deleted count
+        until they are gone). Polls up to ``timeout`` seconds for them to disappear."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {
+                "pools": [p.id for p in self.batch.pools()],
+                "jobs": [j.id for j in self.batch.jobs()],
+                "containers": self.containers(),
+            }
+            if not any(found.values()) or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
+
+
+def emulator_command_main(args: argparse.Namespace) -> int:
+    """``batch-transcode emulator [--tls]``: print ``export`` lines, serve until Ctrl-C."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with OfflineAzure(tls=bool(getattr(args, "tls", False))) as oa:
+            for name, value in oa.env.items():
+                print(f"export {name}={shlex.quote(value)}")
+            print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("# stopped", file=sys.stderr)
+    return 0

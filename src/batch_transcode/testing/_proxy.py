@@ -1,0 +1,217 @@
+"""A loopback reverse proxy in front of Azurite that adds latency and injects storage faults.
+
+Requests are forwarded byte for byte (method, path, query, every header, the body
+streamed by ``Content-Length`` or chunked framing). Shared Key and SAS signatures
+cover the canonicalized resource (``/account/container/blob``) and the headers, not
+the host and port, so signed requests stay valid through the proxy.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import random
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = ["StorageProxy"]
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 256 * 1024
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
+
+_SERVER_BUSY = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
+    b"<Message>The server is currently unable to receive requests. Please retry your request. "
+    b"(injected by batch_transcode.testing.StorageProxy)</Message></Error>"
+)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    proxy: StorageProxy
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("proxy: %s", format % args)
+
+    def _forward(self) -> None:
+        proxy = self.server.proxy
+        decision = proxy._decide()
+        if proxy.latency > 0:
+            time.sleep(proxy.latency)
+        body = self._read_body()
+        if decision == "drop":
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if decision == "busy":
+            self.send_response(503, "Server Busy")
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(_SERVER_BUSY)))
+            self.send_header("x-ms-error-code", "ServerBusy")
+            self.end_headers()
+            self.wfile.write(_SERVER_BUSY)
+            return
+        upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
+        try:
+            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in self.headers.items():
+                if name.lower() in _HOP_BY_HOP or name.lower() == "transfer-encoding":
+                    continue
+                upstream.putheader(name, value)
+            if body is not None and "content-length" not in {k.lower() for k in self.headers}:
+                upstream.putheader("Content-Length", str(len(body)))
+            upstream.endheaders()
+            if body:
+                upstream.send(body)
+            response = upstream.getresponse()
+            self.send_response_only(response.status, response.reason)
+            length = response.getheader("Content-Length")
+            for name, value in response.getheaders():
+                if name.lower() in _HOP_BY_HOP or name.lower() == "transfer-encoding":
+                    continue
+                self.send_header(name, value)
+            chunked = length is None and self.command != "HEAD" and response.status not in (204, 304)
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            while True:
+                block = response.read(_CHUNK)
+                if not block:
+                    break
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                else:
+                    self.wfile.write(block)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            if response.will_close:
+                self.close_connection = True
+        finally:
+            upstream.close()
+
+    def _read_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is not None:
+            remaining = int(length)
+            parts = []
+            while remaining > 0:
+                block = self.rfile.read(min(remaining, _CHUNK))
+                if not block:
+                    break
+                parts.append(block)
+                remaining -= len(block)
+            return b"".join(parts)
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(parts)
+        return None
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _forward
+
+
+class StorageProxy:
+    """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0)``.
+
+    Every request waits ``latency`` seconds; a ``failure_rate`` fraction of them
+    fails without reaching the target: mostly ``503 ServerBusy`` (a storage error
+    body), one in five as a dropped connection. Decisions come from
+    ``random.Random(seed)``. ``requests``, ``failures_injected`` (503s) and
+    ``connections_dropped`` count what happened.
+    """
+
+    def __init__(self, target_port: int, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0):
+        if latency < 0 or not 0.0 <= failure_rate <= 1.0:
+            raise ValueError("latency must be >= 0 and failure_rate in [0, 1]")
+        self.target_port = target_port
+        self.latency = latency
+        self.failure_rate = failure_rate
+        self._random = random.Random(seed)  # noqa: S311 - reproducible faults, not cryptography
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.failures_injected = 0
+        self.connections_dropped = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<StorageProxy :{self.port if self._server else '-'} -> :{self.target_port} "
+            f"latency={self.latency} failure_rate={self.failure_rate}>"
+        )
+
+    def set_faults(self, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0) -> None:
+        """Switch latency and failures now (a fresh random sequence from ``seed``)."""
+        if latency < 0 or not 0.0 <= failure_rate <= 1.0:
+            raise ValueError("latency must be >= 0 and failure_rate in [0, 1]")
+        with self._lock:
+            self.latency = latency
+            self.failure_rate = failure_rate
+            self._random = random.Random(seed)  # noqa: S311 - as above
+
+    def _decide(self) -> str:
+        with self._lock:
+            self.requests += 1
+            if self.failure_rate <= 0 or self._random.random() >= self.failure_rate:
+                return "forward"
+            if self._random.random() < 0.2:
+                self.connections_dropped += 1
+                return "drop"
+            self.failures_injected += 1
+            return "busy"
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("StorageProxy is not started")
+        return int(self._server.server_address[1])
+
+    def start(self) -> StorageProxy:
+        if self._server is not None:
+            raise RuntimeError("StorageProxy is already started")
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.proxy = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="storage-proxy", daemon=True
+        )
+        self._thread.start()
+        log.info("storage proxy :%d -> :%d", self.port, self.target_port)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; harmless twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> StorageProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
