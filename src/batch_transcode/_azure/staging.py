@@ -180,6 +180,15 @@ def _md5_of(path: Path) -> tuple[int, bytes]:
     return size, digest.digest()
 
 
+def _close_response(exc: BaseException) -> None:
+    """Release the connection of a streamed error response (else its socket lingers)."""
+    response = getattr(exc, "response", None)
+    close = getattr(response, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
 @attrs.define(frozen=True)
 class StagedInput:
     """An input in Blob Storage: its blob, a read-only SAS URL, whether it was uploaded now."""
@@ -496,9 +505,11 @@ class Staging:
             with self._lock:
                 self.bytes_downloaded += size
             return None
-        except az.ResourceNotFoundError:
+        except az.ResourceNotFoundError as exc:
+            _close_response(exc)
             return f"output blob {name!r} not found in container {self.output_container_name}"
         except az.AzureError as exc:
+            _close_response(exc)
             return redact(f"downloading blob {name!r} failed: {type(exc).__name__}: {exc}")
         except OSError as exc:
             return f"writing {str(target)!r} failed: {exc}"

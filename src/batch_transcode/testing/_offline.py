@@ -52,13 +52,14 @@ class StorageFaults:
     """Latency and failures added to every storage request (a proxy in front of Azurite).
 
     ``latency`` seconds per request; a ``failure_rate`` fraction of requests fails
-    with ``503 ServerBusy`` or, one in five of those, a dropped connection;
+    with ``503 ServerBusy`` or, for a ``drop_share`` of those, a dropped connection;
     ``seed`` makes the sequence reproducible.
     """
 
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     failure_rate: float = attrs.field(default=0.0, validator=_rate)
     seed: int = 0
+    drop_share: float = attrs.field(default=0.2, validator=_rate)
 
 
 class OfflineAzure:
@@ -157,7 +158,11 @@ class OfflineAzure:
         if self._azurite is None:
             raise SessionStateError("Azurite is not running")
         self._proxy = StorageProxy(
-            self._azurite.port, latency=faults.latency, failure_rate=faults.failure_rate, seed=faults.seed
+            self._azurite.port,
+            latency=faults.latency,
+            failure_rate=faults.failure_rate,
+            seed=faults.seed,
+            drop_share=faults.drop_share,
         ).start()
 
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
@@ -312,7 +317,9 @@ class OfflineAzure:
                 "storage faults need the proxy: start with OfflineAzure(storage_faults=StorageFaults())"
             )
         f = faults or StorageFaults()
-        self._proxy.set_faults(latency=f.latency, failure_rate=f.failure_rate, seed=f.seed)
+        self._proxy.set_faults(
+            latency=f.latency, failure_rate=f.failure_rate, seed=f.seed, drop_share=f.drop_share
+        )
 
     def containers(self) -> list[str]:
         """Names of the containers in Azurite."""

@@ -36,6 +36,12 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     proxy: StorageProxy
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # clients hang up on dropped or failed requests: not worth a traceback on stderr
+        import sys
+
+        log.debug("storage proxy: request from %s ended with %r", client_address, sys.exc_info()[1])
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -131,22 +137,35 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _forward
 
 
+def _check(latency: float, failure_rate: float, drop_share: float) -> None:
+    if latency < 0 or not 0.0 <= failure_rate <= 1.0 or not 0.0 <= drop_share <= 1.0:
+        raise ValueError("latency must be >= 0, failure_rate and drop_share in [0, 1]")
+
+
 class StorageProxy:
     """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0)``.
 
     Every request waits ``latency`` seconds; a ``failure_rate`` fraction of them
-    fails without reaching the target: mostly ``503 ServerBusy`` (a storage error
-    body), one in five as a dropped connection. Decisions come from
+    fails without reaching the target: ``503 ServerBusy`` (a storage error body) or,
+    for a ``drop_share`` of them (default one in five), a dropped connection. Decisions come from
     ``random.Random(seed)``. ``requests``, ``failures_injected`` (503s) and
     ``connections_dropped`` count what happened.
     """
 
-    def __init__(self, target_port: int, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0):
-        if latency < 0 or not 0.0 <= failure_rate <= 1.0:
-            raise ValueError("latency must be >= 0 and failure_rate in [0, 1]")
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        latency: float = 0.0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        drop_share: float = 0.2,
+    ):
+        _check(latency, failure_rate, drop_share)
         self.target_port = target_port
         self.latency = latency
         self.failure_rate = failure_rate
+        self.drop_share = drop_share
         self._random = random.Random(seed)  # noqa: S311 - reproducible faults, not cryptography
         self._lock = threading.Lock()
         self.requests = 0
@@ -161,13 +180,15 @@ class StorageProxy:
             f"latency={self.latency} failure_rate={self.failure_rate}>"
         )
 
-    def set_faults(self, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0) -> None:
+    def set_faults(
+        self, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0, drop_share: float = 0.2
+    ) -> None:
         """Switch latency and failures now (a fresh random sequence from ``seed``)."""
-        if latency < 0 or not 0.0 <= failure_rate <= 1.0:
-            raise ValueError("latency must be >= 0 and failure_rate in [0, 1]")
+        _check(latency, failure_rate, drop_share)
         with self._lock:
             self.latency = latency
             self.failure_rate = failure_rate
+            self.drop_share = drop_share
             self._random = random.Random(seed)  # noqa: S311 - as above
 
     def _decide(self) -> str:
@@ -175,7 +196,7 @@ class StorageProxy:
             self.requests += 1
             if self.failure_rate <= 0 or self._random.random() >= self.failure_rate:
                 return "forward"
-            if self._random.random() < 0.2:
+            if self._random.random() < self.drop_share:
                 self.connections_dropped += 1
                 return "drop"
             self.failures_injected += 1
