@@ -201,3 +201,11 @@ def test_tls_mode_serves_https_with_a_ca_bundle() -> None:
         )
         with batch:
             assert list(batch.list_pools()) == []
+
+
+def test_testing_all_is_sorted_and_importable() -> None:
+    import batch_transcode.testing as testing
+
+    assert testing.__all__ == sorted(testing.__all__, key=lambda n: (0 if n[:1].isupper() else 1, n))
+    for name in testing.__all__:
+        assert hasattr(testing, name), name

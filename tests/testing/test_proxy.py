@@ -1,0 +1,151 @@
+"""StorageProxy in front of a real Azurite: latency, seeded failures, byte-identical transfers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from azure.core import exceptions as az
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+from batch_transcode.testing import OfflineAzure, StorageFaults, StorageProxy
+from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
+
+pytestmark = pytest.mark.azure
+
+
+def _client(port: int, **kwargs: object) -> BlobServiceClient:
+    conn = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+    return BlobServiceClient.from_connection_string(conn, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def proxy(offline_azure: OfflineAzure) -> Iterator[StorageProxy]:
+    with StorageProxy(offline_azure.azurite_port) as p:
+        yield p
+
+
+def test_uploads_and_ranged_downloads_are_byte_identical(proxy: StorageProxy) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 123)
+    with _client(proxy.port, max_single_put_size=1024 * 1024, max_block_size=1024 * 1024) as client:
+        client.create_container("proxied")
+        blob = client.get_blob_client("proxied", "dir/big file.bin")
+        blob.upload_blob(data, max_concurrency=4)  # staged blocks + block list
+        assert blob.download_blob(max_concurrency=4).readall() == data  # ranged GETs
+        assert blob.download_blob(offset=1000, length=5000).readall() == data[1000:6000]
+        small = client.get_blob_client("proxied", "small")
+        small.upload_blob(b"")
+        assert small.download_blob().readall() == b""
+        assert small.get_blob_properties().size == 0  # HEAD
+        client.delete_container("proxied")
+    assert proxy.requests > 10 and proxy.failures_injected == 0
+
+
+def test_chunked_request_bodies_are_forwarded(proxy: StorageProxy, offline_azure: OfflineAzure) -> None:
+    client = offline_azure.blob_service_client()
+    client.create_container("chunked")
+    try:
+        sas = generate_blob_sas(
+            AZURITE_ACCOUNT,
+            "chunked",
+            "x",
+            account_key=AZURITE_KEY,
+            permission=BlobSasPermissions(create=True, write=True),
+            expiry=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        try:
+            conn.request(
+                "PUT",
+                f"/{AZURITE_ACCOUNT}/chunked/x?{sas}",
+                body=iter([b"ab", b"cd", b"e" * 100_000]),
+                headers={"x-ms-blob-type": "BlockBlob"},
+            )
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        assert response.status == 201
+        assert client.get_blob_client("chunked", "x").download_blob().readall() == b"abcd" + b"e" * 100_000
+    finally:
+        client.delete_container("chunked")
+
+
+def test_latency_is_added(proxy: StorageProxy) -> None:
+    with _client(proxy.port) as client:
+        client.get_service_properties()  # connect once
+        start = time.perf_counter()
+        for _ in range(5):
+            client.get_service_properties()
+        bare = time.perf_counter() - start
+        proxy.set_faults(latency=0.05)
+        start = time.perf_counter()
+        for _ in range(5):
+            client.get_service_properties()
+        slow = time.perf_counter() - start
+    assert slow >= 5 * 0.05
+    assert slow > bare
+
+
+def test_failures_follow_the_seeded_rate(proxy: StorageProxy) -> None:
+    def run(seed: int) -> list[int]:
+        proxy.set_faults(failure_rate=0.3, seed=seed, drop_share=0.0)
+        statuses = []
+        for _ in range(200):
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            try:
+                conn.request("GET", f"/{AZURITE_ACCOUNT}?comp=list")
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+            finally:
+                conn.close()
+        return statuses
+
+    first = run(42)
+    assert first == run(42)  # reproducible
+    busy = first.count(503)
+    assert 40 <= busy <= 80  # 30 % of 200, give or take
+    assert proxy.failures_injected >= busy
+
+
+def test_dropped_connections_are_retried_by_the_sdk(proxy: StorageProxy) -> None:
+    proxy.set_faults(failure_rate=0.5, seed=3, drop_share=1.0)
+    with _client(proxy.port, retry_total=10, initial_backoff=0, increment_base=0) as client:
+        for _ in range(5):
+            client.get_service_properties()
+    assert proxy.connections_dropped > 0
+    proxy.set_faults(failure_rate=1.0, drop_share=0.0)
+    with (
+        _client(proxy.port, retry_total=1, initial_backoff=0, increment_base=0) as client,
+        pytest.raises(az.HttpResponseError) as info,
+    ):
+        client.get_service_properties()
+    assert info.value.status_code == 503 and "ServerBusy" in str(info.value)
+
+
+def test_offline_azure_routes_storage_through_the_proxy(offline_azure_factory: object) -> None:
+    make = offline_azure_factory
+    assert callable(make)
+    oa = make(storage_faults=StorageFaults(latency=0.01))
+    proxy = oa.storage_proxy
+    assert proxy is not None
+    assert f":{proxy.port}/" in oa.env["AZURE_STORAGE_CONNECTION_STRING"]
+    before = proxy.requests
+    oa.blob_service_client().create_container("via-proxy")
+    assert proxy.requests > before
+    assert "via-proxy" in oa.containers()
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="failure_rate"):
+        StorageProxy(1, failure_rate=2.0)
+    with pytest.raises(ValueError, match="failure_rate"):
+        StorageFaults(failure_rate=-1)
