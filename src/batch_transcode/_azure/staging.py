@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 from azure.core import exceptions as az
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import (
     BlobSasPermissions,
     BlobServiceClient,
@@ -106,6 +107,22 @@ def storage_retry_policy(policy: RetryPolicy, retry_total: int = 5) -> Exponenti
     return _CappedExponentialRetry(policy, retry_total)
 
 
+class _PooledTransport(RequestsTransport):  # type: ignore[misc]  # requests is untyped
+    """The SDK's requests transport with a connection pool as large as our thread pools
+    (requests keeps 10 connections per host; more threads would reconnect each time)."""
+
+    def __init__(self, pool_size: int, **kwargs: Any) -> None:
+        self._pool_size = pool_size
+        super().__init__(**kwargs)
+
+    def _init_session(self, session: Any) -> None:
+        super()._init_session(session)
+        for adapter in session.adapters.values():
+            init = getattr(adapter, "init_poolmanager", None)
+            if callable(init):
+                init(self._pool_size, self._pool_size)
+
+
 def make_blob_service_client(config: AzureConfig, **kwargs: Any) -> tuple[BlobServiceClient, str | None]:
     """The ``BlobServiceClient`` for ``config`` and the account key, if there is one.
 
@@ -113,7 +130,11 @@ def make_blob_service_client(config: AzureConfig, **kwargs: Any) -> tuple[BlobSe
     ``https://{account}.blob.core.windows.net`` unless ``storage_endpoint``) with
     ``storage_key``; or with ``credential`` / ``DefaultAzureCredential``.
     """
-    options: dict[str, Any] = {"retry_policy": storage_retry_policy(config.retry)}
+    pool = 2 * max(config.upload_concurrency, config.download_concurrency, 8)
+    options: dict[str, Any] = {
+        "retry_policy": storage_retry_policy(config.retry),
+        "transport": _PooledTransport(pool),
+    }
     options.update(kwargs)
     if config.storage_connection_string:
         try:

@@ -34,6 +34,7 @@ _SERVER_BUSY = (
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 256  # the default 5 drops SYNs of concurrent clients: 1 s stalls
     proxy: StorageProxy
 
     def handle_error(self, request: Any, client_address: Any) -> None:
