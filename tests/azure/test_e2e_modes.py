@@ -1,0 +1,151 @@
+"""End to end on OfflineAzure for each way of getting compute and ffmpeg, and for Entra ID."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.batch import BatchClient
+from azure.batch import models as bm
+from azure.core.credentials import AccessToken, AzureNamedKeyCredential
+
+from batch_transcode import StagedFFmpeg, TranscodeSession
+from batch_transcode.testing import OfflineAzure
+
+pytestmark = pytest.mark.azure
+
+MediaFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[OfflineAzure]:
+    with OfflineAzure() as oa:
+        yield oa
+
+
+def _ids(items: Any) -> list[str]:
+    return [x.id for x in items]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _convert(config: Any, inputs: list[Path], out: Path) -> tuple[Any, str]:
+    with TranscodeSession(config) as session:
+        report = session.convert(inputs, output_dir=out)
+        return report, session._backend.session_id  # type: ignore[attr-defined]
+
+
+def test_staged_ffmpeg_binary_is_fetched_by_the_start_task(
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, ffmpeg_exe: str
+) -> None:
+    # A small stand-in for a static ffmpeg build: the mechanism (upload, SAS resource
+    # file, start task placing it in the shared dir, tasks calling it) is the same.
+    binary = tmp_path / "ffmpeg-static"
+    marker = tmp_path / "calls"
+    binary.write_text(f'#!/bin/sh\necho "$*" >> "{marker}"\nexec "{ffmpeg_exe}" "$@"\n')
+    binary.chmod(0o755)
+    inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(3)]
+    report, session_id = _convert(
+        offline.config(ffmpeg=StagedFFmpeg(binary=binary)), inputs, tmp_path / "out"
+    )
+    assert report.ok, report.summary()
+    conversions = [line for line in marker.read_text().splitlines() if " -i " in f" {line} "]
+    assert len(conversions) == 3, "tasks must run the staged binary"
+    assert not [p for p in _ids(offline.batch.pools()) if session_id in p]
+
+
+def test_auto_pool_lives_as_long_as_the_job(
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
+) -> None:
+    inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(3)]
+    pools_before = set(_ids(offline.batch.pools()))
+    report, session_id = _convert(offline.config(auto_pool=True), inputs, tmp_path / "out")
+    assert report.ok, report.summary()
+    auto = [
+        j
+        for j in offline.batch.request_log
+        if j.operation == "Jobs_CreateJob" and session_id in j.path + str(j.request_body)
+    ]
+    assert auto and b"autoPoolSpecification" in auto[-1].request_body
+    assert _wait(lambda: set(_ids(offline.batch.pools())) <= pools_before), (
+        "the auto-pool must go with its job"
+    )
+    assert not [j for j in _ids(offline.batch.jobs()) if session_id in j]
+
+
+def test_existing_pool_is_used_and_kept(
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
+) -> None:
+    env = offline.env
+    client = BatchClient(
+        env["AZURE_BATCH_ENDPOINT"],
+        AzureNamedKeyCredential(env["AZURE_BATCH_ACCOUNT"], env["AZURE_BATCH_ACCESS_KEY"]),
+    )
+    pool = bm.BatchPoolCreateOptions(
+        id="my-own-pool",
+        vm_size="Standard_D2s_v5",
+        virtual_machine_configuration=bm.VirtualMachineConfiguration(
+            image_reference=bm.BatchVmImageReference(
+                publisher="canonical", offer="ubuntu-24_04-lts", sku="server", version="latest"
+            ),
+            node_agent_sku_id="batch.node.ubuntu 24.04",
+        ),
+        target_dedicated_nodes=1,
+        task_slots_per_node=2,
+        start_task=bm.BatchStartTask(
+            command_line='/bin/bash -c "apt-get update && apt-get install -y ffmpeg"',
+            user_identity=bm.UserIdentity(
+                auto_user=bm.AutoUserSpecification(scope="pool", elevation_level="admin")
+            ),
+            wait_for_success=True,
+        ),
+    )
+    client.create_pool(pool)
+    try:
+        inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(3)]
+        report, session_id = _convert(offline.config(pool_id="my-own-pool"), inputs, tmp_path / "out")
+        assert report.ok, report.summary()
+        assert "my-own-pool" in _ids(offline.batch.pools()), "a pool the user brought is never deleted"
+        assert not [p for p in _ids(offline.batch.pools()) if session_id in p], "no session pool was made"
+        assert not [j for j in _ids(offline.batch.jobs()) if session_id in j]
+    finally:
+        client.begin_delete_pool("my-own-pool")
+        client.close()
+
+
+class _FakeEntraCredential:
+    """A TokenCredential as DefaultAzureCredential would be: the emulator's TLS mode
+    accepts any bearer token, so the path through Microsoft Entra ID auth is exercised."""
+
+    def __init__(self) -> None:
+        self.scopes: list[str] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.extend(scopes)
+        return AccessToken("fake-entra-token", int(time.time()) + 3600)
+
+
+def test_entra_id_bearer_tokens_over_tls(
+    tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OfflineAzure(tls=True) as oa:
+        assert oa.ca_bundle is not None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(oa.ca_bundle))
+        credential = _FakeEntraCredential()
+        config = oa.config(batch_key=None, credential=credential)
+        assert not config.uses_shared_key
+        inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(2)]
+        report, _ = _convert(config, inputs, tmp_path / "out")
+        assert report.ok, report.summary()
+        assert any("batch" in s for s in credential.scopes)
+        assert oa.batch.pools() == [] and oa.batch.jobs() == []
