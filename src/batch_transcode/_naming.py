@@ -50,18 +50,20 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def validate_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Absolute input paths; raise :class:`MissingInputError` naming every bad one."""
+    """Absolute input paths; raise :class:`MissingInputError` naming every bad one.
+
+    A folder stands for the media files below it (see :func:`discover`).
+    """
     if isinstance(paths, (str, os.PathLike)):
         raise InputError("pass a list of paths, not a single path: convert([path], ...)")
     result: list[Path] = []
     problems: list[tuple[Path, str]] = []
-    for raw in paths:
-        path = Path(raw)
+    for path in discover(paths):
         try:
             if not path.exists():
                 problems.append((path, "does not exist"))
             elif not path.is_file():
-                problems.append((path, "is not a regular file"))
+                problems.append((path, "is not a regular file or a folder"))
             elif not os.access(path, os.R_OK):
                 problems.append((path, "is not readable (permission denied)"))
             else:
@@ -71,7 +73,7 @@ def validate_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     if problems:
         raise MissingInputError(problems)
     if not result:
-        raise InputError("no input files given")
+        raise InputError("no input files given (or no media files in the folders given)")
     return result
 
 

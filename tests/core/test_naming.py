@@ -57,9 +57,9 @@ def test_names_equal_after_case_folding_do_not_collide(tmp_path: Path) -> None:
 def test_missing_inputs_are_all_named(tmp_path: Path) -> None:
     ok = _touch(tmp_path / "ok.mp4")
     with pytest.raises(MissingInputError) as info:
-        validate_inputs([ok, tmp_path / "gone1.mp4", tmp_path, tmp_path / "gone2.mp4"])
+        validate_inputs([ok, tmp_path / "gone1.mp4", Path("/dev/null"), tmp_path / "gone2.mp4"])
     err = info.value
-    assert err.paths == (tmp_path / "gone1.mp4", tmp_path, tmp_path / "gone2.mp4")
+    assert err.paths == (tmp_path / "gone1.mp4", Path("/dev/null"), tmp_path / "gone2.mp4")
     assert "gone1.mp4" in str(err) and "gone2.mp4" in str(err) and "not a regular file" in str(err)
     assert isinstance(err, ValueError)
 
@@ -69,6 +69,16 @@ def test_a_single_string_is_refused(tmp_path: Path) -> None:
         validate_inputs(str(_touch(tmp_path / "a.mp4")))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="no input"):
         validate_inputs([])
+
+
+def test_folders_stand_for_the_media_below_them(tmp_path: Path) -> None:
+    a = _touch(tmp_path / "talks" / "day 1" / "a.mp4")
+    b = _touch(tmp_path / "talks" / "b.mov")
+    _touch(tmp_path / "talks" / "notes.txt")
+    assert validate_inputs([tmp_path / "talks"]) == sorted([a, b])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no media files"):
+        validate_inputs([tmp_path / "empty"])
 
 
 def test_discover_walks_folders_for_media(tmp_path: Path) -> None:
