@@ -29,6 +29,7 @@ from batch_transcode._azure import builders
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure._errors import azure_errors, is_code, redact, translate
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
+from batch_transcode._azure.manifest import manifest_for, write_manifest
 from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wait_for_job
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import AzureError, ConfigError, SessionStateError
@@ -54,6 +55,7 @@ class Staging(Protocol):
     def output_container_sas_url(self) -> str: ...
     def output_blob_name(self, item: WorkItem) -> str: ...
     def download_outputs(self, items: Sequence[WorkItem]) -> Mapping[int, str | None]: ...
+    def write_output_blob(self, blob_name: str, data: bytes) -> None: ...
 
 
 def _staging_module() -> Any:
@@ -280,6 +282,8 @@ class _AzureRun:
             staged = {s.index: s for s in staging.upload_inputs(self.items)}
         if self.cancel.is_set():
             return self._cancelled()
+        with azure_errors("write the job manifest"):
+            write_manifest(staging, manifest_for(b, self.job_id, self.items, self.preset))
         self._create_job()
         with azure_errors("prepare the tasks"):
             out_url = staging.output_container_sas_url()
@@ -304,6 +308,12 @@ class _AzureRun:
             self._stop_job()
             return self._cancelled()
         self._terminate_when_done()
+        return self._watch_and_collect()
+
+    def _watch_and_collect(self) -> list[FileResult]:
+        """Wait for the job's tasks (all of ``self.items``), then list them once and
+        download the outputs."""
+        b = self.b
 
         def on_progress(counts: Counts) -> None:
             # The bar follows the task counts; per-file events follow the final listing.

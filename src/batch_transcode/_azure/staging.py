@@ -513,6 +513,19 @@ class Staging:
         except az.ResourceNotFoundError:
             return None
 
+    def write_output_blob(self, blob_name: str, data: bytes) -> None:
+        """Write a small blob (e.g. the job manifest) into the output container."""
+        self.service.get_blob_client(self.output_container_name, blob_name).upload_blob(
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+
+    def list_output_blobs(self, prefix: str) -> list[str]:
+        """Names of the output container's blobs under ``prefix``."""
+        container = self.service.get_container_client(self.output_container_name)
+        return [b.name for b in container.list_blobs(name_starts_with=prefix)]
+
     def _download_one(self, item: WorkItem) -> str | None:
         name = self.output_blob_name(item)
         target = item.output
