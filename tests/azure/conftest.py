@@ -8,13 +8,14 @@ import copy
 import json
 from collections.abc import Callable, Iterator
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 import jsonschema
 import pytest
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "batch-service-2025-06-01.json"
+# The official spec, as shipped inside the package for the emulator.
+SPEC = files("batch_transcode.testing") / "_spec" / "batch-service-2025-06-01.json"
 
 
 @cache
