@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -107,6 +108,32 @@ def _safe_join(base: Path, rel: str) -> Path:
     return target
 
 
+#: Attempts of one resource file download: the node agent retries transient storage errors.
+DOWNLOAD_ATTEMPTS = 5
+
+
+def _download_http(url: str, dest: Path) -> None:
+    """GET ``url`` into ``dest``; 5xx answers and connection errors are tried again with a
+    short backoff, as the node agent does; a 4xx fails at once."""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
+                shutil.copyfileobj(resp, out)
+            return
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if exc.code < 500 or attempt == DOWNLOAD_ATTEMPTS:
+                code = {404: "BlobNotFound", 403: "BlobAccessDenied"}.get(exc.code, "BlobDownloadMiscError")
+                raise PreparationError(code, f"Download of {redact(url)} failed: HTTP {exc.code}") from exc
+        except OSError as exc:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise PreparationError(
+                    "BlobDownloadMiscError", f"Download of {redact(url)} failed: {exc}", "servererror"
+                ) from exc
+        LOG.debug("resource file download of %s failed (attempt %d); retrying", redact(url), attempt)
+        time.sleep(0.05 * 2**attempt)
+
+
 def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
     """Fetch ``resourceFiles`` into the working directory, as the node agent does."""
     for rf in files:
@@ -124,16 +151,7 @@ def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
                 raise PreparationError("ResourceFileCreateFailed", "filePath is required with httpUrl")
             dest = _safe_join(wd, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
-                    shutil.copyfileobj(resp, out)
-            except urllib.error.HTTPError as exc:
-                code = {404: "BlobNotFound", 403: "BlobAccessDenied"}.get(exc.code, "BlobDownloadMiscError")
-                raise PreparationError(code, f"Download of {redact(url)} failed: HTTP {exc.code}") from exc
-            except OSError as exc:
-                raise PreparationError(
-                    "BlobDownloadMiscError", f"Download of {redact(url)} failed: {exc}", "servererror"
-                ) from exc
+            _download_http(url, dest)
             written.append(dest)
         elif rf.get("storageContainerUrl"):
             written.extend(_download_container(rf, wd))
