@@ -23,6 +23,7 @@ from batch_transcode._config import (
     StagedFFmpeg,
 )
 from batch_transcode._errors import (
+    AttachError,
     AuthenticationError,
     AzureError,
     ConfigError,
@@ -53,6 +54,7 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "PRESETS",
     "AptFFmpeg",
+    "AttachError",
     "AuthenticationError",
     "AzureConfig",
     "AzureError",

@@ -14,6 +14,7 @@ catches them all::
     │   ├── AuthenticationError               the service refused the credentials
     │   ├── ServiceUnavailableError           endpoint unreachable or kept failing
     │   └── ProvisioningError                 pool/nodes could not be made ready
+    ├── AttachError (also LookupError)        no job to attach to under that id
     ├── RunTimeoutError (also TimeoutError)   the run did not finish in time
     ├── TranscodeFailedError                  raised by Report.raise_for_failures()
     └── TeardownError                         some resources could not be removed
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from batch_transcode._report import FileResult
 
 __all__ = [
+    "AttachError",
     "AuthenticationError",
     "AzureError",
     "ConfigError",
@@ -140,6 +142,20 @@ class ProvisioningError(AzureError):
         super().__init__(message, code=code)
         self.pool_id = pool_id
         self.stderr_tail = stderr_tail
+
+
+class AttachError(TranscodeError, LookupError):
+    """:meth:`TranscodeSession.attach` found no job to attach to under the id given
+    (unknown id, a session that already finished and removed its resources, or a
+    session id with several unfinished jobs: ``job_ids`` lists them).
+
+    Nothing was adopted or removed.
+    """
+
+    def __init__(self, message: str, *, ident: str, job_ids: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.ident = ident
+        self.job_ids: tuple[str, ...] = tuple(job_ids)
 
 
 class RunTimeoutError(TranscodeError, TimeoutError):

@@ -7,6 +7,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -14,6 +16,9 @@ from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._report import FileResult, ProgressEvent, Report
+
+if TYPE_CHECKING:
+    from batch_transcode._session import TranscodeSession
 
 __all__ = ["JobProgress", "TranscodeJob"]
 
@@ -52,6 +57,11 @@ class TranscodeJob:
     :class:`FileResult` as its file finishes; ``progress`` counts;
     ``cancel()`` stops the work (unfinished files fail with "cancelled").
     Ctrl-C while waiting cancels the job, waits for it to stop, and re-raises.
+
+    A job is also a context manager: leaving ``with job:`` cancels it if it is
+    still running; a job from :meth:`TranscodeSession.attach` owns the session
+    that attached to it, and leaving the block closes that session too (removing
+    the adopted job, pool and containers).
     """
 
     def __init__(
@@ -64,7 +74,11 @@ class TranscodeJob:
         show_progress: bool,
         desc: str,
         name: str = "transcode-job",
+        session: TranscodeSession | None = None,
+        owns_session: bool = False,
     ) -> None:
+        self._session = session
+        self._owns_session = owns_session
         self._items = list(items)
         self._results: dict[int, FileResult] = dict(done)
         self._lock = threading.Lock()
@@ -215,6 +229,26 @@ class TranscodeJob:
             if index not in yielded:
                 yielded.add(index)
                 yield result
+
+    @property
+    def session(self) -> TranscodeSession | None:
+        """The session the job runs in."""
+        return self._session
+
+    def __enter__(self) -> TranscodeJob:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._owns_session and self._session is not None:
+            self._session._close(exc)  # cancels this job first, then tears down
+            return
+        self.cancel()
+        self._join(None)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "cancelling" if self.cancelled else "running"

@@ -105,6 +105,7 @@ class TranscodeSession:
         self._teardown = Teardown()
         self._state = _State.UNOPENED
         self._jobs: list[TranscodeJob] = []
+        self._attached = False
 
     def __repr__(self) -> str:
         return f"<TranscodeSession backend={self._backend.name} state={self._state.value}>"
@@ -172,6 +173,89 @@ class TranscodeSession:
     ) -> None:
         self._close(exc)
 
+    # -- attaching to a job another process submitted -------------------------------
+
+    @classmethod
+    def attach(
+        cls,
+        session_or_job_id: str,
+        config: AzureConfig,
+        *,
+        output_dir: str | os.PathLike[str],
+        progress: ProgressCallback | None = None,
+        show_progress: bool = False,
+    ) -> TranscodeJob:
+        """Re-attach to an Azure job whose submitting process is gone (a kernel restart,
+        a crash) and return a :class:`TranscodeJob` watching it::
+
+            with TranscodeSession.attach("bt-20261101t1200-1a2b3c4d", AzureConfig.from_env(),
+                                         output_dir="mp3s") as job:
+                report = job.wait()
+
+        ``session_or_job_id`` is the crashed session's id (it had one job, or one
+        still unfinished) or a job id (``<session id>-job``, ``-job2``...). The
+        outputs download into ``output_dir`` with the inputs' layout, as ``convert``
+        would have done. A new session (``job.session``) adopts the crashed one's
+        job, pool and containers: leaving the ``with`` block, or
+        ``job.session.close()``, removes them. Attach only to a session whose
+        process has stopped. The attaching session runs no other work.
+
+        Raises :class:`AttachError` when there is no job under that id (nothing is
+        adopted or removed then), :class:`ConfigError` for a :class:`LocalConfig`:
+        a local run leaves nothing running to attach to; run ``convert`` again
+        into the same ``output_dir`` and the files already done are skipped.
+        """
+        if not isinstance(config, AzureConfig):
+            raise ConfigError(
+                "attach needs an AzureConfig: a local run leaves nothing running to attach to. "
+                "Run convert again with the same output_dir; outputs already complete are skipped"
+            )
+        session = cls(config)
+        session._state = _State.OPEN
+        session._attached = True
+        _OPEN_SESSIONS.add(session)
+        try:
+            return session._attach(session_or_job_id, Path(output_dir), progress, show_progress)
+        except BaseException as exc:
+            session._close(exc)
+            raise
+
+    def _attach(
+        self,
+        ident: str,
+        output_dir: Path,
+        progress: ProgressCallback | None,
+        show_progress: bool,
+    ) -> TranscodeJob:
+        from batch_transcode._azure import AzureBackend
+        from batch_transcode._azure.attach import adopt, resume
+
+        backend = self._backend
+        if not isinstance(backend, AzureBackend):  # pragma: no cover - attach checked the config
+            raise ConfigError("attach needs the Azure backend")
+        teardown = self._teardown
+        manifest = adopt(backend, ident, teardown)
+        items = manifest.work_items(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        preset, job_id = manifest.preset, manifest.job_id
+
+        def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
+            return resume(backend, job_id, todo, preset, sink, teardown, cancel)
+
+        job = TranscodeJob(
+            items,
+            {},
+            runner,
+            progress=progress,
+            show_progress=show_progress,
+            desc=f"{job_id} to {preset.name}",
+            name=f"bt-attach-{job_id}",
+            session=self,
+            owns_session=True,
+        )
+        self._jobs.append(job)
+        return job
+
     # -- work -----------------------------------------------------------------------
 
     def plan(
@@ -211,6 +295,11 @@ class TranscodeSession:
         pool. Arguments as for :meth:`convert`.
         """
         self._require_open()
+        if self._attached:
+            raise SessionStateError(
+                "this session was made by TranscodeSession.attach and only watches the job it "
+                "attached to; convert new files in a session of their own"
+            )
         chosen = resolve_preset(preset)
         sources = validate_inputs(paths)
         items = plan_work(sources, output_dir, chosen.extension)
@@ -237,6 +326,7 @@ class TranscodeSession:
             show_progress=show_progress,
             desc=f"to {chosen.name}",
             name=f"bt-job-{len(self._jobs) + 1}",
+            session=self,
         )
         self._jobs.append(job)
         return job
