@@ -65,3 +65,44 @@ def test_embed_in_app_example(tmp_path: Path) -> None:
         check=False,
     )
     assert missing.returncode == 2 and "cannot start" in missing.stderr
+
+
+def test_azure_quickstart_example_runs_on_offline_azure(tmp_path: Path) -> None:
+    import os
+
+    from batch_transcode.testing import OfflineAzure
+
+    with OfflineAzure() as oa:
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / "azure_quickstart.py")],
+            cwd=tmp_path,
+            env={**os.environ, **oa.env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        leaks = oa.leaks(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "4/4 converted" in proc.stdout
+    assert "estimated cost" in proc.stdout and "per node-hour" in proc.stdout  # the plan
+    outputs = sorted((tmp_path / "azure-quickstart-out").glob("*.mp3"))
+    assert len(outputs) == 4 and all(p.stat().st_size > 0 for p in outputs)
+    assert leaks == {"pools": [], "jobs": [], "containers": []}
+
+
+def test_azure_quickstart_example_without_settings_says_what_to_set(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "azure_quickstart.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot start" in proc.stderr and "AZURE_BATCH_ENDPOINT" in proc.stderr
