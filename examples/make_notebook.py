@@ -41,6 +41,34 @@ CELLS = [
         "        print(result.source.name, '->', result.output.name if result.ok else result.error)\n"
         "    print(job.progress)",
     ),
+    (
+        "markdown",
+        "## On Azure Batch, offline\n\n"
+        "The same calls run on Azure Batch. With no Azure account at hand, `OfflineAzure` "
+        "runs Azurite (the Azure Storage emulator) and the project's Batch emulator on this "
+        "machine; with an account, use `AzureConfig.from_env()` instead of `offline.config()`.",
+    ),
+    (
+        "code",
+        "from batch_transcode.testing import OfflineAzure\n\n"
+        "offline = OfflineAzure().start()\n"
+        "azure = TranscodeSession(offline.config(dedicated_nodes=2))  # on Azure: AzureConfig.from_env()\n"
+        "azure.plan(paths, price_per_node_hour=0.096)",
+    ),
+    (
+        "markdown",
+        "Converting stages the inputs, creates a pool and a job, and removes them all when "
+        "the `with` block ends. Should the kernel restart mid-run, "
+        "`TranscodeSession.attach(session_id, config, output_dir=...)` picks the job up.",
+    ),
+    (
+        "code",
+        "with azure:\n"
+        "    print('session', azure.session_id)\n"
+        "    azure_report = azure.convert(paths, output_dir='notebook-azure-mp3s', show_progress=True)\n"
+        "azure_report",
+    ),
+    ("code", "offline.stop()"),
 ]
 
 

@@ -115,6 +115,13 @@ class TranscodeSession:
         """``"local"`` or ``"azure"``."""
         return self._backend.name
 
+    @property
+    def session_id(self) -> str | None:
+        """On Azure, the id naming the session's pool, jobs and containers once it is open
+        (what :meth:`attach` takes after a crash); ``None`` on the local backend."""
+        value = getattr(self._backend, "session_id", None)
+        return value if isinstance(value, str) else None
+
     # -- lifecycle ------------------------------------------------------------------
 
     def open(self) -> TranscodeSession:

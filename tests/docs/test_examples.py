@@ -38,6 +38,15 @@ def test_notebook_runs_and_shows_progress_and_report(tmp_path: Path) -> None:
     assert "<table>" in html and "no audio stream" in html, "no HTML report with the failure"
     assert "6/7 converted" in html
     assert (tmp_path / "notebook-mp3s").is_dir()
+    # the Azure section, on OfflineAzure started inside the notebook
+    assert "estimated cost" in html and "Standard_" in html, "no plan with a price"
+    assert html.count("6/7 converted") >= 2, "no report of the Azure run"
+    widgets = [d for d in data if "application/vnd.jupyter.widget-view+json" in d]
+    assert len(widgets) >= 2, "no progress bar for the Azure run"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "session bt-" in text
+    azure_mp3s = sorted((tmp_path / "notebook-azure-mp3s").rglob("*.mp3"))
+    assert len(azure_mp3s) == 6 and all(p.stat().st_size > 0 for p in azure_mp3s)
 
 
 def test_embed_in_app_example(tmp_path: Path) -> None:
