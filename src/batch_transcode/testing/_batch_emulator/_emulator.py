@@ -170,6 +170,14 @@ class BatchEmulator:
         with self._records_lock:
             return OperationCounts(r.operation or f"{r.method} {r.path}" for r in self._records)
 
+    def drain_request_log(self) -> list[RequestRecord]:
+        """The request log so far, emptied in the same step (no record is lost or seen twice):
+        for long runs that summarise records as they go instead of keeping every body."""
+        with self._records_lock:
+            records = list(self._records)
+            self._records.clear()
+        return records
+
     def clear_request_log(self) -> None:
         with self._records_lock:
             self._records.clear()

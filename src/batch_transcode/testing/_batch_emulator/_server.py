@@ -89,6 +89,7 @@ class RequestRecord:
     error_code: str | None
     fault: str | None = None
     time: float = field(default_factory=time.time)
+    seconds: float = 0.0  # how long the emulator took to answer (reading the body to the log entry)
 
 
 class OperationCounts(Counter[str]):
@@ -169,6 +170,7 @@ class Handler(BaseHTTPRequestHandler):
         headers = dict(self.headers.items())
         request_id = str(uuid.uuid4())
         stamp = now()
+        started = time.perf_counter()
         body = self._read_body()
         service = self.server.service
         route, params, path_known = match_route(method, path)
@@ -279,6 +281,7 @@ class Handler(BaseHTTPRequestHandler):
             response_body=b"" if dropped and reply.status < 400 else payload,
             error_code=error_code,
             fault=fault,
+            seconds=time.perf_counter() - started,
         )
         with self.server.records_lock:
             self.server.records.append(record)
