@@ -300,3 +300,21 @@ def test_terminate_and_job_states(client: BatchClient, emulator: BatchEmulator, 
     with pytest.raises(ResourceExistsError) as done:
         client.create_task("j", bm.BatchTaskCreateOptions(id="late", command_line="/bin/true"))
     assert done.value.error is not None and done.value.error.code == "JobCompleted"
+
+
+def test_paged_listing_without_filter_and_drained_log(client: BatchClient, emulator: BatchEmulator) -> None:
+    """Task listings without $filter render only the page asked for: same order (ids
+    case-insensitively), same pages, $select kept across pages."""
+    client.create_pool(bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
+    client.create_job(bm.BatchJobCreateOptions(id="jp", pool_info=bm.BatchPoolInfo(pool_id="p")))
+    ids = [f"T{i:02d}" if i % 2 else f"t{i:02d}" for i in range(23)]
+    client.create_tasks("jp", [bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ids[::-1]])
+    emulator.drain_request_log()
+    listed = list(client.list_tasks("jp", max_results=10, select=["id", "state"]))
+    assert [t.id for t in listed] == ids
+    assert all(t.command_line is None for t in listed)
+    drained = emulator.drain_request_log()
+    assert [r.operation for r in drained] == ["Tasks_ListTasks"] * 3
+    assert [r.query.get("$skiptoken") for r in drained] == [None, "10", "20"]
+    assert all(r.query["$select"] == "id,state" and r.seconds > 0 for r in drained)
+    assert emulator.request_log == [] and emulator.drain_request_log() == []
