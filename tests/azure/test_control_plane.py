@@ -1,0 +1,111 @@
+"""The control-plane budget of a run, counted in the emulator's request log.
+
+Monitoring is O(1) per poll (task counts; pool and node health only when the
+counts stall), tasks go in ceil(N/100) collections, and the task list is read
+once at the end with $select. benchmarks/control_plane.py measures the same
+at N=10000.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_transcode import StagedFFmpeg, TranscodeSession
+
+pytestmark = pytest.mark.azure
+
+testing = pytest.importorskip("batch_transcode.testing")
+OfflineAzure: Any = getattr(testing, "OfflineAzure", None)
+if OfflineAzure is None:  # pragma: no cover
+    pytest.skip("batch_transcode.testing.OfflineAzure is not available", allow_module_level=True)
+
+MONITOR_OPS = {"Jobs_GetJobTaskCounts", "Pools_GetPool", "Nodes_ListNodes", "Jobs_GetJob"}
+
+#: A stand-in for ffmpeg that copies its input to its output (the budget does not depend on the task).
+STUB = """#!/bin/sh
+in=""; out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -version) echo "ffmpeg stub"; exit 0 ;;
+    -i) in="$2"; shift 2; continue ;;
+  esac
+  out="$1"; shift
+done
+exec cp -- "${in#file:}" "${out#file:}"
+"""
+
+
+@pytest.fixture(scope="module")
+def offline() -> Any:
+    with OfflineAzure() as oa:
+        yield oa
+
+
+def _inputs(root: Path, n: int) -> list[Path]:
+    first = root / "clip000.wav"
+    root.mkdir(parents=True)
+    with wave.open(str(first), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x00" * 800)
+    paths = [first]
+    for i in range(1, n):
+        p = root / f"clip{i:03d}.wav"
+        os.link(first, p)
+        paths.append(p)
+    return paths
+
+
+def test_budget_of_a_run(offline: Any, tmp_path: Path) -> None:
+    n = 150
+    stub = tmp_path / "ffmpeg-stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    inputs = _inputs(tmp_path / "in", n)
+    offline.batch.drain_request_log()
+    config = offline.config(ffmpeg=StagedFFmpeg(binary=stub), dedicated_nodes=2, task_slots_per_node=4)
+    with TranscodeSession(config) as session:
+        report = session.convert(inputs, output_dir=tmp_path / "out", preset="mp3")
+    assert report.ok, report.summary()
+    log = offline.batch.drain_request_log()
+    ops = [r.operation for r in log]
+
+    assert ops.count("Tasks_CreateTaskCollection") == math.ceil(n / 100)
+
+    # The task list is read once, after the counts said "all done", with $select.
+    listings = [r for r in log if r.operation == "Tasks_ListTasks"]
+    assert len(listings) == 1
+    assert listings[0].query.get("$select") == "id,state,executionInfo"
+    end = ops.index("Tasks_ListTasks")
+    start = ops.index("Jobs_GetJobTaskCounts")
+    assert ops.index("Jobs_UpdateJob") < start  # terminate-when-done is set before watching
+
+    # Between: polls only. A poll is one task-count read, plus the pool and its nodes when
+    # the counts did not move since the previous poll (or on the first poll).
+    polls: list[tuple[int, list[str], int]] = []  # (completed, other operations, bytes)
+    for r in log[start:end]:
+        assert r.operation in MONITOR_OPS, r.operation
+        if r.operation == "Jobs_GetJobTaskCounts":
+            completed = json.loads(r.response_body)["taskCounts"]["completed"]
+            polls.append((completed, [], len(r.response_body)))
+        else:
+            done, others, size = polls[-1]
+            polls[-1] = (done, [*others, r.operation], size + len(r.response_body))
+    assert polls[-1][0] == n
+    for i, (completed, others, size) in enumerate(polls):
+        assert size <= 2048, (i, others, size)
+        if others:
+            assert i == 0 or completed == polls[i - 1][0], (i, others)
+            assert sorted(set(others)) in (["Pools_GetPool"], ["Nodes_ListNodes", "Pools_GetPool"])
+
+    # Everything else is a fixed number of requests: credentials check, pool, job, update,
+    # deletes and their pollers.
+    assert len(log) - len(polls) - ops.count("Tasks_CreateTaskCollection") <= 20, ops
