@@ -1,0 +1,222 @@
+"""Ctrl-C in each phase of an Azure run: a real KeyboardInterrupt in the main thread.
+
+Each test wraps one phase function only to *schedule* the interrupt
+(``_thread.interrupt_main()``) at the right moment; the phase itself runs unchanged.
+After the session exits, nothing of it may remain in the emulator or in Azurite.
+"""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_transcode import TranscodeSession
+from batch_transcode._azure import backend as backend_module
+from batch_transcode._azure import staging as staging_module
+from batch_transcode._azure import submit as submit_module
+from batch_transcode._azure.cleanup import cleanup_command_main
+from batch_transcode._job import TranscodeJob
+from batch_transcode.testing import Faults, OfflineAzure
+
+pytestmark = pytest.mark.azure
+
+FILES = 12
+NOTHING = {"pools": [], "jobs": [], "containers": []}
+
+
+def _inputs(tmp_path: Path, clip: Path, n: int = FILES) -> list[Path]:
+    out = []
+    for i in range(n):
+        target = tmp_path / "in" / f"clip{i:02d}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip, target)
+        out.append(target)
+    return out
+
+
+#: Set when the main thread has turned the interrupt into a cancel of the job.
+_cancelled = threading.Event()
+
+
+@pytest.fixture(autouse=True)
+def _see_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
+    _cancelled.clear()
+    original = TranscodeJob.cancel
+
+    def cancel(self: TranscodeJob) -> None:
+        original(self)
+        _cancelled.set()
+
+    monkeypatch.setattr(TranscodeJob, "cancel", cancel)
+
+
+def _interrupt() -> None:
+    """Ctrl-C now, and hold the phase until the main thread has seen it (as a phase that
+    lasts longer than the main thread's 0.2 s wait would)."""
+    _thread.interrupt_main()
+    _cancelled.wait(10)
+
+
+def _interrupt_after(fn: Callable[..., Any], log: list[str], name: str) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        log.append(name)
+        _thread.interrupt_main()  # open() runs in the main thread: it arrives at once
+        return result
+
+    return wrapper
+
+
+def _interrupt_before(fn: Callable[..., Any], log: list[str], name: str) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if name not in log:
+            log.append(name)
+            _interrupt()
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _interrupted(oa: OfflineAzure, tmp_path: Path, clip: Path, **overrides: Any) -> tuple[Any, BaseException]:
+    """Convert; the patched phase interrupts; return the session's backend and the interrupt."""
+    assert oa.leaks() == NOTHING
+    inputs = _inputs(tmp_path, clip)
+    session = TranscodeSession(oa.config(**overrides))
+    with pytest.raises(KeyboardInterrupt) as info, session:
+        session.convert(inputs, output_dir=tmp_path / "out")
+    return session._backend, info.value
+
+
+def _run_interrupted(oa: OfflineAzure, tmp_path: Path, clip: Path, **overrides: Any) -> Any:
+    return _interrupted(oa, tmp_path, clip, **overrides)[0]
+
+
+def test_interrupt_while_staging(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    monkeypatch.setattr(
+        staging_module.Staging,
+        "_upload",
+        _interrupt_before(staging_module.Staging._upload, fired, "upload"),
+    )
+    before = len(offline.batch.request_log)
+    _run_interrupted(offline, tmp_path, clip)
+    assert fired == ["upload"]
+    assert offline.leaks(timeout=30) == NOTHING
+    ops = [r.operation for r in offline.batch.request_log[before:]]
+    assert "Jobs_CreateJob" not in ops and "Tasks_CreateTaskCollection" not in ops
+
+
+def test_interrupt_during_pool_creation(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    monkeypatch.setattr(
+        backend_module.AzureBackend,
+        "_create_session_pool",
+        _interrupt_after(backend_module.AzureBackend._create_session_pool, fired, "pool"),
+    )
+    backend = _run_interrupted(offline, tmp_path, clip)
+    assert fired == ["pool"]
+    assert backend.job_ids == []  # it never got as far as a job
+    assert offline.leaks(timeout=30) == NOTHING
+
+
+def test_interrupt_while_submitting(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    original = submit_module._submit_chunk
+    monkeypatch.setattr(submit_module, "_submit_chunk", _interrupt_before(original, fired, "submit"))
+    before = len(offline.batch.request_log)
+    _run_interrupted(offline, tmp_path, clip)
+    assert fired == ["submit"]
+    assert offline.leaks(timeout=30) == NOTHING
+    # the chunk that saw the cancel was not sent
+    ops = [r.operation for r in offline.batch.request_log[before:]]
+    assert "Tasks_CreateTaskCollection" not in ops
+
+
+def test_interrupt_while_monitoring(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    original = backend_module.wait_for_job
+
+    def wait_for_job(*args: Any, on_progress: Callable[..., None] | None = None, **kwargs: Any) -> bool:
+        def progress(counts: Any) -> None:
+            if on_progress is not None:
+                on_progress(counts)
+            if not fired:
+                fired.append("monitor")
+                _thread.interrupt_main()  # not waiting here: the monitor's own wait sees it
+
+        return original(*args, on_progress=progress, **kwargs)
+
+    monkeypatch.setattr(backend_module, "wait_for_job", wait_for_job)
+    before = len(offline.batch.request_log)
+    _run_interrupted(offline, tmp_path, clip, dedicated_nodes=1, task_slots_per_node=1)
+    assert fired == ["monitor"]
+    assert offline.leaks(timeout=30) == NOTHING
+    ops = [r.operation for r in offline.batch.request_log[before:]]
+    assert "Tasks_ListTasks" not in ops  # the cancel stopped the watch before the final listing
+    assert not list((tmp_path / "out").rglob("*.mp3"))
+
+
+def test_interrupt_while_downloading(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    monkeypatch.setattr(
+        staging_module.Staging,
+        "_download_one",
+        _interrupt_before(staging_module.Staging._download_one, fired, "download"),
+    )
+    _run_interrupted(offline, tmp_path, clip)
+    assert fired == ["download"]
+    assert offline.leaks(timeout=30) == NOTHING
+    # no partial file is left behind under the output folder
+    assert not list((tmp_path / "out").rglob("*.part"))
+
+
+def test_interrupt_with_failing_deletes_names_what_remains(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fired: list[str] = []
+    original = backend_module.wait_for_job
+
+    def wait_for_job(*args: Any, **kwargs: Any) -> bool:
+        deletes = frozenset({"Jobs_DeleteJob", "Pools_DeletePool"})
+        offline.set_faults(Faults(error_rate=1.0, operations=deletes))
+        fired.append("monitor")
+        _thread.interrupt_main()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backend_module, "wait_for_job", wait_for_job)
+    try:
+        backend, interrupt = _interrupted(offline, tmp_path, clip)
+        notes = "\n".join(getattr(interrupt, "__notes__", []))
+    finally:
+        offline.set_faults(None)
+    assert fired == ["monitor"]
+    session_id = backend.session_id
+    assert f"pool {session_id}" in notes or backend.pool_id in notes
+    assert backend.job_ids[0] in notes
+    command = f"batch-transcode cleanup --session {session_id} --older-than 0s"
+    assert command in notes
+    remaining = offline.leaks()
+    assert remaining["pools"] == [backend.pool_id] and remaining["jobs"] == backend.job_ids
+    # the command it printed removes them
+    for name, value in offline.env.items():
+        monkeypatch.setenv(name, value)
+    args = argparse.Namespace(older_than="0s", dry_run=False, session=session_id)
+    assert cleanup_command_main(args) == 0
+    assert offline.leaks(timeout=30) == NOTHING
