@@ -345,7 +345,35 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    _print_markdown(results)
     return 0
+
+
+def _print_markdown(results: list[dict[str, Any]]) -> None:
+    """The two tables of docs/performance.md."""
+    print(
+        "\n| N | client | Batch requests | task collections | polls | bytes per poll (mean / max) "
+        "| full task listings | task list bytes | peak RSS | client CPU per task | wall |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['files']} | {r['mode']} | {r['requests']} | {r['collections']} | {r['polls']} "
+            f"| {r['bytes_per_poll_mean']:,} / {r['bytes_per_poll_max']:,} | {r['full_listings']} "
+            f"| {r['listing_mb']} MB | {r['client_peak_rss_mb']:.0f} MB | {r['client_cpu_ms_per_task']} ms "
+            f"| {r['wall_seconds']:.0f} s |"
+        )
+    print(
+        "\n| N | client | wall | client CPU | Batch emulator CPU | task processes CPU | Azurite CPU "
+        "| emulator answering Batch requests |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['files']} | {r['mode']} | {r['wall_seconds']:.0f} s | {r['client_cpu_seconds']:.1f} s "
+            f"| {r['emulator_python_cpu_seconds']} s | {r['task_processes_cpu_seconds']} s "
+            f"| {r['azurite_cpu_seconds']} s | {r['emulator_answer_seconds']:.1f} s |"
+        )
 
 
 # -- the children: the two clients ---------------------------------------------------------
