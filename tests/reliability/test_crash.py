@@ -1,0 +1,96 @@
+"""The client SIGKILLed mid-run: the job ends by itself, and ``batch-transcode cleanup
+--older-than 0s`` removes every tagged resource left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from batch_transcode.testing import OfflineAzure
+
+pytestmark = pytest.mark.azure
+
+CLIENT = """
+import sys
+from pathlib import Path
+from batch_transcode import AzureConfig, TranscodeSession
+
+config = AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5, dedicated_nodes=1,
+                              task_slots_per_node=1, session_timeout=600, task_timeout=300)
+inputs = sorted(Path(sys.argv[1]).glob("*.mp4"))
+with TranscodeSession(config) as session:
+    session.convert(inputs, output_dir=sys.argv[2])
+"""
+
+
+def _wait(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_client_job_ends_and_cleanup_sweeps(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, ffmpeg_exe: str
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(10):
+        shutil.copyfile(clip, src / f"clip{i}.mp4")
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    env = {**os.environ, **offline.env}
+    before = len(offline.batch.request_log)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(src), str(tmp_path / "out")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # kill it once it is monitoring: tasks added, the job set to end when they complete
+        def monitoring() -> bool:
+            ops = [r.operation for r in offline.batch.request_log[before:]]
+            return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
+
+        assert _wait(monitoring, 60), "the client never started monitoring"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+
+    jobs = offline.batch.jobs()
+    assert len(jobs) == 1
+    job = jobs[0]
+    create = next(r for r in offline.batch.request_log[before:] if r.operation == "Jobs_CreateJob")
+    constraints = json.loads(create.request_body)["constraints"]
+    assert constraints["maxWallClockTime"].startswith("PT")  # a bound even if never updated
+    # the job ends by itself once its tasks are done (terminate-on-complete)
+    assert _wait(lambda: offline.batch.jobs()[0].state == "completed", 60), offline.batch.jobs()
+    assert all(t.state == "completed" for t in offline.batch.tasks(job.id))
+    leftover = offline.leaks()
+    assert leftover["pools"] and leftover["jobs"] and leftover["containers"]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "batch_transcode", "cleanup", "--older-than", "0s"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert offline.leaks(timeout=30) == {"pools": [], "jobs": [], "containers": []}

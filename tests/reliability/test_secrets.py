@@ -1,0 +1,119 @@
+"""No account key, connection string or SAS signature leaks from a full Azure run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+from batch_transcode import AuthenticationError, TranscodeSession
+from batch_transcode.testing import OfflineAzure
+
+pytestmark = pytest.mark.azure
+
+
+def _sas_urls_of(body: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(input URLs, output URLs, the body without them) of one task."""
+    body = json.loads(json.dumps(body))
+    inputs = [rf.pop("httpUrl") for rf in body.get("resourceFiles") or [] if "httpUrl" in rf]
+    outputs = []
+    for of in body.get("outputFiles") or []:
+        container = of.get("destination", {}).get("container", {})
+        if "containerUrl" in container:
+            outputs.append(container.pop("containerUrl"))
+    return inputs, outputs, body
+
+
+def test_no_secret_leaks_and_sas_grants_are_narrow(
+    offline: OfflineAzure, tmp_path: Path, clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    inputs = []
+    for i in range(6):
+        target = tmp_path / "in" / f"clip{i}.mp4"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip, target)
+        inputs.append(target)
+    broken = tmp_path / "in" / "broken.mp4"
+    broken.write_bytes(b"not media at all")
+    inputs.append(broken)
+    before = len(offline.batch.request_log)
+    config = offline.config()
+    texts: list[str] = [repr(config), str(config)]
+    session = TranscodeSession(config)
+    with session:
+        backend: Any = session._backend
+        report = session.convert(inputs, output_dir=tmp_path / "out")
+        deadline = backend._deadline_utc
+        texts += [repr(session), repr(backend), repr(backend.staging)]
+    texts += [repr(report), report.summary(), *(repr(r) for r in report), *(str(r.error) for r in report)]
+    assert not report.ok and len(report.failed) == 1  # the broken file: an error text to inspect
+    with (
+        pytest.raises(AuthenticationError) as bad_key,
+        TranscodeSession(offline.config(batch_key="eHh4eA==")),
+    ):
+        pass
+    texts.append(str(bad_key.value))
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info and r.exc_info[1] is not None]
+
+    sigs: set[str] = set()
+    bodies: list[str] = []
+    command_lines: list[str] = []
+    input_urls: list[str] = []
+    output_urls: list[str] = []
+    for record in offline.batch.request_log[before:]:
+        body = record.request_body.decode("utf-8", "replace")
+        if record.operation == "Tasks_CreateTaskCollection" and record.status == 200:
+            for task in json.loads(body)["value"]:
+                ins, outs, rest = _sas_urls_of(task)
+                input_urls += ins
+                output_urls += outs
+                command_lines.append(task["commandLine"])
+                bodies.append(json.dumps(rest))
+        else:
+            bodies.append(body)
+        bodies.append(record.response_body.decode("utf-8", "replace"))
+    for url in input_urls + output_urls:
+        sigs.add(parse_qs(urlsplit(url).query)["sig"][0])
+    assert sigs
+
+    env = offline.env
+    secrets = {
+        "batch key": env["AZURE_BATCH_ACCESS_KEY"],
+        "connection string": env["AZURE_STORAGE_CONNECTION_STRING"],
+        "storage key": env["AZURE_STORAGE_CONNECTION_STRING"].split("AccountKey=")[1].split(";")[0],
+        **{f"sig {i}": s for i, s in enumerate(sorted(sigs))},
+    }
+    haystacks = {"logs/errors/reprs": texts, "command lines": command_lines, "request bodies": bodies}
+    for where, items in haystacks.items():
+        for name, secret in secrets.items():
+            variants = {secret, unquote(secret)}
+            leaked = [t[:200] for t in items if any(v in t for v in variants)]
+            assert leaked == [], f"{name} appears in {where}"
+    assert any("sig=REDACTED" in t for t in texts)  # SAS URLs are logged, redacted
+
+    # SAS grants: inputs read-only, one blob each; outputs create/write on the container;
+    # all expire at the session deadline
+    assert len(input_urls) == len(inputs) and len(set(input_urls)) == len(inputs)
+    for url in input_urls:
+        q = parse_qs(urlsplit(url).query)
+        assert q["sp"] == ["r"] and q["sr"] == ["b"], url.split("sig=")[0]
+        assert "/inputs/" in urlsplit(url).path
+        _assert_expiry(q["se"][0], deadline)
+    assert output_urls
+    for url in output_urls:
+        q = parse_qs(urlsplit(url).query)
+        assert q["sr"] == ["c"] and set(q["sp"][0]) == {"c", "w"}, url.split("sig=")[0]
+        _assert_expiry(q["se"][0], deadline)
+
+
+def _assert_expiry(se: str, deadline: dt.datetime) -> None:
+    expiry = dt.datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    assert abs((expiry - deadline).total_seconds()) <= 1.0, (expiry, deadline)
