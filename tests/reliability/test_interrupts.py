@@ -11,6 +11,7 @@ import _thread
 import argparse
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,19 @@ def test_interrupt_while_staging(
     offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    monkeypatch.setattr(
-        staging_module.Staging,
-        "_upload",
-        _interrupt_before(staging_module.Staging._upload, fired, "upload"),
-    )
+    uploads: list[Path] = []
+    interrupting = _interrupt_before(staging_module.Staging._upload, fired, "upload")
+
+    def counted(self: Any, path: Path, *args: Any, **kwargs: Any) -> Any:
+        uploads.append(path)
+        time.sleep(0.3)  # an upload of real size takes a while
+        return interrupting(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(staging_module.Staging, "_upload", counted)
     before = len(offline.batch.request_log)
-    _run_interrupted(offline, tmp_path, clip)
+    _run_interrupted(offline, tmp_path, clip, upload_concurrency=2)
     assert fired == ["upload"]
+    assert len(uploads) <= 5 < FILES, "no upload may start once the run is cancelled"
     assert offline.leaks(timeout=30) == NOTHING
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Jobs_CreateJob" not in ops and "Tasks_CreateTaskCollection" not in ops
@@ -175,13 +181,16 @@ def test_interrupt_while_downloading(
     offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    monkeypatch.setattr(
-        staging_module.Staging,
-        "_download_one",
-        _interrupt_before(staging_module.Staging._download_one, fired, "download"),
-    )
-    _run_interrupted(offline, tmp_path, clip)
+    interrupting = _interrupt_before(staging_module.Staging._download_one, fired, "download")
+
+    def slow(self: Any, item: Any) -> Any:
+        time.sleep(0.3)  # a download of real size takes a while
+        return interrupting(self, item)
+
+    monkeypatch.setattr(staging_module.Staging, "_download_one", slow)
+    _run_interrupted(offline, tmp_path, clip, download_concurrency=2)
     assert fired == ["download"]
+    assert len(list((tmp_path / "out").rglob("*.mp3"))) <= 5 < FILES, "no download may start once cancelled"
     assert offline.leaks(timeout=30) == NOTHING
     # no partial file is left behind under the output folder
     assert not list((tmp_path / "out").rglob("*.part"))

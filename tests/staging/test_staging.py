@@ -16,6 +16,7 @@ from batch_transcode import AzureConfig, RetryPolicy, TeardownError
 from batch_transcode._azure.staging import (
     StagedInput,
     Staging,
+    blob_path,
     make_blob_service_client,
     redact_url,
 )
@@ -123,9 +124,11 @@ def test_hostile_names_round_trip_through_upload_and_sas(oa: OfflineAzure, tmp_p
         assert all(s.uploaded for s in staged)
         assert staging.bytes_uploaded == sum(i.source.stat().st_size for i in items)
         container = oa.blob_service_client().get_container_client(staging.input_container_name)
-        assert sorted(b.name for b in container.list_blobs()) == sorted("inputs/" + n for n in HOSTILE)
+        assert sorted(b.name for b in container.list_blobs()) == sorted(
+            "inputs/" + blob_path(n) for n in HOSTILE
+        )
         for item, s in zip(items, staged, strict=True):
-            assert s.blob_name == "inputs/" + item.relative_source
+            assert s.blob_name == "inputs/" + blob_path(item.relative_source)
             with BlobClient.from_blob_url(s.sas_url) as blob:
                 assert blob.download_blob().readall() == item.source.read_bytes()
                 props = blob.get_blob_properties()

@@ -31,6 +31,7 @@ from batch_transcode._azure._errors import azure_errors, is_code, redact, transl
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.manifest import manifest_for, write_manifest
 from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wait_for_job
+from batch_transcode._azure.staging import CANCELLED, StagingCancelled
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import AzureError, ConfigError, SessionStateError
 from batch_transcode._local import describe_ffmpeg_failure, stderr_tail
@@ -50,11 +51,15 @@ class Staging(Protocol):
     """What the backend uses of ``batch_transcode._azure.staging.Staging``."""
 
     def create_containers(self, teardown: Teardown) -> None: ...
-    def upload_inputs(self, items: Sequence[WorkItem]) -> Sequence[StagedInput]: ...
+    def upload_inputs(
+        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+    ) -> Sequence[StagedInput]: ...
     def upload_file(self, path: Path, blob_name: str) -> str: ...
     def output_container_sas_url(self) -> str: ...
     def output_blob_name(self, item: WorkItem) -> str: ...
-    def download_outputs(self, items: Sequence[WorkItem]) -> Mapping[int, str | None]: ...
+    def download_outputs(
+        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+    ) -> Mapping[int, str | None]: ...
     def write_output_blob(self, blob_name: str, data: bytes) -> None: ...
 
 
@@ -278,8 +283,11 @@ class _AzureRun:
     def run(self) -> list[FileResult]:
         b = self.b
         staging = b.staging
-        with azure_errors("upload the inputs"):
-            staged = {s.index: s for s in staging.upload_inputs(self.items)}
+        try:
+            with azure_errors("upload the inputs"):
+                staged = {s.index: s for s in staging.upload_inputs(self.items, cancel=self.cancel)}
+        except StagingCancelled:
+            return self._cancelled()
         if self.cancel.is_set():
             return self._cancelled()
         with azure_errors("write the job manifest"):
@@ -422,7 +430,7 @@ class _AzureRun:
         by_task = {item.index: outcomes.get(builders.task_id(item.index)) for item in self.items}
         ok = [item for item in self.items if (o := by_task[item.index]) is not None and o.succeeded]
         with azure_errors("download the outputs"):
-            download_errors = staging.download_outputs(ok) if ok else {}
+            download_errors = staging.download_outputs(ok, cancel=self.cancel) if ok else {}
         failed = [item for item in self.items if item not in ok]
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="bt-diag") as pool:
             texts = dict(
@@ -439,6 +447,10 @@ class _AzureRun:
             tid = builders.task_id(item.index)
             if item.index in texts:
                 result = FileResult.failure(item.source, texts[item.index], seconds=seconds, task_id=tid)
+            elif download_errors.get(item.index) == CANCELLED:
+                result = FileResult.failure(
+                    item.source, "converted, but cancelled before its output was downloaded", task_id=tid
+                )
             elif download_errors.get(item.index):
                 result = FileResult.failure(
                     item.source,

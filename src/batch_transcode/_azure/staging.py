@@ -57,6 +57,7 @@ __all__ = [
     "OUTPUT_PREFIX",
     "StagedInput",
     "Staging",
+    "blob_path",
     "make_blob_service_client",
     "redact_url",
     "storage_retry_policy",
@@ -65,6 +66,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Blob name prefixes of inputs and outputs inside their containers.
+#: What :meth:`Staging.download_outputs` reports for a file it did not start because
+#: the run was cancelled.
+CANCELLED = "cancelled"
+
+
+def blob_path(relative: str) -> str:
+    """The blob name for a file's relative (POSIX) path: the path itself, except that
+    ``\\`` (which the storage service does not keep as-is in a SAS-signed URL) is written
+    ``%5C``, and so ``%`` is written ``%25`` to keep names distinct."""
+    return relative.replace("%", "%25").replace("\\", "%5C")
+
+
+class StagingCancelled(Exception):
+    """Raised by :meth:`Staging.upload_inputs` when the run is cancelled midway: uploads
+    under way finish, no new one starts."""
+
+
 INPUT_PREFIX = "inputs/"
 OUTPUT_PREFIX = "outputs/"
 #: SAS tokens start this long before "now", for clocks that run behind.
@@ -425,11 +443,11 @@ class Staging:
 
     @staticmethod
     def input_blob_name(item: WorkItem) -> str:
-        return INPUT_PREFIX + item.relative_source
+        return INPUT_PREFIX + blob_path(item.relative_source)
 
     @staticmethod
     def output_blob_name(item: WorkItem) -> str:
-        return OUTPUT_PREFIX + item.relative_output
+        return OUTPUT_PREFIX + blob_path(item.relative_output)
 
     def _identical_exists(self, blob_name: str, size: int, md5: bytes) -> bool:
         with self._lock:
@@ -468,14 +486,19 @@ class Staging:
             self._known[blob_name] = (size, md5)
         return size, True
 
-    def upload_inputs(self, items: Sequence[WorkItem]) -> list[StagedInput]:
+    def upload_inputs(
+        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+    ) -> list[StagedInput]:
         """Upload the inputs (``concurrency`` at once), skipping identical blobs; return a
-        read-only SAS URL for each, in the order of ``items``."""
+        read-only SAS URL for each, in the order of ``items``. Once ``cancel`` is set no
+        new upload starts and :class:`StagingCancelled` is raised."""
         if not items:
             return []
         per_blob = max(1, min(8, self.concurrency // len(items)))
 
         def one(item: WorkItem) -> StagedInput:
+            if cancel is not None and cancel.is_set():
+                raise StagingCancelled
             name = self.input_blob_name(item)
             size, uploaded = self._upload(item.source, name, per_blob)
             return StagedInput(
@@ -551,12 +574,21 @@ class Staging:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
-    def download_outputs(self, items: Sequence[WorkItem]) -> dict[int, str | None]:
+    def download_outputs(
+        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+    ) -> dict[int, str | None]:
         """Download each item's output to ``item.output`` (a temporary name, then an atomic
-        rename; never a partial file). Returns index -> ``None`` or an error message."""
+        rename; never a partial file). Returns index -> ``None`` or an error message.
+        Once ``cancel`` is set no new download starts; those files report :data:`CANCELLED`."""
         if not items:
             return {}
-        errors = self._map(self._download_one, items, self.download_concurrency, "bt-download")
+
+        def one(item: WorkItem) -> str | None:
+            if cancel is not None and cancel.is_set():
+                return CANCELLED
+            return self._download_one(item)
+
+        errors = self._map(one, items, self.download_concurrency, "bt-download")
         result = {item.index: err for item, err in zip(items, errors, strict=True)}
         failed = sum(1 for e in errors if e)
         log.info("outputs: %d downloaded, %d failed", len(items) - failed, failed)
