@@ -249,11 +249,18 @@ def test_stop_kills_processes(tmp_path: Any, h: Any) -> None:
         c.create_task(
             "j", bm.BatchTaskCreateOptions(id="t", command_line="/bin/bash -c 'echo $$ > ../pid; sleep 60'")
         )
-        pid_file = (
-            next(iter((tmp_path / "b" / "nodes" / "p").iterdir())) / "workitems" / "j" / "job-1" / "t" / "pid"
-        )
-        h.wait_until(lambda: pid_file.exists() and pid_file.read_text().strip())
-        pid = int(pid_file.read_text())
+        nodes = tmp_path / "b" / "nodes" / "p"
+
+        def pid_text() -> str:
+            # The node's folder appears once the scheduler has brought the node up.
+            for node in nodes.iterdir() if nodes.is_dir() else ():
+                pid_file = node / "workitems" / "j" / "job-1" / "t" / "pid"
+                if pid_file.exists():
+                    return pid_file.read_text().strip()
+            return ""
+
+        h.wait_until(lambda: pid_text() != "")
+        pid = int(pid_text())
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
