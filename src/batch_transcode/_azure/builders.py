@@ -18,6 +18,7 @@ import secrets
 import shlex
 from collections.abc import Sequence
 from pathlib import PurePath
+from typing import Any
 
 import attrs
 from azure.batch import models as bm
@@ -238,43 +239,33 @@ def pool_create_options(
     config: AzureConfig, names: SessionNames, setup: FFmpegSetup
 ) -> bm.BatchPoolCreateOptions:
     """The session pool: deleted when the session closes, tagged for the orphan sweep."""
-    scale = _scale(config)
-    return bm.BatchPoolCreateOptions(
-        id=names.pool_id,
-        display_name=f"batch-transcode session {names.session_id}",
-        vm_size=config.vm_size,
-        virtual_machine_configuration=_virtual_machine_configuration(config, setup),
-        task_slots_per_node=config.task_slots_per_node,
-        start_task=setup.start_task,
-        metadata=metadata_items(names),
-        enable_auto_scale=scale.enable_auto_scale,
-        auto_scale_formula=scale.auto_scale_formula,
-        auto_scale_evaluation_interval=scale.auto_scale_evaluation_interval,
-        target_dedicated_nodes=scale.target_dedicated_nodes,
-        target_low_priority_nodes=scale.target_low_priority_nodes,
-        resize_timeout=scale.resize_timeout,
-    )
+    return bm.BatchPoolCreateOptions(id=names.pool_id, **_pool_fields(config, names, setup))
 
 
 def pool_specification(
     config: AzureConfig, names: SessionNames, setup: FFmpegSetup
 ) -> bm.BatchPoolSpecification:
     """The same pool, as an auto-pool specification (its lifetime is the job's)."""
+    return bm.BatchPoolSpecification(**_pool_fields(config, names, setup))
+
+
+def _pool_fields(config: AzureConfig, names: SessionNames, setup: FFmpegSetup) -> dict[str, Any]:
+    """What a session pool and an auto-pool specification have in common (all but the id)."""
     scale = _scale(config)
-    return bm.BatchPoolSpecification(
-        display_name=f"batch-transcode session {names.session_id}",
-        vm_size=config.vm_size,
-        virtual_machine_configuration=_virtual_machine_configuration(config, setup),
-        task_slots_per_node=config.task_slots_per_node,
-        start_task=setup.start_task,
-        metadata=metadata_items(names),
-        enable_auto_scale=scale.enable_auto_scale,
-        auto_scale_formula=scale.auto_scale_formula,
-        auto_scale_evaluation_interval=scale.auto_scale_evaluation_interval,
-        target_dedicated_nodes=scale.target_dedicated_nodes,
-        target_low_priority_nodes=scale.target_low_priority_nodes,
-        resize_timeout=scale.resize_timeout,
-    )
+    return {
+        "display_name": f"batch-transcode session {names.session_id}",
+        "vm_size": config.vm_size,
+        "virtual_machine_configuration": _virtual_machine_configuration(config, setup),
+        "task_slots_per_node": config.task_slots_per_node,
+        "start_task": setup.start_task,
+        "metadata": metadata_items(names),
+        "enable_auto_scale": scale.enable_auto_scale,
+        "auto_scale_formula": scale.auto_scale_formula,
+        "auto_scale_evaluation_interval": scale.auto_scale_evaluation_interval,
+        "target_dedicated_nodes": scale.target_dedicated_nodes,
+        "target_low_priority_nodes": scale.target_low_priority_nodes,
+        "resize_timeout": scale.resize_timeout,
+    }
 
 
 # -- job ----------------------------------------------------------------------------------
