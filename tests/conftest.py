@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from batch_transcode._ffmpeg import find_ffmpeg
+from batch_transcode.samples import decoded_duration
 
 
 @pytest.fixture(scope="session")
@@ -58,26 +59,6 @@ def make_media(media_templates: dict[str, Path]) -> MediaFactory:
     return make
 
 
-def probe_duration(ffmpeg: str, path: Path) -> float | None:
-    """The decoded duration of ``path`` in seconds (decodes the whole file), or None."""
-    proc = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-i", "file:" + str(path), "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return None
-    last = None
-    for part in proc.stderr.replace("\r", "\n").split():
-        if part.startswith("time="):
-            last = part[5:]
-    if last is None:
-        return None
-    h, m, s = last.split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 @pytest.fixture
 def duration_of(ffmpeg_exe: str) -> Callable[[Path], float | None]:
-    return lambda p: probe_duration(ffmpeg_exe, p)
+    return lambda p: decoded_duration(p, ffmpeg=ffmpeg_exe)

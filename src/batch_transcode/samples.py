@@ -8,7 +8,7 @@ from pathlib import Path
 
 from batch_transcode._ffmpeg import find_ffmpeg
 
-__all__ = ["make_sample_media"]
+__all__ = ["decoded_duration", "make_sample_media"]
 
 
 def make_sample_media(
@@ -36,3 +36,28 @@ def make_sample_media(
         subprocess.run(args, check=True, stdin=subprocess.DEVNULL, capture_output=True)
         made.append(path)
     return made
+
+
+def decoded_duration(
+    path: str | os.PathLike[str], *, ffmpeg: str | os.PathLike[str] | None = None
+) -> float | None:
+    """Decode all of ``path`` and return its duration in seconds, or ``None`` if ffmpeg
+    cannot decode it: a check that an output is complete and playable."""
+    exe = find_ffmpeg(ffmpeg)
+    proc = subprocess.run(
+        [exe, "-hide_banner", "-nostdin", "-i", "file:" + str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        return None
+    last = None
+    for part in proc.stderr.replace("\r", "\n").split():
+        if part.startswith("time="):
+            last = part[5:]
+    if last is None or last.count(":") != 2:
+        return None
+    hours, minutes, seconds = last.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)

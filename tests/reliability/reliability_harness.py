@@ -18,6 +18,7 @@ import attrs
 
 from batch_transcode import TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
+from batch_transcode.samples import decoded_duration
 from batch_transcode.testing import Faults, OfflineAzure, StorageFaults
 
 #: The switches of the emulator and the storage proxy, each at the rate the matrix uses.
@@ -81,26 +82,6 @@ class Outcome:
         return self.correct == self.files and not any(self.leaks.values()) and not self.duplicates
 
 
-def probe_duration(ffmpeg: str, path: Path) -> float | None:
-    """The decoded duration of ``path`` in seconds (decodes the whole file), or None."""
-    proc = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-i", "file:" + str(path), "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return None
-    last = None
-    for part in proc.stderr.replace("\r", "\n").split():
-        if part.startswith("time="):
-            last = part[5:]
-    if last is None:
-        return None
-    h, m, s = last.split(":")
-    return int(h) * 3600 + int(m) * 60 + float(s)
-
-
 def make_clip(ffmpeg: str, path: Path, seconds: float = 1.0) -> Path:
     """A ``seconds`` long 64x48 video with a sine tone."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +105,7 @@ def check_outputs(report: Any, ffmpeg: str, expected: float = 1.0, tolerance: fl
     def one(result: Any) -> str | None:
         if not result.ok or result.output is None:
             return f"{result.source.name}: failed: {result.error}"
-        duration = probe_duration(ffmpeg, result.output)
+        duration = decoded_duration(result.output, ffmpeg=ffmpeg)
         if duration is None:
             return f"{result.source.name}: output does not decode"
         if abs(duration - expected) > tolerance:
