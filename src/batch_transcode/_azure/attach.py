@@ -24,9 +24,10 @@ from batch_transcode import _retry
 from batch_transcode._azure import builders
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure._errors import azure_errors, translate
-from batch_transcode._azure.backend import AzureBackend, _AzureRun, _staging_module
+from batch_transcode._azure.backend import AzureBackend, _AzureRun
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.manifest import MANIFEST_PREFIX, Manifest, manifest_blob_name
+from batch_transcode._azure.staging import Staging, make_blob_service_client
 from batch_transcode._errors import AttachError
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
@@ -140,10 +141,9 @@ def adopt(backend: AzureBackend, ident: str, teardown: Teardown) -> Manifest:
     config = backend.config
     prefix, session_id, job_id = parse_id(ident)
     backend._batch = make_batch_client(config)
-    staging_module = _staging_module()
     with azure_errors("connect to storage"):
-        blobs, account_key = staging_module.make_blob_service_client(config)
-    staging = staging_module.Staging(
+        blobs, account_key = make_blob_service_client(config)
+    staging = Staging(
         blobs,
         session_id=session_id,
         prefix=prefix,

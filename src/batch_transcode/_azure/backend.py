@@ -12,14 +12,12 @@ request whose answer was lost still gets cleaned up.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from azure.batch import BatchClient
 from azure.core import exceptions as az
@@ -31,7 +29,7 @@ from batch_transcode._azure._errors import azure_errors, is_code, redact, transl
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.manifest import manifest_for, write_manifest
 from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wait_for_job
-from batch_transcode._azure.staging import CANCELLED, StagingCancelled
+from batch_transcode._azure.staging import CANCELLED, Staging, StagingCancelled, make_blob_service_client
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import AzureError, ConfigError, SessionStateError
 from batch_transcode._local import describe_ffmpeg_failure, stderr_tail
@@ -40,32 +38,6 @@ from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressSink
 from batch_transcode._report import FileResult
 from batch_transcode._teardown import Teardown
-
-
-class StagedInput(Protocol):
-    index: int
-    sas_url: str
-
-
-class Staging(Protocol):
-    """What the backend uses of ``batch_transcode._azure.staging.Staging``."""
-
-    def create_containers(self, teardown: Teardown) -> None: ...
-    def upload_inputs(
-        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
-    ) -> Sequence[StagedInput]: ...
-    def upload_file(self, path: Path, blob_name: str) -> str: ...
-    def output_container_sas_url(self) -> str: ...
-    def output_blob_name(self, item: WorkItem) -> str: ...
-    def download_outputs(
-        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
-    ) -> Mapping[int, str | None]: ...
-    def write_output_blob(self, blob_name: str, data: bytes) -> None: ...
-
-
-def _staging_module() -> Any:
-    return importlib.import_module("batch_transcode._azure.staging")
-
 
 __all__ = ["AzureBackend"]
 
@@ -127,7 +99,6 @@ class AzureBackend:
     # -- open ----------------------------------------------------------------------------
 
     def open(self, teardown: Teardown) -> None:
-        staging_module = _staging_module()
 
         config = self.config
         now = dt.datetime.now(dt.UTC)
@@ -152,8 +123,8 @@ class AzureBackend:
         if config.pool_id is not None:
             self._check_user_pool(config.pool_id)
         with azure_errors("connect to storage"):
-            blobs, account_key = staging_module.make_blob_service_client(config)
-            self._staging = staging_module.Staging(
+            blobs, account_key = make_blob_service_client(config)
+            self._staging = Staging(
                 config,
                 blobs,
                 account_key=account_key,
