@@ -4,72 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 
 from batch_transcode._commands import ffmpeg_argv
 from batch_transcode._config import LocalConfig
-from batch_transcode._ffmpeg import find_ffmpeg
+from batch_transcode._ffmpeg import describe_ffmpeg_failure, find_ffmpeg, temporary_output
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
+from batch_transcode._process import kill_process_group
 from batch_transcode._progress import ProgressSink
 from batch_transcode._report import FileResult
 from batch_transcode._teardown import Teardown
 
-__all__ = ["LocalBackend", "describe_ffmpeg_failure", "temporary_output"]
+__all__ = ["LocalBackend"]
 
 log = logging.getLogger(__name__)
-
-STDERR_TAIL_LINES = 15
-STDERR_TAIL_CHARS = 2000
-
-
-def temporary_output(output: Path) -> Path:
-    """A unique hidden name beside ``output`` with the same extension (ffmpeg picks the
-    format from it). Outputs are renamed to their final name only once complete."""
-    return output.with_name(f".bt-{uuid.uuid4().hex[:12]}.part{output.suffix}")
-
-
-def stderr_tail(stderr: str) -> str:
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    return "\n".join(lines[-STDERR_TAIL_LINES:])[-STDERR_TAIL_CHARS:]
-
-
-def describe_ffmpeg_failure(exit_code: int | None, stderr: str, preset: Preset) -> str:
-    """One line saying why, then the tail of ffmpeg's stderr."""
-    low = stderr.lower()
-    if preset.audio_only and (
-        "does not contain any stream" in low
-        or "output file does not contain any stream" in low
-        or "matches no streams" in low
-    ):
-        why = "the input has no audio stream to convert"
-    elif "invalid data found when processing input" in low or "could not find codec parameters" in low:
-        why = "ffmpeg cannot read this file as media"
-    elif "no such file or directory" in low:
-        why = "ffmpeg could not open the input"
-    elif exit_code is None:
-        why = "ffmpeg did not finish in time and was stopped"
-    elif exit_code < 0:
-        why = f"ffmpeg was killed by signal {-exit_code}"
-    else:
-        why = f"ffmpeg exited with code {exit_code}"
-    tail = stderr_tail(stderr)
-    return f"{why}\n{tail}" if tail else why
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
 
 class LocalBackend:
     """Runs up to ``config.workers`` ffmpeg processes at once, argv only (no shell).
@@ -138,13 +91,13 @@ class _LocalRun:
         with self._lock:
             self._procs.add(proc)
             if self.cancel.is_set():  # raced with stop_all: stop it too
-                _kill_group(proc)
+                kill_process_group(proc)
         try:
             try:
                 _, err = proc.communicate(timeout=self.backend.config.timeout)
                 code: int | None = proc.returncode
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                kill_process_group(proc)
                 _, err = proc.communicate()
                 code = None
             stderr = err.decode("utf-8", "replace")
@@ -167,7 +120,7 @@ class _LocalRun:
             self.cancel.set()
             procs = list(self._procs)
         for proc in procs:
-            _kill_group(proc)
+            kill_process_group(proc)
 
     def run(self, items: Sequence[WorkItem]) -> list[FileResult]:
         results: list[FileResult | None] = [None] * len(items)

@@ -18,9 +18,9 @@ from batch_transcode._azure.staging import (
     Staging,
     blob_path,
     make_blob_service_client,
-    redact_url,
 )
 from batch_transcode._naming import WorkItem, plan_work
+from batch_transcode._redact import redact
 from batch_transcode._teardown import Teardown
 from batch_transcode.testing import OfflineAzure, StorageFaults
 
@@ -212,7 +212,7 @@ def test_output_sas_creates_and_writes_but_cannot_read_or_list(oa: OfflineAzure)
                 container.delete_blob("outputs/x.mp3")
         assert staging.read_output_blob("outputs/x.mp3") == b"data2"
         assert staging.read_output_blob("outputs/missing") is None
-        assert "sig=REDACTED" in redact_url(url) and sas.split("sig=")[1] not in redact_url(url)
+        assert "sig=REDACTED" in redact(url) and sas.split("sig=")[1] not in redact(url)
         assert base.endswith("/" + staging.output_container_name)
     finally:
         teardown.close()
@@ -361,9 +361,9 @@ def test_make_blob_service_client_variants() -> None:
     client.close()
 
 
-def test_redact_url() -> None:
+def test_redact() -> None:
     url = "https://a.blob.core.windows.net/c/b?sv=2024&sig=abc%2Bdef%3D&se=x"
-    assert redact_url(url) == "https://a.blob.core.windows.net/c/b?sv=2024&sig=REDACTED&se=x"
-    assert redact_url("https://x/y?SIG=1") == "https://x/y?SIG=REDACTED"
+    assert redact(url) == "https://a.blob.core.windows.net/c/b?sv=2024&sig=REDACTED&se=x"
+    assert redact("https://x/y?SIG=1") == "https://x/y?SIG=REDACTED"
     s = StagedInput(index=0, blob_name="b", sas_url=url, uploaded=True, size=1)
     assert "abc" not in repr(s)

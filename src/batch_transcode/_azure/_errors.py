@@ -13,7 +13,6 @@ Always ``raise translate(exc, ...) from exc``, or use :func:`azure_errors`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,17 +24,10 @@ from batch_transcode._errors import (
     ServiceUnavailableError,
     TranscodeError,
 )
+from batch_transcode._redact import redact
 from batch_transcode._retry import TRANSIENT_STATUSES
 
 __all__ = ["azure_errors", "error_code", "is_code", "redact", "translate"]
-
-_SECRET = re.compile(r"(?i)\b(sig|signature|accountkey|sharedaccesssignature)=([^&\s'\"<>;]+)")
-
-
-def redact(text: str) -> str:
-    """``text`` with SAS signatures and account keys replaced by ``REDACTED``."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}=REDACTED", text)
-
 
 def error_code(exc: BaseException) -> str | None:
     """The service's error code (``PoolExists``, ``TaskExists``, ``ContainerNotFound``...), if any."""

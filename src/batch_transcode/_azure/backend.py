@@ -32,7 +32,7 @@ from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wa
 from batch_transcode._azure.staging import CANCELLED, Staging, StagingCancelled, make_blob_service_client
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import AzureError, ConfigError, SessionStateError
-from batch_transcode._local import describe_ffmpeg_failure, stderr_tail
+from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressSink

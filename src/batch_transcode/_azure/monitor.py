@@ -26,7 +26,7 @@ from batch_transcode import _retry
 from batch_transcode._azure._errors import translate
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import ProvisioningError, RunTimeoutError
-from batch_transcode._local import stderr_tail
+from batch_transcode._ffmpeg import stderr_tail
 
 __all__ = ["Counts", "TaskOutcome", "final_states", "start_task_stderr", "wait_for_job"]
 

@@ -43,11 +43,11 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
-from batch_transcode._azure._errors import redact
 from batch_transcode._azure.builders import CREATED_BY
 from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import ConfigError
 from batch_transcode._naming import WorkItem
+from batch_transcode._redact import redact
 
 if TYPE_CHECKING:
     from batch_transcode._teardown import Teardown
@@ -59,7 +59,6 @@ __all__ = [
     "Staging",
     "blob_path",
     "make_blob_service_client",
-    "redact_url",
     "storage_retry_policy",
 ]
 
@@ -90,12 +89,6 @@ CLOCK_SKEW = dt.timedelta(minutes=5)
 #: The longest a user-delegation SAS (and its key) may be valid.
 MAX_DELEGATION = dt.timedelta(days=7)
 _HASH_BLOCK = 4 * 1024 * 1024
-_SIG = re.compile(r"(?i)([?&]sig=)[^&#\s]*")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its SAS signature (``sig=``) replaced by ``REDACTED``."""
-    return _SIG.sub(r"\1REDACTED", url)
 
 
 # -- clients ------------------------------------------------------------------------------
@@ -234,7 +227,7 @@ class StagedInput:
 
     index: int
     blob_name: str
-    sas_url: str = attrs.field(repr=lambda url: repr(redact_url(url)))
+    sas_url: str = attrs.field(repr=lambda url: repr(redact(url)))
     uploaded: bool
     size: int
 
@@ -436,7 +429,7 @@ class Staging:
             **self._signing(),
         )
         url = f"{self.service.get_container_client(self.output_container_name).url}?{sas}"
-        log.debug("output container SAS %s", redact_url(url))
+        log.debug("output container SAS %s", redact(url))
         return url
 
     # -- upload -------------------------------------------------------------------------
