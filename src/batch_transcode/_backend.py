@@ -23,7 +23,7 @@ class Backend(Protocol):
     items and returns one result per item, in the items' order; a file that
     fails to convert is a failed result, never an exception. ``run`` is called
     from a job's worker thread; when ``cancel`` is set it stops promptly and
-    returns (files not done fail with "cancelled"). Several runs may share one
+    returns (files not done get status ``"cancelled"``). Several runs may share one
     opened backend.
     """
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, InputError, TranscodeError
@@ -103,15 +107,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
-    from batch_transcode._azure.cleanup import cleanup_command_main
+    """List (and unless ``--dry-run`` remove) what sessions of this library left behind."""
+    from batch_transcode._azure._calls import call
+    from batch_transcode._azure._clients import make_batch_client
+    from batch_transcode._azure.cleanup import find_orphans, parse_age, remove_orphans
+    from batch_transcode._azure.staging import make_blob_service_client
 
-    return cleanup_command_main(args)
+    older_than = parse_age(args.older_than)
+    config = AzureConfig.from_env()
+    batch = make_batch_client(config)
+    blobs, _key = make_blob_service_client(config)
+    orphans = call(
+        config.retry,
+        "list pools, jobs and containers",
+        lambda: find_orphans(batch, blobs, older_than=older_than, session=args.session),
+    )
+    if not orphans:
+        print("nothing to clean up")
+        return EXIT_OK
+    for orphan in orphans:
+        print(f"{'would remove' if args.dry_run else 'removing'} {orphan}")
+    if args.dry_run:
+        return EXIT_OK
+    failures = remove_orphans(orphans, batch, blobs, config.retry)
+    for orphan, error in failures:
+        print(f"could not remove {orphan}: {error}")
+    print(f"removed {len(orphans) - len(failures)} of {len(orphans)} resource(s)")
+    return EXIT_FAILED_FILES if failures else EXIT_OK
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from batch_transcode.testing import emulator_command_main
+    """Print ``export`` lines for the offline Azure, serve until Ctrl-C or SIGTERM."""
+    from batch_transcode.testing import OfflineAzure
 
-    return emulator_command_main(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with OfflineAzure(tls=args.tls) as oa:
+            for name, value in oa.env.items():
+                print(f"export {name}={shlex.quote(value)}")
+            print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("# stopped", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from batch_transcode._report import FileResult
+from typing import Any, Protocol
 
 __all__ = [
     "AttachError",
@@ -107,12 +104,24 @@ class SessionStateError(TranscodeError, RuntimeError):
 class AzureError(TranscodeError):
     """A call to Azure Batch or Azure Storage failed.
 
-    ``code`` is the service's error code when it sent one.
+    ``code`` is the service's error code when it sent one; ``job_id``, ``task_id`` and
+    ``pool_id`` name the resources the call was about, where there were any.
     """
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        pool_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.job_id = job_id
+        self.task_id = task_id
+        self.pool_id = pool_id
 
 
 class AuthenticationError(AzureError):
@@ -139,8 +148,7 @@ class ProvisioningError(AzureError):
     ) -> None:
         if stderr_tail:
             message = f"{message}\n--- start task stderr (tail) ---\n{stderr_tail}"
-        super().__init__(message, code=code)
-        self.pool_id = pool_id
+        super().__init__(message, code=code, pool_id=pool_id)
         self.stderr_tail = stderr_tail
 
 
@@ -162,11 +170,21 @@ class RunTimeoutError(TranscodeError, TimeoutError):
     """The run did not finish within its time limit."""
 
 
-class TranscodeFailedError(TranscodeError):
-    """Raised by :meth:`Report.raise_for_failures` when some files failed."""
+class _Failed(Protocol):
+    """What the error needs of a failed :class:`~batch_transcode.FileResult`."""
 
-    def __init__(self, failed: Iterable[FileResult]) -> None:
-        self.failed: tuple[FileResult, ...] = tuple(failed)
+    @property
+    def source(self) -> Path: ...
+    @property
+    def error(self) -> str | None: ...
+
+
+class TranscodeFailedError(TranscodeError):
+    """Raised by :meth:`Report.raise_for_failures` when some files failed; ``failed``
+    holds their :class:`~batch_transcode.FileResult` values."""
+
+    def __init__(self, failed: Iterable[_Failed]) -> None:
+        self.failed: tuple[Any, ...] = tuple(failed)
         lines = "\n".join(
             f"  {str(r.source)!r}: {(r.error or 'failed').splitlines()[0]}" for r in self.failed[:20]
         )

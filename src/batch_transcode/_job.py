@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 
@@ -17,13 +17,11 @@ from batch_transcode._naming import WorkItem
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._report import FileResult, ProgressEvent, Report
 
-if TYPE_CHECKING:
-    from batch_transcode._session import TranscodeSession
-
 __all__ = ["JobProgress", "TranscodeJob"]
 
 log = logging.getLogger("batch_transcode")
 
+#: Converts the files not done yet: ``runner(items, progress, cancel)`` -> one result per item.
 Runner = Callable[[Sequence[WorkItem], ProgressSink, threading.Event], list[FileResult]]
 
 
@@ -55,7 +53,7 @@ class TranscodeJob:
 
     ``wait()`` returns the :class:`Report`; ``as_completed()`` yields each
     :class:`FileResult` as its file finishes; ``progress`` counts;
-    ``cancel()`` stops the work (unfinished files fail with "cancelled").
+    ``cancel()`` stops the work (unfinished files end with status ``"cancelled"``).
     Ctrl-C while waiting cancels the job, waits for it to stop, and re-raises.
 
     A job is also a context manager: leaving ``with job:`` cancels it if it is
@@ -74,11 +72,12 @@ class TranscodeJob:
         show_progress: bool,
         desc: str,
         name: str = "transcode-job",
-        session: TranscodeSession | None = None,
-        owns_session: bool = False,
+        session: Any = None,
+        on_exit: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self._session = session
-        self._owns_session = owns_session
+        #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
+        self._on_exit = on_exit
         self._items = list(items)
         self._results: dict[int, FileResult] = dict(done)
         self._lock = threading.Lock()
@@ -98,7 +97,13 @@ class TranscodeJob:
         self._index_of = {item.source: item.index for item in todo}
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
         self._thread = threading.Thread(target=self._run, args=(runner, todo), name=name, daemon=True)
-        self._thread.start()
+
+    def start(self) -> TranscodeJob:
+        """Start the work in the background (the session does, when it hands the job out);
+        calling it again does nothing."""
+        if self._thread.ident is None:
+            self._thread.start()
+        return self
 
     # -- worker side ----------------------------------------------------------------
 
@@ -123,8 +128,11 @@ class TranscodeJob:
             with self._lock:
                 for item in todo:
                     if item.index not in self._results:
-                        reason = "cancelled" if self._cancel.is_set() else "not run: the job stopped early"
-                        self._results[item.index] = FileResult.failure(item.source, reason)
+                        self._results[item.index] = (
+                            FileResult.cancellation(item.source)
+                            if self._cancel.is_set()
+                            else FileResult.failure(item.source, "not run: the job stopped early")
+                        )
             self._finished.set()
 
     # -- user side ------------------------------------------------------------------
@@ -162,7 +170,9 @@ class TranscodeJob:
             log.info("cancelling job")
             self._cancel.set()
 
-    def _join(self, timeout: float | None) -> bool:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the job has stopped (True), or ``timeout`` seconds passed (False).
+        Ctrl-C while waiting cancels the job, waits for it to stop, and re-raises."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self._finished.is_set():
@@ -188,7 +198,7 @@ class TranscodeJob:
         job keeps running: wait again or ``cancel()``), and re-raises what
         stopped the job if it could not run (e.g. a provisioning error).
         """
-        if not self._join(timeout):
+        if not self.join(timeout):
             raise RunTimeoutError(
                 f"the job is still running after {timeout}s ({self.progress}); call wait() again, or cancel()"
             )
@@ -231,8 +241,8 @@ class TranscodeJob:
                 yield result
 
     @property
-    def session(self) -> TranscodeSession | None:
-        """The session the job runs in."""
+    def session(self) -> Any:
+        """The :class:`~batch_transcode.TranscodeSession` the job runs in."""
         return self._session
 
     def __enter__(self) -> TranscodeJob:
@@ -244,11 +254,11 @@ class TranscodeJob:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._owns_session and self._session is not None:
-            self._session._close(exc)  # cancels this job first, then tears down
+        if self._on_exit is not None:
+            self._on_exit(exc)  # e.g. closing the session, which cancels this job first
             return
         self.cancel()
-        self._join(None)
+        self.join(None)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "cancelling" if self.cancelled else "running"

@@ -72,7 +72,7 @@ class _LocalRun:
 
     def _convert_one_in_slot(self, item: WorkItem) -> FileResult:
         if self.cancel.is_set():
-            return FileResult.failure(item.source, "cancelled before it started")
+            return FileResult.cancellation(item.source, "cancelled before it started")
         self.progress.started(item.source)
         started = time.monotonic()
         item.output.parent.mkdir(parents=True, exist_ok=True)
@@ -103,10 +103,10 @@ class _LocalRun:
             stderr = err.decode("utf-8", "replace")
             seconds = time.monotonic() - started
             if self.cancel.is_set():
-                return FileResult.failure(item.source, "cancelled", seconds=seconds)
+                return FileResult.cancellation(item.source, seconds=seconds)
             if code == 0 and tmp.is_file():
                 os.replace(tmp, item.output)
-                return FileResult(source=item.source, output=item.output, ok=True, seconds=seconds)
+                return FileResult.converted(item.source, item.output, seconds=seconds)
             return FileResult.failure(
                 item.source, describe_ffmpeg_failure(code, stderr, self.preset), seconds=seconds
             )
@@ -151,6 +151,6 @@ class _LocalRun:
             if results[pos] is None and fut.done() and not fut.cancelled() and fut.exception() is None:
                 results[pos] = fut.result()
         return [
-            r if r is not None else FileResult.failure(items[pos].source, "cancelled")
+            r if r is not None else FileResult.cancellation(items[pos].source)
             for pos, r in enumerate(results)
         ]

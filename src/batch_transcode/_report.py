@@ -5,35 +5,89 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import attrs
 
 from batch_transcode._errors import TranscodeFailedError
 
-__all__ = ["FileResult", "ProgressEvent", "Report"]
+__all__ = ["STATUSES", "FileResult", "ProgressEvent", "Report", "Status"]
 
 
-@attrs.define(frozen=True, kw_only=True)
+#: What happened to one input file.
+Status = Literal["converted", "skipped", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("converted", "skipped", "failed", "cancelled")
+
+
+@attrs.define(frozen=True, kw_only=True, init=False)
 class FileResult:
     """The outcome for one input file.
 
-    ``error`` is ``None`` on success; on failure it is one line saying why,
-    followed by the tail of ffmpeg's stderr. ``skipped`` is true when the
-    output was already there from an earlier run and was kept as it is.
+    ``status`` is ``"converted"``, ``"skipped"`` (the output was already there from an
+    earlier run and was kept as it is), ``"failed"`` or ``"cancelled"`` (the run
+    stopped before the file was done). ``ok`` follows from it (converted or
+    skipped); ``error`` is ``None`` when ``ok``, else one line saying why, followed by
+    the tail of ffmpeg's stderr where there is one.
     """
 
     source: Path
     output: Path | None
-    ok: bool
+    status: Status
     error: str | None = None
     seconds: float | None = None
     task_id: str | None = None
-    skipped: bool = False
+
+    def __init__(
+        self,
+        *,
+        source: Path,
+        output: Path | None,
+        status: Status | None = None,
+        ok: bool | None = None,
+        error: str | None = None,
+        seconds: float | None = None,
+        task_id: str | None = None,
+        skipped: bool = False,
+    ) -> None:
+        # ``ok=`` / ``skipped=`` are the spelling of earlier releases: status follows from them.
+        if status is None:
+            converted = ok if ok is not None else error is None
+            status = "skipped" if skipped else "converted" if converted else "failed"
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        self.__attrs_init__(
+            source=source, output=output, status=status, error=error, seconds=seconds, task_id=task_id
+        )
+
+    @property
+    def ok(self) -> bool:
+        """True when the output is there: converted now, or skipped as already done."""
+        return self.status in ("converted", "skipped")
+
+    @property
+    def skipped(self) -> bool:
+        return self.status == "skipped"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "cancelled"
 
     @classmethod
-    def failure(cls, source: Path, error: str, **kw: object) -> FileResult:
-        return cls(source=source, output=None, ok=False, error=error, **kw)  # type: ignore[arg-type]
+    def converted(cls, source: Path, output: Path, **kw: Any) -> FileResult:
+        return cls(source=source, output=output, status="converted", **kw)
+
+    @classmethod
+    def already_done(cls, source: Path, output: Path) -> FileResult:
+        return cls(source=source, output=output, status="skipped")
+
+    @classmethod
+    def failure(cls, source: Path, error: str, **kw: Any) -> FileResult:
+        return cls(source=source, output=None, status="failed", error=error, **kw)
+
+    @classmethod
+    def cancellation(cls, source: Path, error: str = "cancelled", **kw: Any) -> FileResult:
+        """The run stopped before this file was done; ``error`` says at which point."""
+        return cls(source=source, output=None, status="cancelled", error=error, **kw)
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -75,6 +129,17 @@ class Report:
     @property
     def failed(self) -> list[FileResult]:
         return [r for r in self.results if not r.ok]
+
+    @property
+    def cancelled(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "cancelled"]
+
+    def counts(self) -> dict[Status, int]:
+        """How many files ended in each status (every status present, zeros included)."""
+        counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
+        for r in self.results:
+            counts[r.status] += 1
+        return counts
 
     @property
     def ok(self) -> bool:

@@ -1,8 +1,11 @@
 """Operation-level retries: the one module that knows tenacity.
 
 The Azure SDK pipeline already retries transport errors and some responses
-(see FACTS.md); what it does not retry is an *operation* whose POST was cut
-off after it was sent, or one that kept failing past the SDK's own attempts.
+(azure-core ``azure/core/pipeline/policies/_retry.py``: any answer with
+``Retry-After``; 408/429/500/502/503/504 for idempotent methods; POST only on
+500/503/504 answers, never after a dropped connection); what it does not retry
+is an *operation* whose POST was cut off after it was sent, or one that kept
+failing past the SDK's own attempts.
 :func:`call` wraps such operations (pool/job creation, task collections,
 polls, deletes) with the user's :class:`~batch_transcode.RetryPolicy`:
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ from batch_transcode._teardown import Teardown
 
 if TYPE_CHECKING:
     from batch_transcode._backend import Backend
+
+#: ``backend.run`` or an adopted job's ``resume``: (items, preset, progress, teardown, cancel) -> results.
+BackendRun = Callable[[Sequence[WorkItem], Preset, ProgressSink, Teardown, threading.Event], list[FileResult]]
 
 __all__ = ["TranscodeSession"]
 
@@ -152,7 +156,7 @@ class TranscodeSession:
             job.cancel()
         for job in self._jobs:
             try:
-                job._join(None)
+                job.join(None)
             except KeyboardInterrupt:
                 log.warning("interrupted while stopping jobs; tearing down anyway")
         try:
@@ -218,8 +222,8 @@ class TranscodeSession:
                 "Run convert again with the same output_dir; outputs already complete are skipped"
             )
         session = cls(config)
-        session._state = _State.OPEN
         session._attached = True
+        session._state = _State.OPEN
         _OPEN_SESSIONS.add(session)
         try:
             return session._attach(session_or_job_id, Path(output_dir), progress, show_progress)
@@ -235,33 +239,57 @@ class TranscodeSession:
         show_progress: bool,
     ) -> TranscodeJob:
         from batch_transcode._azure import AzureBackend
-        from batch_transcode._azure.attach import adopt, resume
 
         backend = self._backend
         if not isinstance(backend, AzureBackend):  # pragma: no cover - attach checked the config
             raise ConfigError("attach needs the Azure backend")
-        teardown = self._teardown
-        manifest = adopt(backend, ident, teardown)
+        manifest = backend.attach(ident, self._teardown)
         items = manifest.work_items(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        preset, job_id = manifest.preset, manifest.job_id
+        return self._start(
+            items,
+            {},
+            functools.partial(backend.resume, manifest.job_id),
+            manifest.preset,
+            progress=progress,
+            show_progress=show_progress,
+            desc=f"{manifest.job_id} to {manifest.preset.name}",
+            name=f"bt-attach-{manifest.job_id}",
+            on_exit=self._close,  # the job owns the session that attached to it
+        )
+
+    def _start(
+        self,
+        items: Sequence[WorkItem],
+        done: dict[int, FileResult],
+        run: BackendRun,
+        preset: Preset,
+        *,
+        progress: ProgressCallback | None,
+        show_progress: bool,
+        desc: str,
+        name: str,
+        on_exit: Callable[[BaseException | None], None] | None = None,
+    ) -> TranscodeJob:
+        """Hand ``items`` (less those ``done``) to ``run`` in a job started in the background."""
+        teardown = self._teardown
 
         def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
-            return resume(backend, job_id, todo, preset, sink, teardown, cancel)
+            return run(todo, preset, sink, teardown, cancel)
 
         job = TranscodeJob(
             items,
-            {},
+            done,
             runner,
             progress=progress,
             show_progress=show_progress,
-            desc=f"{job_id} to {preset.name}",
-            name=f"bt-attach-{job_id}",
+            desc=desc,
+            name=name,
             session=self,
-            owns_session=True,
+            on_exit=on_exit,
         )
         self._jobs.append(job)
-        return job
+        return job.start()
 
     # -- work -----------------------------------------------------------------------
 
@@ -315,28 +343,19 @@ class TranscodeSession:
         if skip_existing:
             for item in items:
                 if _output_is_current(item):
-                    done[item.index] = FileResult(
-                        source=item.source, output=item.output, ok=True, skipped=True
-                    )
+                    done[item.index] = FileResult.already_done(item.source, item.output)
             if done:
                 log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
-        backend, teardown = self._backend, self._teardown
-
-        def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
-            return backend.run(todo, chosen, sink, teardown, cancel)
-
-        job = TranscodeJob(
+        return self._start(
             items,
             done,
-            runner,
+            self._backend.run,
+            chosen,
             progress=progress,
             show_progress=show_progress,
             desc=f"to {chosen.name}",
             name=f"bt-job-{len(self._jobs) + 1}",
-            session=self,
         )
-        self._jobs.append(job)
-        return job
 
     def convert(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from batch_transcode import AuthenticationError, TranscodeSession
-from batch_transcode._azure.cleanup import cleanup_command_main
+from batch_transcode._cli import main as cli_main
 
 pytestmark = pytest.mark.azure
 
@@ -129,11 +128,9 @@ def test_cleanup_command_sweeps_kept_pool(
     assert [p for p in offline.batch.pools() if session_id in str(p)]
     for name, value in offline.env.items():
         monkeypatch.setenv(name, value)
-    args = argparse.Namespace(older_than="0s", dry_run=True, session=session_id)
-    assert cleanup_command_main(args) == 0
+    assert cli_main(["cleanup", "--older-than", "0s", "--dry-run", "--session", session_id]) == 0
     assert [p for p in offline.batch.pools() if session_id in str(p)]
-    args = argparse.Namespace(older_than="0s", dry_run=False, session=session_id)
-    assert cleanup_command_main(args) == 0
+    assert cli_main(["cleanup", "--older-than", "0s", "--session", session_id]) == 0
     _wait_gone(offline, session_id)
 
 

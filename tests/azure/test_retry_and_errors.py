@@ -15,7 +15,8 @@ from batch_transcode import (
     ServiceUnavailableError,
     _retry,
 )
-from batch_transcode._azure._errors import azure_errors, error_code, redact, translate
+from batch_transcode._azure._errors import azure_errors, error_code, translate
+from batch_transcode._redact import redact
 
 
 def http_error(

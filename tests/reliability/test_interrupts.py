@@ -8,7 +8,6 @@ After the session exits, nothing of it may remain in the emulator or in Azurite.
 from __future__ import annotations
 
 import _thread
-import argparse
 import shutil
 import threading
 import time
@@ -19,10 +18,11 @@ from typing import Any
 import pytest
 
 from batch_transcode import TranscodeSession
-from batch_transcode._azure import backend as backend_module
+from batch_transcode._azure import opened as opened_module
+from batch_transcode._azure import run as run_module
 from batch_transcode._azure import staging as staging_module
 from batch_transcode._azure import submit as submit_module
-from batch_transcode._azure.cleanup import cleanup_command_main
+from batch_transcode._cli import main as cli_main
 from batch_transcode._job import TranscodeJob
 from batch_transcode.testing import Faults, OfflineAzure
 
@@ -126,9 +126,9 @@ def test_interrupt_during_pool_creation(
 ) -> None:
     fired: list[str] = []
     monkeypatch.setattr(
-        backend_module.AzureBackend,
-        "_create_session_pool",
-        _interrupt_after(backend_module.AzureBackend._create_session_pool, fired, "pool"),
+        opened_module,
+        "create_session_pool",
+        _interrupt_after(opened_module.create_session_pool, fired, "pool"),
     )
     backend = _run_interrupted(offline, tmp_path, clip)
     assert fired == ["pool"]
@@ -155,7 +155,7 @@ def test_interrupt_while_monitoring(
     offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    original = backend_module.wait_for_job
+    original = run_module.wait_for_job
 
     def wait_for_job(*args: Any, on_progress: Callable[..., None] | None = None, **kwargs: Any) -> bool:
         def progress(counts: Any) -> None:
@@ -167,7 +167,7 @@ def test_interrupt_while_monitoring(
 
         return original(*args, on_progress=progress, **kwargs)
 
-    monkeypatch.setattr(backend_module, "wait_for_job", wait_for_job)
+    monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
     before = len(offline.batch.request_log)
     _run_interrupted(offline, tmp_path, clip, dedicated_nodes=1, task_slots_per_node=1)
     assert fired == ["monitor"]
@@ -200,7 +200,7 @@ def test_interrupt_with_failing_deletes_names_what_remains(
     offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    original = backend_module.wait_for_job
+    original = run_module.wait_for_job
 
     def wait_for_job(*args: Any, **kwargs: Any) -> bool:
         deletes = frozenset({"Jobs_DeleteJob", "Pools_DeletePool"})
@@ -209,7 +209,7 @@ def test_interrupt_with_failing_deletes_names_what_remains(
         _thread.interrupt_main()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(backend_module, "wait_for_job", wait_for_job)
+    monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
     try:
         backend, interrupt = _interrupted(offline, tmp_path, clip)
         notes = "\n".join(getattr(interrupt, "__notes__", []))
@@ -226,6 +226,5 @@ def test_interrupt_with_failing_deletes_names_what_remains(
     # the command it printed removes them
     for name, value in offline.env.items():
         monkeypatch.setenv(name, value)
-    args = argparse.Namespace(older_than="0s", dry_run=False, session=session_id)
-    assert cleanup_command_main(args) == 0
+    assert cli_main(["cleanup", "--older-than", "0s", "--session", session_id]) == 0
     assert offline.leaks(timeout=30) == NOTHING

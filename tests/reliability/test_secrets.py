@@ -50,8 +50,8 @@ def test_no_secret_leaks_and_sas_grants_are_narrow(
     with session:
         backend: Any = session._backend
         report = session.convert(inputs, output_dir=tmp_path / "out")
-        deadline = backend._deadline_utc
-        texts += [repr(session), repr(backend), repr(backend.staging)]
+        deadline = backend.session.deadline_utc
+        texts += [repr(session), repr(backend), repr(backend.session), repr(backend.session.staging)]
     texts += [repr(report), report.summary(), *(repr(r) for r in report), *(str(r.error) for r in report)]
     assert not report.ok and len(report.failed) == 1  # the broken file: an error text to inspect
     with (

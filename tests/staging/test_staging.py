@@ -241,9 +241,10 @@ def test_download_outputs_atomic_with_missing_blob(oa: OfflineAzure, tmp_path: P
         result = staging.download_outputs(items)
         assert set(result) == {i.index for i in items}
         for item in items[:-1]:
-            assert result[item.index] is None
+            assert result[item.index].status == "downloaded"
             assert item.output.read_bytes() == b"mp3:" + item.relative_output.encode()
-        assert "not found" in (result[missing.index] or "")
+        assert result[missing.index].status == "failed"
+        assert "not found" in (result[missing.index].error or "")
         assert missing.output.read_bytes() == b"previous"
         assert _leftovers(tmp_path) == []
     finally:
@@ -263,8 +264,8 @@ def test_download_failures_leave_no_partial_files(
     # download's socket unclosed (a ResourceWarning), which is the SDK's, not ours
     oa.set_storage_faults(StorageFaults(failure_rate=1.0, seed=1, drop_share=0.0))
     result = staging.download_outputs(items)
-    assert all(result[i.index] for i in items)
-    assert all("sig=" not in (result[i.index] or "") for i in items)
+    assert all(result[i.index].status == "failed" for i in items)
+    assert all("sig=" not in (result[i.index].error or "") for i in items)
     assert not any(i.output.exists() for i in items)
     assert _leftovers(tmp_path) == []
     oa.set_storage_faults(None)
@@ -309,7 +310,7 @@ def test_config_form_and_keep_outputs(oa: OfflineAzure) -> None:
     config = oa.config(keep_outputs_in_storage=True, upload_concurrency=3)
     service, key = make_blob_service_client(config)
     _open_clients.append(service)
-    staging = Staging(
+    staging = Staging.from_config(
         config, service, account_key=key, session_id=_session_id(), expiry=dt.datetime.now(dt.UTC)
     )
     assert staging.concurrency == 3

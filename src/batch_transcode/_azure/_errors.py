@@ -27,7 +27,8 @@ from batch_transcode._errors import (
 from batch_transcode._redact import redact
 from batch_transcode._retry import TRANSIENT_STATUSES
 
-__all__ = ["azure_errors", "error_code", "is_code", "redact", "translate"]
+__all__ = ["GONE_CODES", "azure_errors", "error_code", "is_code", "is_gone", "translate"]
+
 
 def error_code(exc: BaseException) -> str | None:
     """The service's error code (``PoolExists``, ``TaskExists``, ``ContainerNotFound``...), if any."""
@@ -55,10 +56,42 @@ def _message(exc: BaseException) -> str:
     return lines[0][:500] if lines else type(exc).__name__
 
 
-def translate(exc: BaseException, what: str) -> TranscodeError:
-    """The batch_transcode error for ``exc``, raised while doing ``what`` ("create pool bt-...")."""
+#: Codes with which the Batch service says a resource is gone or going (the REST API's
+#: "Batch status and error codes" page), and Blob Storage's ContainerNotFound.
+GONE_CODES = frozenset(
+    {
+        "JobNotFound",
+        "PoolNotFound",
+        "TaskNotFound",
+        "NodeNotFound",
+        "JobBeingDeleted",
+        "PoolBeingDeleted",
+        "ContainerNotFound",
+        "BlobNotFound",
+        "ContainerBeingDeleted",
+    }
+)
+
+
+def is_gone(exc: BaseException) -> bool:
+    """True when ``exc`` says the resource does not exist (any more): HTTP 404, or a
+    "being deleted" code."""
+    return isinstance(exc, az.ResourceNotFoundError) or is_code(exc, *GONE_CODES)
+
+
+def translate(
+    exc: BaseException,
+    what: str,
+    *,
+    job_id: str | None = None,
+    task_id: str | None = None,
+    pool_id: str | None = None,
+) -> TranscodeError:
+    """The batch_transcode error for ``exc``, raised while doing ``what`` ("create pool bt-...");
+    an :class:`AzureError` carries the ids given."""
     if isinstance(exc, TranscodeError):
         return exc
+    ids = {"job_id": job_id, "task_id": task_id, "pool_id": pool_id}
     code = error_code(exc)
     status = getattr(exc, "status_code", None)
     detail = _message(exc)
@@ -69,12 +102,14 @@ def translate(exc: BaseException, what: str) -> TranscodeError:
             "Check AZURE_BATCH_ACCOUNT / AZURE_BATCH_ACCESS_KEY and the storage credentials, or, with "
             "Microsoft Entra ID, that you are signed in and hold the roles listed in docs/azure.md",
             code=code,
+            **ids,
         )
     if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError)):
         return ServiceUnavailableError(
             f"{what}: the service could not be reached ({type(exc).__name__}: {detail}). "
             "Check the endpoint and your network, then run again",
             code=code,
+            **ids,
         )
     if (
         isinstance(exc, az.HttpResponseError)
@@ -85,11 +120,13 @@ def translate(exc: BaseException, what: str) -> TranscodeError:
             f"{what}: the service kept failing (HTTP {status}{f' {code}' if code else ''}: {detail}); "
             "try again later",
             code=code,
+            **ids,
         )
     if isinstance(exc, az.AzureError):
         return AzureError(
             f"{what} failed ({f'HTTP {status} ' if status else ''}{code or type(exc).__name__}: {detail})",
             code=code,
+            **ids,
         )
     return AzureError(f"{what} failed ({type(exc).__name__}: {detail})", code=code)
 

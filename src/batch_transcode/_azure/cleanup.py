@@ -1,7 +1,7 @@
 """Deleting what a session created, and sweeping what crashed sessions left behind.
 
 Deletes treat "already gone" (404, or a delete already in progress) as
-success. :func:`cleanup_command_main` is ``batch-transcode cleanup``: it finds
+success. :func:`find_orphans` and :func:`remove_orphans` are ``batch-transcode cleanup``: it finds
 pools, jobs and containers tagged ``createdby=batch-transcode`` (metadata set
 when they were created), older than ``--older-than``, optionally of one
 ``--session``, and removes them (``--dry-run`` only lists them).
@@ -9,7 +9,6 @@ when they were created), older than ``--older-than``, optionally of one
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import re
@@ -20,10 +19,9 @@ import attrs
 from azure.batch import BatchClient
 from azure.core import exceptions as az
 
-from batch_transcode import _retry
-from batch_transcode._azure._errors import is_code, translate
+from batch_transcode._azure._calls import call
 from batch_transcode._azure.builders import CREATED_BY
-from batch_transcode._config import AzureConfig, RetryPolicy
+from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import ConfigError, TranscodeError
 
 if TYPE_CHECKING:
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Orphan",
     "cleanup_command",
-    "cleanup_command_main",
     "delete_job",
     "delete_pool",
     "find_orphans",
@@ -45,16 +42,14 @@ log = logging.getLogger(__name__)
 JOB_DELETE_WAIT = 120.0
 POOL_DELETE_WAIT = 120.0
 
-_GONE_CODES = ("JobNotFound", "PoolNotFound", "JobBeingDeleted", "PoolBeingDeleted", "ContainerNotFound")
-
-
-def _gone(exc: BaseException) -> bool:
-    return isinstance(exc, az.ResourceNotFoundError) or is_code(exc, *_GONE_CODES)
-
 
 def cleanup_command(session_id: str) -> str:
     """The exact command that removes what a session left behind."""
     return f"batch-transcode cleanup --session {session_id} --older-than 0s"
+
+
+def _never(exc: BaseException) -> bool:
+    return False
 
 
 def _delete(
@@ -62,20 +57,24 @@ def _delete(
     begin: Callable[[], Any],
     policy: RetryPolicy,
     wait: float,
+    *,
+    job_id: str | None = None,
+    pool_id: str | None = None,
 ) -> None:
-    try:
-        poller = _retry.call(policy, f"delete {what}", begin)
-    except az.AzureError as exc:
-        if _gone(exc):
-            log.debug("%s was already gone", what)
-            return
-        raise translate(exc, f"delete {what}") from exc
+    poller = call(policy, f"delete {what}", begin, missing_ok=True, job_id=job_id, pool_id=pool_id)
+    if poller is None:
+        return
     if wait > 0:
-        try:
-            poller.result(timeout=wait)
-        except az.AzureError as exc:
-            if not _gone(exc):
-                raise translate(exc, f"delete {what}") from exc
+        # one wait, not retried: the delete goes on in the service whatever happens here
+        call(
+            policy,
+            f"delete {what}",
+            lambda: poller.result(timeout=wait),
+            missing_ok=True,
+            retry_on=_never,
+            job_id=job_id,
+            pool_id=pool_id,
+        )
     if poller.done():
         log.info("deleted %s", what)
     else:
@@ -86,14 +85,26 @@ def delete_job(
     client: BatchClient, job_id: str, policy: RetryPolicy, *, wait: float = JOB_DELETE_WAIT
 ) -> None:
     """Delete a job (its tasks go with it); 'not found' is success."""
-    _delete(f"job {job_id}", lambda: client.begin_delete_job(job_id, polling_interval=1), policy, wait)
+    _delete(
+        f"job {job_id}",
+        lambda: client.begin_delete_job(job_id, polling_interval=1),
+        policy,
+        wait,
+        job_id=job_id,
+    )
 
 
 def delete_pool(
     client: BatchClient, pool_id: str, policy: RetryPolicy, *, wait: float = POOL_DELETE_WAIT
 ) -> None:
     """Delete a pool (its nodes are released and billing stops); 'not found' is success."""
-    _delete(f"pool {pool_id}", lambda: client.begin_delete_pool(pool_id, polling_interval=1), policy, wait)
+    _delete(
+        f"pool {pool_id}",
+        lambda: client.begin_delete_pool(pool_id, polling_interval=1),
+        policy,
+        wait,
+        pool_id=pool_id,
+    )
 
 
 # -- the orphan sweep ---------------------------------------------------------------------
@@ -208,42 +219,9 @@ def remove_orphans(
 
 
 def _delete_container(blobs: BlobServiceClient, name: str, policy: RetryPolicy) -> None:
-    try:
-        _retry.call(policy, f"delete container {name}", lambda: blobs.delete_container(name))
-    except az.AzureError as exc:
-        if _gone(exc):
-            return
-        raise translate(exc, f"delete container {name}") from exc
-    log.info("deleted container %s", name)
+    def delete() -> bool:
+        blobs.delete_container(name)
+        return True
 
-
-def cleanup_command_main(args: argparse.Namespace) -> int:
-    """``batch-transcode cleanup [--older-than 2h] [--dry-run] [--session ID]``."""
-    import importlib
-
-    from batch_transcode._azure._clients import make_batch_client
-
-    staging = importlib.import_module("batch_transcode._azure.staging")
-
-    older_than = parse_age(getattr(args, "older_than", "2h") or "2h")
-    session = getattr(args, "session", None)
-    dry_run = bool(getattr(args, "dry_run", False))
-    config = AzureConfig.from_env()
-    batch = make_batch_client(config)
-    blobs, _key = staging.make_blob_service_client(config)
-    try:
-        orphans = find_orphans(batch, blobs, older_than=older_than, session=session)
-    except az.AzureError as exc:
-        raise translate(exc, "list pools, jobs and containers") from exc
-    if not orphans:
-        print("nothing to clean up")
-        return 0
-    for orphan in orphans:
-        print(f"{'would remove' if dry_run else 'removing'} {orphan}")
-    if dry_run:
-        return 0
-    failures = remove_orphans(orphans, batch, blobs, config.retry)
-    for orphan, error in failures:
-        print(f"could not remove {orphan}: {error}")
-    print(f"removed {len(orphans) - len(failures)} of {len(orphans)} resource(s)")
-    return 1 if failures else 0
+    if call(policy, f"delete container {name}", delete, missing_ok=True):
+        log.info("deleted container %s", name)

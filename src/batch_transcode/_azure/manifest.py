@@ -11,25 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import attrs
 
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 
-if TYPE_CHECKING:
-    from batch_transcode._azure.backend import AzureBackend
-
 __all__ = [
     "MANIFEST_PREFIX",
     "Manifest",
     "ManifestFile",
     "manifest_blob_name",
-    "manifest_for",
-    "write_manifest",
 ]
 
 #: Where job manifests live in the output container.
@@ -68,6 +62,11 @@ class Manifest:
     delete_output_container: bool
     preset: Preset
     files: tuple[ManifestFile, ...]
+
+    @property
+    def blob_name(self) -> str:
+        """Where the manifest is kept in the output container."""
+        return manifest_blob_name(self.job_id)
 
     def work_items(self, output_dir: Path) -> list[WorkItem]:
         """The job's files with their outputs under ``output_dir`` (the inputs' layout)."""
@@ -143,40 +142,3 @@ class Manifest:
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a job manifest: {exc}") from exc
-
-
-class _ManifestStaging(Protocol):
-    def write_output_blob(self, blob_name: str, data: bytes) -> None: ...
-
-
-def manifest_for(backend: AzureBackend, job_id: str, items: Sequence[WorkItem], preset: Preset) -> Manifest:
-    """The manifest of a job ``backend`` is about to create."""
-    names = backend.session_names
-    config = backend.config
-    staging: Any = backend.staging
-    return Manifest(
-        session_id=names.session_id,
-        job_id=job_id,
-        created_at=names.created_at,
-        deadline=backend._deadline_utc,
-        pool_id=backend.pool_id,
-        delete_pool=config.pool_id is None and not config.auto_pool and not config.keep_pool,
-        input_container=str(staging.input_container_name),
-        delete_input_container=not staging.persistent_input,
-        output_container=str(staging.output_container_name),
-        delete_output_container=not config.keep_outputs_in_storage,
-        preset=preset,
-        files=tuple(
-            ManifestFile(
-                index=i.index,
-                source=str(i.source),
-                relative_source=i.relative_source,
-                relative_output=i.relative_output,
-            )
-            for i in items
-        ),
-    )
-
-
-def write_manifest(staging: _ManifestStaging, manifest: Manifest) -> None:
-    staging.write_output_blob(manifest_blob_name(manifest.job_id), manifest.to_json())

@@ -22,8 +22,7 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.core import exceptions as az
 
-from batch_transcode import _retry
-from batch_transcode._azure._errors import translate
+from batch_transcode._azure._calls import call
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import ProvisioningError, RunTimeoutError
 from batch_transcode._ffmpeg import stderr_tail
@@ -75,7 +74,7 @@ def start_task_stderr(client: BatchClient, pool_id: str, node_id: str) -> str | 
 def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
     """Raise :class:`ProvisioningError` if the pool cannot run tasks and will not recover."""
     policy = config.retry
-    pool = _retry.call(
+    pool = call(
         policy,
         f"get pool {pool_id}",
         lambda: client.get_pool(
@@ -90,6 +89,7 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
                 "enableAutoScale",
             ],
         ),
+        pool_id=pool_id,
     )
     current = (pool.current_dedicated_nodes or 0) + (pool.current_low_priority_nodes or 0)
     errors = pool.resize_errors or []
@@ -104,10 +104,11 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
     if current == 0:
         return
     nodes = list(
-        _retry.call(
+        call(
             policy,
             f"list nodes of pool {pool_id}",
             lambda: list(client.list_nodes(pool_id, select=["id", "state", "startTaskInfo"])),
+            pool_id=pool_id,
         )
     )
     for node in nodes:
@@ -130,16 +131,22 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
 
 
 def _counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
-    result = _retry.call(
-        config.retry, f"get task counts of job {job_id}", lambda: client.get_job_task_counts(job_id)
+    result = call(
+        config.retry,
+        f"get task counts of job {job_id}",
+        lambda: client.get_job_task_counts(job_id),
+        job_id=job_id,
     )
     c = result.task_counts
     return Counts(c.active, c.running, c.completed, c.succeeded, c.failed)
 
 
 def _auto_pool_id(client: BatchClient, job_id: str, config: AzureConfig) -> str | None:
-    job = _retry.call(
-        config.retry, f"get job {job_id}", lambda: client.get_job(job_id, select=["id", "executionInfo"])
+    job = call(
+        config.retry,
+        f"get job {job_id}",
+        lambda: client.get_job(job_id, select=["id", "executionInfo"]),
+        job_id=job_id,
     )
     info = job.execution_info
     return info.pool_id if info is not None else None
@@ -164,45 +171,42 @@ def wait_for_job(
     """
     interval = config.poll_interval
     last: Counts | None = None
-    try:
-        while True:
-            counts = _counts(client, job_id, config)
-            moved = counts != last
-            if moved:
-                log.info(
-                    "job %s: %d/%d done (%d failed), %d running, %d waiting",
-                    job_id,
-                    counts.completed,
-                    total,
-                    counts.failed,
-                    counts.running,
-                    counts.active,
-                )
-                if on_progress is not None:
-                    on_progress(counts)
-            if counts.completed >= total:
-                return True
-            if pool_id is None:
-                pool_id = _auto_pool_id(client, job_id, config)
-            if pool_id is not None and (last is None or not moved or counts.completed == last.completed):
-                check_pool(client, pool_id, config)
-            last = counts
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RunTimeoutError(
-                    f"job {job_id} did not finish within the session timeout "
-                    f"({counts.completed}/{total} done); raise AzureConfig(session_timeout=...) "
-                    "or add nodes"
-                )
-            interval = (
-                max(config.poll_interval, interval / 2)
-                if moved
-                else min(config.poll_interval_max, interval * 1.5)
+    while True:
+        counts = _counts(client, job_id, config)
+        moved = counts != last
+        if moved:
+            log.info(
+                "job %s: %d/%d done (%d failed), %d running, %d waiting",
+                job_id,
+                counts.completed,
+                total,
+                counts.failed,
+                counts.running,
+                counts.active,
             )
-            if cancel.wait(min(interval, remaining)):
-                return False
-    except az.AzureError as exc:
-        raise translate(exc, f"watch job {job_id}") from exc
+            if on_progress is not None:
+                on_progress(counts)
+        if counts.completed >= total:
+            return True
+        if pool_id is None:
+            pool_id = _auto_pool_id(client, job_id, config)
+        if pool_id is not None and (last is None or not moved or counts.completed == last.completed):
+            check_pool(client, pool_id, config)
+        last = counts
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RunTimeoutError(
+                f"job {job_id} did not finish within the session timeout "
+                f"({counts.completed}/{total} done); raise AzureConfig(session_timeout=...) "
+                "or add nodes"
+            )
+        interval = (
+            max(config.poll_interval, interval / 2)
+            if moved
+            else min(config.poll_interval_max, interval * 1.5)
+        )
+        if cancel.wait(min(interval, remaining)):
+            return False
 
 
 def _text(value: object) -> str | None:
@@ -218,10 +222,7 @@ def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[
     def listing() -> list[bm.BatchTask]:
         return list(client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
 
-    try:
-        tasks = _retry.call(config.retry, f"list tasks of job {job_id}", listing)
-    except az.AzureError as exc:
-        raise translate(exc, f"list tasks of job {job_id}") from exc
+    tasks = call(config.retry, f"list tasks of job {job_id}", listing, job_id=job_id)
     out: dict[str, TaskOutcome] = {}
     for task in tasks:
         info = task.execution_info

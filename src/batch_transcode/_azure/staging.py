@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from azure.core import exceptions as az
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUT_PREFIX",
     "OUTPUT_PREFIX",
+    "Download",
     "StagedInput",
     "Staging",
     "blob_path",
@@ -63,11 +64,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Blob name prefixes of inputs and outputs inside their containers.
-#: What :meth:`Staging.download_outputs` reports for a file it did not start because
-#: the run was cancelled.
-CANCELLED = "cancelled"
 
 
 def blob_path(relative: str) -> str:
@@ -82,6 +78,7 @@ class StagingCancelled(Exception):
     under way finish, no new one starts."""
 
 
+#: Blob name prefixes of inputs and outputs inside their containers.
 INPUT_PREFIX = "inputs/"
 OUTPUT_PREFIX = "outputs/"
 #: SAS tokens start this long before "now", for clocks that run behind.
@@ -232,19 +229,34 @@ class StagedInput:
     size: int
 
 
+@attrs.define(frozen=True)
+class Download:
+    """What became of one output download: ``"downloaded"`` (``size`` bytes), ``"failed"``
+    (``error`` says why; nothing was written at the target) or ``"cancelled"`` (not
+    started: the run was cancelled first)."""
+
+    status: Literal["downloaded", "failed", "cancelled"]
+    error: str | None = None
+    size: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "downloaded"
+
+
 # -- staging -------------------------------------------------------------------------------
 
 
 class Staging:
     """One session's view of Blob Storage. Thread-safe.
 
-    ``Staging(service, *, session_id, prefix, expiry, concurrency=16, input_container=None,
-    metadata={}, account_key=None)``, or ``Staging(config, service, *, session_id, expiry,
-    account_key=None)`` which takes ``prefix``, concurrency, ``input_container`` and
-    ``keep_outputs_in_storage`` from an :class:`AzureConfig`.
+    Containers are named after ``prefix`` and ``session_id`` (``{base}-in``,
+    ``{base}-out``) unless given: ``input_container`` is a persistent container the
+    session never deletes (unless ``persistent_input=False`` says the session made it),
+    ``output_container`` an output container made earlier (attaching to a session).
+    :meth:`from_config` takes all of that from an :class:`AzureConfig`.
     """
 
-    @overload
     def __init__(
         self,
         service: BlobServiceClient,
@@ -254,51 +266,13 @@ class Staging:
         expiry: dt.datetime,
         concurrency: int = 16,
         input_container: str | None = None,
-        metadata: Mapping[str, str] = ...,
-        account_key: str | None = None,
-        download_concurrency: int | None = None,
-        keep_outputs: bool = False,
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        service: AzureConfig,
-        blob_service: BlobServiceClient,
-        *,
-        session_id: str,
-        expiry: dt.datetime,
-        account_key: str | None = None,
-        metadata: Mapping[str, str] = ...,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        service: BlobServiceClient | AzureConfig,
-        blob_service: BlobServiceClient | None = None,
-        *,
-        session_id: str,
-        expiry: dt.datetime,
-        prefix: str | None = None,
-        concurrency: int = 16,
-        input_container: str | None = None,
+        output_container: str | None = None,
+        persistent_input: bool | None = None,
         metadata: Mapping[str, str] = {},  # read only: never mutated
         account_key: str | None = None,
         download_concurrency: int | None = None,
         keep_outputs: bool = False,
     ) -> None:
-        if isinstance(service, AzureConfig):
-            config = service
-            if blob_service is None:
-                raise TypeError("Staging(config, service, ...) needs the BlobServiceClient")
-            service = blob_service
-            prefix = config.resource_prefix if prefix is None else prefix
-            concurrency = config.upload_concurrency
-            download_concurrency = config.download_concurrency
-            input_container = config.input_container if input_container is None else input_container
-            keep_outputs = config.keep_outputs_in_storage
-        if prefix is None:
-            raise TypeError("Staging() needs prefix=")
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.service = service
@@ -316,9 +290,9 @@ class Staging:
             "createdat": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         base = _container_base(prefix, session_id)
-        self.persistent_input = input_container is not None
+        self.persistent_input = input_container is not None if persistent_input is None else persistent_input
         self.input_container_name: str = input_container if input_container is not None else f"{base}-in"
-        self.output_container_name: str = f"{base}-out"
+        self.output_container_name: str = output_container if output_container is not None else f"{base}-out"
         self._lock = threading.Lock()
         self._known: dict[str, tuple[int, bytes]] = {}  # blobs this session put in the input container
         self._delegation_key: UserDelegationKey | None = None
@@ -326,6 +300,30 @@ class Staging:
         self.bytes_uploaded = 0
         self.uploads_skipped = 0
         self.bytes_downloaded = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        config: AzureConfig,
+        service: BlobServiceClient,
+        *,
+        session_id: str,
+        expiry: dt.datetime,
+        account_key: str | None = None,
+    ) -> Staging:
+        """The staging of a new session: prefix, concurrency, ``input_container`` and
+        ``keep_outputs_in_storage`` from ``config``."""
+        return cls(
+            service,
+            session_id=session_id,
+            prefix=config.resource_prefix,
+            expiry=expiry,
+            concurrency=config.upload_concurrency,
+            download_concurrency=config.download_concurrency,
+            input_container=config.input_container,
+            keep_outputs=config.keep_outputs_in_storage,
+            account_key=account_key,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -335,21 +333,27 @@ class Staging:
 
     # -- containers ---------------------------------------------------------------------
 
-    def create_containers(self, teardown: Teardown) -> None:
-        """Create both containers; each delete step is on ``teardown`` before its create
-        request goes out (a create whose answer was lost is still cleaned up)."""
-        if self.persistent_input:
-            self._create(self.input_container_name, {"purpose": "batch-transcode inputs"}, exist_ok=True)
-        else:
+    def own_containers(self, teardown: Teardown) -> None:
+        """Push the delete of each container the session owns on ``teardown``: the input
+        container unless persistent, the output container unless ``keep_outputs``."""
+        if not self.persistent_input:
             name = self.input_container_name
-            teardown.push(f"container {name}", lambda: self._delete_container(name))
-            self._create(name, self.metadata)
+            teardown.push(f"container {name}", lambda: self.delete_container(name))
         out = self.output_container_name
         if self.keep_outputs:
             log.info("keep_outputs_in_storage=True: container %s will be kept", out)
         else:
-            teardown.push(f"container {out}", lambda: self._delete_container(out))
-        self._create(out, self.metadata)
+            teardown.push(f"container {out}", lambda: self.delete_container(out))
+
+    def create_containers(self, teardown: Teardown) -> None:
+        """Create both containers; their delete steps are on ``teardown`` before the create
+        requests go out (a create whose answer was lost is still cleaned up)."""
+        self.own_containers(teardown)
+        if self.persistent_input:
+            self._create(self.input_container_name, {"purpose": "batch-transcode inputs"}, exist_ok=True)
+        else:
+            self._create(self.input_container_name, self.metadata)
+        self._create(self.output_container_name, self.metadata)
 
     def _create(self, name: str, metadata: Mapping[str, str], *, exist_ok: bool = False) -> None:
         try:
@@ -364,7 +368,8 @@ class Staging:
             log.info("container %s already exists", name)
         self._created.add(name)
 
-    def _delete_container(self, name: str) -> None:
+    def delete_container(self, name: str) -> None:
+        """Delete one container; "not found" is success."""
         try:
             self.service.delete_container(name)
             log.info("container %s deleted", name)
@@ -374,8 +379,8 @@ class Staging:
     def delete_containers(self) -> None:
         """Delete the session's containers (never a persistent input container); idempotent."""
         if not self.persistent_input:
-            self._delete_container(self.input_container_name)
-        self._delete_container(self.output_container_name)
+            self.delete_container(self.input_container_name)
+        self.delete_container(self.output_container_name)
 
     # -- SAS ----------------------------------------------------------------------------
 
@@ -538,11 +543,15 @@ class Staging:
         )
 
     def list_output_blobs(self, prefix: str) -> list[str]:
-        """Names of the output container's blobs under ``prefix``."""
+        """Names of the output container's blobs under ``prefix`` (none if the container
+        does not exist)."""
         container = self.service.get_container_client(self.output_container_name)
-        return [b.name for b in container.list_blobs(name_starts_with=prefix)]
+        try:
+            return [str(b.name) for b in container.list_blobs(name_starts_with=prefix)]
+        except az.ResourceNotFoundError:
+            return []
 
-    def _download_one(self, item: WorkItem) -> str | None:
+    def _download_one(self, item: WorkItem) -> Download:
         name = self.output_blob_name(item)
         target = item.output
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
@@ -554,37 +563,41 @@ class Staging:
             os.replace(tmp, target)
             with self._lock:
                 self.bytes_downloaded += size
-            return None
+            return Download("downloaded", size=size)
         except az.ResourceNotFoundError as exc:
             _close_response(exc)
-            return f"output blob {name!r} not found in container {self.output_container_name}"
+            return Download(
+                "failed", f"output blob {name!r} not found in container {self.output_container_name}"
+            )
         except az.AzureError as exc:
             _close_response(exc)
-            return redact(f"downloading blob {name!r} failed: {type(exc).__name__}: {exc}")
+            return Download(
+                "failed", redact(f"downloading blob {name!r} failed: {type(exc).__name__}: {exc}")
+            )
         except OSError as exc:
-            return f"writing {str(target)!r} failed: {exc}"
+            return Download("failed", f"writing {str(target)!r} failed: {exc}")
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
     def download_outputs(
         self, items: Sequence[WorkItem], cancel: threading.Event | None = None
-    ) -> dict[int, str | None]:
+    ) -> dict[int, Download]:
         """Download each item's output to ``item.output`` (a temporary name, then an atomic
-        rename; never a partial file). Returns index -> ``None`` or an error message.
-        Once ``cancel`` is set no new download starts; those files report :data:`CANCELLED`."""
+        rename; never a partial file); index -> :class:`Download`. Once ``cancel`` is set
+        no new download starts (those are ``"cancelled"``)."""
         if not items:
             return {}
 
-        def one(item: WorkItem) -> str | None:
+        def one(item: WorkItem) -> Download:
             if cancel is not None and cancel.is_set():
-                return CANCELLED
+                return Download("cancelled")
             return self._download_one(item)
 
-        errors = self._map(one, items, self.download_concurrency, "bt-download")
-        result = {item.index: err for item, err in zip(items, errors, strict=True)}
-        failed = sum(1 for e in errors if e)
-        log.info("outputs: %d downloaded, %d failed", len(items) - failed, failed)
+        downloads: list[Download] = self._map(one, items, self.download_concurrency, "bt-download")
+        result = {item.index: d for item, d in zip(items, downloads, strict=True)}
+        done = sum(d.ok for d in downloads)
+        log.info("outputs: %d downloaded, %d not", done, len(downloads) - done)
         return result
 
     # -- helpers ------------------------------------------------------------------------

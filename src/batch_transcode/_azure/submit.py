@@ -1,7 +1,7 @@
 """Adding tasks: collections of at most 100, in parallel, idempotent on retry.
 
 ``BatchClient.create_tasks`` re-queues a chunk after any 5xx with no delay and
-no cap of its own (FACTS.md), so chunks are submitted here with
+no cap of its own (azure-batch 15.x ``azure/batch/_operations/_patch.py``), so chunks are submitted here with
 ``create_task_collection`` under the session's bounded retry policy:
 
 - a task the service reports as ``TaskExists`` was added by an earlier attempt
@@ -20,11 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core import exceptions as az
-from azure.core.exceptions import HttpResponseError
 
 from batch_transcode import _retry
-from batch_transcode._azure._errors import is_code, translate
+from batch_transcode._azure._calls import call
 from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import AzureError
 
@@ -84,25 +82,26 @@ def _submit_chunk(
                 f"the service rejected {len(rejected)} task(s) of job {job_id}:\n  "
                 + "\n  ".join(rejected[:10]),
                 code="TaskRejected",
+                job_id=job_id,
             )
         if again:
             pending = again
             raise _ServerErrors(len(again), server_code)
 
     try:
-        _retry.call(policy, f"add tasks {first}..{last} to job {job_id}", once, retry_on=_retryable)
-    except HttpResponseError as exc:
-        if is_code(exc, "RequestBodyTooLarge") and len(pending) > 1:
+        call(policy, f"add tasks {first}..{last} to job {job_id}", once, retry_on=_retryable, job_id=job_id)
+    except AzureError as exc:
+        if exc.code == "RequestBodyTooLarge" and len(pending) > 1:
             half = len(pending) // 2
             log.info("task collection too large; splitting %d tasks in two", len(pending))
             _submit_chunk(client, job_id, pending[:half], policy, cancel)
             _submit_chunk(client, job_id, pending[half:], policy, cancel)
             return
-        raise translate(exc, f"add tasks to job {job_id}") from exc
+        raise
     except _ServerErrors as exc:
-        raise AzureError(f"adding tasks {first}..{last} to job {job_id} kept failing: {exc}") from exc
-    except az.AzureError as exc:
-        raise translate(exc, f"add tasks to job {job_id}") from exc
+        raise AzureError(
+            f"adding tasks {first}..{last} to job {job_id} kept failing: {exc}", job_id=job_id
+        ) from exc
 
 
 def submit_tasks(

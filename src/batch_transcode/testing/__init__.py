@@ -16,7 +16,7 @@ automatically when batch_transcode is installed.
 
 from ._azurite import AzuriteNotFoundError
 from ._batch_emulator import BatchEmulator, Faults
-from ._offline import OfflineAzure, StorageFaults, emulator_command_main
+from ._offline import OfflineAzure, StorageFaults
 from ._proxy import StorageProxy
 
 __all__ = [
@@ -26,5 +26,4 @@ __all__ = [
     "OfflineAzure",
     "StorageFaults",
     "StorageProxy",
-    "emulator_command_main",
 ]

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import shlex
 import shutil
-import signal
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +25,7 @@ if TYPE_CHECKING:
     from ._batch_emulator import BatchEmulator, Faults
     from ._proxy import StorageProxy
 
-__all__ = ["OfflineAzure", "StorageFaults", "emulator_command_main"]
+__all__ = ["OfflineAzure", "StorageFaults"]
 
 log = logging.getLogger(__name__)
 
@@ -351,26 +346,3 @@ class OfflineAzure:
             if not any(found.values()) or time.monotonic() >= deadline:
                 return found
             time.sleep(0.1)
-
-
-def emulator_command_main(args: argparse.Namespace) -> int:
-    """``batch-transcode emulator [--tls]``: print ``export`` lines, serve until Ctrl-C."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with OfflineAzure(tls=bool(getattr(args, "tls", False))) as oa:
-            for name, value in oa.env.items():
-                print(f"export {name}={shlex.quote(value)}")
-            print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")
-            sys.stdout.flush()
-            while not stop.wait(0.5):
-                pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print("# stopped", file=sys.stderr)
-    return 0
