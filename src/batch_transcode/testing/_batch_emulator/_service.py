@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from batch_transcode._process import kill_process_group
+
 from ._errors import BatchServiceError, being_deleted, exists, invalid_value, not_found
 from ._executor import (
     PreparationError,
     download_resource_files,
     find_ffmpeg,
-    kill_group,
     launch,
     make_node_image,
     upload_output_files,
@@ -162,7 +163,7 @@ class Service:
                         task.kill_reason = task.kill_reason or "shutdown"
                         procs.append(task.proc)
         for proc in procs:
-            kill_group(proc)
+            kill_process_group(proc)
         if self._scheduler is not None:
             self._scheduler.join(timeout=10)
         for t in list(self._threads):
@@ -475,14 +476,14 @@ class Service:
     def _evict_node(self, pool: Pool, node: Node, reason: str) -> None:
         """Stop whatever runs on a node; its tasks go back to the queue."""
         if node.start_proc is not None:
-            kill_group(node.start_proc)
+            kill_process_group(node.start_proc)
         for key in list(node.running):
             job_id, task_id = key.split("/", 1)
             job = self.jobs.get(job_id.lower())
             task = job.tasks.get(task_id.lower()) if job else None
             if task is not None and task.proc is not None:
                 task.kill_reason = reason
-                kill_group(task.proc)
+                kill_process_group(task.proc)
 
     def _writable_pool(self, pool_id: str) -> Pool:
         pool = self._pool(pool_id)
@@ -794,7 +795,7 @@ class Service:
             for task in job.tasks.values():
                 if task.proc is not None:
                     task.kill_reason = "delete"
-                    kill_group(task.proc)
+                    kill_process_group(task.proc)
             self._release_auto_pool(job)
             LOG.info("job %s deleting", job.id)
             self.changed.notify_all()
@@ -819,7 +820,7 @@ class Service:
         for task in job.tasks.values():
             if task.proc is not None:
                 task.kill_reason = "terminate"
-                kill_group(task.proc)
+                kill_process_group(task.proc)
         LOG.info("job %s terminating (%s)", job.id, reason)
         self.changed.notify_all()
 
@@ -857,7 +858,7 @@ class Service:
             for task in job.tasks.values():
                 if task.proc is not None and option in ("requeue", "terminate"):
                     task.kill_reason = "requeue" if option == "requeue" else "terminate"
-                    kill_group(task.proc)
+                    kill_process_group(task.proc)
             job.set_state("disabled")
             return Reply(202, None, self._entity_headers(job, f"{self.endpoint}/jobs/{job.id}"))
 
@@ -1000,7 +1001,7 @@ class Service:
             task = self._task(job, call.params["taskId"])
             if task.proc is not None:
                 task.kill_reason = "delete"
-                kill_group(task.proc)
+                kill_process_group(task.proc)
             del job.tasks[task.id.lower()]
             self.changed.notify_all()
             return Reply(200, None)
@@ -1015,7 +1016,7 @@ class Service:
                 )
             if task.proc is not None:
                 task.kill_reason = "terminate"
-                kill_group(task.proc)
+                kill_process_group(task.proc)
             elif task.state == "active":
                 self._complete(
                     task,
@@ -1463,10 +1464,10 @@ class Service:
                 if preempt and elapsed >= PREEMPT_AFTER:
                     with self.lock:
                         task.kill_reason = task.kill_reason or "preempt"
-                    kill_group(proc)
+                    kill_process_group(proc)
                 if wall is not None and elapsed >= wall:
                     timed_out = True
-                    kill_group(proc)
+                    kill_process_group(proc)
             if preempt:
                 with self.lock:
                     task.kill_reason = task.kill_reason or "preempt"
