@@ -45,7 +45,7 @@ from ._executor import (
     make_node_image,
     upload_output_files,
 )
-from ._faults import FaultInjector, Faults
+from ._faults import Faults
 from ._model import (
     JSON,
     Job,
@@ -59,14 +59,14 @@ from ._model import (
     metadata_dict,
     now,
 )
-from ._odata import apply_select, parse_duration, parse_filter
+from ._odata import apply_select, duration_seconds, parse_filter
+from ._state import DELETE_DELAY, AccountState
 
 LOG = logging.getLogger(__name__)
 
 MAX_RESULTS = 1000
 MAX_TASKS_PER_COLLECTION = 100
 MAX_BODY_BYTES = 1024 * 1024
-DELETE_DELAY = 0.3  # seconds a pool or job stays in "deleting"
 PREEMPT_AFTER = 0.15  # seconds into a run a preempted node goes away
 PREEMPT_RECOVERY = 0.3  # seconds a preempted Spot node takes to come back
 MAX_TICK_PAUSE = 0.02  # longest pause the scheduler takes after an expensive tick (seconds)
@@ -102,19 +102,12 @@ def _check_id(value: Any, prop: str = "id") -> str:
     return value
 
 
-def _duration(value: Any, prop: str) -> float:
-    try:
-        return parse_duration(str(value)).total_seconds()
-    except ValueError as exc:
-        raise invalid_value(prop, value, "The value is not a valid ISO 8601 duration.") from exc
-
-
 def _env_list(items: Any) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in items or []}
 
 
-class Service:
-    """State and behaviour of one emulated Batch account."""
+class Service(AccountState):
+    """One emulated Batch account: its state, operations, scheduler and task execution."""
 
     def __init__(
         self,
@@ -124,17 +117,7 @@ class Service:
         faults: Faults,
         allocation_delay: float,
     ) -> None:
-        self.account = account
-        self.workdir = workdir
-        self.endpoint = ""
-        self.allocation_delay = allocation_delay
-        self.injector = FaultInjector(faults)
-        self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
-        self.pools: dict[str, Pool] = {}
-        self.jobs: dict[str, Job] = {}
-        self._stopping = threading.Event()
-        self._threads: set[threading.Thread] = set()
+        super().__init__(account=account, workdir=workdir, faults=faults, allocation_delay=allocation_delay)
         self._scheduler: threading.Thread | None = None
         self._ffmpeg = find_ffmpeg()
         self._base_path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -149,7 +132,7 @@ class Service:
         self._scheduler.start()
 
     def stop(self) -> None:
-        self._stopping.set()
+        self.stopping.set()
         with self.lock:
             self.changed.notify_all()
             procs = []
@@ -166,24 +149,7 @@ class Service:
             kill_process_group(proc)
         if self._scheduler is not None:
             self._scheduler.join(timeout=10)
-        for t in list(self._threads):
-            t.join(timeout=10)
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                LOG.exception("emulator worker %s failed", name)
-            finally:
-                with self.lock:
-                    self._threads.discard(threading.current_thread())
-                    self.changed.notify_all()
-
-        t = threading.Thread(target=run, name=name, daemon=True)
-        with self.lock:
-            self._threads.add(t)
-        t.start()
+        self.join_workers(timeout=10)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no task is running or waiting to run on a usable pool."""
@@ -264,30 +230,6 @@ class Service:
             ]
 
     # ------------------------------------------------------------------ helpers
-
-    def _pool(self, pool_id: str) -> Pool:
-        pool = self.pools.get(pool_id.lower())
-        if pool is None:
-            raise not_found("Pool", pool_id)
-        return pool
-
-    def _job(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id.lower())
-        if job is None:
-            raise not_found("Job", job_id)
-        return job
-
-    def _task(self, job: Job, task_id: str) -> Task:
-        task = job.tasks.get(task_id.lower())
-        if task is None:
-            raise not_found("Task", task_id)
-        return task
-
-    def _node(self, pool: Pool, node_id: str) -> Node:
-        node = pool.nodes.get(node_id)
-        if node is None:
-            raise not_found("Node", node_id)
-        return node
 
     def _entity_headers(self, res: Pool | Job | Task, url: str | None = None) -> dict[str, str]:
         from ._model import rfc1123
@@ -374,70 +316,19 @@ class Service:
 
     # ------------------------------------------------------------------ pools
 
-    def _new_pool(self, pool_id: str, spec: JSON, auto_for_job: str | None = None) -> Pool:
-        for prop in ("resizeTimeout", "autoScaleEvaluationInterval"):
-            if prop in spec:
-                _duration(spec[prop], prop)
-        slots = int(spec.get("taskSlotsPerNode", 1))
-        if not 1 <= slots <= 256:
-            raise invalid_value("taskSlotsPerNode", slots, "taskSlotsPerNode must be between 1 and 256.")
-        autoscale = bool(spec.get("enableAutoScale", False))
-        if autoscale and not spec.get("autoScaleFormula"):
-            raise BatchServiceError(
-                400,
-                "InvalidAutoScalingSettings",
-                "The specified auto-scaling settings are not valid.",
-                {"Reason": "autoScaleFormula is required when enableAutoScale is true"},
-            )
-        if autoscale and ("targetDedicatedNodes" in spec or "targetLowPriorityNodes" in spec):
-            raise BatchServiceError(
-                400,
-                "InvalidAutoScalingSettings",
-                "The specified auto-scaling settings are not valid.",
-                {
-                    "Reason": "targetDedicatedNodes and targetLowPriorityNodes must not be set "
-                    "with enableAutoScale"
-                },
-            )
-        pool = Pool(id=pool_id, spec=copy.deepcopy(spec), auto_for_job=auto_for_job)
-        self._resize(
-            pool, int(spec.get("targetDedicatedNodes", 0)), int(spec.get("targetLowPriorityNodes", 0))
-        )
-        self.pools[pool_id.lower()] = pool
-        LOG.info(
-            "pool %s created (dedicated=%d, spot=%d)",
-            pool_id,
-            pool.target_dedicated,
-            pool.target_low_priority,
-        )
-        return pool
-
-    def _resize(self, pool: Pool, dedicated: int, low: int) -> None:
-        pool.target_dedicated = dedicated
-        pool.target_low_priority = low
-        pool.resize_errors = []
-        have_d = sum(1 for n in pool.nodes.values() if n.dedicated)
-        have_l = sum(1 for n in pool.nodes.values() if not n.dedicated)
-        if have_d == dedicated and have_l == low:
-            pool.set_allocation("steady")
-            return
-        pool.set_allocation("resizing")
-        pool.resize_due = time.monotonic() + self.allocation_delay
-        self.changed.notify_all()
-
     def op_Pools_CreatePool(self, call: Call) -> Reply:
         spec = call.body
         pool_id = _check_id(spec["id"])
         with self.lock:
             if pool_id.lower() in self.pools:
                 raise exists("Pool")
-            pool = self._new_pool(pool_id, spec)
+            pool = self.new_pool(pool_id, spec)
             url = f"{self.endpoint}/pools/{pool.id}"
             return Reply(201, None, {**self._entity_headers(pool, url), "Location": url})
 
     def op_Pools_GetPool(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
+            pool = self.pool(call.params["poolId"])
             doc = pool.to_json(self.endpoint)
             doc = apply_select(doc, call.query.get("$select"))
             doc["odata.metadata"] = f"{self.endpoint}/$metadata#pools/@Element"
@@ -457,44 +348,16 @@ class Service:
 
     def op_Pools_DeletePool(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
+            pool = self.pool(call.params["poolId"])
             if pool.state == "deleting":
                 raise being_deleted("Pool")
-            self._begin_pool_delete(pool)
+            self.begin_pool_delete(pool)
             return Reply(202, None)
-
-    def _begin_pool_delete(self, pool: Pool) -> None:
-        pool.state = "deleting"
-        pool.state_time = now()
-        pool.touch()
-        pool.delete_due = time.monotonic() + DELETE_DELAY
-        for node in list(pool.nodes.values()):
-            self._evict_node(pool, node, "requeue")
-        LOG.info("pool %s deleting", pool.id)
-        self.changed.notify_all()
-
-    def _evict_node(self, pool: Pool, node: Node, reason: str) -> None:
-        """Stop whatever runs on a node; its tasks go back to the queue."""
-        if node.start_proc is not None:
-            kill_process_group(node.start_proc)
-        for key in list(node.running):
-            job_id, task_id = key.split("/", 1)
-            job = self.jobs.get(job_id.lower())
-            task = job.tasks.get(task_id.lower()) if job else None
-            if task is not None and task.proc is not None:
-                task.kill_reason = reason
-                kill_process_group(task.proc)
-
-    def _writable_pool(self, pool_id: str) -> Pool:
-        pool = self._pool(pool_id)
-        if pool.state == "deleting":
-            raise being_deleted("Pool")
-        return pool
 
     def op_Pools_ResizePool(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             if pool.spec.get("enableAutoScale"):
                 raise BatchServiceError(
                     409,
@@ -505,8 +368,8 @@ class Service:
             if pool.allocation_state != "steady":
                 raise BatchServiceError(409, "PoolBeingResized", "The specified pool is being resized")
             if "resizeTimeout" in body:
-                _duration(body["resizeTimeout"], "resizeTimeout")
-            self._resize(
+                duration_seconds(body["resizeTimeout"], "resizeTimeout")
+            self.resize(
                 pool,
                 int(body.get("targetDedicatedNodes", pool.target_dedicated)),
                 int(body.get("targetLowPriorityNodes", pool.target_low_priority)),
@@ -516,7 +379,7 @@ class Service:
 
     def op_Pools_StopPoolResize(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             if pool.allocation_state == "resizing":
                 pool.target_dedicated = sum(1 for n in pool.nodes.values() if n.dedicated)
                 pool.target_low_priority = sum(1 for n in pool.nodes.values() if not n.dedicated)
@@ -526,7 +389,7 @@ class Service:
     def op_Pools_UpdatePool(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             for key, value in body.items():
                 pool.spec[key] = copy.deepcopy(value)
             pool.touch()
@@ -535,7 +398,7 @@ class Service:
     def op_Pools_ReplacePoolProperties(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             for key in (
                 "startTask",
                 "metadata",
@@ -552,7 +415,7 @@ class Service:
     def op_Pools_EnablePoolAutoScale(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             formula = body.get("autoScaleFormula") or pool.spec.get("autoScaleFormula")
             if not formula:
                 raise BatchServiceError(
@@ -570,7 +433,7 @@ class Service:
 
     def op_Pools_DisablePoolAutoScale(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
+            pool = self.writable_pool(call.params["poolId"])
             pool.spec["enableAutoScale"] = False
             pool.touch()
             return Reply(200, None, self._entity_headers(pool, f"{self.endpoint}/pools/{pool.id}"))
@@ -578,29 +441,14 @@ class Service:
     def op_Pools_EvaluatePoolAutoScale(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            pool = self._writable_pool(call.params["poolId"])
-            dedicated, low = self._autoscale_target(pool, body.get("autoScaleFormula", ""))
+            pool = self.writable_pool(call.params["poolId"])
+            dedicated, low = self.autoscale_target(pool, body.get("autoScaleFormula", ""))
             run = {
                 "timestamp": iso(now()),
                 "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
                 "$NodeDeallocationOption=requeue",
             }
             return Reply(200, run, self._entity_headers(pool, f"{self.endpoint}/pools/{pool.id}"))
-
-    def _autoscale_target(self, pool: Pool, formula: str) -> tuple[int, int]:
-        numbers = [int(x) for x in re.findall(r"(?<![\w.$])\d+(?![\w.])", formula)]
-        cap = max(numbers) if numbers else 10
-        pending = sum(
-            1
-            for j in self.jobs.values()
-            if j.pool_id.lower() == pool.id.lower() and j.state == "active"
-            for t in j.tasks.values()
-            if t.state in ("active", "running", "preparing")
-        )
-        target = min(pending, cap)
-        if "$TargetLowPriorityNodes" in formula and "$TargetDedicatedNodes" not in formula:
-            return 0, target
-        return target, 0
 
     def op_Pools_ListSupportedImages(self, call: Call) -> Reply:
         images = [
@@ -645,20 +493,17 @@ class Service:
 
     def op_Nodes_ListNodes(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
+            pool = self.pool(call.params["poolId"])
             docs = [n.to_json(self.endpoint, pool) for n in pool.nodes.values()]
         return self._list(call, docs, "nodes", f"/pools/{pool.id}/nodes")
 
     def op_Nodes_GetNode(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
-            node = self._node(pool, call.params["nodeId"])
+            pool = self.pool(call.params["poolId"])
+            node = self.node(pool, call.params["nodeId"])
             doc = apply_select(node.to_json(self.endpoint, pool), call.query.get("$select"))
             doc["odata.metadata"] = f"{self.endpoint}/$metadata#nodes/@Element"
             return Reply(200, doc)
-
-    def _node_root(self, pool_id: str, node_id: str) -> Path:
-        return self.workdir / "nodes" / pool_id / node_id
 
     def _file_reply(self, base: Path, rel: str, url: str, head: bool, headers: dict[str, str]) -> Reply:
         from ._model import rfc1123
@@ -716,8 +561,8 @@ class Service:
 
     def op_Nodes_GetNodeFile(self, call: Call, head: bool = False) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
-            node = self._node(pool, call.params["nodeId"])
+            pool = self.pool(call.params["poolId"])
+            node = self.node(pool, call.params["nodeId"])
             rel = call.params["filePath"]
             url = f"{self.endpoint}/pools/{pool.id}/nodes/{node.id}/files/{quote(rel)}"
             return self._file_reply(node.root, rel, url, head, call.headers)
@@ -727,8 +572,8 @@ class Service:
 
     def op_Nodes_ListNodeFiles(self, call: Call) -> Reply:
         with self.lock:
-            pool = self._pool(call.params["poolId"])
-            node = self._node(pool, call.params["nodeId"])
+            pool = self.pool(call.params["poolId"])
+            node = self.node(pool, call.params["nodeId"])
             prefix = f"{self.endpoint}/pools/{pool.id}/nodes/{node.id}/files"
             return self._list_files(
                 call, node.root, prefix, "files", f"/pools/{pool.id}/nodes/{node.id}/files"
@@ -746,7 +591,7 @@ class Service:
             constraints = spec.get("constraints") or {}
             deadline = None
             if "maxWallClockTime" in constraints:
-                deadline = time.monotonic() + _duration(
+                deadline = time.monotonic() + duration_seconds(
                     constraints["maxWallClockTime"], "constraints.maxWallClockTime"
                 )
             if bool(pool_info.get("poolId")) == bool(pool_info.get("autoPoolSpecification")):
@@ -758,7 +603,7 @@ class Service:
             if auto:
                 prefix = auto.get("autoPoolIdPrefix")
                 pool_id = f"{prefix}_{uuid.uuid4()}" if prefix else str(uuid.uuid4()).upper()
-                self._new_pool(pool_id, auto.get("pool") or {}, auto_for_job=job_id)
+                self.new_pool(pool_id, auto.get("pool") or {}, auto_for_job=job_id)
                 job.pool_id = pool_id
                 job.auto_pool = True
             else:
@@ -771,7 +616,7 @@ class Service:
 
     def op_Jobs_GetJob(self, call: Call) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
+            job = self.job(call.params["jobId"])
             doc = apply_select(job.to_json(self.endpoint), call.query.get("$select"))
             doc["odata.metadata"] = f"{self.endpoint}/$metadata#jobs/@Element"
             return Reply(200, doc, self._entity_headers(job))
@@ -781,22 +626,16 @@ class Service:
             docs = [j.to_json(self.endpoint) for j in self.jobs.values()]
         return self._list(call, docs, "jobs", "/jobs")
 
-    def _writable_job(self, job_id: str) -> Job:
-        job = self._job(job_id)
-        if job.state == "deleting":
-            raise being_deleted("Job")
-        return job
-
     def op_Jobs_DeleteJob(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
+            job = self.writable_job(call.params["jobId"])
             job.set_state("deleting")
             job.delete_due = time.monotonic() + DELETE_DELAY
             for task in job.tasks.values():
                 if task.proc is not None:
                     task.kill_reason = "delete"
                     kill_process_group(task.proc)
-            self._release_auto_pool(job)
+            self.release_auto_pool(job)
             LOG.info("job %s deleting", job.id)
             self.changed.notify_all()
             return Reply(202, None)
@@ -804,46 +643,28 @@ class Service:
     def op_Jobs_TerminateJob(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
+            job = self.writable_job(call.params["jobId"])
             if job.state == "completed":
                 raise BatchServiceError(
                     409, "JobCompleted", "The specified job is already in a completed state."
                 )
             if job.state == "terminating":
                 raise BatchServiceError(409, "JobBeingTerminated", "The specified job is being terminated.")
-            self._terminate_job(job, body.get("terminateReason") or "UserTerminate")
+            self.terminate_job(job, body.get("terminateReason") or "UserTerminate")
             return Reply(202, None, self._entity_headers(job, f"{self.endpoint}/jobs/{job.id}"))
-
-    def _terminate_job(self, job: Job, reason: str) -> None:
-        job.terminate_reason = reason
-        job.set_state("terminating")
-        for task in job.tasks.values():
-            if task.proc is not None:
-                task.kill_reason = "terminate"
-                kill_process_group(task.proc)
-        LOG.info("job %s terminating (%s)", job.id, reason)
-        self.changed.notify_all()
-
-    def _release_auto_pool(self, job: Job) -> None:
-        if not job.auto_pool:
-            return
-        auto = (job.spec.get("poolInfo") or {}).get("autoPoolSpecification") or {}
-        if auto.get("keepAlive"):
-            return
-        pool = self.pools.get(job.pool_id.lower())
-        if pool is not None and pool.state != "deleting":
-            self._begin_pool_delete(pool)
 
     def op_Jobs_UpdateJob(self, call: Call) -> Reply:
         body = call.body or {}
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
+            job = self.writable_job(call.params["jobId"])
             for key, value in body.items():
                 if key == "poolInfo":
                     continue
                 job.spec[key] = copy.deepcopy(value)
             if "constraints" in body and "maxWallClockTime" in body["constraints"]:
-                seconds = _duration(body["constraints"]["maxWallClockTime"], "constraints.maxWallClockTime")
+                seconds = duration_seconds(
+                    body["constraints"]["maxWallClockTime"], "constraints.maxWallClockTime"
+                )
                 job.deadline = job.creation_time.timestamp() - time.time() + time.monotonic() + seconds
             job.touch()
             self.changed.notify_all()
@@ -851,7 +672,7 @@ class Service:
 
     def op_Jobs_DisableJob(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
+            job = self.writable_job(call.params["jobId"])
             if job.state != "active":
                 raise BatchServiceError(409, "JobNotActive", "The specified job is not in active state.")
             option = (call.body or {}).get("disableTasks", "requeue")
@@ -864,7 +685,7 @@ class Service:
 
     def op_Jobs_EnableJob(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
+            job = self.writable_job(call.params["jobId"])
             if job.state == "disabled":
                 job.set_state("active")
                 self.changed.notify_all()
@@ -872,7 +693,7 @@ class Service:
 
     def op_Jobs_GetJobTaskCounts(self, call: Call) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
+            job = self.job(call.params["jobId"])
             counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
             slots = dict(counts)
             for t in job.tasks.values():
@@ -894,7 +715,7 @@ class Service:
         constraints = spec.get("constraints") or {}
         for prop in ("maxWallClockTime", "retentionTime"):
             if prop in constraints:
-                _duration(constraints[prop], f"constraints.{prop}")
+                duration_seconds(constraints[prop], f"constraints.{prop}")
         pool = self.pools.get(job.pool_id.lower())
         slots = int(spec.get("requiredSlots", 1))
         if slots < 1 or (pool is not None and slots > pool.slots_per_node):
@@ -916,7 +737,7 @@ class Service:
         return task
 
     def _job_for_add(self, job_id: str) -> Job:
-        job = self._writable_job(job_id)
+        job = self.writable_job(job_id)
         if job.state == "completed":
             raise BatchServiceError(409, "JobCompleted", "The specified job is already in a completed state.")
         if job.state == "terminating":
@@ -981,8 +802,8 @@ class Service:
 
     def op_Tasks_GetTask(self, call: Call) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             doc = apply_select(task.to_json(self.endpoint, job), call.query.get("$select"))
             doc["odata.metadata"] = f"{self.endpoint}/$metadata#tasks/@Element"
             return Reply(
@@ -991,14 +812,14 @@ class Service:
 
     def op_Tasks_ListTasks(self, call: Call) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
+            job = self.job(call.params["jobId"])
             renders = {key: partial(task.to_json, self.endpoint, job) for key, task in job.tasks.items()}
             return self._list_lazily(call, renders, "tasks", f"/jobs/{job.id}/tasks")
 
     def op_Tasks_DeleteTask(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.writable_job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             if task.proc is not None:
                 task.kill_reason = "delete"
                 kill_process_group(task.proc)
@@ -1008,8 +829,8 @@ class Service:
 
     def op_Tasks_TerminateTask(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.writable_job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             if task.state == "completed":
                 raise BatchServiceError(
                     409, "TaskCompleted", "The specified task is already in a completed state."
@@ -1018,8 +839,7 @@ class Service:
                 task.kill_reason = "terminate"
                 kill_process_group(task.proc)
             elif task.state == "active":
-                self._complete(
-                    task,
+                task.complete(
                     result="failure",
                     failure=("usererror", "TaskEnded", "Task Was Ended by User Request"),
                 )
@@ -1028,8 +848,8 @@ class Service:
 
     def op_Tasks_ReactivateTask(self, call: Call) -> Reply:
         with self.lock:
-            job = self._writable_job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.writable_job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             if task.state != "completed":
                 raise BatchServiceError(
                     409,
@@ -1062,12 +882,12 @@ class Service:
                 {"Reason": "The task has not been scheduled on a node yet."},
             )
         pool_id, node_id = task.last_node
-        return self._node_root(pool_id, node_id) / "workitems" / job.id / "job-1" / task.id
+        return self.node_root(pool_id, node_id) / "workitems" / job.id / "job-1" / task.id
 
     def op_Tasks_GetTaskFile(self, call: Call, head: bool = False) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             base = self._task_dir(job, task)
             rel = call.params["filePath"]
             url = f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}/files/{quote(rel)}"
@@ -1078,8 +898,8 @@ class Service:
 
     def op_Tasks_ListTaskFiles(self, call: Call) -> Reply:
         with self.lock:
-            job = self._job(call.params["jobId"])
-            task = self._task(job, call.params["taskId"])
+            job = self.job(call.params["jobId"])
+            task = self.task(job, call.params["taskId"])
             base = self._task_dir(job, task)
             prefix = f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}/files"
             return self._list_files(call, base, prefix, "files", f"/jobs/{job.id}/tasks/{task.id}/files")
@@ -1087,7 +907,7 @@ class Service:
     # ------------------------------------------------------------------ scheduler
 
     def _schedule_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping.is_set():
             with self.lock:
                 started = time.monotonic()
                 try:
@@ -1101,7 +921,7 @@ class Service:
             # the scheduler keeps to about a fifth of a core.
             pause = min(MAX_TICK_PAUSE, 4 * spent)
             if pause > 0.001:
-                self._stopping.wait(pause)
+                self.stopping.wait(pause)
 
     def _tick(self) -> None:
         mono = time.monotonic()
@@ -1121,12 +941,12 @@ class Service:
 
     def _tick_pool(self, pool: Pool, mono: float) -> None:
         if pool.spec.get("enableAutoScale") and pool.allocation_state == "steady":
-            dedicated, low = self._autoscale_target(pool, str(pool.spec.get("autoScaleFormula", "")))
+            dedicated, low = self.autoscale_target(pool, str(pool.spec.get("autoScaleFormula", "")))
             if (dedicated, low) != (pool.target_dedicated, pool.target_low_priority):
                 # Scale down only idle nodes (taskcompletion), like $NodeDeallocationOption = taskcompletion.
                 shrink_blocked = sum(1 for n in pool.nodes.values() if n.running) > dedicated + low
                 if not shrink_blocked:
-                    self._resize(pool, dedicated, low)
+                    self.resize(pool, dedicated, low)
         if pool.allocation_state == "resizing" and mono >= pool.resize_due:
             self._finish_resize(pool, mono)
         for node in pool.nodes.values():
@@ -1143,7 +963,7 @@ class Service:
                 # Shrink: idle nodes first; running tasks are requeued.
                 have.sort(key=lambda n: (bool(n.running), n.state != "idle"))
                 for node in have[: len(have) - target]:
-                    self._evict_node(pool, node, "requeue")
+                    self.evict_node(pool, node, "requeue")
                     del pool.nodes[node.id]
                     for k in list(node.running):
                         node.running.pop(k, None)
@@ -1167,7 +987,7 @@ class Service:
                     continue
                 for _ in range(target - len(have)):
                     node_id = pool.new_node_id()
-                    root = self._node_root(pool.id, node_id)
+                    root = self.node_root(pool.id, node_id)
                     for sub in ("shared", "startup", "workitems", "bin"):
                         (root / sub).mkdir(parents=True, exist_ok=True)
                     make_node_image(root / "bin", self._ffmpeg)
@@ -1206,7 +1026,7 @@ class Service:
         node.start_task_info = {"state": "running", "startTime": iso(now()), "retryCount": 0}
         spec = copy.deepcopy(start)
         env = self._node_env(pool, node)
-        self._spawn(lambda: self._run_start_task(pool, node, spec, env, wait), f"start-task-{node.id}")
+        self.spawn(lambda: self._run_start_task(pool, node, spec, env, wait), f"start-task-{node.id}")
 
     def _run_start_task(self, pool: Pool, node: Node, spec: JSON, env: dict[str, str], wait: bool) -> None:
         startup = node.root / "startup"
@@ -1230,7 +1050,7 @@ class Service:
                 if self.injector.faults.start_task_failure:
                     command = _FAILING_START_TASK
                 with self.lock:
-                    if self._stopping.is_set() or pool.state == "deleting":
+                    if self.stopping.is_set() or pool.state == "deleting":
                         return
                     proc = launch(
                         command, cwd=wd, env=env, stdout=startup / "stdout.txt", stderr=startup / "stderr.txt"
@@ -1241,7 +1061,7 @@ class Service:
                 failure = (exc.category, exc.code, exc.message)
             with self.lock:
                 node.start_proc = None
-                if self._stopping.is_set() or pool.nodes.get(node.id) is not node:
+                if self.stopping.is_set() or pool.nodes.get(node.id) is not node:
                     return
                 info = node.start_task_info or {}
                 info["exitCode"] = exit_code
@@ -1288,21 +1108,21 @@ class Service:
             if not any(t.proc is not None or t.state in ("running", "preparing") for t in job.tasks.values()):
                 job.end_time = now()
                 job.set_state("completed")
-                self._release_auto_pool(job)
+                self.release_auto_pool(job)
                 LOG.info("job %s completed (%s)", job.id, job.terminate_reason)
                 self.changed.notify_all()
             return
         if job.state not in ("active", "disabled"):
             return
         if job.deadline is not None and mono >= job.deadline:
-            self._terminate_job(job, "MaxWallClockTimeExpiry")
+            self.terminate_job(job, "MaxWallClockTimeExpiry")
             return
         if (
             job.spec.get("onAllTasksComplete", "noaction") == "terminatejob"
             and job.tasks
             and all(t.state == "completed" for t in job.tasks.values())
         ):
-            self._terminate_job(job, "AllTasksComplete")
+            self.terminate_job(job, "AllTasksComplete")
 
     def _dispatch(self) -> None:
         jobs = sorted(
@@ -1411,11 +1231,11 @@ class Service:
         spec = copy.deepcopy(task.spec)
         constraints = spec.get("constraints") or {}
         wall = (
-            _duration(constraints["maxWallClockTime"], "maxWallClockTime")
+            duration_seconds(constraints["maxWallClockTime"], "maxWallClockTime")
             if "maxWallClockTime" in constraints
             else None
         )
-        self._spawn(
+        self.spawn(
             lambda: self._run_task(
                 job, task, pool, node, spec, env, task_dir, wall, preempt, task.run_serial
             ),
@@ -1443,7 +1263,7 @@ class Service:
         try:
             download_resource_files(spec.get("resourceFiles") or [], wd)
             with self.lock:
-                if task.kill_reason is not None or self._stopping.is_set():
+                if task.kill_reason is not None or self.stopping.is_set():
                     raise _Interrupted
                 proc = launch(
                     spec["commandLine"],
@@ -1483,7 +1303,7 @@ class Service:
             if node.state == "running" and not node.running:
                 node.set_state("idle")
             task.node_key = None
-            if reason in ("shutdown", "delete") or self._stopping.is_set():
+            if reason in ("shutdown", "delete") or self.stopping.is_set():
                 self.changed.notify_all()
                 return
             if reason in ("requeue", "preempt"):
@@ -1549,27 +1369,12 @@ class Service:
                 LOG.info("task %s/%s exited %s; retry %d", job.id, task.id, exit_code, retries + 1)
                 self.changed.notify_all()
                 return
-            self._complete(task, result="success" if succeeded else "failure", failure=failure)
+            task.complete(result="success" if succeeded else "failure", failure=failure)
             if failure is not None and job.spec.get("onTaskFailure") == "performexitoptionsjobaction":
                 action = ((task.spec.get("exitConditions") or {}).get("default") or {}).get("jobAction")
                 if action == "terminate" and job.state == "active":
-                    self._terminate_job(job, "TaskFailed")
+                    self.terminate_job(job, "TaskFailed")
             self.changed.notify_all()
-
-    def _complete(self, task: Task, *, result: str, failure: tuple[str, str, str] | None) -> None:
-        task.execution["endTime"] = iso(now())
-        task.execution["result"] = result
-        if failure is not None:
-            category, code, message = failure
-            task.execution["failureInfo"] = {
-                "category": category,
-                "code": code,
-                "message": message,
-                "details": [{"name": "Message", "value": message}],
-            }
-        else:
-            task.execution.pop("failureInfo", None)
-        task.set_state("completed")
 
 
 class _Interrupted(Exception):
