@@ -1,30 +1,17 @@
-"""The emulated Batch account: operations, scheduler and task execution.
+"""The emulated Batch account: its REST operations, on the state of ``_state``.
 
 Every REST operation is a method ``op_<operationId>`` taking a :class:`Call` and
-returning a :class:`Reply`. A scheduler thread moves pools, nodes, jobs and tasks
-through their states; each start task and task run happens in its own thread with a
-real process.
-
-Approximations (documented in the package docstring too):
-
-- Autoscale formulas are not evaluated. A pool with ``enableAutoScale`` gets
-  ``min(pending tasks, cap)`` nodes, where pending tasks are the active and running
-  tasks of the jobs on the pool and ``cap`` is the largest integer literal in the
-  formula (10 if there is none). The nodes are Spot when the formula sets only
-  ``$TargetLowPriorityNodes``, dedicated otherwise.
-- Node allocation takes ``allocation_delay`` seconds; node ids, IP addresses and
-  agent versions are made up.
+returning a :class:`Reply`. The scheduler (``_scheduler``) moves pools, nodes, jobs and
+tasks through their states; the runner (``_runner``) runs start tasks and tasks as real
+processes. Node allocation takes ``allocation_delay`` seconds; node ids, IP addresses and
+agent versions are made up.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
 import re
-import shutil
-import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -37,20 +24,11 @@ from urllib.parse import quote, urlencode
 from batch_transcode._process import kill_process_group
 
 from ._errors import BatchServiceError, being_deleted, exists, invalid_value, not_found
-from ._executor import (
-    PreparationError,
-    download_resource_files,
-    find_ffmpeg,
-    launch,
-    make_node_image,
-    upload_output_files,
-)
 from ._faults import Faults
 from ._model import (
     JSON,
     Job,
     JobSnapshot,
-    Node,
     Pool,
     PoolSnapshot,
     Task,
@@ -60,6 +38,7 @@ from ._model import (
     now,
 )
 from ._odata import apply_select, duration_seconds, parse_filter
+from ._scheduler import Scheduler
 from ._state import DELETE_DELAY, AccountState
 
 LOG = logging.getLogger(__name__)
@@ -67,12 +46,6 @@ LOG = logging.getLogger(__name__)
 MAX_RESULTS = 1000
 MAX_TASKS_PER_COLLECTION = 100
 MAX_BODY_BYTES = 1024 * 1024
-PREEMPT_AFTER = 0.15  # seconds into a run a preempted node goes away
-PREEMPT_RECOVERY = 0.3  # seconds a preempted Spot node takes to come back
-MAX_TICK_PAUSE = 0.02  # longest pause the scheduler takes after an expensive tick (seconds)
-_FAILING_START_TASK = (
-    "/bin/bash -c 'echo \"E: Unable to locate package ffmpeg (emulated start task failure)\" >&2; exit 100'"
-)
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -102,10 +75,6 @@ def _check_id(value: Any, prop: str = "id") -> str:
     return value
 
 
-def _env_list(items: Any) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in items or []}
-
-
 class Service(AccountState):
     """One emulated Batch account: its state, operations, scheduler and task execution."""
 
@@ -118,17 +87,12 @@ class Service(AccountState):
         allocation_delay: float,
     ) -> None:
         super().__init__(account=account, workdir=workdir, faults=faults, allocation_delay=allocation_delay)
-        self._scheduler: threading.Thread | None = None
-        self._ffmpeg = find_ffmpeg()
-        self._base_path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+        self._scheduler = Scheduler(self)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         (self.workdir / "nodes").mkdir(parents=True, exist_ok=True)
-        self._scheduler = threading.Thread(
-            target=self._schedule_loop, name="batch-emulator-scheduler", daemon=True
-        )
         self._scheduler.start()
 
     def stop(self) -> None:
@@ -147,8 +111,7 @@ class Service(AccountState):
                         procs.append(task.proc)
         for proc in procs:
             kill_process_group(proc)
-        if self._scheduler is not None:
-            self._scheduler.join(timeout=10)
+        self._scheduler.join(timeout=10)
         self.join_workers(timeout=10)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -903,479 +866,3 @@ class Service(AccountState):
             base = self._task_dir(job, task)
             prefix = f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}/files"
             return self._list_files(call, base, prefix, "files", f"/jobs/{job.id}/tasks/{task.id}/files")
-
-    # ------------------------------------------------------------------ scheduler
-
-    def _schedule_loop(self) -> None:
-        while not self.stopping.is_set():
-            with self.lock:
-                started = time.monotonic()
-                try:
-                    self._tick()
-                except Exception:
-                    LOG.exception("emulator scheduler tick failed")
-                spent = time.monotonic() - started
-                self.changed.wait(0.05)
-            # A tick walks every task of every active job. With thousands of tasks, a burst of
-            # changes (hundreds of tasks ending each second) makes one tick, not one per change:
-            # the scheduler keeps to about a fifth of a core.
-            pause = min(MAX_TICK_PAUSE, 4 * spent)
-            if pause > 0.001:
-                self.stopping.wait(pause)
-
-    def _tick(self) -> None:
-        mono = time.monotonic()
-        for key, pool in list(self.pools.items()):
-            if pool.state == "deleting":
-                busy = any(n.running or n.start_proc is not None for n in pool.nodes.values())
-                if mono >= pool.delete_due and not busy:
-                    del self.pools[key]
-                    shutil.rmtree(self.workdir / "nodes" / pool.id, ignore_errors=True)
-                    LOG.info("pool %s deleted", pool.id)
-                    self.changed.notify_all()
-                continue
-            self._tick_pool(pool, mono)
-        for key, job in list(self.jobs.items()):
-            self._tick_job(key, job, mono)
-        self._dispatch()
-
-    def _tick_pool(self, pool: Pool, mono: float) -> None:
-        if pool.spec.get("enableAutoScale") and pool.allocation_state == "steady":
-            dedicated, low = self.autoscale_target(pool, str(pool.spec.get("autoScaleFormula", "")))
-            if (dedicated, low) != (pool.target_dedicated, pool.target_low_priority):
-                # Scale down only idle nodes (taskcompletion), like $NodeDeallocationOption = taskcompletion.
-                shrink_blocked = sum(1 for n in pool.nodes.values() if n.running) > dedicated + low
-                if not shrink_blocked:
-                    self.resize(pool, dedicated, low)
-        if pool.allocation_state == "resizing" and mono >= pool.resize_due:
-            self._finish_resize(pool, mono)
-        for node in pool.nodes.values():
-            due = node.ready_at if node.state == "creating" else node.preempted_until
-            if node.state in ("creating", "preempted") and mono >= due:
-                node.set_state("starting")
-                self._start_node(pool, node)
-
-    def _finish_resize(self, pool: Pool, mono: float) -> None:
-        faults = self.injector.faults
-        for dedicated, target in ((True, pool.target_dedicated), (False, pool.target_low_priority)):
-            have = [n for n in pool.nodes.values() if n.dedicated == dedicated]
-            if len(have) > target:
-                # Shrink: idle nodes first; running tasks are requeued.
-                have.sort(key=lambda n: (bool(n.running), n.state != "idle"))
-                for node in have[: len(have) - target]:
-                    self.evict_node(pool, node, "requeue")
-                    del pool.nodes[node.id]
-                    for k in list(node.running):
-                        node.running.pop(k, None)
-            elif len(have) < target:
-                if faults.allocation_failure:
-                    code = faults.allocation_failure_code
-                    message = {
-                        "AccountCoreQuotaReached": "The specified account has reached its VM core quota.",
-                        "AccountLowPriorityCoreQuotaReached": (
-                            "The specified account has reached its Spot core quota."
-                        ),
-                    }.get(code, "Desired number of dedicated nodes could not be allocated.")
-                    pool.resize_errors.append(
-                        {
-                            "code": code,
-                            "message": message,
-                            "values": [{"name": "VmSize", "value": str(pool.spec.get("vmSize", ""))}],
-                        }
-                    )
-                    LOG.info("pool %s allocation failed (%s)", pool.id, code)
-                    continue
-                for _ in range(target - len(have)):
-                    node_id = pool.new_node_id()
-                    root = self.node_root(pool.id, node_id)
-                    for sub in ("shared", "startup", "workitems", "bin"):
-                        (root / sub).mkdir(parents=True, exist_ok=True)
-                    make_node_image(root / "bin", self._ffmpeg)
-                    node = Node(id=node_id, pool_id=pool.id, dedicated=dedicated, root=root, ready_at=mono)
-                    pool.nodes[node_id] = node
-        pool.set_allocation("steady")
-        self.changed.notify_all()
-
-    def _node_env(self, pool: Pool, node: Node) -> dict[str, str]:
-        root = node.root
-        return {
-            "PATH": f"{root / 'bin'}{os.pathsep}{self._base_path}",
-            "HOME": str(root),
-            "LANG": "C.UTF-8",
-            "AZ_BATCH_ACCOUNT_NAME": self.account,
-            "AZ_BATCH_ACCOUNT_URL": self.endpoint,
-            "AZ_BATCH_POOL_ID": pool.id,
-            "AZ_BATCH_NODE_ID": node.id,
-            "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.dedicated else "false",
-            "AZ_BATCH_NODE_ROOT_DIR": str(root),
-            "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
-            "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
-            "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(root / "startup" / "wd"),
-            "AZ_BATCH_OS_RESERVED_EPHEMERAL_DISK_SPACE_BYTES": "1000000000",
-            "AZ_BATCH_RESERVED_EPHEMERAL_DIR": str(root / "reserved"),
-        }
-
-    def _start_node(self, pool: Pool, node: Node) -> None:
-        start = pool.spec.get("startTask")
-        if not start:
-            node.set_state("idle")
-            self.changed.notify_all()
-            return
-        wait = bool(start.get("waitForSuccess", True))
-        node.set_state("waitingforstarttask" if wait else "idle")
-        node.start_task_info = {"state": "running", "startTime": iso(now()), "retryCount": 0}
-        spec = copy.deepcopy(start)
-        env = self._node_env(pool, node)
-        self.spawn(lambda: self._run_start_task(pool, node, spec, env, wait), f"start-task-{node.id}")
-
-    def _run_start_task(self, pool: Pool, node: Node, spec: JSON, env: dict[str, str], wait: bool) -> None:
-        startup = node.root / "startup"
-        wd = startup / "wd"
-        wd.mkdir(parents=True, exist_ok=True)
-        env = {
-            **env,
-            "AZ_BATCH_TASK_DIR": str(startup),
-            "AZ_BATCH_TASK_WORKING_DIR": str(wd),
-            "AZ_BATCH_TASK_USER_IDENTITY": "PoolNonAdmin",
-            **_env_list(spec.get("environmentSettings")),
-        }
-        max_retries = int(spec.get("maxTaskRetryCount", 0))
-        retries = 0
-        while True:
-            exit_code: int | None = None
-            failure: tuple[str, str, str] | None = None
-            try:
-                download_resource_files(spec.get("resourceFiles") or [], wd)
-                command = spec["commandLine"]
-                if self.injector.faults.start_task_failure:
-                    command = _FAILING_START_TASK
-                with self.lock:
-                    if self.stopping.is_set() or pool.state == "deleting":
-                        return
-                    proc = launch(
-                        command, cwd=wd, env=env, stdout=startup / "stdout.txt", stderr=startup / "stderr.txt"
-                    )
-                    node.start_proc = proc
-                exit_code = proc.wait()
-            except PreparationError as exc:
-                failure = (exc.category, exc.code, exc.message)
-            with self.lock:
-                node.start_proc = None
-                if self.stopping.is_set() or pool.nodes.get(node.id) is not node:
-                    return
-                info = node.start_task_info or {}
-                info["exitCode"] = exit_code
-                if failure is None and exit_code != 0:
-                    failure = (
-                        "usererror",
-                        "FailureExitCode",
-                        "The task process exited with an unexpected exit code",
-                    )
-                if failure is not None and (max_retries == -1 or retries < max_retries):
-                    retries += 1
-                    info["retryCount"] = retries
-                    info["lastRetryTime"] = iso(now())
-                    continue
-                info["state"] = "completed"
-                info["endTime"] = iso(now())
-                info["result"] = "success" if failure is None else "failure"
-                if failure is not None:
-                    category, code, message = failure
-                    info["failureInfo"] = {
-                        "category": category,
-                        "code": code,
-                        "message": message,
-                        "details": [{"name": "Message", "value": message}],
-                    }
-                node.start_task_info = {k: v for k, v in info.items() if v is not None}
-                node.touch()
-                if node.state == "waitingforstarttask":
-                    node.set_state("idle" if failure is None else "starttaskfailed")
-                LOG.info(
-                    "start task on %s/%s %s", pool.id, node.id, "succeeded" if failure is None else "failed"
-                )
-                self.changed.notify_all()
-                return
-
-    def _tick_job(self, key: str, job: Job, mono: float) -> None:
-        if job.state == "deleting":
-            if mono >= job.delete_due and not any(t.proc is not None for t in job.tasks.values()):
-                del self.jobs[key]
-                LOG.info("job %s deleted", job.id)
-                self.changed.notify_all()
-            return
-        if job.state == "terminating":
-            if not any(t.proc is not None or t.state in ("running", "preparing") for t in job.tasks.values()):
-                job.end_time = now()
-                job.set_state("completed")
-                self.release_auto_pool(job)
-                LOG.info("job %s completed (%s)", job.id, job.terminate_reason)
-                self.changed.notify_all()
-            return
-        if job.state not in ("active", "disabled"):
-            return
-        if job.deadline is not None and mono >= job.deadline:
-            self.terminate_job(job, "MaxWallClockTimeExpiry")
-            return
-        if (
-            job.spec.get("onAllTasksComplete", "noaction") == "terminatejob"
-            and job.tasks
-            and all(t.state == "completed" for t in job.tasks.values())
-        ):
-            self.terminate_job(job, "AllTasksComplete")
-
-    def _dispatch(self) -> None:
-        jobs = sorted(
-            (j for j in self.jobs.values() if j.state == "active"),
-            key=lambda j: (-int(j.spec.get("priority", 0)), j.creation_time),
-        )
-        for job in jobs:
-            pool = self.pools.get(job.pool_id.lower())
-            if pool is None or pool.state != "active":
-                continue
-            capacity = self._free_slots(pool)
-            if capacity <= 0:
-                continue  # every slot is busy: no need to look at the job's tasks
-            limit = int(job.spec.get("maxParallelTasks", -1))
-            running = (
-                sum(1 for t in job.tasks.values() if t.state in ("running", "preparing"))
-                if limit != -1
-                else 0
-            )
-            for task in job.tasks.values():
-                if task.state != "active" or task.proc is not None or task.node_key is not None:
-                    continue
-                if limit != -1 and running >= limit:
-                    break
-                if task.required_slots > capacity:
-                    continue
-                if not self._dependencies_met(job, task):
-                    continue
-                nodes = [
-                    n
-                    for n in pool.nodes.values()
-                    if n.state in ("idle", "running")
-                    and pool.slots_per_node - n.used_slots() >= task.required_slots
-                ]
-                if not nodes:
-                    continue
-                fill = (pool.spec.get("taskSchedulingPolicy") or {}).get("nodeFillType", "spread")
-                nodes.sort(key=lambda n: n.used_slots(), reverse=(fill == "pack"))
-                self._assign(job, task, pool, nodes[0])
-                running += 1
-                capacity = self._free_slots(pool)
-                if capacity <= 0:
-                    break
-
-    @staticmethod
-    def _free_slots(pool: Pool) -> int:
-        """The most free task slots on one usable node of ``pool``."""
-        return max(
-            (
-                pool.slots_per_node - n.used_slots()
-                for n in pool.nodes.values()
-                if n.state in ("idle", "running")
-            ),
-            default=0,
-        )
-
-    def _dependencies_met(self, job: Job, task: Task) -> bool:
-        deps = task.spec.get("dependsOn") or {}
-        ids = [str(i).lower() for i in deps.get("taskIds") or []]
-        for r in deps.get("taskIdRanges") or []:
-            ids.extend(str(i) for i in range(int(r["start"]), int(r["end"]) + 1))
-        for dep_id in ids:
-            dep = job.tasks.get(dep_id)
-            if dep is None or dep.state != "completed" or dep.execution.get("result") != "success":
-                return False
-        return True
-
-    def _assign(self, job: Job, task: Task, pool: Pool, node: Node) -> None:
-        key = f"{job.id}/{task.id}"
-        node.running[key] = task.required_slots
-        node.set_state("running")
-        task.node_key = (pool.id, node.id)
-        task.last_node = (pool.id, node.id)
-        task.run_serial += 1
-        task_dir = node.root / "workitems" / job.id / "job-1" / task.id
-        task.node_info = {
-            "affinityId": f"TVM:{node.id}",
-            "nodeUrl": f"{self.endpoint}/pools/{pool.id}/nodes/{node.id}",
-            "poolId": pool.id,
-            "nodeId": node.id,
-            "taskRootDirectory": f"workitems/{job.id}/job-1/{task.id}",
-            "taskRootDirectoryUrl": f"{self.endpoint}/pools/{pool.id}/nodes/{node.id}/files/"
-            f"workitems/{job.id}/job-1/{task.id}",
-        }
-        task.execution["startTime"] = iso(now())
-        for k in ("endTime", "exitCode", "result", "failureInfo"):
-            task.execution.pop(k, None)
-        task.set_state("running")
-        preempt = (not node.dedicated) and self.injector.preempt()
-        env = self._node_env(pool, node)
-        env.update(
-            {
-                "AZ_BATCH_JOB_ID": job.id,
-                "AZ_BATCH_TASK_ID": task.id,
-                "AZ_BATCH_TASK_DIR": str(task_dir),
-                "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
-                "AZ_BATCH_TASK_USER_IDENTITY": "PoolNonAdmin",
-                "AZ_BATCH_JOB_PREP_DIR": str(node.root / "workitems" / job.id / "job-1" / "jobpreparation"),
-                "AZ_BATCH_JOB_PREP_WORKING_DIR": str(
-                    node.root / "workitems" / job.id / "job-1" / "jobpreparation" / "wd"
-                ),
-            }
-        )
-        env.update(_env_list(job.spec.get("commonEnvironmentSettings")))
-        env.update(_env_list(task.spec.get("environmentSettings")))
-        spec = copy.deepcopy(task.spec)
-        constraints = spec.get("constraints") or {}
-        wall = (
-            duration_seconds(constraints["maxWallClockTime"], "maxWallClockTime")
-            if "maxWallClockTime" in constraints
-            else None
-        )
-        self.spawn(
-            lambda: self._run_task(
-                job, task, pool, node, spec, env, task_dir, wall, preempt, task.run_serial
-            ),
-            f"task-{job.id}-{task.id}",
-        )
-
-    def _run_task(
-        self,
-        job: Job,
-        task: Task,
-        pool: Pool,
-        node: Node,
-        spec: JSON,
-        env: dict[str, str],
-        task_dir: Path,
-        wall: float | None,
-        preempt: bool,
-        serial: int,
-    ) -> None:
-        wd = task_dir / "wd"
-        wd.mkdir(parents=True, exist_ok=True)
-        failure: tuple[str, str, str] | None = None
-        exit_code: int | None = None
-        timed_out = False
-        try:
-            download_resource_files(spec.get("resourceFiles") or [], wd)
-            with self.lock:
-                if task.kill_reason is not None or self.stopping.is_set():
-                    raise _Interrupted
-                proc = launch(
-                    spec["commandLine"],
-                    cwd=wd,
-                    env=env,
-                    stdout=task_dir / "stdout.txt",
-                    stderr=task_dir / "stderr.txt",
-                )
-                task.proc = proc
-            started = time.monotonic()
-            while True:
-                try:
-                    exit_code = proc.wait(timeout=0.05)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                elapsed = time.monotonic() - started
-                if preempt and elapsed >= PREEMPT_AFTER:
-                    with self.lock:
-                        task.kill_reason = task.kill_reason or "preempt"
-                    kill_process_group(proc)
-                if wall is not None and elapsed >= wall:
-                    timed_out = True
-                    kill_process_group(proc)
-            if preempt:
-                with self.lock:
-                    task.kill_reason = task.kill_reason or "preempt"
-        except _Interrupted:
-            pass
-        except PreparationError as exc:
-            failure = (exc.category, exc.code, exc.message)
-        with self.lock:
-            task.proc = None
-            reason = task.kill_reason
-            task.kill_reason = None
-            node.running.pop(f"{job.id}/{task.id}", None)
-            if node.state == "running" and not node.running:
-                node.set_state("idle")
-            task.node_key = None
-            if reason in ("shutdown", "delete") or self.stopping.is_set():
-                self.changed.notify_all()
-                return
-            if reason in ("requeue", "preempt"):
-                if reason == "preempt" and pool.nodes.get(node.id) is node:
-                    node.set_state("preempted")
-                    node.preempted_until = time.monotonic() + PREEMPT_RECOVERY
-                task.execution["requeueCount"] = int(task.execution.get("requeueCount", 0)) + 1
-                task.execution["lastRequeueTime"] = iso(now())
-                for k in ("startTime",):
-                    task.execution.pop(k, None)
-                task.set_state("active")
-                LOG.info("task %s/%s requeued (%s)", job.id, task.id, reason)
-                self.changed.notify_all()
-                return
-        succeeded = failure is None and exit_code == 0 and reason is None and not timed_out
-        if failure is None and reason is None:
-            try:
-                upload_output_files(spec.get("outputFiles") or [], wd, succeeded=succeeded)
-            except PreparationError as exc:
-                failure = (exc.category, exc.code, exc.message)
-                succeeded = False
-        with self.lock:
-            node.total_run += 1
-            if succeeded:
-                node.total_succeeded += 1
-            node.recent = [
-                *node.recent,
-                {
-                    "taskUrl": f"{self.endpoint}/jobs/{job.id}/tasks/{task.id}",
-                    "jobId": job.id,
-                    "taskId": task.id,
-                    "taskState": "completed",
-                    "executionInfo": {"retryCount": 0, "requeueCount": 0, "exitCode": exit_code},
-                },
-            ][-10:]
-            task.execution["exitCode"] = exit_code
-            if reason == "terminate":
-                failure = ("usererror", "TaskEnded", "Task Was Ended by User Request")
-            elif timed_out:
-                failure = (
-                    "usererror",
-                    "MaxWallClockTimeExpiry",
-                    "The task exceeded its maximum wall clock time",
-                )
-            elif failure is None and exit_code != 0:
-                failure = (
-                    "usererror",
-                    "FailureExitCode",
-                    "The task process exited with an unexpected exit code",
-                )
-            constraints = task.spec.get("constraints") or {}
-            max_retries = int(
-                constraints.get(
-                    "maxTaskRetryCount", (job.spec.get("constraints") or {}).get("maxTaskRetryCount", 0)
-                )
-            )
-            retries = int(task.execution.get("retryCount", 0))
-            retryable = failure is not None and failure[1] == "FailureExitCode" and job.state == "active"
-            if retryable and (max_retries == -1 or retries < max_retries):
-                task.execution["retryCount"] = retries + 1
-                task.execution["lastRetryTime"] = iso(now())
-                task.set_state("active")
-                LOG.info("task %s/%s exited %s; retry %d", job.id, task.id, exit_code, retries + 1)
-                self.changed.notify_all()
-                return
-            task.complete(result="success" if succeeded else "failure", failure=failure)
-            if failure is not None and job.spec.get("onTaskFailure") == "performexitoptionsjobaction":
-                action = ((task.spec.get("exitConditions") or {}).get("default") or {}).get("jobAction")
-                if action == "terminate" and job.state == "active":
-                    self.terminate_job(job, "TaskFailed")
-            self.changed.notify_all()
-
-
-class _Interrupted(Exception):
-    pass
