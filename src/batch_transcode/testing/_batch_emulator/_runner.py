@@ -7,10 +7,12 @@ https://learn.microsoft.com/azure/batch/batch-compute-node-environment-variables
 The runner fetches resource files, launches the command line, enforces the task's
 ``maxWallClockTime``, uploads output files, and records the outcome on the task
 (``executionInfo``: exit code, result, ``failureInfo``, retries and requeues) or on the node
-(``startTaskInfo``), as the Azure Batch REST API reports them (Get Task, Get Node:
-https://learn.microsoft.com/rest/api/batchservice/).
+(``startTaskInfo``), as the Azure Batch REST API reports them (Get Task,
+https://learn.microsoft.com/rest/api/batchservice/tasks/get-task; Get Node,
+https://learn.microsoft.com/rest/api/batchservice/nodes/get-node).
 
-A failing exit code is retried up to ``maxTaskRetryCount`` times. A task whose node goes
+A failing exit code is retried up to ``maxTaskRetryCount`` times (-1: without limit) while
+the job is active. A task whose node goes
 away (pool deletion or shrink, job disabled with ``requeue``, Spot preemption) goes back
 to ``active`` with its ``requeueCount`` raised.
 """
@@ -161,8 +163,8 @@ class Runner:
                 return
 
     def run_task(self, job: Job, task: Task, pool: Pool, node: Node, preempt: bool) -> None:
-        """Run a task the scheduler just assigned to ``node`` in a worker thread; a Spot
-        node that is ``preempt``-ed goes away shortly after the task starts."""
+        """Run a task the scheduler just assigned to ``node``, in a worker thread. With
+        ``preempt`` the (Spot) node is preempted shortly after the task starts."""
         task_dir = node.root / "workitems" / job.id / "job-1" / task.id
         env = self._node_env(pool, node)
         env.update(

@@ -5,8 +5,9 @@ Each tick, under the account lock, it
 - finishes pool resizes once ``allocation_delay`` has passed: new nodes get their
   directory and node image, surplus nodes are removed (idle ones first, running tasks are
   requeued), and ``resizeErrors`` are recorded when allocation failures are injected;
-- applies the autoscale approximation of :meth:`AccountState.autoscale_target`, scaling
-  down only nodes that run nothing (like ``$NodeDeallocationOption = taskcompletion``,
+- resizes autoscale pools to :meth:`AccountState.autoscale_target` (an approximation,
+  see ``_state``); a scale-down waits until no more nodes run tasks than the new target
+  (like ``$NodeDeallocationOption = taskcompletion``,
   https://learn.microsoft.com/azure/batch/batch-automatic-scaling);
 - starts nodes that came up (or came back from preemption) through the runner's start task;
 - removes deleted pools and jobs, completes terminating jobs, and applies a job's

@@ -7,7 +7,8 @@ worker threads. Its methods look resources up (answering ``PoolNotFound``,
 operations and the scheduler make: creating and resizing a pool, deleting a pool,
 evicting a node's work, terminating a job, deleting a job's auto pool.
 
-Every method expects the caller to hold :attr:`AccountState.lock`.
+Callers hold :attr:`AccountState.lock` around everything but :meth:`AccountState.spawn`
+and :meth:`AccountState.join_workers`.
 
 Autoscale formulas are not evaluated (an approximation of "Create an automatic formula
 for scaling compute nodes in a Batch pool",
