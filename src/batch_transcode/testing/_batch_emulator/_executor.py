@@ -29,6 +29,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from batch_transcode._errors import FFmpegNotFoundError
+from batch_transcode._ffmpeg import find_ffmpeg as _library_find_ffmpeg
+from batch_transcode._redact import redact
+
 LOG = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -62,15 +66,11 @@ exec "$@"
 
 
 def find_ffmpeg() -> str | None:
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
+    """The ffmpeg the node image links to (the library's choice), or None: the node image
+    then has no ffmpeg, and tasks that call it fail like on a node without it."""
     try:
-        import imageio_ffmpeg
-
-        exe: str = imageio_ffmpeg.get_ffmpeg_exe()
-        return exe
-    except Exception:  # the node image simply has no ffmpeg then
+        return _library_find_ffmpeg()
+    except FFmpegNotFoundError:
         return None
 
 
@@ -85,10 +85,6 @@ def make_node_image(bin_dir: Path, ffmpeg: str | None) -> None:
         link = bin_dir / "ffmpeg"
         if not link.exists():
             link.symlink_to(ffmpeg)
-
-
-def redact(url: str) -> str:
-    return re.sub(r"(sig=)[^&]*", r"\1REDACTED", url)
 
 
 class PreparationError(Exception):
@@ -225,18 +221,6 @@ def launch(
             raise PreparationError(
                 "CommandLaunchFailed", f"Failed to launch the command line: {exc}"
             ) from exc
-
-
-def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a process and everything in its session."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, 9)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
 
 
 _WILDCARD = re.compile(r"[*?\[]")

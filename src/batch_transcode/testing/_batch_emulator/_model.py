@@ -196,6 +196,22 @@ class Task(Resource):
             self.state_time = now()
         self.touch()
 
+    def complete(self, *, result: str, failure: tuple[str, str, str] | None) -> None:
+        """Move to ``completed`` with ``result``; ``failure`` is (category, code, message)."""
+        self.execution["endTime"] = iso(now())
+        self.execution["result"] = result
+        if failure is not None:
+            category, code, message = failure
+            self.execution["failureInfo"] = {
+                "category": category,
+                "code": code,
+                "message": message,
+                "details": [{"name": "Message", "value": message}],
+            }
+        else:
+            self.execution.pop("failureInfo", None)
+        self.set_state("completed")
+
     def to_json(self, endpoint: str, job: Job) -> JSON:
         doc = copy.deepcopy(self.spec)
         constraints = dict(doc.get("constraints") or {})

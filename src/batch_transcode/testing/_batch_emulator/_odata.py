@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from ._errors import BatchServiceError
+from ._errors import BatchServiceError, invalid_value
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -218,6 +218,14 @@ def parse_duration(text: str) -> timedelta:
         parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60 + parts.get("s", 0)
     )
     return timedelta(seconds=min(seconds, timedelta.max.total_seconds() - 1))
+
+
+def duration_seconds(value: Any, prop: str) -> float:
+    """Seconds of the duration property ``prop``; ``InvalidPropertyValue`` if it is not one."""
+    try:
+        return parse_duration(str(value)).total_seconds()
+    except ValueError as exc:
+        raise invalid_value(prop, value, "The value is not a valid ISO 8601 duration.") from exc
 
 
 def format_duration(td: timedelta) -> str:

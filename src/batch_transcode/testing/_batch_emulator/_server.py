@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ._auth import authenticate
 from ._errors import BatchServiceError
 from ._model import now, rfc1123
-from ._service import MAX_BODY_BYTES, Call, Reply, Service
+from ._rest import MAX_BODY_BYTES, Call, Reply
+from ._service import Service
 from ._spec import API_VERSION, match_route, validate_body
 
 LOG = logging.getLogger(__name__)
@@ -359,7 +360,7 @@ class Handler(BaseHTTPRequestHandler):
                     "The specified Request Body is not syntactically valid.",
                     {"Reason": "The request body is missing."},
                 )
-        handler = getattr(service, f"op_{operation}", None)
+        handler = service.handler(operation)
         if handler is None:
             raise BatchServiceError(
                 400,
@@ -373,8 +374,7 @@ class Handler(BaseHTTPRequestHandler):
             body=parsed,
             headers={k.lower(): v for k, v in headers.items()},
         )
-        reply: Reply = handler(call)
-        return reply
+        return handler(call)
 
 
 def make_server(host: str, port: int, tls: tuple[str, str] | None) -> BatchHTTPServer:

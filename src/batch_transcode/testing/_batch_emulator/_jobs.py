@@ -1,0 +1,154 @@
+"""Job operations: the ``Jobs_*`` operationIds.
+
+:class:`JobOperations` creates jobs (on a pool, or on an auto pool made from the job's
+``autoPoolSpecification``), reads, lists, updates, replaces, disables, enables,
+terminates and deletes them, and counts their tasks, as in the Azure Batch REST API
+reference, Jobs group (https://learn.microsoft.com/rest/api/batchservice/jobs).
+Completing a terminating job and removing a deleted one is the scheduler's work.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import uuid
+
+from batch_transcode._process import kill_process_group
+
+from ._errors import BatchServiceError, exists, invalid_value
+from ._model import Job
+from ._odata import apply_select, duration_seconds
+from ._rest import Call, Operations, Reply, check_id
+from ._state import DELETE_DELAY
+
+LOG = logging.getLogger(__name__)
+
+
+class JobOperations(Operations):
+    """``Jobs_*``: jobs and their task counts."""
+
+    def op_Jobs_CreateJob(self, call: Call) -> Reply:
+        spec = call.body
+        job_id = check_id(spec["id"])
+        with self.state.lock:
+            if job_id.lower() in self.state.jobs:
+                raise exists("Job")
+            pool_info = spec.get("poolInfo") or {}
+            constraints = spec.get("constraints") or {}
+            deadline = None
+            if "maxWallClockTime" in constraints:
+                deadline = time.monotonic() + duration_seconds(
+                    constraints["maxWallClockTime"], "constraints.maxWallClockTime"
+                )
+            if bool(pool_info.get("poolId")) == bool(pool_info.get("autoPoolSpecification")):
+                raise invalid_value(
+                    "poolInfo", "", "Exactly one of poolId and autoPoolSpecification must be specified."
+                )
+            job = Job(id=job_id, spec=copy.deepcopy(spec), deadline=deadline)
+            auto = pool_info.get("autoPoolSpecification")
+            if auto:
+                prefix = auto.get("autoPoolIdPrefix")
+                pool_id = f"{prefix}_{uuid.uuid4()}" if prefix else str(uuid.uuid4()).upper()
+                self.state.new_pool(pool_id, auto.get("pool") or {}, auto_for_job=job_id)
+                job.pool_id = pool_id
+                job.auto_pool = True
+            else:
+                job.pool_id = pool_info["poolId"]
+            self.state.jobs[job_id.lower()] = job
+            LOG.info("job %s created on pool %s", job_id, job.pool_id)
+            self.state.changed.notify_all()
+            url = f"{self.state.endpoint}/jobs/{job.id}"
+            return Reply(201, None, {**self._entity_headers(job, url), "Location": url})
+
+    def op_Jobs_GetJob(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            doc = apply_select(job.to_json(self.state.endpoint), call.query.get("$select"))
+            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#jobs/@Element"
+            return Reply(200, doc, self._entity_headers(job))
+
+    def op_Jobs_ListJobs(self, call: Call) -> Reply:
+        with self.state.lock:
+            docs = [j.to_json(self.state.endpoint) for j in self.state.jobs.values()]
+        return self._list(call, docs, "jobs", "/jobs")
+
+    def op_Jobs_DeleteJob(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            job.set_state("deleting")
+            job.delete_due = time.monotonic() + DELETE_DELAY
+            for task in job.tasks.values():
+                if task.proc is not None:
+                    task.kill_reason = "delete"
+                    kill_process_group(task.proc)
+            self.state.release_auto_pool(job)
+            LOG.info("job %s deleting", job.id)
+            self.state.changed.notify_all()
+            return Reply(202, None)
+
+    def op_Jobs_TerminateJob(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            if job.state == "completed":
+                raise BatchServiceError(
+                    409, "JobCompleted", "The specified job is already in a completed state."
+                )
+            if job.state == "terminating":
+                raise BatchServiceError(409, "JobBeingTerminated", "The specified job is being terminated.")
+            self.state.terminate_job(job, body.get("terminateReason") or "UserTerminate")
+            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+
+    def op_Jobs_UpdateJob(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            for key, value in body.items():
+                if key == "poolInfo":
+                    continue
+                job.spec[key] = copy.deepcopy(value)
+            if "constraints" in body and "maxWallClockTime" in body["constraints"]:
+                seconds = duration_seconds(
+                    body["constraints"]["maxWallClockTime"], "constraints.maxWallClockTime"
+                )
+                job.deadline = job.creation_time.timestamp() - time.time() + time.monotonic() + seconds
+            job.touch()
+            self.state.changed.notify_all()
+            return Reply(200, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+
+    def op_Jobs_DisableJob(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            if job.state != "active":
+                raise BatchServiceError(409, "JobNotActive", "The specified job is not in active state.")
+            option = (call.body or {}).get("disableTasks", "requeue")
+            for task in job.tasks.values():
+                if task.proc is not None and option in ("requeue", "terminate"):
+                    task.kill_reason = "requeue" if option == "requeue" else "terminate"
+                    kill_process_group(task.proc)
+            job.set_state("disabled")
+            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+
+    def op_Jobs_EnableJob(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            if job.state == "disabled":
+                job.set_state("active")
+                self.state.changed.notify_all()
+            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+
+    def op_Jobs_GetJobTaskCounts(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
+            slots = dict(counts)
+            for t in job.tasks.values():
+                state = "running" if t.state in ("running", "preparing") else t.state
+                counts[state] += 1
+                slots[state] += t.required_slots
+                if t.state == "completed":
+                    outcome = "succeeded" if t.execution.get("result") == "success" else "failed"
+                    counts[outcome] += 1
+                    slots[outcome] += t.required_slots
+            return Reply(200, {"taskCounts": counts, "taskSlotCounts": slots})

@@ -1,0 +1,236 @@
+"""Pool and compute node operations: the ``Pools_*`` and ``Nodes_*`` operationIds.
+
+:class:`PoolOperations` creates, reads, lists, updates, resizes and deletes pools, enables,
+disables and evaluates autoscale, and answers List Supported Images and List Pool Node
+Counts; :class:`NodeOperations` lists and reads compute nodes and their files. As in the
+Azure Batch REST API reference, Pools and Nodes groups
+(https://learn.microsoft.com/rest/api/batchservice/pools,
+https://learn.microsoft.com/rest/api/batchservice/nodes). Allocating, starting and
+removing nodes is the scheduler's work (``_scheduler``): these operations set a pool's
+targets and mark it for deletion.
+"""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import quote
+
+from ._errors import BatchServiceError, being_deleted, exists
+from ._model import JSON, iso, now
+from ._odata import apply_select, duration_seconds
+from ._rest import Call, Operations, Reply, check_id
+
+
+class PoolOperations(Operations):
+    """``Pools_*``: pools, autoscale, supported images, node counts."""
+
+    def op_Pools_CreatePool(self, call: Call) -> Reply:
+        spec = call.body
+        pool_id = check_id(spec["id"])
+        with self.state.lock:
+            if pool_id.lower() in self.state.pools:
+                raise exists("Pool")
+            pool = self.state.new_pool(pool_id, spec)
+            url = f"{self.state.endpoint}/pools/{pool.id}"
+            return Reply(201, None, {**self._entity_headers(pool, url), "Location": url})
+
+    def op_Pools_GetPool(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            doc = pool.to_json(self.state.endpoint)
+            doc = apply_select(doc, call.query.get("$select"))
+            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#pools/@Element"
+            return Reply(200, doc, self._entity_headers(pool))
+
+    def op_Pools_PoolExists(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pools.get(call.params["poolId"].lower())
+            if pool is None:
+                return Reply(404, None)
+            return Reply(200, None, self._entity_headers(pool))
+
+    def op_Pools_ListPools(self, call: Call) -> Reply:
+        with self.state.lock:
+            docs = [p.to_json(self.state.endpoint) for p in self.state.pools.values()]
+        return self._list(call, docs, "pools", "/pools")
+
+    def op_Pools_DeletePool(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            if pool.state == "deleting":
+                raise being_deleted("Pool")
+            self.state.begin_pool_delete(pool)
+            return Reply(202, None)
+
+    def op_Pools_ResizePool(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            if pool.spec.get("enableAutoScale"):
+                raise BatchServiceError(
+                    409,
+                    "OperationNotValidOnPool",
+                    "The specified operation is not valid on the pool.",
+                    {"Reason": "The pool has auto scaling enabled"},
+                )
+            if pool.allocation_state != "steady":
+                raise BatchServiceError(409, "PoolBeingResized", "The specified pool is being resized")
+            if "resizeTimeout" in body:
+                duration_seconds(body["resizeTimeout"], "resizeTimeout")
+            self.state.resize(
+                pool,
+                int(body.get("targetDedicatedNodes", pool.target_dedicated)),
+                int(body.get("targetLowPriorityNodes", pool.target_low_priority)),
+            )
+            url = f"{self.state.endpoint}/pools/{pool.id}"
+            return Reply(202, None, self._entity_headers(pool, url))
+
+    def op_Pools_StopPoolResize(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            if pool.allocation_state == "resizing":
+                pool.target_dedicated = sum(1 for n in pool.nodes.values() if n.dedicated)
+                pool.target_low_priority = sum(1 for n in pool.nodes.values() if not n.dedicated)
+                pool.set_allocation("steady")
+            return Reply(202, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_UpdatePool(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            for key, value in body.items():
+                pool.spec[key] = copy.deepcopy(value)
+            pool.touch()
+            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_ReplacePoolProperties(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            for key in (
+                "startTask",
+                "metadata",
+                "applicationPackageReferences",
+                "targetNodeCommunicationMode",
+            ):
+                if key in body:
+                    pool.spec[key] = copy.deepcopy(body[key])
+                else:
+                    pool.spec.pop(key, None)
+            pool.touch()
+            return Reply(204, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_EnablePoolAutoScale(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            formula = body.get("autoScaleFormula") or pool.spec.get("autoScaleFormula")
+            if not formula:
+                raise BatchServiceError(
+                    400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid."
+                )
+            pool.spec["enableAutoScale"] = True
+            pool.spec["autoScaleFormula"] = formula
+            if "autoScaleEvaluationInterval" in body:
+                pool.spec["autoScaleEvaluationInterval"] = body["autoScaleEvaluationInterval"]
+            pool.spec.pop("targetDedicatedNodes", None)
+            pool.spec.pop("targetLowPriorityNodes", None)
+            pool.touch()
+            self.state.changed.notify_all()
+            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_DisablePoolAutoScale(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            pool.spec["enableAutoScale"] = False
+            pool.touch()
+            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_EvaluatePoolAutoScale(self, call: Call) -> Reply:
+        body = call.body or {}
+        with self.state.lock:
+            pool = self.state.writable_pool(call.params["poolId"])
+            dedicated, low = self.state.autoscale_target(pool, body.get("autoScaleFormula", ""))
+            run = {
+                "timestamp": iso(now()),
+                "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
+                "$NodeDeallocationOption=requeue",
+            }
+            return Reply(200, run, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+
+    def op_Pools_ListSupportedImages(self, call: Call) -> Reply:
+        images = [
+            {
+                "nodeAgentSKUId": "batch.node.ubuntu 24.04",
+                "imageReference": {
+                    "publisher": "canonical",
+                    "offer": "ubuntu-24_04-lts",
+                    "sku": sku,
+                    "version": "latest",
+                },
+                "osType": "linux",
+                "verificationType": "verified",
+                "capabilities": [],
+            }
+            for sku in ("server", "server-gen1")
+        ]
+        return self._list(call, images, "supportedimages", "/supportedimages")
+
+    def op_Pools_ListPoolNodeCounts(self, call: Call) -> Reply:
+        states = [
+            "creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting",
+            "startTaskFailed", "leavingPool", "unknown", "unusable", "waitingForStartTask", "deallocated",
+            "deallocating", "upgradingOS",
+        ]  # fmt: skip
+        with self.state.lock:
+            docs = []
+            for pool in self.state.pools.values():
+                counts: dict[str, JSON] = {}
+                for kind, dedicated in (("dedicated", True), ("lowPriority", False)):
+                    c: JSON = dict.fromkeys(states, 0)
+                    for n in pool.nodes.values():
+                        if n.dedicated == dedicated:
+                            key = next((s for s in states if s.lower() == n.state.lower()), "unknown")
+                            c[key] += 1
+                    c["total"] = sum(v for v in c.values())
+                    counts[kind] = c
+                docs.append({"poolId": pool.id, **counts})
+        return self._list(call, docs, "poolnodecounts", "/nodecounts")
+
+
+class NodeOperations(Operations):
+    """``Nodes_*``: compute nodes and the files on them."""
+
+    def op_Nodes_ListNodes(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            docs = [n.to_json(self.state.endpoint, pool) for n in pool.nodes.values()]
+        return self._list(call, docs, "nodes", f"/pools/{pool.id}/nodes")
+
+    def op_Nodes_GetNode(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            node = self.state.node(pool, call.params["nodeId"])
+            doc = apply_select(node.to_json(self.state.endpoint, pool), call.query.get("$select"))
+            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#nodes/@Element"
+            return Reply(200, doc)
+
+    def op_Nodes_GetNodeFile(self, call: Call, head: bool = False) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            node = self.state.node(pool, call.params["nodeId"])
+            rel = call.params["filePath"]
+            url = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files/{quote(rel)}"
+            return self._file_reply(node.root, rel, url, head, call.headers)
+
+    def op_Nodes_GetNodeFileProperties(self, call: Call) -> Reply:
+        return self.op_Nodes_GetNodeFile(call, head=True)
+
+    def op_Nodes_ListNodeFiles(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            node = self.state.node(pool, call.params["nodeId"])
+            prefix = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files"
+            return self._list_files(
+                call, node.root, prefix, "files", f"/pools/{pool.id}/nodes/{node.id}/files"
+            )

@@ -1,0 +1,214 @@
+"""What the REST operations share: the call and reply types, limits, id checks, entity
+headers, list paging and file replies, and :class:`Operations`, the base of the
+operation groups.
+
+Every REST operation is a method ``op_<operationId>`` of an :class:`Operations`
+subclass (``op_Tasks_ListTasks`` answers ``Tasks_ListTasks``); it takes a :class:`Call`
+and returns a :class:`Reply`. The groups work on the account state they are given.
+
+Lists follow the Azure Batch REST API list operations (e.g. List Tasks,
+https://learn.microsoft.com/rest/api/batchservice/tasks/list-tasks): ``$filter``,
+``$select``, ``maxresults`` (1 to 1000, default 1000) and an ``odata.nextLink`` that
+carries the next ``$skiptoken``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from ._errors import BatchServiceError, invalid_value, not_found
+from ._model import JSON, Job, Pool, Task, iso, rfc1123
+from ._odata import apply_select, parse_filter
+from ._state import AccountState
+
+MAX_RESULTS = 1000  # the most items of one list page
+MAX_BODY_BYTES = 1024 * 1024  # the largest request body
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass
+class Call:
+    """One request, routed: its operationId, path parameters, query, parsed JSON body and
+    headers (lower-case names)."""
+
+    operation: str
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    """An answer: status, a JSON document or bytes, and headers."""
+
+    status: int
+    body: JSON | bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[Call], Reply]
+
+
+def check_id(value: Any, prop: str = "id") -> str:
+    """``value`` if it is a valid Batch id, else ``InvalidPropertyValue`` for ``prop``."""
+    if not isinstance(value, str) or not _ID.match(value):
+        raise invalid_value(
+            prop,
+            value,
+            "The id can contain only letters, digits, hyphens and underscores, up to 64 characters.",
+        )
+    return value
+
+
+class Operations:
+    """A group of REST operations on the account ``state``."""
+
+    def __init__(self, state: AccountState) -> None:
+        self.state = state
+
+    def handlers(self) -> dict[str, Handler]:
+        """operationId -> the ``op_<operationId>`` method that answers it."""
+        return {name.removeprefix("op_"): getattr(self, name) for name in dir(self) if name.startswith("op_")}
+
+    @staticmethod
+    def _entity_headers(res: Pool | Job | Task, url: str | None = None) -> dict[str, str]:
+        """``ETag``, ``Last-Modified`` and (with ``url``) ``DataServiceId`` of a resource."""
+        headers = {"ETag": res.etag, "Last-Modified": rfc1123(res.last_modified)}
+        if url:
+            headers["DataServiceId"] = url
+        return headers
+
+    @staticmethod
+    def _paging(call: Call) -> tuple[int, int]:
+        """``(skip, page size)`` from ``$skiptoken`` and ``maxresults``."""
+        raw_max = call.query.get("maxresults")
+        page = MAX_RESULTS
+        if raw_max is not None:
+            try:
+                page = int(raw_max)
+            except ValueError as exc:
+                raise BatchServiceError(
+                    400,
+                    "InvalidQueryParameterValue",
+                    "Value for one of the query parameters specified in the request URI is invalid.",
+                    {"QueryParameterName": "maxresults", "QueryParameterValue": raw_max},
+                ) from exc
+            if not 1 <= page <= MAX_RESULTS:
+                raise BatchServiceError(
+                    400,
+                    "OutOfRangeQueryParameterValue",
+                    "A query parameter specified in the request URI is outside the permissible range.",
+                    {"QueryParameterName": "maxresults", "QueryParameterValue": raw_max},
+                )
+        skip = 0
+        token = call.query.get("$skiptoken")
+        if token:
+            try:
+                skip = int(token)
+            except ValueError as exc:
+                raise BatchServiceError(
+                    400,
+                    "InvalidQueryParameterValue",
+                    "Value for one of the query parameters specified in the request URI is invalid.",
+                    {"QueryParameterName": "$skiptoken", "QueryParameterValue": token},
+                ) from exc
+        return skip, page
+
+    def _page_reply(
+        self, call: Call, chunk: list[JSON], more: bool, skip: int, page: int, kind: str, path: str
+    ) -> Reply:
+        body: JSON = {
+            "odata.metadata": f"{self.state.endpoint}/$metadata#{kind}",
+            "value": [apply_select(doc, call.query.get("$select")) for doc in chunk],
+        }
+        if more:
+            q = {"api-version": call.query.get("api-version", "")}
+            for name in ("$filter", "$select", "$expand", "maxresults"):
+                if call.query.get(name):
+                    q[name] = call.query[name]
+            q["$skiptoken"] = str(skip + page)
+            body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='')}"
+        return Reply(200, body)
+
+    def _list(self, call: Call, items: list[JSON], kind: str, path: str) -> Reply:
+        """One page of ``items`` after ``$filter``, with ``$select`` and ``odata.nextLink``."""
+        predicate = parse_filter(call.query.get("$filter"))
+        skip, page = self._paging(call)
+        # The service lists by id (case-insensitively), which keeps paging stable.
+        matched = sorted(
+            (doc for doc in items if predicate(doc)),
+            key=lambda d: str(d.get("id", d.get("name", ""))).lower(),
+        )
+        chunk = matched[skip : skip + page]
+        return self._page_reply(call, chunk, skip + page < len(matched), skip, page, kind, path)
+
+    def _list_lazily(
+        self, call: Call, items: Mapping[str, Callable[[], JSON]], kind: str, path: str
+    ) -> Reply:
+        """``_list`` for many items keyed by lower-case id: without ``$filter`` only the
+        requested page is rendered (a page costs O(page), not O(all items))."""
+        if call.query.get("$filter"):
+            return self._list(call, [render() for render in items.values()], kind, path)
+        skip, page = self._paging(call)
+        keys = sorted(items)[skip : skip + page]
+        return self._page_reply(
+            call, [items[k]() for k in keys], skip + page < len(items), skip, page, kind, path
+        )
+
+    @staticmethod
+    def _file_reply(base: Path, rel: str, url: str, head: bool, headers: dict[str, str]) -> Reply:
+        """Get File / Get File Properties (HEAD) of ``base/rel``, honouring ``ocp-range``."""
+        target = (base / rel).resolve()
+        if base.resolve() not in (target, *target.parents) or not target.is_file():
+            raise not_found("File", rel)
+        st = target.stat()
+        mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+        data = b"" if head else target.read_bytes()
+        out_headers = {
+            "Content-Type": "application/octet-stream",
+            "ocp-creation-time": rfc1123(mtime),
+            "ocp-batch-file-isdirectory": "False",
+            "ocp-batch-file-url": url,
+            "ocp-batch-file-mode": f"0o{st.st_mode:o}",
+            "Last-Modified": rfc1123(mtime),
+            "ETag": f'"0x{int(st.st_mtime_ns):X}"',
+        }
+        rng = headers.get("ocp-range") or headers.get("range")
+        if rng and not head:
+            m = re.match(r"bytes=(\d*)-(\d*)", rng)
+            if m:
+                start = int(m.group(1) or 0)
+                end = int(m.group(2)) if m.group(2) else len(data) - 1
+                data = data[start : end + 1]
+        if head:
+            out_headers["Content-Length"] = str(st.st_size)
+        return Reply(200, data, out_headers)
+
+    def _list_files(self, call: Call, base: Path, url_prefix: str, kind: str, path: str) -> Reply:
+        """List Files under ``base`` (``recursive=true`` walks subdirectories)."""
+        recursive = (call.query.get("recursive") or "false").lower() == "true"
+        docs: list[JSON] = []
+        if base.is_dir():
+            walker: Iterator[Path] = base.rglob("*") if recursive else base.iterdir()
+            for p in sorted(walker):
+                rel = p.relative_to(base).as_posix()
+                st = p.stat()
+                doc: JSON = {"name": rel, "url": f"{url_prefix}/{quote(rel)}", "isDirectory": p.is_dir()}
+                if p.is_file():
+                    t = iso(datetime.fromtimestamp(st.st_mtime, UTC))
+                    doc["properties"] = {
+                        "creationTime": t,
+                        "lastModified": t,
+                        "contentLength": st.st_size,
+                        "contentType": "application/octet-stream",
+                        "fileMode": f"0o{st.st_mode:o}",
+                    }
+                docs.append(doc)
+        return self._list(call, docs, kind, path)

@@ -1,0 +1,249 @@
+"""The state of one emulated Batch account and the changes more than one concern makes to it.
+
+:class:`AccountState` holds the pools and jobs (with their nodes and tasks), the lock
+that guards them, the condition the scheduler waits on, the fault injector and the
+worker threads. Its methods look resources up (answering ``PoolNotFound``,
+``JobNotFound``, ... as the service does) and make the state changes that both the REST
+operations and the scheduler make: creating and resizing a pool, deleting a pool,
+evicting a node's work, terminating a job, deleting a job's auto pool.
+
+Callers hold :attr:`AccountState.lock` around everything but :meth:`AccountState.spawn`
+and :meth:`AccountState.join_workers`.
+
+Autoscale formulas are not evaluated (an approximation of "Create an automatic formula
+for scaling compute nodes in a Batch pool",
+https://learn.microsoft.com/azure/batch/batch-automatic-scaling): a pool with
+``enableAutoScale`` gets ``min(pending tasks, cap)`` nodes, where pending tasks are the
+active and running tasks of the active jobs on the pool and ``cap`` is the largest
+integer literal in the formula (10 if there is none). The nodes are Spot when the formula
+sets only ``$TargetLowPriorityNodes``, dedicated otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from batch_transcode._process import kill_process_group
+
+from ._errors import BatchServiceError, being_deleted, invalid_value, not_found
+from ._faults import FaultInjector, Faults
+from ._model import JSON, Job, Node, Pool, Task, now
+from ._odata import duration_seconds
+
+LOG = logging.getLogger(__name__)
+
+DELETE_DELAY = 0.3  # seconds a pool or job stays in "deleting"
+
+
+class AccountState:
+    """Pools, jobs, the lock over them, and the worker threads of one emulated account."""
+
+    def __init__(
+        self,
+        *,
+        account: str,
+        workdir: Path,
+        faults: Faults,
+        allocation_delay: float,
+    ) -> None:
+        self.account = account
+        self.workdir = workdir
+        self.endpoint = ""
+        self.allocation_delay = allocation_delay
+        self.injector = FaultInjector(faults)
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.pools: dict[str, Pool] = {}  # lower-case id -> pool
+        self.jobs: dict[str, Job] = {}  # lower-case id -> job
+        self.stopping = threading.Event()
+        self._threads: set[threading.Thread] = set()
+
+    # ------------------------------------------------------------------ worker threads
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        """Run ``target`` in a daemon thread that :meth:`join_workers` waits for."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                LOG.exception("emulator worker %s failed", name)
+            finally:
+                with self.lock:
+                    self._threads.discard(threading.current_thread())
+                    self.changed.notify_all()
+
+        t = threading.Thread(target=run, name=name, daemon=True)
+        with self.lock:
+            self._threads.add(t)
+        t.start()
+
+    def join_workers(self, timeout: float) -> None:
+        for t in list(self._threads):
+            t.join(timeout=timeout)
+
+    # ------------------------------------------------------------------ look-ups
+
+    def pool(self, pool_id: str) -> Pool:
+        pool = self.pools.get(pool_id.lower())
+        if pool is None:
+            raise not_found("Pool", pool_id)
+        return pool
+
+    def writable_pool(self, pool_id: str) -> Pool:
+        pool = self.pool(pool_id)
+        if pool.state == "deleting":
+            raise being_deleted("Pool")
+        return pool
+
+    def node(self, pool: Pool, node_id: str) -> Node:
+        node = pool.nodes.get(node_id)
+        if node is None:
+            raise not_found("Node", node_id)
+        return node
+
+    def node_root(self, pool_id: str, node_id: str) -> Path:
+        """The directory that is the node's disk."""
+        return self.workdir / "nodes" / pool_id / node_id
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id.lower())
+        if job is None:
+            raise not_found("Job", job_id)
+        return job
+
+    def writable_job(self, job_id: str) -> Job:
+        job = self.job(job_id)
+        if job.state == "deleting":
+            raise being_deleted("Job")
+        return job
+
+    def task(self, job: Job, task_id: str) -> Task:
+        task = job.tasks.get(task_id.lower())
+        if task is None:
+            raise not_found("Task", task_id)
+        return task
+
+    # ------------------------------------------------------------------ pools
+
+    def new_pool(self, pool_id: str, spec: JSON, auto_for_job: str | None = None) -> Pool:
+        """Add a pool (Create Pool, or a job's auto pool) and start allocating its nodes."""
+        for prop in ("resizeTimeout", "autoScaleEvaluationInterval"):
+            if prop in spec:
+                duration_seconds(spec[prop], prop)
+        slots = int(spec.get("taskSlotsPerNode", 1))
+        if not 1 <= slots <= 256:
+            raise invalid_value("taskSlotsPerNode", slots, "taskSlotsPerNode must be between 1 and 256.")
+        autoscale = bool(spec.get("enableAutoScale", False))
+        if autoscale and not spec.get("autoScaleFormula"):
+            raise BatchServiceError(
+                400,
+                "InvalidAutoScalingSettings",
+                "The specified auto-scaling settings are not valid.",
+                {"Reason": "autoScaleFormula is required when enableAutoScale is true"},
+            )
+        if autoscale and ("targetDedicatedNodes" in spec or "targetLowPriorityNodes" in spec):
+            raise BatchServiceError(
+                400,
+                "InvalidAutoScalingSettings",
+                "The specified auto-scaling settings are not valid.",
+                {
+                    "Reason": "targetDedicatedNodes and targetLowPriorityNodes must not be set "
+                    "with enableAutoScale"
+                },
+            )
+        pool = Pool(id=pool_id, spec=copy.deepcopy(spec), auto_for_job=auto_for_job)
+        self.resize(
+            pool, int(spec.get("targetDedicatedNodes", 0)), int(spec.get("targetLowPriorityNodes", 0))
+        )
+        self.pools[pool_id.lower()] = pool
+        LOG.info(
+            "pool %s created (dedicated=%d, spot=%d)",
+            pool_id,
+            pool.target_dedicated,
+            pool.target_low_priority,
+        )
+        return pool
+
+    def resize(self, pool: Pool, dedicated: int, low: int) -> None:
+        """Set the pool's targets; the scheduler finishes the resize after ``allocation_delay``."""
+        pool.target_dedicated = dedicated
+        pool.target_low_priority = low
+        pool.resize_errors = []
+        have_d = sum(1 for n in pool.nodes.values() if n.dedicated)
+        have_l = sum(1 for n in pool.nodes.values() if not n.dedicated)
+        if have_d == dedicated and have_l == low:
+            pool.set_allocation("steady")
+            return
+        pool.set_allocation("resizing")
+        pool.resize_due = time.monotonic() + self.allocation_delay
+        self.changed.notify_all()
+
+    def autoscale_target(self, pool: Pool, formula: str) -> tuple[int, int]:
+        """``(dedicated, Spot)`` nodes for ``formula`` (the approximation in the module docstring)."""
+        numbers = [int(x) for x in re.findall(r"(?<![\w.$])\d+(?![\w.])", formula)]
+        cap = max(numbers) if numbers else 10
+        pending = sum(
+            1
+            for j in self.jobs.values()
+            if j.pool_id.lower() == pool.id.lower() and j.state == "active"
+            for t in j.tasks.values()
+            if t.state in ("active", "running", "preparing")
+        )
+        target = min(pending, cap)
+        if "$TargetLowPriorityNodes" in formula and "$TargetDedicatedNodes" not in formula:
+            return 0, target
+        return target, 0
+
+    def begin_pool_delete(self, pool: Pool) -> None:
+        """Mark the pool ``deleting``; the scheduler removes it once its nodes are quiet."""
+        pool.state = "deleting"
+        pool.state_time = now()
+        pool.touch()
+        pool.delete_due = time.monotonic() + DELETE_DELAY
+        for node in list(pool.nodes.values()):
+            self.evict_node(pool, node, "requeue")
+        LOG.info("pool %s deleting", pool.id)
+        self.changed.notify_all()
+
+    def evict_node(self, pool: Pool, node: Node, reason: str) -> None:
+        """Stop whatever runs on a node; its tasks go back to the queue."""
+        if node.start_proc is not None:
+            kill_process_group(node.start_proc)
+        for key in list(node.running):
+            job_id, task_id = key.split("/", 1)
+            job = self.jobs.get(job_id.lower())
+            task = job.tasks.get(task_id.lower()) if job else None
+            if task is not None and task.proc is not None:
+                task.kill_reason = reason
+                kill_process_group(task.proc)
+
+    # ------------------------------------------------------------------ jobs
+
+    def terminate_job(self, job: Job, reason: str) -> None:
+        """Mark the job ``terminating`` and end its running tasks; the scheduler completes it."""
+        job.terminate_reason = reason
+        job.set_state("terminating")
+        for task in job.tasks.values():
+            if task.proc is not None:
+                task.kill_reason = "terminate"
+                kill_process_group(task.proc)
+        LOG.info("job %s terminating (%s)", job.id, reason)
+        self.changed.notify_all()
+
+    def release_auto_pool(self, job: Job) -> None:
+        """Delete the job's auto pool unless the job asked to keep it alive."""
+        if not job.auto_pool:
+            return
+        auto = (job.spec.get("poolInfo") or {}).get("autoPoolSpecification") or {}
+        if auto.get("keepAlive"):
+            return
+        pool = self.pools.get(job.pool_id.lower())
+        if pool is not None and pool.state != "deleting":
+            self.begin_pool_delete(pool)

@@ -1,0 +1,229 @@
+"""Task operations: the ``Tasks_*`` operationIds.
+
+:class:`TaskOperations` adds tasks (one, or a collection of up to 100), reads, lists,
+terminates, reactivates and deletes them, and lists and reads the files in a task's
+directory on its node, as in the Azure Batch REST API reference, Tasks group
+(https://learn.microsoft.com/rest/api/batchservice/tasks; the collection limit is in
+Create Task Collection, https://learn.microsoft.com/rest/api/batchservice/tasks/create-task-collection).
+Running tasks is the scheduler's and the runner's work.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from pathlib import Path
+from urllib.parse import quote
+
+from batch_transcode._process import kill_process_group
+
+from ._errors import BatchServiceError, exists, invalid_value
+from ._model import JSON, Job, Task, iso
+from ._odata import apply_select, duration_seconds
+from ._rest import Call, Operations, Reply, check_id
+
+MAX_TASKS_PER_COLLECTION = 100
+
+
+class TaskOperations(Operations):
+    """``Tasks_*``: tasks and their files."""
+
+    def _add_task(self, job: Job, spec: JSON) -> Task:
+        task_id = check_id(spec.get("id"))
+        if task_id.lower() in job.tasks:
+            raise exists("Task")
+        constraints = spec.get("constraints") or {}
+        for prop in ("maxWallClockTime", "retentionTime"):
+            if prop in constraints:
+                duration_seconds(constraints[prop], f"constraints.{prop}")
+        pool = self.state.pools.get(job.pool_id.lower())
+        slots = int(spec.get("requiredSlots", 1))
+        if slots < 1 or (pool is not None and slots > pool.slots_per_node):
+            raise invalid_value(
+                "requiredSlots",
+                slots,
+                "requiredSlots must be at least 1 and at most the pool's taskSlotsPerNode.",
+            )
+        if spec.get("dependsOn") and not job.spec.get("usesTaskDependencies"):
+            raise BatchServiceError(
+                400,
+                "TaskDependenciesNotSpecifiedOnJob",
+                "A task was specified as depending on other tasks, but the job did not specify that it "
+                "would use "
+                "task dependencies.",
+            )
+        task = Task(id=task_id, job_id=job.id, spec=copy.deepcopy(spec))
+        job.tasks[task_id.lower()] = task
+        return task
+
+    def _job_for_add(self, job_id: str) -> Job:
+        job = self.state.writable_job(job_id)
+        if job.state == "completed":
+            raise BatchServiceError(409, "JobCompleted", "The specified job is already in a completed state.")
+        if job.state == "terminating":
+            raise BatchServiceError(409, "JobBeingTerminated", "The specified job is being terminated.")
+        return job
+
+    def op_Tasks_CreateTask(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self._job_for_add(call.params["jobId"])
+            task = self._add_task(job, call.body)
+            self.state.changed.notify_all()
+            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}"
+            return Reply(201, None, {**self._entity_headers(task, url), "Location": url})
+
+    def op_Tasks_CreateTaskCollection(self, call: Call) -> Reply:
+        values = call.body.get("value") or []
+        if len(values) > MAX_TASKS_PER_COLLECTION:
+            raise BatchServiceError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+                {
+                    "MaxLimit": str(MAX_TASKS_PER_COLLECTION),
+                    "Reason": "A task collection holds at most 100 tasks.",
+                },
+            )
+        results: list[JSON] = []
+        with self.state.lock:
+            job = self._job_for_add(call.params["jobId"])
+            for spec in values:
+                tid = spec.get("id", "")
+                try:
+                    task = self._add_task(job, spec)
+                except BatchServiceError as exc:
+                    results.append(
+                        {
+                            "status": "servererror" if exc.status >= 500 else "clienterror",
+                            "taskId": tid,
+                            "error": {
+                                "code": exc.code,
+                                "message": {"lang": "en-US", "value": exc.message},
+                                **(
+                                    {"values": [{"key": k, "value": v} for k, v in exc.values.items()]}
+                                    if exc.values
+                                    else {}
+                                ),
+                            },
+                        }
+                    )
+                    continue
+                results.append(
+                    {
+                        "status": "success",
+                        "taskId": task.id,
+                        "eTag": task.etag,
+                        "lastModified": iso(task.last_modified),
+                        "location": f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}",
+                    }
+                )
+            self.state.changed.notify_all()
+        return Reply(
+            200, {"odata.metadata": f"{self.state.endpoint}/$metadata#taskaddresult", "value": results}
+        )
+
+    def op_Tasks_GetTask(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            doc = apply_select(task.to_json(self.state.endpoint, job), call.query.get("$select"))
+            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#tasks/@Element"
+            return Reply(
+                200, doc, self._entity_headers(task, f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}")
+            )
+
+    def op_Tasks_ListTasks(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            renders = {
+                key: partial(task.to_json, self.state.endpoint, job) for key, task in job.tasks.items()
+            }
+            return self._list_lazily(call, renders, "tasks", f"/jobs/{job.id}/tasks")
+
+    def op_Tasks_DeleteTask(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            if task.proc is not None:
+                task.kill_reason = "delete"
+                kill_process_group(task.proc)
+            del job.tasks[task.id.lower()]
+            self.state.changed.notify_all()
+            return Reply(200, None)
+
+    def op_Tasks_TerminateTask(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            if task.state == "completed":
+                raise BatchServiceError(
+                    409, "TaskCompleted", "The specified task is already in a completed state."
+                )
+            if task.proc is not None:
+                task.kill_reason = "terminate"
+                kill_process_group(task.proc)
+            elif task.state == "active":
+                task.complete(
+                    result="failure",
+                    failure=("usererror", "TaskEnded", "Task Was Ended by User Request"),
+                )
+            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}"
+            return Reply(204, None, self._entity_headers(task, url))
+
+    def op_Tasks_ReactivateTask(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            if task.state != "completed":
+                raise BatchServiceError(
+                    409,
+                    "TaskNotCompleted",
+                    "The specified task is not in a completed state, and the requested operation can be "
+                    "performed "
+                    "only on completed tasks.",
+                )
+            if task.execution.get("result") == "success":
+                raise BatchServiceError(
+                    409,
+                    "TaskSucceeded",
+                    "The specified task has already completed successfully, and the requested operation "
+                    "cannot be "
+                    "performed on successful tasks.",
+                )
+            task.execution = {"retryCount": 0, "requeueCount": 0}
+            task.set_state("active")
+            self.state.changed.notify_all()
+            return Reply(
+                204, None, self._entity_headers(task, f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}")
+            )
+
+    def _task_dir(self, job: Job, task: Task) -> Path:
+        if task.last_node is None:
+            raise BatchServiceError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The specified operation is not valid for the current state of the resource.",
+                {"Reason": "The task has not been scheduled on a node yet."},
+            )
+        pool_id, node_id = task.last_node
+        return self.state.node_root(pool_id, node_id) / "workitems" / job.id / "job-1" / task.id
+
+    def op_Tasks_GetTaskFile(self, call: Call, head: bool = False) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            base = self._task_dir(job, task)
+            rel = call.params["filePath"]
+            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}/files/{quote(rel)}"
+            return self._file_reply(base, rel, url, head, call.headers)
+
+    def op_Tasks_GetTaskFileProperties(self, call: Call) -> Reply:
+        return self.op_Tasks_GetTaskFile(call, head=True)
+
+    def op_Tasks_ListTaskFiles(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            base = self._task_dir(job, task)
+            prefix = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}/files"
+            return self._list_files(call, base, prefix, "files", f"/jobs/{job.id}/tasks/{task.id}/files")
