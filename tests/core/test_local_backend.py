@@ -18,6 +18,7 @@ from batch_transcode import (
     TranscodeFailedError,
     TranscodeSession,
 )
+from helpers import partial_files
 
 HOSTILE_NAMES = [
     "with space.mp4",
@@ -39,10 +40,6 @@ HOSTILE_NAMES = [
 ]
 
 
-def _leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".bt-") or ".part" in p.name]
-
-
 def test_hostile_names_convert_and_run_nothing(
     tmp_path: Path,
     make_media: Callable[..., Path],
@@ -60,7 +57,7 @@ def test_hostile_names_convert_and_run_nothing(
         duration = duration_of(result.output)
         assert duration is not None and abs(duration - 1.0) < 0.15, (name, duration)
     assert not list(tmp_path.rglob("PWNED")), "a file name was executed"
-    assert not _leftovers(tmp_path / "out")
+    assert not partial_files(tmp_path / "out")
 
 
 def test_equal_basenames_in_different_folders(tmp_path: Path, make_media: Callable[..., Path]) -> None:
@@ -94,7 +91,7 @@ def test_bad_files_fail_cleanly_and_the_rest_convert(tmp_path: Path, make_media:
     assert bad_silent.error.splitlines()[0] == "the input has no audio stream to convert"
     assert not (tmp_path / "out" / "notes.mp3").exists()
     assert not (tmp_path / "out" / "silent.mp3").exists()
-    assert not _leftovers(tmp_path / "out")
+    assert not partial_files(tmp_path / "out")
     finished = [e for e in events if e.kind == "finished"]
     assert sorted(e.done for e in finished) == [1, 2, 3, 4]
     assert {e.total for e in events} == {4}
@@ -129,7 +126,7 @@ def test_keyboard_interrupt_leaves_no_partial_outputs(
         session.convert(sources, output_dir=out, preset="flac", progress=on_progress)
         time.sleep(5)  # the interrupt may land after a very fast run
     assert fired.is_set()
-    assert not _leftovers(out), "temporary or half-written outputs were left behind"
+    assert not partial_files(out), "temporary or half-written outputs were left behind"
     for output in out.rglob("*.flac"):
         assert duration_of(output) == pytest.approx(60.0, abs=0.2), "a final name must be complete"
 

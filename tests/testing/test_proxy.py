@@ -14,16 +14,13 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 
 from batch_transcode.testing import OfflineAzure, StorageFaults, StorageProxy
 from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from helpers import azurite_connection_string
 
 pytestmark = pytest.mark.azure
 
 
 def _client(port: int, **kwargs: object) -> BlobServiceClient:
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-    )
-    return BlobServiceClient.from_connection_string(conn, **kwargs)  # type: ignore[arg-type]
+    return BlobServiceClient.from_connection_string(azurite_connection_string(port), **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
