@@ -18,7 +18,7 @@ from batch_transcode import (
     TranscodeFailedError,
     TranscodeSession,
 )
-from helpers import partial_files
+from helpers import alive, group_members, partial_files
 
 HOSTILE_NAMES = [
     "with space.mp4",
@@ -147,13 +147,17 @@ def test_session_states(tmp_path: Path, make_media: Callable[..., Path]) -> None
 def test_per_file_timeout(tmp_path: Path, make_media: Callable[..., Path]) -> None:
     src = make_media(tmp_path / "long.mp4", "long")
     slow = tmp_path / "slow.sh"
+    pid_file, finished = tmp_path / "pid", tmp_path / "finished"
     real = os.environ.get("PATH", "")
-    slow.write_text("#!/bin/sh\nsleep 30\n")
+    # a stand-in ffmpeg that would take 30 s, and notes its pid and whether it got to the end
+    slow.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nsleep 30\ntouch "{finished}"\n')
     slow.chmod(0o755)
     with TranscodeSession(LocalConfig(ffmpeg=slow, timeout=0.5)) as s:
-        started = time.monotonic()
         report = s.convert([src], output_dir=tmp_path / "out")
-    assert time.monotonic() - started < 20
+    # convert() returned without waiting for it: it was stopped, with its children
+    pid = int(pid_file.read_text())
+    assert not finished.exists()
+    assert not alive(pid) and group_members(pid) == []
     (result,) = report
     assert not result.ok and result.error is not None
     assert result.error.startswith("ffmpeg did not finish in time")

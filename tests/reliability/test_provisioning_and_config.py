@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +29,12 @@ def _inputs(tmp_path: Path, make_media: MediaFactory, n: int = 4) -> list[Path]:
 
 
 class _Watcher:
-    """Notes the wall-clock time the emulator first shows a broken pool."""
+    """Notes how long the emulator's request log was when the emulator first showed a
+    broken pool: the requests logged after that mark came after the failure was visible."""
 
     def __init__(self, oa: OfflineAzure) -> None:
         self.oa = oa
-        self.seen_at: float | None = None
+        self.seen_at: int | None = None  # an index into oa.batch.request_log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,7 +42,7 @@ class _Watcher:
         while not self._stop.is_set() and self.seen_at is None:
             for pool in self.oa.batch.pools():
                 if pool.resize_errors or "starttaskfailed" in pool.node_states.values():
-                    self.seen_at = time.time()
+                    self.seen_at = len(self.oa.batch.request_log)
             self._stop.wait(0.01)
 
     def __enter__(self) -> _Watcher:
@@ -65,15 +65,12 @@ def test_provisioning_failure_is_raised_within_two_polls(
     faulty: OfflineAzure, tmp_path: Path, make_media: MediaFactory, fault: str
 ) -> None:
     faulty.set_faults(Faults(**{fault: True}))  # type: ignore[arg-type]
-    before = len(faulty.batch.request_log)
     session = TranscodeSession(faulty.config())
     with _Watcher(faulty) as watcher, pytest.raises(ProvisioningError) as info, session:
         session.convert(_inputs(tmp_path, make_media), output_dir=tmp_path / "out")
     assert watcher.seen_at is not None
     polls_after = [
-        r
-        for r in faulty.batch.request_log[before:]
-        if r.operation == "Jobs_GetJobTaskCounts" and r.time > watcher.seen_at
+        r for r in faulty.batch.request_log[watcher.seen_at :] if r.operation == "Jobs_GetJobTaskCounts"
     ]
     assert len(polls_after) <= 2, f"{len(polls_after)} polls after the emulator reported the failure"
     err = info.value
