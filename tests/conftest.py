@@ -1,16 +1,33 @@
-"""Shared fixtures: real ffmpeg and small generated media."""
+"""Shared fixtures: real ffmpeg and small generated media, an OfflineAzure per module,
+fast retries, a scripted Batch endpoint, the cleanup command.
+
+The plain helpers behind them are in ``helpers.py`` (this folder is put on ``sys.path``
+here, so test modules can ``from helpers import ...``)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from batch_transcode import AzureConfig
 from batch_transcode._ffmpeg import find_ffmpeg
 from batch_transcode.samples import decoded_duration
+from batch_transcode.testing import OfflineAzure
+from helpers import (
+    Answer,
+    DurationOf,
+    MediaFactory,
+    ScriptedEndpoint,
+    azure_config,
+    copy_file,
+    make_clip,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,33 +35,15 @@ def ffmpeg_exe() -> str:
     return find_ffmpeg()
 
 
-def _generate(ffmpeg: str, path: Path, *, seconds: float, audio: bool, video: bool = True) -> Path:
-    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    if video:
-        args += ["-f", "lavfi", "-i", f"testsrc=duration={seconds}:size=64x48:rate=5"]
-    if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-    if video:
-        args += ["-c:v", "mpeg4"]
-    if audio:
-        args += ["-c:a", "aac"]
-    args += ["-shortest", str(path)]
-    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
-    return path
-
-
 @pytest.fixture(scope="session")
 def media_templates(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
     """Generated once per test run: a short video with audio, one without audio, a longer one."""
     root = tmp_path_factory.mktemp("media-templates")
     return {
-        "video": _generate(ffmpeg_exe, root / "video.mp4", seconds=1, audio=True),
-        "silent": _generate(ffmpeg_exe, root / "silent.mp4", seconds=1, audio=False),
-        "long": _generate(ffmpeg_exe, root / "long.mp4", seconds=60, audio=True),
+        "video": make_clip(ffmpeg_exe, root / "video.mp4", seconds=1),
+        "silent": make_clip(ffmpeg_exe, root / "silent.mp4", seconds=1, audio=False),
+        "long": make_clip(ffmpeg_exe, root / "long.mp4", seconds=60),
     }
-
-
-MediaFactory = Callable[..., Path]
 
 
 @pytest.fixture
@@ -52,13 +51,70 @@ def make_media(media_templates: dict[str, Path]) -> MediaFactory:
     """``make_media(path, kind="video"|"silent"|"long")`` copies a template to ``path``."""
 
     def make(path: Path, kind: str = "video") -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(media_templates[kind], path)
-        return path
+        return copy_file(media_templates[kind], path)
 
     return make
 
 
 @pytest.fixture
-def duration_of(ffmpeg_exe: str) -> Callable[[Path], float | None]:
+def duration_of(ffmpeg_exe: str) -> DurationOf:
     return lambda p: decoded_duration(p, ffmpeg=ffmpeg_exe)
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[OfflineAzure]:
+    """One OfflineAzure (Azurite and the Batch emulator) for the test module."""
+    with OfflineAzure() as oa:
+        yield oa
+
+
+@pytest.fixture
+def fast_retries() -> Iterator[None]:
+    """Operation retries without waits (the attempt caps stay)."""
+    from batch_transcode import _retry
+
+    _retry.set_testing(True)
+    yield
+    _retry.set_testing(False)
+
+
+@pytest.fixture
+def point_env_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[OfflineAzure], None]:
+    """``point_env_at(oa)``: set the ``AZURE_*`` variables to ``oa``'s for this test."""
+
+    def point(oa: OfflineAzure) -> None:
+        for name, value in oa.env.items():
+            monkeypatch.setenv(name, value)
+
+    return point
+
+
+@pytest.fixture
+def run_cleanup(point_env_at: Callable[[OfflineAzure], None]) -> Callable[..., int]:
+    """``run_cleanup(oa, session_id, dry_run=False)``: ``batch-transcode cleanup --session
+    <session_id> --older-than 0s [--dry-run]`` in this process, against ``oa``."""
+    from batch_transcode._cli import main
+
+    def run(oa: OfflineAzure, session_id: str, *, dry_run: bool = False) -> int:
+        point_env_at(oa)
+        flags = ["--dry-run"] if dry_run else []
+        return main(["cleanup", "--session", session_id, "--older-than", "0s", *flags])
+
+    return run
+
+
+@pytest.fixture
+def scripted_batch() -> Iterator[Callable[..., tuple[ScriptedEndpoint, AzureConfig]]]:
+    """``scripted_batch(answer, **config) -> (endpoint, config)``: a :class:`ScriptedEndpoint`
+    answering with ``answer`` and an AzureConfig pointing at it (``config`` overrides);
+    closed when the test ends."""
+    started: list[ScriptedEndpoint] = []
+
+    def start(answer: Answer, **config: Any) -> tuple[ScriptedEndpoint, AzureConfig]:
+        endpoint = ScriptedEndpoint(answer)
+        started.append(endpoint)
+        return endpoint, azure_config(batch_endpoint=endpoint.url, batch_account="acct", **config)
+
+    yield start
+    for endpoint in started:
+        endpoint.close()

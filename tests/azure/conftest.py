@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -41,9 +41,5 @@ def spec_validate() -> Callable[[dict[str, Any], str], None]:
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries() -> Iterator[None]:
-    from batch_transcode import _retry
-
-    _retry.set_testing(True)
-    yield
-    _retry.set_testing(False)
+def _fast_retries(fast_retries: None) -> None:
+    """Every test here retries without waiting (``fast_retries`` in tests/conftest.py)."""

@@ -16,23 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_transcode._azure import builders as b
-from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
+from batch_transcode._config import AptFFmpeg, ContainerFFmpeg, StagedFFmpeg
 from batch_transcode._presets import PRESETS, Preset
+from helpers import azure_config as config
 
 Validate = Callable[[dict[str, Any], str], None]
 
 NOW = dt.datetime(2026, 11, 29, 4, 12, 7, tzinfo=dt.UTC)
 NAMES = b.SessionNames(session_id=b.new_session_id("bt", NOW, "1a2b3c4d"), created_at=NOW)
 STAGED_URL = "https://st.blob.core.windows.net/c/ffmpeg?sv=x&sig=SECRET"
-
-
-def config(**kw: Any) -> AzureConfig:
-    base: dict[str, Any] = {
-        "batch_endpoint": "https://acct.westeurope.batch.azure.com",
-        "batch_key": "a2V5",
-        "storage_connection_string": "UseDevelopmentStorage=true",
-    }
-    return AzureConfig(**(base | kw))
 
 
 def test_session_names() -> None:

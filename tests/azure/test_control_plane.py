@@ -13,18 +13,13 @@ import math
 import os
 import wave
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from batch_transcode import StagedFFmpeg, TranscodeSession
+from batch_transcode.testing import OfflineAzure
 
 pytestmark = pytest.mark.azure
-
-testing = pytest.importorskip("batch_transcode.testing")
-OfflineAzure: Any = getattr(testing, "OfflineAzure", None)
-if OfflineAzure is None:  # pragma: no cover
-    pytest.skip("batch_transcode.testing.OfflineAzure is not available", allow_module_level=True)
 
 MONITOR_OPS = {"Jobs_GetJobTaskCounts", "Pools_GetPool", "Nodes_ListNodes", "Jobs_GetJob"}
 
@@ -40,12 +35,6 @@ while [ $# -gt 0 ]; do
 done
 exec cp -- "${in#file:}" "${out#file:}"
 """
-
-
-@pytest.fixture(scope="module")
-def offline() -> Any:
-    with OfflineAzure() as oa:
-        yield oa
 
 
 def _inputs(root: Path, n: int) -> list[Path]:
@@ -64,7 +53,7 @@ def _inputs(root: Path, n: int) -> list[Path]:
     return paths
 
 
-def test_budget_of_a_run(offline: Any, tmp_path: Path) -> None:
+def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
     n = 150
     stub = tmp_path / "ffmpeg-stub"
     stub.write_text(STUB)

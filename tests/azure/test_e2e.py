@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
 from batch_transcode import AuthenticationError, TranscodeSession
-from batch_transcode._cli import main as cli_main
+from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, DurationOf, MediaFactory, session_resources, wait_until
 
 pytestmark = pytest.mark.azure
-
-testing = pytest.importorskip("batch_transcode.testing")
-OfflineAzure: Any = getattr(testing, "OfflineAzure", None)
-if OfflineAzure is None:  # pragma: no cover - while the harness is being built
-    pytest.skip("batch_transcode.testing.OfflineAzure is not available", allow_module_level=True)
-
-MediaFactory = Callable[..., Path]
 
 HOSTILE_NAMES = [
     "with space.mp4",
@@ -33,25 +26,8 @@ HOSTILE_NAMES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def offline() -> Iterator[Any]:
-    with OfflineAzure() as oa:
-        yield oa
-
-
-def _containers(oa: Any) -> list[str]:
-    client = BlobServiceClient.from_connection_string(oa.env["AZURE_STORAGE_CONNECTION_STRING"])
-    return [c.name for c in client.list_containers()]
-
-
-def _assert_nothing_left(oa: Any, session_id: str) -> None:
-    assert [p for p in oa.batch.pools() if session_id in str(p)] == []
-    assert [j for j in oa.batch.jobs() if session_id in str(j)] == []
-    assert [c for c in _containers(oa) if c.startswith(session_id)] == []
-
-
 def test_hostile_names_equal_basenames_and_a_silent_video(
-    offline: Any, tmp_path: Path, make_media: MediaFactory, duration_of: Callable[[Path], float | None]
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, duration_of: DurationOf
 ) -> None:
     src = tmp_path / "in"
     inputs = [make_media(src / name) for name in HOSTILE_NAMES]
@@ -81,11 +57,11 @@ def test_hostile_names_equal_basenames_and_a_silent_video(
     assert (out / "day1" / "talk.mp3").is_file() and (out / "day2" / "talk.mp3").is_file()
     assert (out / "$(touch PWNED).mp3").is_file()
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
-    _assert_nothing_left(offline, session_id)
+    assert session_resources(offline, session_id) == NOTHING_LEFT
 
 
 def test_250_files_three_collections_and_one_listing(
-    offline: Any, tmp_path: Path, make_media: MediaFactory
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     inputs = [make_media(tmp_path / "in" / f"clip{i:03d}.mp4") for i in range(250)]
     before = len(offline.batch.request_log)
@@ -104,42 +80,33 @@ def test_250_files_three_collections_and_one_listing(
     # seeing the job and pool gone
     bad = [(e.operation, e.status, e.error_code) for e in log if e.status >= 400]
     assert all(op in ("Jobs_GetJob", "Pools_GetPool") and st == 404 for op, st, _ in bad), bad
-    _assert_nothing_left(offline, session_id)
+    assert session_resources(offline, session_id) == NOTHING_LEFT
 
 
 def test_wrong_key_fails_before_anything_is_created(
-    offline: Any, tmp_path: Path, make_media: MediaFactory
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     pools_before = list(offline.batch.pools())
-    containers_before = set(_containers(offline))
+    containers_before = set(offline.containers())
     config = offline.config(batch_key="d3Jvbmcga2V5IHdyb25nIGtleQ==")
     with pytest.raises(AuthenticationError), TranscodeSession(config) as session:
         session.convert([make_media(tmp_path / "a.mp4")], output_dir=tmp_path / "out")
     assert list(offline.batch.pools()) == pools_before
-    assert set(_containers(offline)) == containers_before
+    assert set(offline.containers()) == containers_before
 
 
 def test_cleanup_command_sweeps_kept_pool(
-    offline: Any, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, run_cleanup: Callable[..., int]
 ) -> None:
     with TranscodeSession(offline.config(keep_pool=True)) as session:
         session.convert([make_media(tmp_path / "a.mp4")], output_dir=tmp_path / "out")
         session_id = session._backend.session_id  # type: ignore[attr-defined]
-    assert [p for p in offline.batch.pools() if session_id in str(p)]
-    for name, value in offline.env.items():
-        monkeypatch.setenv(name, value)
-    assert cli_main(["cleanup", "--older-than", "0s", "--dry-run", "--session", session_id]) == 0
-    assert [p for p in offline.batch.pools() if session_id in str(p)]
-    assert cli_main(["cleanup", "--older-than", "0s", "--session", session_id]) == 0
-    _wait_gone(offline, session_id)
 
+    def session_pools() -> list[str]:
+        return session_resources(offline, session_id)["pools"]
 
-def _wait_gone(oa: Any, session_id: str, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not [p for p in oa.batch.pools() if session_id in str(p)]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"pool of {session_id} still there")
+    assert session_pools()
+    assert run_cleanup(offline, session_id, dry_run=True) == 0
+    assert session_pools()
+    assert run_cleanup(offline, session_id) == 0
+    wait_until(lambda: not session_pools(), what=f"the pool of {session_id} to go")

@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AccessToken, AzureNamedKeyCredential
+from azure.core.credentials import AccessToken
 
 from batch_transcode import StagedFFmpeg, TranscodeSession
 from batch_transcode.testing import OfflineAzure
+from helpers import MediaFactory, batch_client, session_resources, wait_until
 
 pytestmark = pytest.mark.azure
-
-MediaFactory = Callable[..., Path]
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[OfflineAzure]:
-    with OfflineAzure() as oa:
-        yield oa
-
-
-def _ids(items: Any) -> list[str]:
-    return [x.id for x in items]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _convert(config: Any, inputs: list[Path], out: Path) -> tuple[Any, str]:
@@ -61,14 +39,14 @@ def test_staged_ffmpeg_binary_is_fetched_by_the_start_task(
     assert report.ok, report.summary()
     conversions = [line for line in marker.read_text().splitlines() if " -i " in f" {line} "]
     assert len(conversions) == 3, "tasks must run the staged binary"
-    assert not [p for p in _ids(offline.batch.pools()) if session_id in p]
+    assert session_resources(offline, session_id)["pools"] == []
 
 
 def test_auto_pool_lives_as_long_as_the_job(
     offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(3)]
-    pools_before = set(_ids(offline.batch.pools()))
+    pools_before = {p.id for p in offline.batch.pools()}
     report, session_id = _convert(offline.config(auto_pool=True), inputs, tmp_path / "out")
     assert report.ok, report.summary()
     auto = [
@@ -77,20 +55,16 @@ def test_auto_pool_lives_as_long_as_the_job(
         if j.operation == "Jobs_CreateJob" and session_id in j.path + str(j.request_body)
     ]
     assert auto and b"autoPoolSpecification" in auto[-1].request_body
-    assert _wait(lambda: set(_ids(offline.batch.pools())) <= pools_before), (
-        "the auto-pool must go with its job"
+    wait_until(
+        lambda: {p.id for p in offline.batch.pools()} <= pools_before, what="the auto-pool to go with its job"
     )
-    assert not [j for j in _ids(offline.batch.jobs()) if session_id in j]
+    assert session_resources(offline, session_id)["jobs"] == []
 
 
 def test_existing_pool_is_used_and_kept(
     offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
-    env = offline.env
-    client = BatchClient(
-        env["AZURE_BATCH_ENDPOINT"],
-        AzureNamedKeyCredential(env["AZURE_BATCH_ACCOUNT"], env["AZURE_BATCH_ACCESS_KEY"]),
-    )
+    client = batch_client(offline.batch)
     pool = bm.BatchPoolCreateOptions(
         id="my-own-pool",
         vm_size="Standard_D2s_v5",
@@ -115,9 +89,12 @@ def test_existing_pool_is_used_and_kept(
         inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(3)]
         report, session_id = _convert(offline.config(pool_id="my-own-pool"), inputs, tmp_path / "out")
         assert report.ok, report.summary()
-        assert "my-own-pool" in _ids(offline.batch.pools()), "a pool the user brought is never deleted"
-        assert not [p for p in _ids(offline.batch.pools()) if session_id in p], "no session pool was made"
-        assert not [j for j in _ids(offline.batch.jobs()) if session_id in j]
+        assert "my-own-pool" in [p.id for p in offline.batch.pools()], (
+            "a pool the user brought is never deleted"
+        )
+        left = session_resources(offline, session_id)
+        assert left["pools"] == [], "no session pool was made"
+        assert left["jobs"] == []
     finally:
         client.begin_delete_pool("my-own-pool")
         client.close()

@@ -2,71 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from batch_transcode import AzureConfig, ProvisioningError, RetryPolicy, RunTimeoutError
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure.monitor import Counts, final_states, wait_for_job
+from helpers import ScriptedEndpoint
 
 Route = Callable[[str], tuple[int, Any]]
-
-
-class Scripted:
-    def __init__(self, route: Route) -> None:
-        self.route = route
-        self.requests: list[str] = []
-
-
-def _handler(s: Scripted) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            path = unquote(urlsplit(self.path).path)
-            s.requests.append(path)
-            status, body = s.route(path)
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "text/plain" if isinstance(body, str) else "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
+Serve = Callable[[Route], tuple[ScriptedEndpoint, AzureConfig]]
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Route], tuple[Scripted, AzureConfig]]]:
-    servers: list[ThreadingHTTPServer] = []
+def serve(scripted_batch: Callable[..., tuple[ScriptedEndpoint, AzureConfig]]) -> Serve:
+    """``serve(route)``: a scripted Batch endpoint answering ``route(path)``, and a config
+    for it that polls fast."""
 
-    def start(route: Route) -> tuple[Scripted, AzureConfig]:
-        scripted = Scripted(route)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(scripted))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        config = AzureConfig(
-            batch_endpoint=f"http://127.0.0.1:{server.server_address[1]}",
-            batch_account="acct",
-            batch_key="a2V5",
-            storage_connection_string="UseDevelopmentStorage=true",
+    def start(route: Route) -> tuple[ScriptedEndpoint, AzureConfig]:
+        return scripted_batch(
+            lambda request: route(request.path),
             poll_interval=0.01,
             poll_interval_max=0.05,
             retry=RetryPolicy(attempts=2),
         )
-        return scripted, config
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
+
+
+def _watch(config: AzureConfig, total: int, **kwargs: Any) -> bool:
+    """``wait_for_job`` on job "j" of pool "p" with a client of ``config``."""
+    kwargs.setdefault("deadline", float("inf"))
+    kwargs.setdefault("cancel", threading.Event())
+    client = make_batch_client(config, retry_total=0)
+    return wait_for_job(client, job_id="j", pool_id="p", total=total, config=config, **kwargs)
 
 
 def counts(completed: int, total: int, failed: int = 0) -> dict[str, Any]:
@@ -85,7 +58,7 @@ IDLE_NODES = {"value": [{"id": "n1", "state": "running"}]}
 
 
 def test_polls_counts_until_done_and_checks_the_pool_only_when_stalled(
-    serve: Callable[[Route], tuple[Scripted, AzureConfig]],
+    serve: Serve,
 ) -> None:
     progress = iter([0, 0, 0, 3, 7, 10])
 
@@ -100,25 +73,16 @@ def test_polls_counts_until_done_and_checks_the_pool_only_when_stalled(
 
     scripted, config = serve(route)
     seen: list[Counts] = []
-    done = wait_for_job(
-        make_batch_client(config, retry_total=0),
-        job_id="j",
-        pool_id="p",
-        total=10,
-        config=config,
-        deadline=float("inf"),
-        cancel=threading.Event(),
-        on_progress=seen.append,
-    )
+    done = _watch(config, 10, on_progress=seen.append)
     assert done
     assert [c.completed for c in seen] == [0, 3, 7, 10]
-    assert scripted.requests.count("/jobs/j/taskcounts") == 6
-    assert not any(p.endswith("/tasks") for p in scripted.requests)  # never a task listing
-    assert scripted.requests.count("/pools/p") == 3  # first poll + the two stalled ones
+    assert scripted.paths.count("/jobs/j/taskcounts") == 6
+    assert not any(p.endswith("/tasks") for p in scripted.paths)  # never a task listing
+    assert scripted.paths.count("/pools/p") == 3  # first poll + the two stalled ones
 
 
 def test_failed_start_task_raises_at_once_with_its_stderr(
-    serve: Callable[[Route], tuple[Scripted, AzureConfig]],
+    serve: Serve,
 ) -> None:
     def route(path: str) -> tuple[int, Any]:
         if path.endswith("/taskcounts"):
@@ -151,22 +115,14 @@ def test_failed_start_task_raises_at_once_with_its_stderr(
 
     _, config = serve(route)
     with pytest.raises(ProvisioningError) as info:
-        wait_for_job(
-            make_batch_client(config, retry_total=0),
-            job_id="j",
-            pool_id="p",
-            total=4,
-            config=config,
-            deadline=float("inf"),
-            cancel=threading.Event(),
-        )
+        _watch(config, 4)
     err = info.value
     assert err.pool_id == "p"
     assert err.stderr_tail is not None and "Unable to locate package ffmpeg" in err.stderr_tail
     assert "exit code 100" in str(err)
 
 
-def test_allocation_error_raises(serve: Callable[[Route], tuple[Scripted, AzureConfig]]) -> None:
+def test_allocation_error_raises(serve: Serve) -> None:
     def route(path: str) -> tuple[int, Any]:
         if path.endswith("/taskcounts"):
             return 200, counts(0, 4)
@@ -181,19 +137,11 @@ def test_allocation_error_raises(serve: Callable[[Route], tuple[Scripted, AzureC
 
     _, config = serve(route)
     with pytest.raises(ProvisioningError, match="AccountCoreQuotaReached") as info:
-        wait_for_job(
-            make_batch_client(config, retry_total=0),
-            job_id="j",
-            pool_id="p",
-            total=4,
-            config=config,
-            deadline=float("inf"),
-            cancel=threading.Event(),
-        )
+        _watch(config, 4)
     assert info.value.code == "AccountCoreQuotaReached"
 
 
-def test_timeout_and_cancel(serve: Callable[[Route], tuple[Scripted, AzureConfig]]) -> None:
+def test_timeout_and_cancel(serve: Serve) -> None:
     def route(path: str) -> tuple[int, Any]:
         if path.endswith("/taskcounts"):
             return 200, counts(1, 4)
@@ -202,23 +150,15 @@ def test_timeout_and_cancel(serve: Callable[[Route], tuple[Scripted, AzureConfig
         return 200, IDLE_NODES
 
     _, config = serve(route)
-    client = make_batch_client(config, retry_total=0)
-    import time
-
     with pytest.raises(RunTimeoutError, match="1/4 done"):
-        wait_for_job(
-            client, job_id="j", pool_id="p", total=4, config=config,
-            deadline=time.monotonic() + 0.2, cancel=threading.Event(),
-        )  # fmt: skip
+        _watch(config, 4, deadline=time.monotonic() + 0.2)
     cancel = threading.Event()
     cancel.set()
-    assert not wait_for_job(
-        client, job_id="j", pool_id="p", total=4, config=config, deadline=float("inf"), cancel=cancel
-    )
+    assert not _watch(config, 4, cancel=cancel)
 
 
 def test_final_listing_is_one_request_with_select(
-    serve: Callable[[Route], tuple[Scripted, AzureConfig]],
+    serve: Serve,
 ) -> None:
     def route(path: str) -> tuple[int, Any]:
         return 200, {
@@ -244,7 +184,7 @@ def test_final_listing_is_one_request_with_select(
 
     scripted, config = serve(route)
     outcomes = final_states(make_batch_client(config, retry_total=0), "j", config)
-    assert scripted.requests == ["/jobs/j/tasks"]
+    assert scripted.paths == ["/jobs/j/tasks"]
     assert outcomes["t000000"].succeeded
     assert not outcomes["t000001"].succeeded
     assert outcomes["t000001"].exit_code == 1

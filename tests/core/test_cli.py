@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from batch_transcode._cli import main
+from helpers import env_without_azure, run_python, wait_until
 
 
 def test_convert_walks_folders_and_keeps_layout(
@@ -43,13 +42,8 @@ def test_convert_exit_2_on_usage_errors(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as info:
         main(["convert", str(tmp_path), "-o", str(tmp_path / "o"), "--to", "mp5"])
     assert info.value.code == 2
-    env_free = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "batch_transcode", "convert", str(tmp_path), "-o", "x", "--backend", "azure"],
-        capture_output=True,
-        text=True,
-        env=env_free,
-        check=False,
+    proc = run_python(
+        "-m", "batch_transcode", "convert", tmp_path, "-o", "x", "--backend", "azure", env=env_without_azure()
     )
     assert proc.returncode == 2
     assert "AZURE_BATCH_ENDPOINT" in proc.stderr
@@ -73,10 +67,7 @@ def test_ctrl_c_on_the_cli_leaves_no_partial_files(tmp_path: Path, make_media: C
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(out.rglob(".bt-*")):
-        time.sleep(0.02)
-    assert list(out.rglob(".bt-*")), "ffmpeg never started writing"
+    wait_until(lambda: list(out.rglob(".bt-*")), interval=0.02, what="ffmpeg to start writing")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

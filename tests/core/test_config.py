@@ -44,6 +44,10 @@ def test_from_env_names_every_missing_variable() -> None:
         AzureConfig.from_env({})
     assert "AZURE_BATCH_ENDPOINT" in str(info.value)
     assert "AZURE_STORAGE_CONNECTION_STRING" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        AzureConfig.from_env({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"})
+    assert "AZURE_BATCH_ENDPOINT" in str(info.value)
+    assert "AZURE_STORAGE_CONNECTION_STRING" not in str(info.value)
 
 
 def test_from_env_without_key_means_entra_id() -> None:

@@ -18,6 +18,7 @@ from batch_transcode import (
     TranscodeFailedError,
     TranscodeSession,
 )
+from helpers import alive, group_members, partial_files
 
 HOSTILE_NAMES = [
     "with space.mp4",
@@ -39,10 +40,6 @@ HOSTILE_NAMES = [
 ]
 
 
-def _leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".bt-") or ".part" in p.name]
-
-
 def test_hostile_names_convert_and_run_nothing(
     tmp_path: Path,
     make_media: Callable[..., Path],
@@ -60,7 +57,7 @@ def test_hostile_names_convert_and_run_nothing(
         duration = duration_of(result.output)
         assert duration is not None and abs(duration - 1.0) < 0.15, (name, duration)
     assert not list(tmp_path.rglob("PWNED")), "a file name was executed"
-    assert not _leftovers(tmp_path / "out")
+    assert not partial_files(tmp_path / "out")
 
 
 def test_equal_basenames_in_different_folders(tmp_path: Path, make_media: Callable[..., Path]) -> None:
@@ -94,7 +91,7 @@ def test_bad_files_fail_cleanly_and_the_rest_convert(tmp_path: Path, make_media:
     assert bad_silent.error.splitlines()[0] == "the input has no audio stream to convert"
     assert not (tmp_path / "out" / "notes.mp3").exists()
     assert not (tmp_path / "out" / "silent.mp3").exists()
-    assert not _leftovers(tmp_path / "out")
+    assert not partial_files(tmp_path / "out")
     finished = [e for e in events if e.kind == "finished"]
     assert sorted(e.done for e in finished) == [1, 2, 3, 4]
     assert {e.total for e in events} == {4}
@@ -129,7 +126,7 @@ def test_keyboard_interrupt_leaves_no_partial_outputs(
         session.convert(sources, output_dir=out, preset="flac", progress=on_progress)
         time.sleep(5)  # the interrupt may land after a very fast run
     assert fired.is_set()
-    assert not _leftovers(out), "temporary or half-written outputs were left behind"
+    assert not partial_files(out), "temporary or half-written outputs were left behind"
     for output in out.rglob("*.flac"):
         assert duration_of(output) == pytest.approx(60.0, abs=0.2), "a final name must be complete"
 
@@ -150,13 +147,17 @@ def test_session_states(tmp_path: Path, make_media: Callable[..., Path]) -> None
 def test_per_file_timeout(tmp_path: Path, make_media: Callable[..., Path]) -> None:
     src = make_media(tmp_path / "long.mp4", "long")
     slow = tmp_path / "slow.sh"
+    pid_file, finished = tmp_path / "pid", tmp_path / "finished"
     real = os.environ.get("PATH", "")
-    slow.write_text("#!/bin/sh\nsleep 30\n")
+    # a stand-in ffmpeg that would take 30 s, and notes its pid and whether it got to the end
+    slow.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\nsleep 30\ntouch "{finished}"\n')
     slow.chmod(0o755)
     with TranscodeSession(LocalConfig(ffmpeg=slow, timeout=0.5)) as s:
-        started = time.monotonic()
         report = s.convert([src], output_dir=tmp_path / "out")
-    assert time.monotonic() - started < 20
+    # convert() returned without waiting for it: it was stopped, with its children
+    pid = int(pid_file.read_text())
+    assert not finished.exists()
+    assert not alive(pid) and group_members(pid) == []
     (result,) = report
     assert not result.ok and result.error is not None
     assert result.error.startswith("ffmpeg did not finish in time")

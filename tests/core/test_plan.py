@@ -5,13 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_transcode import AzureConfig, LocalConfig, MissingInputError, Plan, TranscodeSession
-
-AZ = {
-    "batch_endpoint": "https://acct.westeurope.batch.azure.com",
-    "batch_key": "a2V5",
-    "storage_connection_string": "UseDevelopmentStorage=true",
-}
+from batch_transcode import LocalConfig, MissingInputError, Plan, TranscodeSession
+from helpers import azure_config
 
 
 def test_local_plan(tmp_path: Path, make_media: Callable[..., Path]) -> None:
@@ -26,7 +21,7 @@ def test_local_plan(tmp_path: Path, make_media: Callable[..., Path]) -> None:
 def test_azure_plan_counts_bytes_nodes_and_cost(tmp_path: Path, make_media: Callable[..., Path]) -> None:
     files = [make_media(tmp_path / f"{i}.mp4") for i in range(10)]
     size = sum(f.stat().st_size for f in files)
-    cfg = AzureConfig(**AZ, dedicated_nodes=2, spot_nodes=1, task_slots_per_node=4)
+    cfg = azure_config(dedicated_nodes=2, spot_nodes=1, task_slots_per_node=4)
     plan = TranscodeSession(cfg).plan(files, price_per_node_hour=0.10)
     assert plan.bytes_to_stage == size
     assert (plan.nodes, plan.slots_per_node, plan.vm_size) == (3, 4, "Standard_D2s_v5")
@@ -38,7 +33,7 @@ def test_azure_plan_counts_bytes_nodes_and_cost(tmp_path: Path, make_media: Call
 
 def test_autoscale_plan_is_bounded_by_max_nodes(tmp_path: Path, make_media: Callable[..., Path]) -> None:
     files = [make_media(tmp_path / f"{i}.mp4") for i in range(50)]
-    cfg = AzureConfig(**AZ, autoscale=True, max_nodes=4, task_slots_per_node=2)
+    cfg = azure_config(autoscale=True, max_nodes=4, task_slots_per_node=2)
     assert TranscodeSession(cfg).plan(files).nodes == 4
 
 

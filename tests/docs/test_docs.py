@@ -17,7 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -26,6 +26,7 @@ import pytest
 from batch_transcode import AzureConfig, LocalConfig, RetryPolicy
 from batch_transcode.samples import make_sample_media
 from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -46,18 +47,16 @@ PYTHON = _blocks({"python"})
 SHELL = _blocks({"bash", "sh", "text", "console"})
 
 
-@pytest.fixture(scope="module")
-def offline() -> Iterator[OfflineAzure]:
-    with OfflineAzure() as oa:
-        yield oa
-
-
 @pytest.fixture
-def scratch(tmp_path: Path, offline: OfflineAzure, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def scratch(
+    tmp_path: Path,
+    offline: OfflineAzure,
+    monkeypatch: pytest.MonkeyPatch,
+    point_env_at: Callable[[OfflineAzure], None],
+) -> list[Path]:
     """A folder like a user's: sample media under the names the docs use."""
     monkeypatch.chdir(tmp_path)
-    for name, value in offline.env.items():
-        monkeypatch.setenv(name, value)
+    point_env_at(offline)
     made = make_sample_media(tmp_path / "talks", count=2)
     (tmp_path / "talks" / "day 2").mkdir()
     made[1].rename(tmp_path / "talks" / "day 2" / "panel.mov")
@@ -72,18 +71,12 @@ def test_python_blocks_run(where: str, code: str, scratch: list[Path], offline: 
     if re.search(r"^def test_", code, re.M):
         test_file = Path("test_from_docs.py")
         test_file.write_text(code, encoding="utf-8")
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        proc = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", test_file, timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return
     exec(compile(code, where, "exec"), {"__name__": "__docs__", "paths": scratch})  # noqa: S102
     # Whatever a docs example did on Azure, it left nothing behind.
-    assert offline.leaks(timeout=15) == {"pools": [], "jobs": [], "containers": []}
+    assert offline.leaks(timeout=15) == NOTHING_LEFT
 
 
 def _cli_lines(code: str) -> list[list[str]]:

@@ -1,21 +1,15 @@
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 from pathlib import Path
+
+from helpers import NOTHING_LEFT, env_without_azure, run_python
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_quickstart_example_runs(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "quickstart.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_python(EXAMPLES / "quickstart.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "4/4 converted" in proc.stdout
     assert len(list((tmp_path / "quickstart-out").glob("*.mp3"))) == 4
@@ -55,41 +49,21 @@ def test_embed_in_app_example(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     make_sample_media(inbox, count=2)
     (inbox / "broken.mp4").write_text("not a video")
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "embed_in_app.py"), str(inbox), str(tmp_path / "outbox")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_python(EXAMPLES / "embed_in_app.py", inbox, tmp_path / "outbox")
     assert proc.returncode == 1, proc.stderr
     assert "could not convert" in proc.stderr and "broken.mp4" in proc.stderr
     assert "2/3 converted" in proc.stderr
     assert len(list((tmp_path / "outbox").glob("*.mp3"))) == 2
-    missing = subprocess.run(
-        [sys.executable, str(EXAMPLES / "embed_in_app.py"), str(tmp_path / "nope"), str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    missing = run_python(EXAMPLES / "embed_in_app.py", tmp_path / "nope", tmp_path / "o", timeout=60)
     assert missing.returncode == 2 and "cannot start" in missing.stderr
 
 
 def test_azure_quickstart_example_runs_on_offline_azure(tmp_path: Path) -> None:
-    import os
-
     from batch_transcode.testing import OfflineAzure
 
     with OfflineAzure() as oa:
-        proc = subprocess.run(
-            [sys.executable, str(EXAMPLES / "azure_quickstart.py")],
-            cwd=tmp_path,
-            env={**os.environ, **oa.env},
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        proc = run_python(
+            EXAMPLES / "azure_quickstart.py", cwd=tmp_path, env={**os.environ, **oa.env}, timeout=300
         )
         leaks = oa.leaks(timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -97,21 +71,10 @@ def test_azure_quickstart_example_runs_on_offline_azure(tmp_path: Path) -> None:
     assert "estimated cost" in proc.stdout and "per node-hour" in proc.stdout  # the plan
     outputs = sorted((tmp_path / "azure-quickstart-out").glob("*.mp3"))
     assert len(outputs) == 4 and all(p.stat().st_size > 0 for p in outputs)
-    assert leaks == {"pools": [], "jobs": [], "containers": []}
+    assert leaks == NOTHING_LEFT
 
 
 def test_azure_quickstart_example_without_settings_says_what_to_set(tmp_path: Path) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "azure_quickstart.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python(EXAMPLES / "azure_quickstart.py", cwd=tmp_path, env=env_without_azure(), timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "cannot start" in proc.stderr and "AZURE_BATCH_ENDPOINT" in proc.stderr

@@ -2,57 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
-from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
+from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess
 from batch_transcode.testing._batch_emulator import BatchEmulator
-
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-AZURITE_ACCOUNT = "devstoreaccount1"
-
-
-def _azurite_exe() -> str:
-    candidates = [
-        os.environ.get("AZURITE_BLOB", ""),
-        "/tmp/az/node_modules/.bin/azurite-blob",
-        "azurite-blob",
-    ]
-    for c in candidates:
-        if c and (Path(c).exists() or shutil.which(c)):
-            return c if Path(c).exists() else str(shutil.which(c))
-    pytest.fail(
-        "Azurite is not installed: run `npm install azurite@3.37.0` in /tmp/az "
-        "or set AZURITE_BLOB to the azurite-blob executable"
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from helpers import azurite_connection_string, batch_client, wait_until
 
 
 class Azurite:
     def __init__(self, port: int) -> None:
         self.port = port
         self.blob_url = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-        self.connection_string = (
-            "DefaultEndpointsProtocol=http;"
-            f"AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_url};"
-        )
+        self.connection_string = azurite_connection_string(port)
 
     def service(self) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(self.connection_string, retry_total=0)
@@ -72,39 +40,12 @@ class Azurite:
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    exe = _azurite_exe()
-    port = _free_port()
-    location = tmp_path_factory.mktemp("azurite")
-    proc = subprocess.Popen(
-        [exe, "--skipApiVersionCheck", "--loose", "--location", str(location),
-         "--blobHost", "127.0.0.1", "--blobPort", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )  # fmt: skip
+    process = AzuriteProcess(tmp_path_factory.mktemp("azurite"))
+    process.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                pytest.fail(f"Azurite exited at start-up: {err}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Azurite did not start listening within 30 s")
-                time.sleep(0.1)
-        yield Azurite(port)
+        yield Azurite(process.port)
     finally:
-        if proc.stderr is not None:
-            proc.stderr.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        process.stop()
 
 
 @pytest.fixture
@@ -113,13 +54,9 @@ def emulator(tmp_path: Path) -> Iterator[BatchEmulator]:
         yield emu
 
 
-def _make_client(emu: BatchEmulator, key: str | None = None, **kwargs: object) -> BatchClient:
-    return BatchClient(emu.endpoint, AzureNamedKeyCredential(emu.account, key or emu.key), **kwargs)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def client(emulator: BatchEmulator) -> Iterator[BatchClient]:
-    c = _make_client(emulator, retry_backoff_factor=0.01)
+    c = batch_client(emulator, retry_backoff_factor=0.01)
     yield c
     c.close()
 
@@ -137,20 +74,12 @@ def _pool_options(pool_id: str, **kwargs: object) -> bm.BatchPoolCreateOptions:
     )  # type: ignore[arg-type]
 
 
-def _wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
-
-
 class Helpers:
     """Small helpers for the tests (fixtures, since tests import no conftest)."""
 
-    make_client = staticmethod(_make_client)
+    make_client = staticmethod(batch_client)
     pool_options = staticmethod(_pool_options)
-    wait_until = staticmethod(_wait_until)
+    wait_until = staticmethod(wait_until)
     vm = VM
 
 

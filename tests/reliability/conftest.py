@@ -12,17 +12,12 @@ import pytest
 # reliability_harness is shared with benchmarks/reliability.py
 sys.path.insert(0, str(Path(__file__).parent))
 
-from reliability_harness import make_clip
-
-from batch_transcode import _retry
 from batch_transcode.testing import OfflineAzure, StorageFaults
 
 
 @pytest.fixture(autouse=True)
-def _fast_retries() -> Iterator[None]:
-    _retry.set_testing(True)
-    yield
-    _retry.set_testing(False)
+def _fast_retries(fast_retries: None) -> None:
+    """Every test here retries without waiting (``fast_retries`` in tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -33,5 +28,6 @@ def offline() -> Iterator[OfflineAzure]:
 
 
 @pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> Path:
-    return make_clip(ffmpeg_exe, tmp_path_factory.mktemp("clip") / "clip.mp4")
+def clip(media_templates: dict[str, Path]) -> Path:
+    """A 1 s video with a tone (the ``make_media`` template)."""
+    return media_templates["video"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +16,16 @@ from typing import Any
 
 import attrs
 
+# make_clip (re-exported for benchmarks/reliability.py) and copy_file live in tests/helpers.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from batch_transcode import TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
 from batch_transcode.samples import decoded_duration
 from batch_transcode.testing import Faults, OfflineAzure, StorageFaults
+from helpers import copy_file, make_clip, session_resources
+
+__all__ = ["SWITCHES", "Outcome", "check_outputs", "duplicate_tasks", "make_clip", "run_e2e", "with_seed"]
 
 #: The switches of the emulator and the storage proxy, each at the rate the matrix uses.
 SWITCHES: dict[str, tuple[Faults | None, StorageFaults | None, dict[str, Any], str]] = {
@@ -82,22 +88,6 @@ class Outcome:
         return self.correct == self.files and not any(self.leaks.values()) and not self.duplicates
 
 
-def make_clip(ffmpeg: str, path: Path, seconds: float = 1.0) -> Path:
-    """A ``seconds`` long 64x48 video with a sine tone."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size=64x48:rate=5",
-            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path),
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return path
-
-
 def check_outputs(report: Any, ffmpeg: str, expected: float = 1.0, tolerance: float = 0.15) -> list[str]:
     """Every result ok, its output decodes, and lasts ``expected`` seconds."""
     problems: list[str] = []
@@ -152,11 +142,7 @@ def run_e2e(
     ffmpeg = ffmpeg or find_ffmpeg()
     src = Path(tempfile.mkdtemp(prefix="in-", dir=workdir))
     out = Path(tempfile.mkdtemp(prefix="out-", dir=workdir))
-    inputs = []
-    for i in range(files):
-        target = src / f"clip{i:03d}.mp4"
-        shutil.copyfile(clip, target)
-        inputs.append(target)
+    inputs = [copy_file(clip, src / f"clip{i:03d}.mp4") for i in range(files)]
     oa.set_faults(None)
     oa.set_storage_faults(None)
     proxy = oa.storage_proxy
@@ -178,10 +164,7 @@ def run_e2e(
     batch_faults = sum(1 for r in oa.batch.request_log[log_before:] if r.fault)
     storage_now = (proxy.failures_injected + proxy.connections_dropped) if proxy is not None else 0
     problems = check_outputs(report, ffmpeg)
-    leaks = {
-        kind: [name for name in names if session_id.lower() in name.lower()]
-        for kind, names in oa.leaks(timeout=10.0).items()
-    }
+    leaks = session_resources(oa, session_id, timeout=10.0)
     shutil.rmtree(src, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return Outcome(

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, MediaFactory, run_python, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -31,22 +30,12 @@ with TranscodeSession(config) as session:
 """
 
 
-def _wait(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_killed_client_job_ends_and_cleanup_sweeps(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, ffmpeg_exe: str
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     src = tmp_path / "in"
-    src.mkdir()
     for i in range(10):
-        shutil.copyfile(clip, src / f"clip{i}.mp4")
+        make_media(src / f"clip{i}.mp4")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     env = {**os.environ, **offline.env}
@@ -63,7 +52,7 @@ def test_killed_client_job_ends_and_cleanup_sweeps(
             ops = [r.operation for r in offline.batch.request_log[before:]]
             return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
 
-        assert _wait(monitoring, 60), "the client never started monitoring"
+        wait_until(monitoring, timeout=60, what="the client to start monitoring")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -79,18 +68,15 @@ def test_killed_client_job_ends_and_cleanup_sweeps(
     constraints = json.loads(create.request_body)["constraints"]
     assert constraints["maxWallClockTime"].startswith("PT")  # a bound even if never updated
     # the job ends by itself once its tasks are done (terminate-on-complete)
-    assert _wait(lambda: offline.batch.jobs()[0].state == "completed", 60), offline.batch.jobs()
+    wait_until(
+        lambda: offline.batch.jobs()[0].state == "completed",
+        timeout=60,
+        what=lambda: f"the job to complete: {offline.batch.jobs()}",
+    )
     assert all(t.state == "completed" for t in offline.batch.tasks(job.id))
     leftover = offline.leaks()
     assert leftover["pools"] and leftover["jobs"] and leftover["containers"]
 
-    result = subprocess.run(
-        [sys.executable, "-m", "batch_transcode", "cleanup", "--older-than", "0s"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python("-m", "batch_transcode", "cleanup", "--older-than", "0s", env=env)
     assert result.returncode == 0, result.stderr
-    assert offline.leaks(timeout=30) == {"pools": [], "jobs": [], "containers": []}
+    assert offline.leaks(timeout=30) == NOTHING_LEFT

@@ -12,6 +12,7 @@ import pytest
 from reliability_harness import SWITCHES, run_e2e, with_seed
 
 from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT
 
 pytestmark = pytest.mark.azure
 
@@ -25,7 +26,7 @@ def _run(offline: OfflineAzure, tmp_path: Path, clip: Path, switch: str, seed: i
     )
     assert outcome.problems == []
     assert outcome.correct == FILES
-    assert outcome.leaks == {"pools": [], "jobs": [], "containers": []}
+    assert outcome.leaks == NOTHING_LEFT
     assert outcome.duplicates == []
     if switch != "none":  # the switch really injected something
         assert outcome.batch_faults + outcome.storage_faults + outcome.requeues > 0

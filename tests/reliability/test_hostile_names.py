@@ -4,14 +4,13 @@ no two outputs collide."""
 from __future__ import annotations
 
 import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from batch_transcode import LocalConfig, TranscodeSession
 from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, DurationOf, MediaFactory
 
 CANARY = "CANARY-bt-hostile"
 
@@ -43,20 +42,6 @@ CORPUS = [
 ]
 
 
-def _corpus(root: Path, clip: Path) -> list[Path]:
-    return _corpus_of(CORPUS, root, clip)
-
-
-def _corpus_of(names: list[str], root: Path, clip: Path) -> list[Path]:
-    paths = []
-    for name in names:
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip, target)
-        paths.append(target)
-    return paths
-
-
 def _canaries(*roots: Path) -> list[Path]:
     found = []
     for root in roots:
@@ -65,7 +50,7 @@ def _canaries(*roots: Path) -> list[Path]:
     return found
 
 
-def _check(report: object, inputs: list[Path], duration_of: Callable[[Path], float | None]) -> None:
+def _check(report: object, inputs: list[Path], duration_of: DurationOf) -> None:
     results = list(report)  # type: ignore[call-overload]
     assert [r.source for r in results] == inputs
     bad = [(r.source.name, r.error) for r in results if not r.ok]
@@ -80,10 +65,10 @@ def _check(report: object, inputs: list[Path], duration_of: Callable[[Path], flo
 
 
 def test_hostile_names_local(
-    tmp_path: Path, clip: Path, duration_of: Callable[[Path], float | None], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_media: MediaFactory, duration_of: DurationOf, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    inputs = _corpus(tmp_path / "in", clip)
+    inputs = [make_media(tmp_path / "in" / name) for name in CORPUS]
     with TranscodeSession(LocalConfig(workers=2)) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out")
     _check(report, inputs, duration_of)
@@ -93,16 +78,16 @@ def test_hostile_names_local(
 BACKSLASH = "back\\slash.mp4"
 
 
-def test_backslash_name_local(tmp_path: Path, clip: Path) -> None:
-    inputs = _corpus_of([BACKSLASH], tmp_path / "in", clip)
+def test_backslash_name_local(tmp_path: Path, make_media: MediaFactory) -> None:
+    inputs = [make_media(tmp_path / "in" / BACKSLASH)]
     with TranscodeSession(LocalConfig(workers=1)) as session:
         assert session.convert(inputs, output_dir=tmp_path / "out").ok
 
 
 @pytest.mark.azure
-def test_backslash_name_azure(offline: OfflineAzure, tmp_path: Path, clip: Path) -> None:
+def test_backslash_name_azure(offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory) -> None:
     # Also the name a backslash is escaped to, which must stay a different blob.
-    inputs = _corpus_of([BACKSLASH, BACKSLASH.replace("\\", "%5C")], tmp_path / "in", clip)
+    inputs = [make_media(tmp_path / "in" / name) for name in (BACKSLASH, BACKSLASH.replace("\\", "%5C"))]
     with TranscodeSession(offline.config()) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out")
     assert report.ok, report.summary()
@@ -113,16 +98,16 @@ def test_backslash_name_azure(offline: OfflineAzure, tmp_path: Path, clip: Path)
 def test_hostile_names_azure(
     offline: OfflineAzure,
     tmp_path: Path,
-    clip: Path,
-    duration_of: Callable[[Path], float | None],
+    make_media: MediaFactory,
+    duration_of: DurationOf,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    inputs = _corpus(tmp_path / "in", clip)
+    inputs = [make_media(tmp_path / "in" / name) for name in CORPUS]
     with TranscodeSession(offline.config()) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out")
     _check(report, inputs, duration_of)
     workdir = offline.batch.workdir
     assert workdir is not None
     assert _canaries(tmp_path, workdir) == []
-    assert offline.leaks(timeout=30) == {"pools": [], "jobs": [], "containers": []}
+    assert offline.leaks(timeout=30) == NOTHING_LEFT

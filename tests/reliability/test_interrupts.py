@@ -8,7 +8,6 @@ After the session exits, nothing of it may remain in the emulator or in Azurite.
 from __future__ import annotations
 
 import _thread
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -22,24 +21,13 @@ from batch_transcode._azure import opened as opened_module
 from batch_transcode._azure import run as run_module
 from batch_transcode._azure import staging as staging_module
 from batch_transcode._azure import submit as submit_module
-from batch_transcode._cli import main as cli_main
 from batch_transcode._job import TranscodeJob
 from batch_transcode.testing import Faults, OfflineAzure
+from helpers import NOTHING_LEFT, MediaFactory
 
 pytestmark = pytest.mark.azure
 
 FILES = 12
-NOTHING = {"pools": [], "jobs": [], "containers": []}
-
-
-def _inputs(tmp_path: Path, clip: Path, n: int = FILES) -> list[Path]:
-    out = []
-    for i in range(n):
-        target = tmp_path / "in" / f"clip{i:02d}.mp4"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip, target)
-        out.append(target)
-    return out
 
 
 #: Set when the main thread has turned the interrupt into a cancel of the job.
@@ -85,22 +73,24 @@ def _interrupt_before(fn: Callable[..., Any], log: list[str], name: str) -> Call
     return wrapper
 
 
-def _interrupted(oa: OfflineAzure, tmp_path: Path, clip: Path, **overrides: Any) -> tuple[Any, BaseException]:
+def _interrupted(
+    oa: OfflineAzure, tmp_path: Path, make_media: MediaFactory, **overrides: Any
+) -> tuple[Any, BaseException]:
     """Convert; the patched phase interrupts; return the session's backend and the interrupt."""
-    assert oa.leaks() == NOTHING
-    inputs = _inputs(tmp_path, clip)
+    assert oa.leaks() == NOTHING_LEFT
+    inputs = [make_media(tmp_path / "in" / f"clip{i:02d}.mp4") for i in range(FILES)]
     session = TranscodeSession(oa.config(**overrides))
     with pytest.raises(KeyboardInterrupt) as info, session:
         session.convert(inputs, output_dir=tmp_path / "out")
     return session._backend, info.value
 
 
-def _run_interrupted(oa: OfflineAzure, tmp_path: Path, clip: Path, **overrides: Any) -> Any:
-    return _interrupted(oa, tmp_path, clip, **overrides)[0]
+def _run_interrupted(oa: OfflineAzure, tmp_path: Path, make_media: MediaFactory, **overrides: Any) -> Any:
+    return _interrupted(oa, tmp_path, make_media, **overrides)[0]
 
 
 def test_interrupt_while_staging(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
     uploads: list[Path] = []
@@ -113,16 +103,16 @@ def test_interrupt_while_staging(
 
     monkeypatch.setattr(staging_module.Staging, "_upload", counted)
     before = len(offline.batch.request_log)
-    _run_interrupted(offline, tmp_path, clip, upload_concurrency=2)
+    _run_interrupted(offline, tmp_path, make_media, upload_concurrency=2)
     assert fired == ["upload"]
     assert len(uploads) <= 5 < FILES, "no upload may start once the run is cancelled"
-    assert offline.leaks(timeout=30) == NOTHING
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Jobs_CreateJob" not in ops and "Tasks_CreateTaskCollection" not in ops
 
 
 def test_interrupt_during_pool_creation(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
     monkeypatch.setattr(
@@ -130,29 +120,29 @@ def test_interrupt_during_pool_creation(
         "create_session_pool",
         _interrupt_after(opened_module.create_session_pool, fired, "pool"),
     )
-    backend = _run_interrupted(offline, tmp_path, clip)
+    backend = _run_interrupted(offline, tmp_path, make_media)
     assert fired == ["pool"]
     assert backend.job_ids == []  # it never got as far as a job
-    assert offline.leaks(timeout=30) == NOTHING
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
 
 
 def test_interrupt_while_submitting(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
     original = submit_module._submit_chunk
     monkeypatch.setattr(submit_module, "_submit_chunk", _interrupt_before(original, fired, "submit"))
     before = len(offline.batch.request_log)
-    _run_interrupted(offline, tmp_path, clip)
+    _run_interrupted(offline, tmp_path, make_media)
     assert fired == ["submit"]
-    assert offline.leaks(timeout=30) == NOTHING
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
     # the chunk that saw the cancel was not sent
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Tasks_CreateTaskCollection" not in ops
 
 
 def test_interrupt_while_monitoring(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
     original = run_module.wait_for_job
@@ -169,16 +159,16 @@ def test_interrupt_while_monitoring(
 
     monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
     before = len(offline.batch.request_log)
-    _run_interrupted(offline, tmp_path, clip, dedicated_nodes=1, task_slots_per_node=1)
+    _run_interrupted(offline, tmp_path, make_media, dedicated_nodes=1, task_slots_per_node=1)
     assert fired == ["monitor"]
-    assert offline.leaks(timeout=30) == NOTHING
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Tasks_ListTasks" not in ops  # the cancel stopped the watch before the final listing
     assert not list((tmp_path / "out").rglob("*.mp3"))
 
 
 def test_interrupt_while_downloading(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
     interrupting = _interrupt_before(staging_module.Staging._download_one, fired, "download")
@@ -188,16 +178,20 @@ def test_interrupt_while_downloading(
         return interrupting(self, item)
 
     monkeypatch.setattr(staging_module.Staging, "_download_one", slow)
-    _run_interrupted(offline, tmp_path, clip, download_concurrency=2)
+    _run_interrupted(offline, tmp_path, make_media, download_concurrency=2)
     assert fired == ["download"]
     assert len(list((tmp_path / "out").rglob("*.mp3"))) <= 5 < FILES, "no download may start once cancelled"
-    assert offline.leaks(timeout=30) == NOTHING
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
     # no partial file is left behind under the output folder
     assert not list((tmp_path / "out").rglob("*.part"))
 
 
 def test_interrupt_with_failing_deletes_names_what_remains(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, monkeypatch: pytest.MonkeyPatch
+    offline: OfflineAzure,
+    tmp_path: Path,
+    make_media: MediaFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cleanup: Callable[..., int],
 ) -> None:
     fired: list[str] = []
     original = run_module.wait_for_job
@@ -211,7 +205,7 @@ def test_interrupt_with_failing_deletes_names_what_remains(
 
     monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
     try:
-        backend, interrupt = _interrupted(offline, tmp_path, clip)
+        backend, interrupt = _interrupted(offline, tmp_path, make_media)
         notes = "\n".join(getattr(interrupt, "__notes__", []))
     finally:
         offline.set_faults(None)
@@ -224,7 +218,5 @@ def test_interrupt_with_failing_deletes_names_what_remains(
     remaining = offline.leaks()
     assert remaining["pools"] == [backend.pool_id] and remaining["jobs"] == backend.job_ids
     # the command it printed removes them
-    for name, value in offline.env.items():
-        monkeypatch.setenv(name, value)
-    assert cli_main(["cleanup", "--older-than", "0s", "--session", session_id]) == 0
-    assert offline.leaks(timeout=30) == NOTHING
+    assert run_cleanup(offline, session_id) == 0
+    assert offline.leaks(timeout=30) == NOTHING_LEFT

@@ -1,11 +1,10 @@
-"""Provisioning failures, preemption, bad credentials, unreachable endpoints, missing env."""
+"""Provisioning failures, preemption, bad credentials, unreachable endpoints.
+
+(Missing environment variables: tests/core/test_config.py.)"""
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,36 +12,29 @@ import pytest
 
 from batch_transcode import (
     AuthenticationError,
-    AzureConfig,
-    ConfigError,
     ProvisioningError,
     TranscodeError,
     TranscodeSession,
 )
 from batch_transcode._config import RetryPolicy
 from batch_transcode.testing import Faults, OfflineAzure
+from batch_transcode.testing._azurite import free_port
+from helpers import NOTHING_LEFT, MediaFactory
 
 pytestmark = pytest.mark.azure
 
-NOTHING = {"pools": [], "jobs": [], "containers": []}
 
-
-def _inputs(tmp_path: Path, clip: Path, n: int = 4) -> list[Path]:
-    out = []
-    for i in range(n):
-        target = tmp_path / "in" / f"clip{i}.mp4"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip, target)
-        out.append(target)
-    return out
+def _inputs(tmp_path: Path, make_media: MediaFactory, n: int = 4) -> list[Path]:
+    return [make_media(tmp_path / "in" / f"clip{i}.mp4") for i in range(n)]
 
 
 class _Watcher:
-    """Notes the wall-clock time the emulator first shows a broken pool."""
+    """Notes how long the emulator's request log was when the emulator first showed a
+    broken pool: the requests logged after that mark came after the failure was visible."""
 
     def __init__(self, oa: OfflineAzure) -> None:
         self.oa = oa
-        self.seen_at: float | None = None
+        self.seen_at: int | None = None  # an index into oa.batch.request_log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -50,7 +42,7 @@ class _Watcher:
         while not self._stop.is_set() and self.seen_at is None:
             for pool in self.oa.batch.pools():
                 if pool.resize_errors or "starttaskfailed" in pool.node_states.values():
-                    self.seen_at = time.time()
+                    self.seen_at = len(self.oa.batch.request_log)
             self._stop.wait(0.01)
 
     def __enter__(self) -> _Watcher:
@@ -70,18 +62,15 @@ def faulty(offline: OfflineAzure) -> Iterator[OfflineAzure]:
 
 @pytest.mark.parametrize("fault", ["start_task_failure", "allocation_failure"])
 def test_provisioning_failure_is_raised_within_two_polls(
-    faulty: OfflineAzure, tmp_path: Path, clip: Path, fault: str
+    faulty: OfflineAzure, tmp_path: Path, make_media: MediaFactory, fault: str
 ) -> None:
     faulty.set_faults(Faults(**{fault: True}))  # type: ignore[arg-type]
-    before = len(faulty.batch.request_log)
     session = TranscodeSession(faulty.config())
     with _Watcher(faulty) as watcher, pytest.raises(ProvisioningError) as info, session:
-        session.convert(_inputs(tmp_path, clip), output_dir=tmp_path / "out")
+        session.convert(_inputs(tmp_path, make_media), output_dir=tmp_path / "out")
     assert watcher.seen_at is not None
     polls_after = [
-        r
-        for r in faulty.batch.request_log[before:]
-        if r.operation == "Jobs_GetJobTaskCounts" and r.time > watcher.seen_at
+        r for r in faulty.batch.request_log[watcher.seen_at :] if r.operation == "Jobs_GetJobTaskCounts"
     ]
     assert len(polls_after) <= 2, f"{len(polls_after)} polls after the emulator reported the failure"
     err = info.value
@@ -92,12 +81,12 @@ def test_provisioning_failure_is_raised_within_two_polls(
         assert "Unable to locate package ffmpeg" in str(err)
     else:
         assert err.code == "AllocationFailed"
-    assert faulty.leaks(timeout=30) == NOTHING
+    assert faulty.leaks(timeout=30) == NOTHING_LEFT
 
 
-def test_preempted_tasks_are_rerun(faulty: OfflineAzure, tmp_path: Path, clip: Path) -> None:
+def test_preempted_tasks_are_rerun(faulty: OfflineAzure, tmp_path: Path, make_media: MediaFactory) -> None:
     faulty.set_faults(Faults(preempt_rate=0.5, seed=7))
-    inputs = _inputs(tmp_path, clip, 8)
+    inputs = _inputs(tmp_path, make_media, 8)
     with TranscodeSession(faulty.config(dedicated_nodes=0, spot_nodes=2)) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out")
         job_id = session._backend.job_ids[0]  # type: ignore[attr-defined]
@@ -105,24 +94,22 @@ def test_preempted_tasks_are_rerun(faulty: OfflineAzure, tmp_path: Path, clip: P
     assert report.ok, report.summary()
     assert sum(t.requeue_count for t in tasks) > 0, "the fault did not preempt anything"
     assert all(t.retry_count == 0 for t in tasks)  # requeued by the service, not retried as failures
-    assert faulty.leaks(timeout=30) == NOTHING
+    assert faulty.leaks(timeout=30) == NOTHING_LEFT
 
 
 def test_wrong_key_fails_before_anything_is_created(
-    offline: OfflineAzure, tmp_path: Path, clip: Path
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     before = len(offline.batch.request_log)
     config = offline.config(batch_key="d3Jvbmcga2V5IHdyb25nIGtleQ==")
     with pytest.raises(AuthenticationError), TranscodeSession(config) as session:
-        session.convert(_inputs(tmp_path, clip, 1), output_dir=tmp_path / "out")
+        session.convert(_inputs(tmp_path, make_media, 1), output_dir=tmp_path / "out")
     ops = {r.operation for r in offline.batch.request_log[before:]}
     assert ops == {"Pools_ListPools"}
-    assert offline.leaks() == NOTHING
+    assert offline.leaks() == NOTHING_LEFT
 
 
-def test_wrong_storage_key_fails_before_a_pool_is_created(
-    offline: OfflineAzure, tmp_path: Path, clip: Path
-) -> None:
+def test_wrong_storage_key_fails_before_a_pool_is_created(offline: OfflineAzure) -> None:
     before = len(offline.batch.request_log)
     good = offline.env["AZURE_STORAGE_CONNECTION_STRING"]
     key = good.split("AccountKey=")[1].split(";")[0]
@@ -131,32 +118,15 @@ def test_wrong_storage_key_fails_before_a_pool_is_created(
         pass
     ops = {r.operation for r in offline.batch.request_log[before:]}
     assert "Pools_CreatePool" not in ops
-    assert offline.leaks() == NOTHING
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    assert offline.leaks() == NOTHING_LEFT
 
 
 def test_unreachable_endpoint_is_a_clear_error_within_the_retry_budget(offline: OfflineAzure) -> None:
-    port = _closed_port()
+    port = free_port()  # nothing listens there
     policy = RetryPolicy(attempts=3, timeout=10.0, wait_initial=0.0, wait_max=0.0, wait_jitter=0.0)
     config = offline.config(batch_endpoint=f"http://127.0.0.1:{port}", retry=policy)
     with pytest.raises(TranscodeError) as info, TranscodeSession(config):
         pass
     text = str(info.value)
     assert f"127.0.0.1:{port}" in text or "connect" in text.lower()
-    assert offline.leaks() == NOTHING
-
-
-def test_missing_env_vars_are_named() -> None:
-    with pytest.raises(ConfigError) as info:
-        AzureConfig.from_env({})
-    assert "AZURE_BATCH_ENDPOINT" in str(info.value)
-    assert "AZURE_STORAGE_CONNECTION_STRING" in str(info.value)
-    with pytest.raises(ConfigError) as info:
-        AzureConfig.from_env({"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true"})
-    assert "AZURE_BATCH_ENDPOINT" in str(info.value)
-    assert "AZURE_STORAGE_CONNECTION_STRING" not in str(info.value)
+    assert offline.leaks() == NOTHING_LEFT

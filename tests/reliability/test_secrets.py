@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -14,6 +13,7 @@ import pytest
 
 from batch_transcode import AuthenticationError, TranscodeSession
 from batch_transcode.testing import OfflineAzure
+from helpers import MediaFactory
 
 pytestmark = pytest.mark.azure
 
@@ -31,15 +31,10 @@ def _sas_urls_of(body: dict[str, Any]) -> tuple[list[str], list[str], dict[str, 
 
 
 def test_no_secret_leaks_and_sas_grants_are_narrow(
-    offline: OfflineAzure, tmp_path: Path, clip: Path, caplog: pytest.LogCaptureFixture
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    inputs = []
-    for i in range(6):
-        target = tmp_path / "in" / f"clip{i}.mp4"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip, target)
-        inputs.append(target)
+    inputs = [make_media(tmp_path / "in" / f"clip{i}.mp4") for i in range(6)]
     broken = tmp_path / "in" / "broken.mp4"
     broken.write_bytes(b"not media at all")
     inputs.append(broken)

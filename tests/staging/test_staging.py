@@ -23,6 +23,7 @@ from batch_transcode._naming import WorkItem, plan_work
 from batch_transcode._redact import redact
 from batch_transcode._teardown import Teardown
 from batch_transcode.testing import OfflineAzure, StorageFaults
+from helpers import partial_files
 
 pytestmark = pytest.mark.azure
 
@@ -68,6 +69,14 @@ def _staging(oa: OfflineAzure, **kwargs: object) -> Staging:
     return Staging(service, **options)  # type: ignore[arg-type]
 
 
+def _with_containers(oa: OfflineAzure, **kwargs: object) -> tuple[Staging, Teardown]:
+    """A staging whose containers are created, and the teardown that deletes them."""
+    staging = _staging(oa, **kwargs)
+    teardown = Teardown()
+    staging.create_containers(teardown)
+    return staging, teardown
+
+
 def _files(root: Path, names: list[str], size: int = 1000) -> list[WorkItem]:
     paths = []
     for i, name in enumerate(names):
@@ -84,9 +93,7 @@ def oa(offline_azure: OfflineAzure) -> OfflineAzure:
 
 
 def test_containers_created_with_metadata_and_deleted_by_teardown(oa: OfflineAzure) -> None:
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     inspect = oa.blob_service_client()
     names = {staging.input_container_name, staging.output_container_name}
     assert names <= set(oa.containers())
@@ -115,9 +122,7 @@ def test_container_names_from_odd_session_ids(oa: OfflineAzure) -> None:
 
 def test_hostile_names_round_trip_through_upload_and_sas(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, HOSTILE)
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     try:
         staged = staging.upload_inputs(items)
         assert [s.index for s in staged] == [i.index for i in items]
@@ -146,27 +151,21 @@ def test_hostile_names_round_trip_through_upload_and_sas(oa: OfflineAzure, tmp_p
 
 def test_persistent_input_container_second_run_uploads_nothing(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, [f"clip{i}.mp4" for i in range(12)])
-    first = _staging(oa, input_container="bt-persistent-inputs")
-    t1 = Teardown()
-    first.create_containers(t1)
+    first, t1 = _with_containers(oa, input_container="bt-persistent-inputs")
     first.upload_inputs(items)
     t1.close()
     assert first.bytes_uploaded > 0 and first.uploads_skipped == 0
     assert "bt-persistent-inputs" in oa.containers()  # kept
 
     items[0].source.write_bytes(b"changed")  # one input changed since
-    second = _staging(oa, input_container="bt-persistent-inputs")
-    t2 = Teardown()
-    second.create_containers(t2)
+    second, t2 = _with_containers(oa, input_container="bt-persistent-inputs")
     staged = second.upload_inputs(items)
     t2.close()
     assert second.bytes_uploaded == len(b"changed")
     assert second.uploads_skipped == 11
     assert [s.uploaded for s in staged] == [True] + [False] * 11
 
-    third = _staging(oa, input_container="bt-persistent-inputs")
-    t3 = Teardown()
-    third.create_containers(t3)
+    third, t3 = _with_containers(oa, input_container="bt-persistent-inputs")
     third.upload_inputs(items)
     third.upload_inputs(items)  # twice in one session: still nothing
     t3.close()
@@ -176,9 +175,7 @@ def test_persistent_input_container_second_run_uploads_nothing(oa: OfflineAzure,
 
 def test_input_sas_reads_but_cannot_write(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, ["a.mp4"])
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     try:
         (staged,) = staging.upload_inputs(items)
         with BlobClient.from_blob_url(staged.sas_url, retry_total=0) as blob:
@@ -193,9 +190,7 @@ def test_input_sas_reads_but_cannot_write(oa: OfflineAzure, tmp_path: Path) -> N
 
 
 def test_output_sas_creates_and_writes_but_cannot_read_or_list(oa: OfflineAzure) -> None:
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     try:
         url = staging.output_container_sas_url()
         base, sas = url.split("?", 1)
@@ -224,15 +219,9 @@ def _put_outputs(staging: Staging, items: list[WorkItem], service: BlobServiceCl
         container.upload_blob(staging.output_blob_name(item), b"mp3:" + item.relative_output.encode())
 
 
-def _leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.endswith(".part")]
-
-
 def test_download_outputs_atomic_with_missing_blob(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, HOSTILE)
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     try:
         _put_outputs(staging, items[:-1], oa.blob_service_client())
         missing = items[-1]
@@ -246,7 +235,7 @@ def test_download_outputs_atomic_with_missing_blob(oa: OfflineAzure, tmp_path: P
         assert result[missing.index].status == "failed"
         assert "not found" in (result[missing.index].error or "")
         assert missing.output.read_bytes() == b"previous"
-        assert _leftovers(tmp_path) == []
+        assert partial_files(tmp_path) == []
     finally:
         teardown.close()
 
@@ -256,9 +245,7 @@ def test_download_failures_leave_no_partial_files(
 ) -> None:
     oa = offline_azure_factory(storage_faults=StorageFaults())
     items = _files(tmp_path, ["a.mp4", "b/c.mp4"])
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     _put_outputs(staging, items, oa.blob_service_client())
     # 503s only: after a dropped connection azure-storage-blob can leave a streamed
     # download's socket unclosed (a ResourceWarning), which is the SDK's, not ours
@@ -267,7 +254,7 @@ def test_download_failures_leave_no_partial_files(
     assert all(result[i.index].status == "failed" for i in items)
     assert all("sig=" not in (result[i.index].error or "") for i in items)
     assert not any(i.output.exists() for i in items)
-    assert _leftovers(tmp_path) == []
+    assert partial_files(tmp_path) == []
     oa.set_storage_faults(None)
     teardown.close()
 
@@ -277,9 +264,7 @@ def test_uploads_survive_injected_503s_and_drops(
 ) -> None:
     oa = offline_azure_factory(storage_faults=StorageFaults(failure_rate=0.2, seed=7))
     items = _files(tmp_path, [f"f{i}.mp4" for i in range(20)], size=64 * 1024)
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     staged = staging.upload_inputs(items)
     proxy = oa.storage_proxy
     assert proxy is not None and proxy.failures_injected + proxy.connections_dropped > 0
@@ -293,9 +278,7 @@ def test_uploads_survive_injected_503s_and_drops(
 def test_upload_file_returns_a_read_sas(oa: OfflineAzure, tmp_path: Path) -> None:
     tool = tmp_path / "ffmpeg"
     tool.write_bytes(os.urandom(300_000))
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     try:
         url = staging.upload_file(tool, ".bt-tools/ffmpeg")
         with BlobClient.from_blob_url(url) as blob:
@@ -326,9 +309,7 @@ def test_teardown_reports_a_container_it_cannot_delete(
     offline_azure_factory: Callable[..., OfflineAzure],
 ) -> None:
     oa = offline_azure_factory(storage_faults=StorageFaults())
-    staging = _staging(oa)
-    teardown = Teardown()
-    staging.create_containers(teardown)
+    staging, teardown = _with_containers(oa)
     oa.set_storage_faults(StorageFaults(failure_rate=1.0))
     with pytest.raises(TeardownError) as info:
         teardown.close()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import run_python
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "offline-testing.md"
 BLOCK = re.compile(r"<!-- docs-test: pytest -->\s*```python\n(.*?)```", re.S)
@@ -20,13 +20,8 @@ def test_pytest_examples_pass(tmp_path: Path) -> None:
     assert blocks
     for i, code in enumerate(blocks):
         (tmp_path / f"test_example_{i}.py").write_text(code, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    result = run_python(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", tmp_path, cwd=tmp_path, timeout=600
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from azure.batch import BatchClient
-from azure.core.credentials import AzureNamedKeyCredential
 
 from batch_transcode import AzureConfig, ConfigError, TranscodeError
 from batch_transcode.testing import AzuriteNotFoundError, OfflineAzure
 from batch_transcode.testing._azurite import find_azurite
+from helpers import alive, batch_client, group_members, wait_until
 
 pytestmark = pytest.mark.azure
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is as good as gone
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.split(")")[-1].split()[0] != "Z"
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().split(")")[-1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
 
 
 def test_env_config_and_clean_stop() -> None:
@@ -73,14 +43,13 @@ def test_env_config_and_clean_stop() -> None:
         client = oa.blob_service_client()
         client.create_container("hello")
         assert oa.containers() == ["hello"]
-        batch = BatchClient(oa.batch.endpoint, AzureNamedKeyCredential(oa.batch.account, oa.batch.key))
-        with batch:
+        with batch_client(oa.batch) as batch:
             assert list(batch.list_pools()) == []
         assert oa.leaks() == {"pools": [], "jobs": [], "containers": ["hello"]}
         pid = oa._azurite.pid if oa._azurite else None
-        assert pid is not None and _alive(pid)
-    assert not _alive(pid)
-    assert _group_members(pid) == []
+        assert pid is not None and alive(pid)
+    assert not alive(pid)
+    assert group_members(pid) == []
     with pytest.raises(TranscodeError):
         _ = oa.env
 
@@ -91,7 +60,7 @@ def test_no_stray_processes_when_the_body_raises(tmp_path: Path) -> None:
         pid = oa._azurite.pid if oa._azurite else None
         endpoint = oa.batch.endpoint
         raise RuntimeError("boom")
-    assert pid is not None and not _alive(pid) and _group_members(pid) == []
+    assert pid is not None and not alive(pid) and group_members(pid) == []
     import socket
 
     port = int(endpoint.rsplit(":", 1)[1])
@@ -155,13 +124,17 @@ def test_cli_emulator_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None
     )
     try:
         lines: list[str] = []
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+        stdout = proc.stdout
+        assert stdout is not None
+
+        def read_to_the_comment() -> bool:  # one line a call; the exports come before a "#" line
+            line = stdout.readline()
             if not line or line.startswith("#"):
-                break
+                return True
             lines.append(line.rstrip("\n"))
+            return False
+
+        wait_until(read_to_the_comment, timeout=60, interval=0, what="the export lines")
         names = [line.split("=", 1)[0] for line in lines]
         assert names == [
             "export AZURE_BATCH_ENDPOINT",
@@ -194,12 +167,7 @@ def test_tls_mode_serves_https_with_a_ca_bundle() -> None:
         assert oa.batch.endpoint.startswith("https://")
         assert oa.ca_bundle is not None and oa.ca_bundle.is_file()
         assert oa.env["REQUESTS_CA_BUNDLE"] == str(oa.ca_bundle)
-        batch = BatchClient(
-            oa.batch.endpoint,
-            AzureNamedKeyCredential(oa.batch.account, oa.batch.key),
-            connection_verify=str(oa.ca_bundle),
-        )
-        with batch:
+        with batch_client(oa.batch, connection_verify=str(oa.ca_bundle)) as batch:
             assert list(batch.list_pools()) == []
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import os
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,16 +13,13 @@ from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_b
 
 from batch_transcode.testing import OfflineAzure, StorageFaults, StorageProxy
 from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from helpers import azurite_connection_string
 
 pytestmark = pytest.mark.azure
 
 
 def _client(port: int, **kwargs: object) -> BlobServiceClient:
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-    )
-    return BlobServiceClient.from_connection_string(conn, **kwargs)  # type: ignore[arg-type]
+    return BlobServiceClient.from_connection_string(azurite_connection_string(port), **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -79,19 +75,17 @@ def test_chunked_request_bodies_are_forwarded(proxy: StorageProxy, offline_azure
 
 
 def test_latency_is_added(proxy: StorageProxy) -> None:
-    with _client(proxy.port) as client:
-        client.get_service_properties()  # connect once
-        start = time.perf_counter()
-        for _ in range(5):
-            client.get_service_properties()
-        bare = time.perf_counter() - start
-        proxy.set_faults(latency=0.05)
-        start = time.perf_counter()
-        for _ in range(5):
-            client.get_service_properties()
-        slow = time.perf_counter() - start
-    assert slow >= 5 * 0.05
-    assert slow > bare
+    proxy.set_faults(latency=0.5)
+    # every answer is held back: a client that waits less than that gets none ...
+    with (
+        _client(proxy.port, retry_total=0, read_timeout=0.1) as impatient,
+        pytest.raises(az.ServiceResponseError),
+    ):
+        impatient.get_service_properties()
+    # ... one that waits gets it
+    with _client(proxy.port, retry_total=0) as client:
+        client.get_service_properties()
+    assert proxy.requests == 2 and proxy.failures_injected == 0
 
 
 def test_failures_follow_the_seeded_rate(proxy: StorageProxy) -> None:

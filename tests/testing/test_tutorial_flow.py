@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,10 +25,9 @@ from azure.storage.blob import (
 )
 
 from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, MediaFactory, wait_until
 
 pytestmark = pytest.mark.azure
-
-MediaFactory = Callable[..., Path]
 
 
 def test_tutorial_flow(tmp_path: Path, make_media: MediaFactory, ffmpeg_exe: str) -> None:
@@ -121,13 +118,15 @@ def test_tutorial_flow(tmp_path: Path, make_media: MediaFactory, ffmpeg_exe: str
                 )
             batch.create_tasks("LinuxFfmpegJob", tasks)
 
-            deadline = time.monotonic() + 120
-            while True:
-                states = [t.state for t in batch.list_tasks("LinuxFfmpegJob")]
-                if all(s == bm.BatchTaskState.COMPLETED for s in states):
-                    break
-                assert time.monotonic() < deadline, f"tasks did not complete: {states}"
-                time.sleep(0.2)
+            def states() -> list[bm.BatchTaskState | None]:
+                return [t.state for t in batch.list_tasks("LinuxFfmpegJob")]
+
+            wait_until(
+                lambda: all(s == bm.BatchTaskState.COMPLETED for s in states()),
+                timeout=120,
+                interval=0.2,
+                what=lambda: f"the tasks to complete: {states()}",
+            )
             for task in batch.list_tasks("LinuxFfmpegJob"):
                 assert task.execution_info is not None
                 assert task.execution_info.exit_code == 0, task.id
@@ -156,4 +155,4 @@ def test_tutorial_flow(tmp_path: Path, make_media: MediaFactory, ffmpeg_exe: str
             batch.begin_delete_pool("LinuxFfmpegPool").result()
             blob.delete_container("input")
             blob.delete_container("output")
-            assert oa.leaks(timeout=10) == {"pools": [], "jobs": [], "containers": []}
+            assert oa.leaks(timeout=10) == NOTHING_LEFT

@@ -1,0 +1,266 @@
+"""Plain helpers the test modules share: ``from helpers import wait_until``.
+
+``tests/conftest.py`` puts this folder on ``sys.path`` (pytest runs with
+``--import-mode=importlib``, which does not); the fixtures built on these helpers
+live in that conftest. ``reliability/reliability_harness.py`` (shared with
+``benchmarks/``) imports ``make_clip`` from here as well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+if TYPE_CHECKING:
+    from azure.batch import BatchClient
+
+    from batch_transcode import AzureConfig
+    from batch_transcode.testing import OfflineAzure
+    from batch_transcode.testing._batch_emulator import BatchEmulator
+
+#: ``make_media(path, kind="video"|"silent"|"long") -> path`` (the fixture in conftest.py).
+MediaFactory = Callable[..., Path]
+#: ``duration_of(path)``: the decoded duration in seconds, ``None`` if it does not decode.
+DurationOf = Callable[[Path], float | None]
+
+#: What ``OfflineAzure.leaks()`` answers when nothing is left.
+NOTHING_LEFT: Mapping[str, list[str]] = {"pools": [], "jobs": [], "containers": []}
+
+
+# -- waiting ----------------------------------------------------------------------------
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str | Callable[[], object] = "the condition",
+) -> Any:
+    """Call ``predicate`` every ``interval`` s until it returns something true, and return that.
+
+    ``timeout`` only bounds how long a test waits (make it generous): past it the test
+    fails with an ``AssertionError`` naming ``what`` (a callable is called then, to show
+    the state at that moment). An exception from ``predicate`` ends the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {detail}")
+        time.sleep(interval)
+
+
+# -- media and files --------------------------------------------------------------------
+
+
+def make_clip(ffmpeg: str, path: Path, seconds: float = 1.0, *, audio: bool = True) -> Path:
+    """A ``seconds`` long 64x48 MPEG-4 video, with a 440 Hz AAC tone unless ``audio=False``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    args += ["-f", "lavfi", "-i", f"testsrc=duration={seconds}:size=64x48:rate=5"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+    args += ["-c:v", "mpeg4"]
+    if audio:
+        args += ["-c:a", "aac"]
+    args += ["-shortest", str(path)]
+    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target``, making its folders; return ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
+def partial_files(root: Path) -> list[Path]:
+    """Temporary (``.bt-*``) or half-downloaded (``*.part``) files under ``root``."""
+    return [p for p in root.rglob("*") if p.name.startswith(".bt-") or ".part" in p.name]
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def run_python(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args`` (a script, or ``-m module ...``); capture its text output."""
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def env_without_azure() -> dict[str, str]:
+    """This process's environment without any ``AZURE_*`` variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+
+
+def _stat_fields(pid: str | int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (a zombie is as good as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(entry.name)
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+# -- Azure: configs, clients, what is left ----------------------------------------------
+
+
+def azure_config(**overrides: Any) -> AzureConfig:
+    """An AzureConfig for tests that never reach a real service (overrides win)."""
+    from batch_transcode import AzureConfig
+
+    base: dict[str, Any] = {
+        "batch_endpoint": "https://acct.westeurope.batch.azure.com",
+        "batch_key": "a2V5",
+        "storage_connection_string": "UseDevelopmentStorage=true",
+    }
+    return AzureConfig(**(base | overrides))
+
+
+def azurite_connection_string(port: int) -> str:
+    """A connection string for Azurite's development account at ``127.0.0.1:port``."""
+    from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
+
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+
+
+def batch_client(emulator: BatchEmulator, key: str | None = None, **kwargs: Any) -> BatchClient:
+    """The unmodified ``BatchClient`` with Shared Key credentials for ``emulator``
+    (``key`` replaces the right key; ``kwargs`` go to the client)."""
+    from azure.batch import BatchClient
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    credential = AzureNamedKeyCredential(emulator.account, key or emulator.key)
+    return BatchClient(emulator.endpoint, credential, **kwargs)  # type: ignore[arg-type]
+
+
+def session_resources(oa: OfflineAzure, session_id: str, *, timeout: float = 0.0) -> dict[str, list[str]]:
+    """The pools, jobs and containers of session ``session_id`` still in ``oa``
+    (after ``OfflineAzure.leaks(timeout=...)``, which waits for all resources to go)."""
+    sid = session_id.lower()
+    return {kind: [n for n in names if sid in n.lower()] for kind, names in oa.leaks(timeout=timeout).items()}
+
+
+# -- a scripted Batch endpoint ----------------------------------------------------------
+
+
+@attrs.frozen
+class ScriptedRequest:
+    method: str
+    path: str  # unquoted, without the query
+    body: Any  # the JSON body, None without one
+
+
+#: ``answer(request) -> (status, body)``; a ``str`` body is sent as text, anything else as JSON.
+Answer = Callable[[ScriptedRequest], tuple[int, Any]]
+
+
+class ScriptedEndpoint:
+    """A loopback HTTP server that answers every request with ``answer(request)`` (one
+    at a time) and keeps the requests, for driving the real BatchClient."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[ScriptedRequest] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [r.body for r in self.requests]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _respond(self, request: ScriptedRequest) -> tuple[int, bytes, str]:
+        with self._lock:
+            self.requests.append(request)
+            status, body = self.answer(request)
+        if isinstance(body, str):
+            return status, body.encode(), "text/plain"
+        return status, json.dumps(body).encode(), "application/json"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                request = ScriptedRequest(
+                    method=self.command,
+                    path=unquote(urlsplit(self.path).path),
+                    body=json.loads(raw) if raw else None,
+                )
+                status, data, content_type = endpoint._respond(request)
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        return Handler
