@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def test_hostile_names_equal_basenames_and_a_silent_video(
     assert session_resources(offline, session_id) == NOTHING_LEFT
 
 
-def test_250_files_three_collections_and_one_listing(
+def test_250_files_streamed_in_collections_and_incremental_listings(
     offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
     inputs = [make_media(tmp_path / "in" / f"clip{i:03d}.mp4") for i in range(250)]
@@ -71,11 +72,18 @@ def test_250_files_three_collections_and_one_listing(
     assert report.ok, report.summary()
     log = offline.batch.request_log[before:]
     collections = [e for e in log if e.operation == "Tasks_CreateTaskCollection"]
-    assert len(collections) == 3
-    listings = [i for i, e in enumerate(log) if e.operation == "Tasks_ListTasks"]
-    assert len(listings) == 1
-    counts = [i for i, e in enumerate(log) if e.operation == "Jobs_GetJobTaskCounts"]
-    assert counts and listings[0] > counts[-1]  # listed once, after the counts said "all done"
+    added = [t["id"] for e in collections for t in json.loads(e.request_body)["value"]]
+    assert sorted(added) == sorted(f"t{i:06d}" for i in range(250))  # each task added once
+    assert all(len(json.loads(e.request_body)["value"]) <= 100 for e in collections)
+    # full collections, plus a few sent early (each early one doubles the wait for the next)
+    assert len(collections) <= 3 + 8
+    listings = [e for e in log if e.operation == "Tasks_ListTasks"]
+    assert listings and all(e.query["$filter"].startswith("state eq 'completed'") for e in listings)
+    found = [i for i, e in enumerate(listings) if json.loads(e.response_body)["value"]]
+    # after the first listing that found a task, only tasks changed since the newest seen
+    assert all("stateTransitionTime ge DateTime'" in e.query["$filter"] for e in listings[found[0] + 1 :])
+    listed = sum(len(json.loads(e.response_body)["value"]) for e in listings)
+    assert 250 <= listed <= 2 * 250  # each finished task is read about once
     # every body passed the emulator's spec validation; the only 404s are delete pollers
     # seeing the job and pool gone
     bad = [(e.operation, e.status, e.error_code) for e in log if e.status >= 400]

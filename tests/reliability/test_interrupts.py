@@ -8,6 +8,7 @@ After the session exits, nothing of it may remain in the emulator or in Azurite.
 from __future__ import annotations
 
 import _thread
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -107,8 +108,13 @@ def test_interrupt_while_staging(
     assert fired == ["upload"]
     assert len(uploads) <= 5 < FILES, "no upload may start once the run is cancelled"
     assert offline.leaks(timeout=30) == NOTHING_LEFT
-    ops = [r.operation for r in offline.batch.request_log[before:]]
-    assert "Jobs_CreateJob" not in ops and "Tasks_CreateTaskCollection" not in ops
+    # a task is added only for an input that landed, and none once the job is being removed
+    log = offline.batch.request_log[before:]
+    ops = [r.operation for r in log]
+    collections = [i for i, op in enumerate(ops) if op == "Tasks_CreateTaskCollection"]
+    added = sum(len(json.loads(log[i].request_body)["value"]) for i in collections)
+    assert added <= len(uploads)
+    assert all(i < ops.index("Jobs_DeleteJob") for i in collections)
 
 
 def test_interrupt_during_pool_creation(
@@ -136,7 +142,7 @@ def test_interrupt_while_submitting(
     _run_interrupted(offline, tmp_path, make_media)
     assert fired == ["submit"]
     assert offline.leaks(timeout=30) == NOTHING_LEFT
-    # the chunk that saw the cancel was not sent
+    # the collection that saw the cancel was not sent, nor any after it
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Tasks_CreateTaskCollection" not in ops
 
@@ -145,26 +151,24 @@ def test_interrupt_while_monitoring(
     offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    original = run_module.wait_for_job
+    original = run_module.job_counts
 
-    def wait_for_job(*args: Any, on_progress: Callable[..., None] | None = None, **kwargs: Any) -> bool:
-        def progress(counts: Any) -> None:
-            if on_progress is not None:
-                on_progress(counts)
-            if not fired:
-                fired.append("monitor")
-                _thread.interrupt_main()  # not waiting here: the monitor's own wait sees it
+    def job_counts(*args: Any, **kwargs: Any) -> Any:
+        counts = original(*args, **kwargs)
+        if not fired and counts.running:  # watching a job that has work under way
+            fired.append("monitor")
+            _thread.interrupt_main()  # not waiting here: the watch's own wait sees it
+        return counts
 
-        return original(*args, on_progress=progress, **kwargs)
-
-    monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
+    monkeypatch.setattr(run_module, "job_counts", job_counts)
     before = len(offline.batch.request_log)
-    _run_interrupted(offline, tmp_path, make_media, dedicated_nodes=1, task_slots_per_node=1)
+    backend = _run_interrupted(offline, tmp_path, make_media, dedicated_nodes=1, task_slots_per_node=1)
     assert fired == ["monitor"]
     assert offline.leaks(timeout=30) == NOTHING_LEFT
+    # the watch stopped: it read no finished task after the job was deleted
     ops = [r.operation for r in offline.batch.request_log[before:]]
-    assert "Tasks_ListTasks" not in ops  # the cancel stopped the watch before the final listing
-    assert not list((tmp_path / "out").rglob("*.mp3"))
+    assert "Tasks_ListTasks" not in ops[ops.index("Jobs_DeleteJob") :]
+    assert backend.job_ids and len(list((tmp_path / "out").rglob("*.mp3"))) < FILES
 
 
 def test_interrupt_while_downloading(
@@ -194,16 +198,17 @@ def test_interrupt_with_failing_deletes_names_what_remains(
     run_cleanup: Callable[..., int],
 ) -> None:
     fired: list[str] = []
-    original = run_module.wait_for_job
+    original = run_module.job_counts
 
-    def wait_for_job(*args: Any, **kwargs: Any) -> bool:
-        deletes = frozenset({"Jobs_DeleteJob", "Pools_DeletePool"})
-        offline.set_faults(Faults(error_rate=1.0, operations=deletes))
-        fired.append("monitor")
-        _thread.interrupt_main()
+    def job_counts(*args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            deletes = frozenset({"Jobs_DeleteJob", "Pools_DeletePool"})
+            offline.set_faults(Faults(error_rate=1.0, operations=deletes))
+            fired.append("monitor")
+            _thread.interrupt_main()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "wait_for_job", wait_for_job)
+    monkeypatch.setattr(run_module, "job_counts", job_counts)
     try:
         backend, interrupt = _interrupted(offline, tmp_path, make_media)
         notes = "\n".join(getattr(interrupt, "__notes__", []))

@@ -1,17 +1,24 @@
-"""Watching a job: O(1) requests per poll, fail fast on a broken pool, one listing at the end.
+"""Watching a job: task counts for progress, fail fast on a broken pool, finished tasks
+read incrementally.
 
-Each poll reads the job's task counts. While they move, that is all; when
-they stall (and on the first poll) the pool's allocation state and its nodes
-are checked too, so that a start task that failed, an allocation or resize
+Each poll reads the job's task counts (:func:`job_counts`). When they stall (and
+on the first poll) the pool's allocation state and its nodes are checked too
+(:func:`check_pool`), so that a start task that failed, an allocation or resize
 error, or nodes that all became unusable raise :class:`ProvisioningError` at
-once instead of waiting for the timeout. Polls back off from
-``poll_interval`` to ``poll_interval_max`` while nothing changes.
+once instead of waiting for the timeout.
 
-At the end, :func:`final_states` lists the job's tasks once, with ``$select``.
+Counts "may not always be up to date" (Batch REST API, Get Task Counts), so they
+drive only the progress bar; which tasks finished is read with
+:func:`list_finished`: ``state eq 'completed'``, and after the first listing only
+tasks whose ``stateTransitionTime`` is at or after the newest one seen minus a
+margin (the REST docs' "OData filters in Batch" list both for List Tasks), with
+``$select``. :func:`wait_for_job` and :func:`final_states` are the barrier form:
+wait for the counts, then list the job's tasks once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -27,7 +34,18 @@ from batch_transcode._config import AzureConfig
 from batch_transcode._errors import ProvisioningError, RunTimeoutError
 from batch_transcode._ffmpeg import stderr_tail
 
-__all__ = ["Counts", "TaskOutcome", "final_states", "start_task_stderr", "wait_for_job"]
+__all__ = [
+    "Counts",
+    "TaskOutcome",
+    "auto_pool_id",
+    "check_pool",
+    "final_states",
+    "job_counts",
+    "list_finished",
+    "log_counts",
+    "start_task_stderr",
+    "wait_for_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +73,8 @@ class TaskOutcome:
     failure_code: str | None = None
     failure_message: str | None = None
     seconds: float | None = None
+    #: When the task entered its state, as the service stamps it.
+    changed_at: dt.datetime | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -130,7 +150,7 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
         )
 
 
-def _counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
+def job_counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
     result = call(
         config.retry,
         f"get task counts of job {job_id}",
@@ -141,7 +161,7 @@ def _counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
     return Counts(c.active, c.running, c.completed, c.succeeded, c.failed)
 
 
-def _auto_pool_id(client: BatchClient, job_id: str, config: AzureConfig) -> str | None:
+def auto_pool_id(client: BatchClient, job_id: str, config: AzureConfig) -> str | None:
     job = call(
         config.retry,
         f"get job {job_id}",
@@ -150,6 +170,18 @@ def _auto_pool_id(client: BatchClient, job_id: str, config: AzureConfig) -> str 
     )
     info = job.execution_info
     return info.pool_id if info is not None else None
+
+
+def log_counts(job_id: str, counts: Counts, total: int) -> None:
+    log.info(
+        "job %s: %d/%d done (%d failed), %d running, %d waiting",
+        job_id,
+        counts.completed,
+        total,
+        counts.failed,
+        counts.running,
+        counts.active,
+    )
 
 
 def wait_for_job(
@@ -172,24 +204,16 @@ def wait_for_job(
     interval = config.poll_interval
     last: Counts | None = None
     while True:
-        counts = _counts(client, job_id, config)
+        counts = job_counts(client, job_id, config)
         moved = counts != last
         if moved:
-            log.info(
-                "job %s: %d/%d done (%d failed), %d running, %d waiting",
-                job_id,
-                counts.completed,
-                total,
-                counts.failed,
-                counts.running,
-                counts.active,
-            )
+            log_counts(job_id, counts, total)
             if on_progress is not None:
                 on_progress(counts)
         if counts.completed >= total:
             return True
         if pool_id is None:
-            pool_id = _auto_pool_id(client, job_id, config)
+            pool_id = auto_pool_id(client, job_id, config)
         if pool_id is not None and (last is None or not moved or counts.completed == last.completed):
             check_pool(client, pool_id, config)
         last = counts
@@ -216,6 +240,28 @@ def _text(value: object) -> str | None:
     return str(getattr(value, "value", value))
 
 
+#: What a listing of finished tasks asks for.
+TASK_SELECT = ["id", "state", "stateTransitionTime", "executionInfo"]
+
+
+def _outcome(task: bm.BatchTask) -> TaskOutcome:
+    info = task.execution_info
+    failure = info.failure_info if info is not None else None
+    seconds = None
+    if info is not None and info.start_time is not None and info.end_time is not None:
+        seconds = (info.end_time - info.start_time).total_seconds()
+    return TaskOutcome(
+        task_id=task.id or "",
+        state=_text(task.state) or "",
+        result=_text(info.result) if info is not None else None,
+        exit_code=info.exit_code if info is not None else None,
+        failure_code=failure.code if failure is not None else None,
+        failure_message=failure.message if failure is not None else None,
+        seconds=seconds,
+        changed_at=task.state_transition_time,
+    )
+
+
 def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[str, TaskOutcome]:
     """Every task's outcome, from ONE listing of the job's tasks with ``$select``."""
 
@@ -223,20 +269,27 @@ def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[
         return list(client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
 
     tasks = call(config.retry, f"list tasks of job {job_id}", listing, job_id=job_id)
-    out: dict[str, TaskOutcome] = {}
-    for task in tasks:
-        info = task.execution_info
-        failure = info.failure_info if info is not None else None
-        seconds = None
-        if info is not None and info.start_time is not None and info.end_time is not None:
-            seconds = (info.end_time - info.start_time).total_seconds()
-        out[task.id or ""] = TaskOutcome(
-            task_id=task.id or "",
-            state=_text(task.state) or "",
-            result=_text(info.result) if info is not None else None,
-            exit_code=info.exit_code if info is not None else None,
-            failure_code=failure.code if failure is not None else None,
-            failure_message=failure.message if failure is not None else None,
-            seconds=seconds,
-        )
-    return out
+    return {task.id or "": _outcome(task) for task in tasks}
+
+
+def odata_time(value: dt.datetime) -> str:
+    """A ``DateTime'...'`` literal for a Batch ``$filter`` (UTC, seconds precision is not
+    enough: tasks finish many to a second)."""
+    utc = value.astimezone(dt.UTC)
+    return "DateTime'" + utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z'"
+
+
+def list_finished(
+    client: BatchClient, job_id: str, config: AzureConfig, since: dt.datetime | None
+) -> list[TaskOutcome]:
+    """The job's completed tasks; with ``since``, only those whose state changed at or
+    after it."""
+    query = "state eq 'completed'"
+    if since is not None:
+        query += f" and stateTransitionTime ge {odata_time(since)}"
+
+    def listing() -> list[bm.BatchTask]:
+        return list(client.list_tasks(job_id, filter=query, select=TASK_SELECT))
+
+    tasks = call(config.retry, f"list finished tasks of job {job_id}", listing, job_id=job_id)
+    return [_outcome(task) for task in tasks]

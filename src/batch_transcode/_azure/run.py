@@ -1,10 +1,16 @@
-"""One batch of files on an open Azure session: one job.
+"""One batch of files on an open Azure session: one job, streamed.
 
-:meth:`AzureRun.run` uploads the inputs, writes the job manifest, creates the job,
-adds the tasks, lets the job end itself when they complete, watches the task
-counts, lists the tasks once and downloads the outputs. :meth:`AzureRun.resume`
-is the same run picked up by another process (attaching after a crash): the job
-and its tasks exist, so it watches and collects.
+:meth:`AzureRun.run` writes the job manifest and creates the job, then runs three
+stages at once: inputs upload (``upload_concurrency`` at a time); each landed
+input becomes a task, added in collections of up to 100 (sent when full or after
+:data:`SUBMIT_LINGER`); finished tasks are read as they finish
+(:func:`~batch_transcode._azure.monitor.list_finished`) and each output downloads
+at once (``download_concurrency`` at a time), its :class:`FileResult` reported
+as soon as it is there. After the last collection the job is set to end itself
+when its tasks complete. The run is done when every task id is accounted for,
+never on the (possibly stale) task counts alone. :meth:`AzureRun.resume` is the
+same run picked up by another process (attaching after a crash): the job and its
+tasks exist, so it watches and collects, keeping outputs already downloaded.
 
 Every file ends as one :class:`FileResult` with a typed ``status``; a run that is
 cancelled starts no new upload, task collection or download, and its job is
@@ -16,20 +22,32 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
+from azure.batch import models as bm
 from azure.core import exceptions as az
 
 from batch_transcode._azure import builders
 from batch_transcode._azure._calls import call
 from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.cleanup import delete_job
-from batch_transcode._azure.monitor import Counts, TaskOutcome, final_states, wait_for_job
+from batch_transcode._azure.monitor import (
+    Counts,
+    TaskOutcome,
+    auto_pool_id,
+    check_pool,
+    final_states,
+    job_counts,
+    list_finished,
+    log_counts,
+    wait_for_job,
+)
 from batch_transcode._azure.opened import OpenSession
-from batch_transcode._azure.staging import Download, StagingCancelled
-from batch_transcode._azure.submit import submit_tasks
-from batch_transcode._errors import AzureError
+from batch_transcode._azure.staging import StagedInput, StagingCancelled
+from batch_transcode._azure.submit import TaskFeed, submit_tasks
+from batch_transcode._errors import AzureError, RunTimeoutError
 from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
@@ -41,6 +59,18 @@ from batch_transcode._teardown import Teardown
 __all__ = ["AzureRun"]
 
 log = logging.getLogger(__name__)
+
+#: The streaming order (``False``: the barrier order, kept to measure against).
+STREAMING = True
+#: Finished tasks are listed at least this often (seconds), even when the task counts,
+#: which may lag, do not move.
+LIST_AT_LEAST_EVERY = 5.0
+#: A listing asks for tasks whose state changed since the newest one seen, less this margin,
+#: so that a task stamped just before it but not yet listed is not missed.
+LISTING_MARGIN = dt.timedelta(seconds=1)
+#: Listings the counts ask for are at least this far apart (seconds): a task is then in at
+#: most about one listing besides its own, and listing bytes stay O(tasks).
+LISTING_GAP = 2 * LISTING_MARGIN.total_seconds()
 
 
 class AzureRun:
@@ -64,6 +94,10 @@ class AzureRun:
         self.progress = progress
         self.teardown = teardown
         self.cancel = cancel
+        #: Set when the run fails or ends while staging or downloads are still under way.
+        self.halt = threading.Event()
+        #: What staging, task submission and downloads stop on: ``cancel`` or ``halt``.
+        self.stop = _Either(cancel, self.halt)
 
     def _cancelled(self, items: Sequence[WorkItem]) -> list[FileResult]:
         return [FileResult.cancellation(item.source) for item in items]
@@ -71,7 +105,45 @@ class AzureRun:
     # -- a new job -------------------------------------------------------------------------
 
     def run(self) -> list[FileResult]:
-        """Stage, submit, watch and collect; one result per item, in order."""
+        """Stage, submit, watch and collect at once; one result per item, in order."""
+        if not STREAMING:
+            return self._run_in_phases()
+        if self.cancel.is_set():
+            return self._cancelled(self.items)
+        staging = self.session.staging
+        out_url = self._create_job()
+        feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+
+        def staged(item: WorkItem, inp: StagedInput) -> None:
+            feed.add(self._task(item, inp.sas_url, out_url))
+
+        def produce() -> None:
+            try:
+                with azure_errors("upload the inputs"):
+                    staging.upload_inputs(self.items, cancel=self.stop, on_staged=staged)
+            finally:
+                feed.close()  # what landed is added (unless halted), errors or not
+            if not self.stop.is_set():
+                self._terminate_when_done()
+
+        return _Collector(self, self.items, produce).collect()
+
+    def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
+        return builders.task_create_options(
+            config=self.config,
+            setup=self.session.setup,
+            job_id=self.job_id,
+            index=item.index,
+            source_name=item.relative_source,
+            input_url=input_url,
+            output_container_url=out_url,
+            output_blob_name=self.session.staging.output_blob_name(item),
+            preset=self.preset,
+        )
+
+    def _run_in_phases(self) -> list[FileResult]:
+        """The barrier order (every upload, then every task, then wait for all, then one
+        listing, then every download): kept to measure the streaming order against."""
         staging = self.session.staging
         try:
             with azure_errors("upload the inputs"):
@@ -80,26 +152,9 @@ class AzureRun:
             return self._cancelled(self.items)
         if self.cancel.is_set():
             return self._cancelled(self.items)
-        with azure_errors("write the job manifest"):
-            manifest = self.session.manifest(self.job_id, self.items, self.preset)
-            staging.write_output_blob(manifest.blob_name, manifest.to_json())
-        self._create_job()
+        out_url = self._create_job()
         with azure_errors("prepare the tasks"):
-            out_url = staging.output_container_sas_url()
-            tasks = [
-                builders.task_create_options(
-                    config=self.config,
-                    setup=self.session.setup,
-                    job_id=self.job_id,
-                    index=item.index,
-                    source_name=item.relative_source,
-                    input_url=staged[item.index].sas_url,
-                    output_container_url=out_url,
-                    output_blob_name=staging.output_blob_name(item),
-                    preset=self.preset,
-                )
-                for item in self.items
-            ]
+            tasks = [self._task(item, staged[item.index].sas_url, out_url) for item in self.items]
         submit_tasks(self.session.batch, self.job_id, tasks, self.config.retry, cancel=self.cancel)
         if self.cancel.is_set():
             self._stop_job()
@@ -107,8 +162,13 @@ class AzureRun:
         self._terminate_when_done()
         return self._watch_and_collect(self.items)
 
-    def _create_job(self) -> None:
+    def _create_job(self) -> str:
+        """Write the job's manifest, create the job; the output container's SAS URL for
+        its tasks."""
         session, job_id = self.session, self.job_id
+        with azure_errors("write the job manifest"):
+            manifest = session.manifest(job_id, self.items, self.preset)
+            session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
             names=session.names,
@@ -124,6 +184,8 @@ class AzureRun:
             job_id=job_id,
         )
         log.info("job %s created with %d task(s) to add", job_id, len(self.items))
+        with azure_errors("prepare the tasks"):
+            return session.staging.output_container_sas_url()
 
     # -- a job another process submitted ---------------------------------------------------
 
@@ -146,7 +208,9 @@ class AzureRun:
                 len(self.items),
             )
         self._terminate_when_done()  # the submitting process may have stopped before it did
-        collected = dict(zip((i.index for i in added), self._watch_and_collect(added), strict=True))
+        collector = _Collector(self, added, None, keep_existing=True) if STREAMING else None
+        results = collector.collect() if collector is not None else self._watch_and_collect(added)
+        collected = dict(zip((i.index for i in added), results, strict=True))
         out: list[FileResult] = []
         for item in self.items:
             result = collected.get(item.index)
@@ -248,43 +312,204 @@ class AzureRun:
         lines = [f"the task failed ({why})", tail, f"(task {outcome.task_id})"]
         return "\n".join(line for line in lines if line)
 
-    def _collect(self, items: list[WorkItem], outcomes: dict[str, TaskOutcome]) -> list[FileResult]:
-        by_task = {item.index: outcomes.get(builders.task_id(item.index)) for item in items}
-        ok = [item for item in items if (o := by_task[item.index]) is not None and o.succeeded]
-        with azure_errors("download the outputs"):
-            downloads = self.session.staging.download_outputs(ok, cancel=self.cancel) if ok else {}
-        failed = [item for item in items if item.index not in downloads]
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="bt-diag") as pool:
-            texts = dict(
-                zip(
-                    [i.index for i in failed],
-                    pool.map(lambda i: self._failure_text(by_task[i.index]), failed),
-                    strict=True,
-                )
+    def finish(
+        self, item: WorkItem, outcome: TaskOutcome | None, *, keep_existing: bool = False
+    ) -> FileResult:
+        """The result of one finished task: its output downloaded (or kept, when
+        ``keep_existing`` and a complete output is there), or why it failed."""
+        tid = builders.task_id(item.index)
+        seconds = outcome.seconds if outcome is not None else None
+        if outcome is None or not outcome.succeeded:
+            return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
+        if keep_existing and _complete_output(item):
+            return FileResult(source=item.source, output=item.output, status="skipped", task_id=tid)
+        if self.stop.is_set():
+            return FileResult.cancellation(
+                item.source, "converted, but cancelled before its output was downloaded", task_id=tid
             )
-        results: list[FileResult] = []
-        for item in items:
-            outcome = by_task[item.index]
-            seconds = outcome.seconds if outcome is not None else None
-            tid = builders.task_id(item.index)
-            download: Download | None = downloads.get(item.index)
-            if download is None:
-                result = FileResult.failure(item.source, texts[item.index], seconds=seconds, task_id=tid)
-            elif download.status == "cancelled":
-                result = FileResult.cancellation(
-                    item.source, "converted, but cancelled before its output was downloaded", task_id=tid
-                )
-            elif download.status == "failed":
-                result = FileResult.failure(
-                    item.source,
-                    f"converted, but the output could not be downloaded: {download.error}",
-                    seconds=seconds,
-                    task_id=tid,
-                )
-            else:
-                result = FileResult.converted(item.source, item.output, seconds=seconds, task_id=tid)
+        download = self.session.staging.download_output(item)
+        if download.status == "failed":
+            return FileResult.failure(
+                item.source,
+                f"converted, but the output could not be downloaded: {download.error}",
+                seconds=seconds,
+                task_id=tid,
+            )
+        return FileResult.converted(item.source, item.output, seconds=seconds, task_id=tid)
+
+    def _collect(self, items: list[WorkItem], outcomes: dict[str, TaskOutcome]) -> list[FileResult]:
+        workers = min(self.config.download_concurrency, len(items)) or 1
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bt-download") as pool:
+            results = list(pool.map(lambda i: self.finish(i, outcomes.get(builders.task_id(i.index))), items))
+        for result in results:
             self.progress.finished(result)
-            results.append(result)
-        done = sum(r.ok for r in results)
-        log.info("job %s: %d/%d converted, %d failed", self.job_id, done, len(results), len(results) - done)
+        _log_done(self.job_id, results)
         return results
+
+
+class _Either:
+    """Set when either event is."""
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
+
+
+def _complete_output(item: WorkItem) -> bool:
+    """An output from an earlier download: outputs only carry their final name once complete."""
+    try:
+        return item.output.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _log_done(job_id: str, results: Sequence[FileResult]) -> None:
+    done = sum(r.ok for r in results)
+    log.info("job %s: %d/%d converted, %d failed", job_id, done, len(results), len(results) - done)
+
+
+class _Collector:
+    """Watches ``items``' tasks finish and collects each one at once (see the module notes).
+
+    ``produce`` (uploads and task collections) runs beside it in a thread of its own;
+    its error, if any, is raised here. Done when every task id is accounted for.
+    """
+
+    def __init__(
+        self,
+        run: AzureRun,
+        items: Sequence[WorkItem],
+        produce: Callable[[], None] | None,
+        *,
+        keep_existing: bool = False,
+    ) -> None:
+        self.run = run
+        self.items = list(items)
+        self.produce = produce
+        self.keep_existing = keep_existing
+        self.by_task = {builders.task_id(i.index): i for i in self.items}
+        self.results: dict[int, FileResult] = {}
+        self.pending: dict[Future[FileResult], WorkItem] = {}
+        self.seen: set[str] = set()
+        #: ``stateTransitionTime`` of the newest finished task listed so far.
+        self.newest: dt.datetime | None = None
+
+    def collect(self) -> list[FileResult]:
+        run = self.run
+        producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-stage")
+        produced = producer.submit(self.produce) if self.produce is not None else None
+        downloads = ThreadPoolExecutor(
+            max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
+        )
+        try:
+            finished = self._watch(produced, downloads)
+        finally:
+            run.halt.set()  # no new upload, task collection or download from here on
+            producer.shutdown(wait=True)
+            downloads.shutdown(wait=True)  # no new download starts once cancelled
+            self._harvest()
+        if not finished:
+            run._stop_job()
+        results = [
+            self.results.get(item.index) or FileResult.cancellation(item.source) for item in self.items
+        ]
+        _log_done(run.job_id, results)
+        return results
+
+    def _harvest(self) -> None:
+        for fut in [f for f in self.pending if f.done()]:
+            item = self.pending.pop(fut)
+            result = fut.result()
+            self.results[item.index] = result
+            self.run.progress.finished(result)
+
+    def _list(self, *, full: bool = False) -> int:
+        """Read finished tasks (all of them when ``full``); how many were new."""
+        run = self.run
+        since = self.newest - LISTING_MARGIN if self.newest is not None and not full else None
+        new = 0
+        for outcome in list_finished(run.session.batch, run.job_id, run.config, since):
+            if outcome.changed_at is not None and (self.newest is None or outcome.changed_at > self.newest):
+                self.newest = outcome.changed_at
+            item = self.by_task.get(outcome.task_id)
+            if item is None or outcome.task_id in self.seen:
+                continue
+            self.seen.add(outcome.task_id)
+            self.pending[self._downloads.submit(self._finish, item, outcome)] = item
+            new += 1
+        return new
+
+    def _finish(self, item: WorkItem, outcome: TaskOutcome) -> FileResult:
+        return self.run.finish(item, outcome, keep_existing=self.keep_existing)
+
+    def _watch(self, produced: Future[None] | None, downloads: ThreadPoolExecutor) -> bool:
+        """Poll until every task is accounted for (True) or the run is cancelled (False)."""
+        run, config = self.run, self.run.config
+        batch, job_id = run.session.batch, run.job_id
+        self._downloads = downloads
+        pool_id = run.session.pool_id
+        interval = config.poll_interval
+        last: Counts | None = None
+        next_poll = next_list = time.monotonic()
+        last_list = next_list - LIST_AT_LEAST_EVERY
+        behind = missed = last_found = False
+        while True:
+            self._harvest()
+            if produced is not None and produced.done():
+                error = produced.exception()
+                if isinstance(error, StagingCancelled):
+                    return False
+                if error is not None:
+                    raise error
+            if run.cancel.is_set():
+                run.halt.set()
+                return False
+            staging_done = produced is None or produced.done()
+            if staging_done and len(self.seen) >= len(self.items):
+                while self.pending:  # the last downloads
+                    if run.cancel.wait(0.05):
+                        return False
+                    self._harvest()
+                return True
+            now = time.monotonic()
+            if now >= next_poll:
+                counts = job_counts(batch, job_id, config)
+                moved = counts != last
+                if moved:
+                    log_counts(job_id, counts, len(self.items))
+                    run.progress.counts(counts.completed, counts.failed)
+                if counts.completed > len(self.seen):
+                    # the counts know of finished tasks not read yet: list, but never twice
+                    # within the margin, so that each task is read at most about twice
+                    # (a listing that found nothing has nothing to read again: no gap then)
+                    next_list = min(next_list, last_list + (LISTING_GAP if last_found else 0.0))
+                    behind = True
+                if pool_id is None:
+                    pool_id = auto_pool_id(batch, job_id, config)
+                unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
+                if pool_id is not None and unfinished and (last is None or not moved):
+                    check_pool(batch, pool_id, config)
+                last = counts
+                interval = config.poll_interval if moved else min(config.poll_interval_max, interval * 1.5)
+                next_poll = now + interval
+            if now >= next_list:
+                # A listing that finds nothing new while the counts say tasks finished
+                # that were not read: read them all next time (a task whose change the
+                # margin did not cover is found then, so completion never hangs on it).
+                found = self._list(full=missed)
+                missed, last_found = behind and not found, found > 0
+                behind = False
+                last_list, next_list = now, now + LIST_AT_LEAST_EVERY
+            remaining = run.session.deadline - time.monotonic()
+            if remaining <= 0:
+                raise RunTimeoutError(
+                    f"job {job_id} did not finish within the session timeout "
+                    f"({len(self.seen)}/{len(self.items)} done); raise AzureConfig(session_timeout=...) "
+                    "or add nodes"
+                )
+            wake = min(next_poll, next_list) - time.monotonic()
+            if self.pending:
+                wake = min(wake, 0.05)  # report downloads as they land
+            run.cancel.wait(max(0.0, min(wake, remaining)))

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 from azure.core import exceptions as az
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INPUT_PREFIX",
     "OUTPUT_PREFIX",
+    "CancelFlag",
     "Download",
     "StagedInput",
     "Staging",
@@ -71,6 +72,12 @@ def blob_path(relative: str) -> str:
     ``\\`` (which the storage service does not keep as-is in a SAS-signed URL) is written
     ``%5C``, and so ``%`` is written ``%25`` to keep names distinct."""
     return relative.replace("%", "%25").replace("\\", "%5C")
+
+
+class CancelFlag(Protocol):
+    """What staging and task submission ask of a cancel signal (a ``threading.Event`` is one)."""
+
+    def is_set(self) -> bool: ...
 
 
 class StagingCancelled(Exception):
@@ -485,11 +492,15 @@ class Staging:
         return size, True
 
     def upload_inputs(
-        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+        self,
+        items: Sequence[WorkItem],
+        cancel: CancelFlag | None = None,
+        on_staged: Callable[[WorkItem, StagedInput], None] | None = None,
     ) -> list[StagedInput]:
         """Upload the inputs (``concurrency`` at once), skipping identical blobs; return a
-        read-only SAS URL for each, in the order of ``items``. Once ``cancel`` is set no
-        new upload starts and :class:`StagingCancelled` is raised."""
+        read-only SAS URL for each, in the order of ``items``. ``on_staged`` is called (from
+        an upload thread) as each input lands. Once ``cancel`` is set no new upload starts
+        and :class:`StagingCancelled` is raised."""
         if not items:
             return []
         per_blob = max(1, min(8, self.concurrency // len(items)))
@@ -499,13 +510,16 @@ class Staging:
                 raise StagingCancelled
             name = self.input_blob_name(item)
             size, uploaded = self._upload(item.source, name, per_blob)
-            return StagedInput(
+            staged = StagedInput(
                 index=item.index,
                 blob_name=name,
                 sas_url=self.blob_sas_url(self.input_container_name, name),
                 uploaded=uploaded,
                 size=size,
             )
+            if on_staged is not None:
+                on_staged(item, staged)
+            return staged
 
         staged = self._map(one, items, self.concurrency, "bt-upload")
         uploaded = [s for s in staged if s.uploaded]
@@ -551,6 +565,10 @@ class Staging:
         except az.ResourceNotFoundError:
             return []
 
+    def download_output(self, item: WorkItem) -> Download:
+        """Download one output to ``item.output`` (a temporary name, then an atomic rename)."""
+        return self._download_one(item)
+
     def _download_one(self, item: WorkItem) -> Download:
         name = self.output_blob_name(item)
         target = item.output
@@ -581,7 +599,7 @@ class Staging:
                 tmp.unlink(missing_ok=True)
 
     def download_outputs(
-        self, items: Sequence[WorkItem], cancel: threading.Event | None = None
+        self, items: Sequence[WorkItem], cancel: CancelFlag | None = None
     ) -> dict[int, Download]:
         """Download each item's output to ``item.output`` (a temporary name, then an atomic
         rename; never a partial file); index -> :class:`Download`. Once ``cancel`` is set

@@ -14,19 +14,22 @@ no cap of its own (azure-batch 15.x ``azure/batch/_operations/_patch.py``), so c
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
 
 from batch_transcode import _retry
 from batch_transcode._azure._calls import call
+from batch_transcode._azure.staging import CancelFlag
 from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import AzureError
 
-__all__ = ["MAX_TASKS_PER_REQUEST", "submit_tasks"]
+__all__ = ["MAX_TASKS_PER_REQUEST", "TaskFeed", "submit_tasks"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ def _submit_chunk(
     job_id: str,
     chunk: list[bm.BatchTaskCreateOptions],
     policy: RetryPolicy,
-    cancel: threading.Event | None,
+    cancel: CancelFlag | None,
 ) -> None:
     pending = list(chunk)
     first, last = chunk[0].id, chunk[-1].id
@@ -104,6 +107,92 @@ def _submit_chunk(
         ) from exc
 
 
+class TaskFeed:
+    """Adds tasks to a job as they come: collections of at most 100, each sent when it is
+    full or when ``linger`` seconds passed since its first task (``None``: only when full,
+    and at :meth:`close`), ``concurrency`` at once. Each partial collection doubles the
+    linger, up to ``linger_max``: the first tasks start at once, and a slow trickle of
+    inputs costs a few requests, not one per input.
+
+    :meth:`add` returns at once; :meth:`close` sends what is left, waits for every
+    collection and raises the first error (a batch_transcode error naming the tasks).
+    Once ``cancel`` is set no new collection is sent (the run deletes the job).
+    """
+
+    def __init__(
+        self,
+        client: BatchClient,
+        job_id: str,
+        policy: RetryPolicy,
+        *,
+        cancel: CancelFlag | None = None,
+        linger: float | None = 0.5,
+        linger_max: float = 8.0,
+        concurrency: int = 4,
+    ) -> None:
+        self._client = client
+        self._job_id = job_id
+        self._policy = policy
+        self._cancel = cancel
+        self._linger = linger
+        self._linger_max = linger_max
+        self._queue: queue.SimpleQueue[bm.BatchTaskCreateOptions | None] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bt-submit")
+        self._futures: list[Future[None]] = []
+        self.tasks = 0
+        self.collections = 0
+        self._batcher = threading.Thread(target=self._batch, name=f"bt-feed-{job_id}", daemon=True)
+        self._batcher.start()
+
+    def add(self, task: bm.BatchTaskCreateOptions) -> None:
+        self._queue.put(task)
+
+    def _send(self, chunk: list[bm.BatchTaskCreateOptions]) -> None:
+        if chunk and not (self._cancel is not None and self._cancel.is_set()):
+            self.tasks += len(chunk)
+            self.collections += 1
+            args = (self._client, self._job_id, list(chunk), self._policy, self._cancel)
+            self._futures.append(self._pool.submit(_submit_chunk, *args))
+        chunk.clear()
+
+    def _batch(self) -> None:
+        chunk: list[bm.BatchTaskCreateOptions] = []
+        due = 0.0
+        while True:
+            try:
+                wait = None if not chunk or self._linger is None else max(0.0, due - time.monotonic())
+                task = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._send(chunk)
+                if self._linger is not None:
+                    self._linger = min(self._linger_max, self._linger * 2)
+                continue
+            if task is None:
+                self._send(chunk)
+                return
+            if not chunk:
+                due = time.monotonic() + (self._linger or 0.0)
+            chunk.append(task)
+            if len(chunk) >= MAX_TASKS_PER_REQUEST:
+                self._send(chunk)
+
+    def close(self) -> int:
+        """Send what is left and wait for every collection; the number of collections."""
+        self._queue.put(None)
+        self._batcher.join()
+        try:
+            errors = [exc for fut in self._futures if (exc := fut.exception()) is not None]
+        finally:
+            self._pool.shutdown(wait=True)
+        if errors:
+            raise errors[0]
+        if self.tasks:
+            log.info(
+                "added %d tasks to job %s in %d collection(s)", self.tasks, self._job_id, self.collections
+            )
+        return self.collections
+
+
 def submit_tasks(
     client: BatchClient,
     job_id: str,
@@ -111,25 +200,14 @@ def submit_tasks(
     policy: RetryPolicy,
     *,
     concurrency: int = 4,
-    cancel: threading.Event | None = None,
+    cancel: CancelFlag | None = None,
 ) -> int:
     """Add ``tasks`` to ``job_id`` in collections of at most 100, ``concurrency`` at once.
 
-    Returns the number of collection requests that succeeded first time or after
-    retries; raises a batch_transcode error when some tasks could not be added.
+    Returns the number of collection requests; raises a batch_transcode error when some
+    tasks could not be added.
     """
-    chunks = [list(tasks[i : i + MAX_TASKS_PER_REQUEST]) for i in range(0, len(tasks), MAX_TASKS_PER_REQUEST)]
-    if not chunks:
-        return 0
-    workers = max(1, min(concurrency, len(chunks)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bt-submit") as pool:
-        futures = [pool.submit(_submit_chunk, client, job_id, chunk, policy, cancel) for chunk in chunks]
-        errors: list[BaseException] = []
-        for fut in futures:
-            exc = fut.exception()
-            if exc is not None:
-                errors.append(exc)
-    if errors:
-        raise errors[0]
-    log.info("added %d tasks to job %s in %d collection(s)", len(tasks), job_id, len(chunks))
-    return len(chunks)
+    feed = TaskFeed(client, job_id, policy, cancel=cancel, linger=None, concurrency=concurrency)
+    for task in tasks:
+        feed.add(task)
+    return feed.close()

@@ -28,6 +28,12 @@ class Faults:
       preempted while the task runs; the task goes back to ``active`` and runs again
       (``requeueCount`` grows, ``retryCount`` does not). Dedicated nodes are never preempted,
       as in the service.
+    - ``stale_counts_seconds``: Get Task Counts answers as of that many seconds ago: a
+      task that completed more recently is still counted as running (the service says
+      its counts "may not always be up to date").
+    - ``missed_count_rate``: fraction of completed tasks the counts miss for
+      ``missed_count_seconds`` more (a missed update, corrected only later by the
+      service's consistency pass). Chosen per task from ``seed`` and the task id.
     - ``operations``: if given, request faults apply only to these operations (spec
       operationIds such as ``Tasks_CreateTaskCollection`` or classic names such as
       ``Task_AddCollection``).
@@ -47,6 +53,9 @@ class Faults:
     allocation_failure: bool = False
     allocation_failure_code: str = "AllocationFailed"
     preempt_rate: float = 0.0
+    stale_counts_seconds: float = 0.0
+    missed_count_rate: float = 0.0
+    missed_count_seconds: float = 10.0
     operations: frozenset[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -56,6 +65,7 @@ class Faults:
             "drop_after_processing_rate",
             "slow_rate",
             "preempt_rate",
+            "missed_count_rate",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -108,3 +118,14 @@ class FaultInjector:
 
     def preempt(self) -> bool:
         return self._roll(self.faults.preempt_rate)
+
+    def counts_lag(self, task_id: str) -> float:
+        """Seconds the task counts lag behind a completion of ``task_id``."""
+        f = self.faults
+        lag = f.stale_counts_seconds
+        if f.missed_count_rate > 0:
+            # per task, not per request: the same task stays missed until corrected
+            draw = random.Random(f"{f.seed}:{task_id}").random()  # noqa: S311 - not crypto
+            if draw < f.missed_count_rate:
+                lag += f.missed_count_seconds
+        return lag

@@ -17,7 +17,7 @@ import uuid
 from batch_transcode._process import kill_process_group
 
 from ._errors import BatchServiceError, exists, invalid_value
-from ._model import Job
+from ._model import Job, now
 from ._odata import apply_select, duration_seconds
 from ._rest import Call, Operations, Reply, check_id
 from ._state import DELETE_DELAY
@@ -143,11 +143,16 @@ class JobOperations(Operations):
             job = self.state.job(call.params["jobId"])
             counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
             slots = dict(counts)
+            stamp = now()
             for t in job.tasks.values():
                 state = "running" if t.state in ("running", "preparing") else t.state
+                if state == "completed":
+                    lag = self.state.injector.counts_lag(t.id)
+                    if lag > 0 and (stamp - t.state_time).total_seconds() < lag:
+                        state = "running"  # stale counts (Faults.stale_counts_seconds)
                 counts[state] += 1
                 slots[state] += t.required_slots
-                if t.state == "completed":
+                if state == "completed":
                     outcome = "succeeded" if t.execution.get("result") == "success" else "failed"
                     counts[outcome] += 1
                     slots[outcome] += t.required_slots

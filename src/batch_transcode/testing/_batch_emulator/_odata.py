@@ -2,7 +2,8 @@
 
 The filter grammar covers what Batch filters use: comparisons (``eq ne gt ge lt le``)
 of a property path (``state``, ``executionInfo/exitCode``) with a literal (``'text'``,
-numbers, ``true``/``false``/``null``, ``datetime'...'``), ``and`` / ``or`` / ``not``,
+numbers, ``true``/``false``/``null``, ``DateTime'...'`` in any casing, compared as
+instants), ``and`` / ``or`` / ``not``,
 parentheses and ``startswith(prop, 'x')`` / ``endswith`` / ``substringof('x', prop)``.
 String comparison of ids is case-insensitive, as Batch ids are.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._errors import BatchServiceError, invalid_value
@@ -19,7 +20,7 @@ from ._errors import BatchServiceError, invalid_value
 Predicate = Callable[[dict[str, Any]], bool]
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>datetime'[^']*')|(?P<num>-?\d+(?:\.\d+)?)"
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>(?i:datetime)'[^']*')|(?P<num>-?\d+(?:\.\d+)?)"
     r"|(?P<lp>\()|(?P<rp>\))|(?P<comma>,)|(?P<word>[A-Za-z_$][\w/.$]*))"
 )
 
@@ -59,11 +60,33 @@ def _get(doc: Any, path: str) -> Any:
     return cur
 
 
+def _datetime(text: str) -> datetime | None:
+    """An ISO 8601 instant (any number of fraction digits, ``Z`` or an offset), in UTC."""
+    m = re.fullmatch(
+        r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?", text.strip()
+    )
+    if m is None:
+        return None
+    base, fraction, zone = m.groups()
+    micro = (fraction or "")[:6].ljust(6, "0")
+    try:
+        value = datetime.fromisoformat(f"{base}.{micro}{'+00:00' if zone in (None, 'Z') else zone}")
+    except ValueError:
+        return None
+    return value.astimezone(UTC)
+
+
 def _norm(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:
+    # A DateTime literal compares as an instant with the property's timestamp (the
+    # service's stamps carry 7 fraction digits: text order would be wrong).
+    if isinstance(right, datetime) and isinstance(left, str):
+        left = _datetime(left)
+    elif isinstance(left, datetime) and isinstance(right, str):
+        right = _datetime(right)
     left, right = _norm(left), _norm(right)
     if op == "eq":
         return bool(left == right)
@@ -140,7 +163,9 @@ class _Parser:
             literal = text[1:-1].replace("''", "'")
             return lambda d: literal
         if kind == "dt":
-            stamp = text[len("datetime'") : -1]
+            stamp = _datetime(text[len("datetime'") : -1])
+            if stamp is None:
+                raise _bad_filter(self.text, f"{text} is not a valid DateTime literal")
             return lambda d: stamp
         if kind == "num":
             number = float(text) if "." in text else int(text)
