@@ -81,6 +81,8 @@ class Entry:
     response_bytes: int
     first_page: bool
     seconds: float
+    #: A task listing filtered on stateTransitionTime (an incremental read of finished tasks).
+    incremental: bool = False
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Collector:
                     response_bytes=len(r.response_body),
                     first_page="$skiptoken" not in r.query,
                     seconds=getattr(r, "seconds", 0.0),
+                    incremental="stateTransitionTime" in r.query.get("$filter", ""),
                 )
             )
 
@@ -185,12 +188,11 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
     }
     listings = [e for e in entries if e.operation == "Tasks_ListTasks"]
     if mode == "ours":
-        # A poll: one task-count read plus the pool/node checks that follow it, until the final listing.
-        first_list = next(
-            (i for i, e in enumerate(entries) if e.operation == "Tasks_ListTasks"), len(entries)
-        )
+        # A poll: one task-count read plus the pool/node checks that follow it, until teardown
+        # (finished tasks are listed between polls: counted apart).
+        teardown = next((i for i, e in enumerate(entries) if e.operation == "Jobs_DeleteJob"), len(entries))
         polls: list[int] = []
-        for e in entries[:first_list]:
+        for e in entries[:teardown]:
             if e.operation == "Jobs_GetJobTaskCounts":
                 polls.append(e.response_bytes)
             elif polls and e.operation in MONITOR_OPS:
@@ -198,7 +200,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         out["polls"] = len(polls)
         out["bytes_per_poll_mean"] = round(sum(polls) / len(polls)) if polls else 0
         out["bytes_per_poll_max"] = max(polls) if polls else 0
-        out["full_listings"] = sum(1 for e in listings if e.first_page)
+        out["full_listings"] = sum(1 for e in listings if e.first_page and not e.incremental)
         out["listing_pages"] = len(listings)
         out["listing_mb"] = round(sum(e.response_bytes for e in listings) / 1e6, 2)
     else:
