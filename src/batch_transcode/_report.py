@@ -77,8 +77,8 @@ class FileResult:
         return cls(source=source, output=output, status="converted", **kw)
 
     @classmethod
-    def already_done(cls, source: Path, output: Path) -> FileResult:
-        return cls(source=source, output=output, status="skipped")
+    def already_done(cls, source: Path, output: Path, **kw: Any) -> FileResult:
+        return cls(source=source, output=output, status="skipped", **kw)
 
     @classmethod
     def failure(cls, source: Path, error: str, **kw: Any) -> FileResult:
@@ -132,7 +132,7 @@ class Report:
 
     @property
     def cancelled(self) -> list[FileResult]:
-        return [r for r in self.results if r.status == "cancelled"]
+        return [r for r in self.results if r.cancelled]
 
     def counts(self) -> dict[Status, int]:
         """How many files ended in each status (every status present, zeros included)."""

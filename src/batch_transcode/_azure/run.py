@@ -208,8 +208,10 @@ class AzureRun:
                 len(self.items),
             )
         self._terminate_when_done()  # the submitting process may have stopped before it did
-        collector = _Collector(self, added, None, keep_existing=True) if STREAMING else None
-        results = collector.collect() if collector is not None else self._watch_and_collect(added)
+        if STREAMING:
+            results = _Collector(self, added, None, keep_existing=True).collect()
+        else:
+            results = self._watch_and_collect(added)
         collected = dict(zip((i.index for i in added), results, strict=True))
         out: list[FileResult] = []
         for item in self.items:
@@ -322,7 +324,7 @@ class AzureRun:
         if outcome is None or not outcome.succeeded:
             return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
         if keep_existing and _complete_output(item):
-            return FileResult(source=item.source, output=item.output, status="skipped", task_id=tid)
+            return FileResult.already_done(item.source, item.output, task_id=tid)
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
@@ -395,20 +397,20 @@ class _Collector:
         self.seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
+        self._downloads = ThreadPoolExecutor(
+            max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
+        )
 
     def collect(self) -> list[FileResult]:
         run = self.run
         producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-stage")
         produced = producer.submit(self.produce) if self.produce is not None else None
-        downloads = ThreadPoolExecutor(
-            max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
-        )
         try:
-            finished = self._watch(produced, downloads)
+            finished = self._watch(produced)
         finally:
             run.halt.set()  # no new upload, task collection or download from here on
             producer.shutdown(wait=True)
-            downloads.shutdown(wait=True)  # no new download starts once cancelled
+            self._downloads.shutdown(wait=True)  # no new download starts once cancelled
             self._harvest()
         if not finished:
             run._stop_job()
@@ -444,11 +446,10 @@ class _Collector:
     def _finish(self, item: WorkItem, outcome: TaskOutcome) -> FileResult:
         return self.run.finish(item, outcome, keep_existing=self.keep_existing)
 
-    def _watch(self, produced: Future[None] | None, downloads: ThreadPoolExecutor) -> bool:
+    def _watch(self, produced: Future[None] | None) -> bool:
         """Poll until every task is accounted for (True) or the run is cancelled (False)."""
         run, config = self.run, self.run.config
         batch, job_id = run.session.batch, run.job_id
-        self._downloads = downloads
         pool_id = run.session.pool_id
         interval = config.poll_interval
         last: Counts | None = None
@@ -464,7 +465,6 @@ class _Collector:
                 if error is not None:
                     raise error
             if run.cancel.is_set():
-                run.halt.set()
                 return False
             staging_done = produced is None or produced.done()
             if staging_done and len(self.seen) >= len(self.items):

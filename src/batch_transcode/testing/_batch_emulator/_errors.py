@@ -66,6 +66,19 @@ def being_deleted(kind: str) -> BatchServiceError:
     return BatchServiceError(409, f"{kind}BeingDeleted", messages[kind])
 
 
+def invalid_query(name: str, value: str, reason: str | None = None) -> BatchServiceError:
+    """``InvalidQueryParameterValue`` for the query parameter ``name``."""
+    values = {"QueryParameterName": name, "QueryParameterValue": value}
+    if reason is not None:
+        values["Reason"] = reason
+    return BatchServiceError(
+        400,
+        "InvalidQueryParameterValue",
+        "Value for one of the query parameters specified in the request URI is invalid.",
+        values,
+    )
+
+
 def invalid_value(prop: str, value: object, reason: str) -> BatchServiceError:
     return BatchServiceError(
         400,

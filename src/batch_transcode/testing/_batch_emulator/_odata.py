@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._errors import BatchServiceError, invalid_value
+from ._errors import BatchServiceError, invalid_query, invalid_value
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -28,12 +28,7 @@ _COMPARE = {"eq", "ne", "gt", "ge", "lt", "le"}
 
 
 def _bad_filter(value: str, reason: str) -> BatchServiceError:
-    return BatchServiceError(
-        400,
-        "InvalidQueryParameterValue",
-        "Value for one of the query parameters specified in the request URI is invalid.",
-        {"QueryParameterName": "$filter", "QueryParameterValue": value, "Reason": reason},
-    )
+    return invalid_query("$filter", value, reason)
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ._errors import BatchServiceError, invalid_value, not_found
+from ._errors import BatchServiceError, invalid_query, invalid_value, not_found
 from ._model import JSON, Job, Pool, Task, iso, rfc1123
 from ._odata import apply_select, parse_filter
 from ._state import AccountState
@@ -94,12 +94,7 @@ class Operations:
             try:
                 page = int(raw_max)
             except ValueError as exc:
-                raise BatchServiceError(
-                    400,
-                    "InvalidQueryParameterValue",
-                    "Value for one of the query parameters specified in the request URI is invalid.",
-                    {"QueryParameterName": "maxresults", "QueryParameterValue": raw_max},
-                ) from exc
+                raise invalid_query("maxresults", raw_max) from exc
             if not 1 <= page <= MAX_RESULTS:
                 raise BatchServiceError(
                     400,
@@ -113,12 +108,7 @@ class Operations:
             try:
                 skip = int(token)
             except ValueError as exc:
-                raise BatchServiceError(
-                    400,
-                    "InvalidQueryParameterValue",
-                    "Value for one of the query parameters specified in the request URI is invalid.",
-                    {"QueryParameterName": "$skiptoken", "QueryParameterValue": token},
-                ) from exc
+                raise invalid_query("$skiptoken", token) from exc
         return skip, page
 
     def _page_reply(
