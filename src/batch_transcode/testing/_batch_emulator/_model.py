@@ -212,31 +212,38 @@ class Task(Resource):
             self.execution.pop("failureInfo", None)
         self.set_state("completed")
 
-    def to_json(self, endpoint: str, job: Job) -> JSON:
-        doc = copy.deepcopy(self.spec)
-        constraints = dict(doc.get("constraints") or {})
+    def _fields(self, job: Job, url: str | None = None) -> JSON:
+        """The task's properties as the service answers them, sharing this task's own
+        structures (no copies): read them, never change them."""
+        constraints = dict(self.spec.get("constraints") or {})
         job_constraints = job.spec.get("constraints") or {}
         constraints.setdefault("maxWallClockTime", INFINITE)
         constraints.setdefault("retentionTime", "P7D")
         constraints.setdefault("maxTaskRetryCount", int(job_constraints.get("maxTaskRetryCount", 0)))
-        doc.update(
-            {
-                "id": self.id,
-                "url": f"{endpoint}/jobs/{job.id}/tasks/{self.id}",
-                "eTag": self.etag,
-                "lastModified": iso(self.last_modified),
-                "creationTime": iso(self.creation_time),
-                "state": self.state,
-                "stateTransitionTime": iso(self.state_time),
-                "previousState": self.previous_state,
-                "previousStateTransitionTime": iso(self.previous_state_time),
-                "constraints": constraints,
-                "requiredSlots": self.required_slots,
-                "executionInfo": _drop_none(copy.deepcopy(self.execution)),
-                "nodeInfo": copy.deepcopy(self.node_info),
-            }
-        )
-        return _drop_none(doc)
+        return {
+            **self.spec,
+            "id": self.id,
+            "url": url,
+            "eTag": self.etag,
+            "lastModified": iso(self.last_modified),
+            "creationTime": iso(self.creation_time),
+            "state": self.state,
+            "stateTransitionTime": iso(self.state_time),
+            "previousState": self.previous_state,
+            "previousStateTransitionTime": iso(self.previous_state_time),
+            "constraints": constraints,
+            "requiredSlots": self.required_slots,
+            "executionInfo": _drop_none(self.execution),
+            "nodeInfo": self.node_info,
+        }
+
+    def filter_view(self, job: Job) -> JSON:
+        """What a ``$filter`` is evaluated on: the properties of :meth:`to_json` without
+        copying them (a listing filters every task, and renders only those it returns)."""
+        return _drop_none(self._fields(job))
+
+    def to_json(self, endpoint: str, job: Job) -> JSON:
+        return _drop_none(copy.deepcopy(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
 
 
 @dataclass

@@ -140,16 +140,24 @@ class Operations:
         return self._page_reply(call, chunk, skip + page < len(matched), skip, page, kind, path)
 
     def _list_lazily(
-        self, call: Call, items: Mapping[str, Callable[[], JSON]], kind: str, path: str
+        self,
+        call: Call,
+        items: Mapping[str, Callable[[], JSON]],
+        kind: str,
+        path: str,
+        views: Mapping[str, Callable[[], JSON]] | None = None,
     ) -> Reply:
-        """``_list`` for many items keyed by lower-case id: without ``$filter`` only the
-        requested page is rendered (a page costs O(page), not O(all items))."""
-        if call.query.get("$filter"):
+        """``_list`` for many items keyed by lower-case id: only the requested page is
+        rendered. With ``views`` (the same properties, uncopied), a ``$filter`` is
+        evaluated on those, so a filtered listing too renders only what it returns."""
+        if call.query.get("$filter") and views is None:
             return self._list(call, [render() for render in items.values()], kind, path)
+        predicate = parse_filter(call.query.get("$filter"))
         skip, page = self._paging(call)
-        keys = sorted(items)[skip : skip + page]
+        keys = [k for k in sorted(items) if views is None or predicate(views[k]())]
+        chunk = keys[skip : skip + page]
         return self._page_reply(
-            call, [items[k]() for k in keys], skip + page < len(items), skip, page, kind, path
+            call, [items[k]() for k in chunk], skip + page < len(keys), skip, page, kind, path
         )
 
     @staticmethod

@@ -138,7 +138,8 @@ class TaskOperations(Operations):
             renders = {
                 key: partial(task.to_json, self.state.endpoint, job) for key, task in job.tasks.items()
             }
-            return self._list_lazily(call, renders, "tasks", f"/jobs/{job.id}/tasks")
+            views = {key: partial(task.filter_view, job) for key, task in job.tasks.items()}
+            return self._list_lazily(call, renders, "tasks", f"/jobs/{job.id}/tasks", views)
 
     def op_Tasks_DeleteTask(self, call: Call) -> Reply:
         with self.state.lock:
