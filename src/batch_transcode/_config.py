@@ -117,6 +117,11 @@ class ContainerFFmpeg:
 FFmpegProvisioning = AptFFmpeg | StagedFFmpeg | ContainerFFmpeg
 
 _POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_IDENTITY_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/"
+    r"userAssignedIdentities/[^/]+$",
+    re.IGNORECASE,
+)
 
 
 def _account_from_endpoint(endpoint: str) -> str | None:
@@ -135,6 +140,14 @@ class AzureConfig:
     ``DefaultAzureCredential`` authenticates with Microsoft Entra ID. Storage
     takes a connection string, or an account name with a key or the same
     credential (then SAS tokens are user-delegation SAS).
+
+    ``ca_bundle``: a PEM file of CA certificates to trust for https to Batch and Storage
+    (a TLS-inspecting proxy's, or :class:`batch_transcode.testing.OfflineAzure`'s).
+
+    ``node_identity``: the ARM resource id of a user-assigned managed identity of the pool
+    (``pool_id``). Tasks then fetch inputs and upload outputs as that identity
+    (``identityReference``), with no SAS at all; the identity needs Storage Blob Data
+    Reader on inputs and Contributor on outputs (docs/azure.md).
 
     Staging: inputs go to a container of the session's own, deleted at the
     end. ``input_container`` names a container that is kept instead and
@@ -155,6 +168,8 @@ class AzureConfig:
     storage_account: str | None = None
     storage_key: str | None = attrs.field(default=None, repr=_secret_repr)
     storage_endpoint: str | None = None
+    ca_bundle: str | None = attrs.field(default=None, converter=attrs.converters.optional(str))
+    node_identity: str | None = None
 
     pool_id: str | None = None
     auto_pool: bool = False
@@ -234,6 +249,20 @@ class AzureConfig:
                 f"input_container {self.input_container!r} is not a valid container name "
                 "(3-63 lowercase letters, digits and single hyphens)"
             )
+        if self.node_identity is not None:
+            if not _IDENTITY_ID.match(self.node_identity):
+                raise ConfigError(
+                    f"node_identity must be the ARM resource id of a user-assigned managed identity "
+                    "('/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/"
+                    f"userAssignedIdentities/NAME'), got {self.node_identity!r}"
+                )
+            if self.pool_id is None:
+                raise ConfigError(
+                    "node_identity needs pool_id: the Batch API this library speaks cannot give a "
+                    "pool an identity, so create the pool with that identity through Azure Resource "
+                    "Manager (portal, `az batch pool create` with an ARM template, Bicep) and pass "
+                    "AzureConfig(pool_id=..., node_identity=...)"
+                )
         if self.task_timeout > self.session_timeout:
             raise ConfigError("task_timeout must not exceed session_timeout")
 
@@ -248,7 +277,9 @@ class AzureConfig:
         ``AZURE_BATCH_ENDPOINT`` (required), ``AZURE_BATCH_ACCOUNT``,
         ``AZURE_BATCH_ACCESS_KEY`` (absent: Microsoft Entra ID through
         ``DefaultAzureCredential``), and ``AZURE_STORAGE_CONNECTION_STRING`` or
-        ``AZURE_STORAGE_ACCOUNT`` (+ optional ``AZURE_STORAGE_KEY``).
+        ``AZURE_STORAGE_ACCOUNT`` (+ optional ``AZURE_STORAGE_KEY``, and
+        ``AZURE_STORAGE_ENDPOINT`` for a blob endpoint other than
+        ``https://{account}.blob.core.windows.net``).
         Keyword overrides win over the environment.
         """
         env = os.environ if environ is None else environ
@@ -264,6 +295,7 @@ class AzureConfig:
             "storage_connection_string": get("AZURE_STORAGE_CONNECTION_STRING"),
             "storage_account": get("AZURE_STORAGE_ACCOUNT"),
             "storage_key": get("AZURE_STORAGE_KEY"),
+            "storage_endpoint": get("AZURE_STORAGE_ENDPOINT"),
         }
         values.update(overrides)
         missing = []

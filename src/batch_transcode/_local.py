@@ -24,6 +24,7 @@ __all__ = ["LocalBackend"]
 
 log = logging.getLogger(__name__)
 
+
 class LocalBackend:
     """Runs up to ``config.workers`` ffmpeg processes at once, argv only (no shell).
 

@@ -38,6 +38,8 @@ def make_credential(config: AzureConfig) -> AzureNamedKeyCredential | TokenCrede
 
 def make_batch_client(config: AzureConfig, **kwargs: Any) -> BatchClient:
     options = {**PIPELINE_RETRY, **kwargs}
+    if config.ca_bundle is not None:
+        options.setdefault("connection_verify", config.ca_bundle)
     client = BatchClient(config.batch_endpoint, make_credential(config), **options)
     log.debug(
         "Batch client for %s (%s)",

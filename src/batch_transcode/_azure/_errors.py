@@ -3,7 +3,8 @@
 ::
 
     ClientAuthenticationError (401, bad token)      -> AuthenticationError
-    HttpResponseError 403 (missing role, bad SAS)   -> AuthenticationError
+    HttpResponseError 403 (missing role, bad SAS)   -> AuthenticationError (a missing
+                                                       role: the message names the role)
     ServiceRequestError / ServiceResponseError      -> ServiceUnavailableError
     HttpResponseError 408/429/5xx                   -> ServiceUnavailableError
     any other azure.core AzureError                 -> AzureError (with the service's code)
@@ -79,6 +80,35 @@ def is_gone(exc: BaseException) -> bool:
     return isinstance(exc, az.ResourceNotFoundError) or is_code(exc, *GONE_CODES)
 
 
+#: The 403 codes with which the services say a Microsoft Entra ID principal lacks a role:
+#: Blob Storage's AuthorizationPermissionMismatch ("Blob Storage error codes",
+#: https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes) and the
+#: Batch data plane's AuthorizationFailure, each with the built-in role that grants what the
+#: library does (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+_STORAGE_ROLE = (
+    "grant it the Storage Blob Data Contributor role on the storage account (or a custom "
+    "role with the blob read, write, delete and generateUserDelegationKey actions)"
+)
+_BATCH_ROLE = (
+    "grant it the Azure Batch Data Contributor role on the Batch account (or the account's "
+    "custom role with the pool, job and task actions)"
+)
+
+
+def _missing_role(exc: BaseException, code: str | None, status: object) -> str | None:
+    """What to grant, when ``exc`` says the signed-in principal lacks a data-plane role."""
+    if status != 403 or code is None:
+        return None
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    from_storage = "x-ms-error-code" in {str(k).lower() for k in headers}
+    if code == "AuthorizationPermissionMismatch" or (code == "AuthorizationFailure" and from_storage):
+        return _STORAGE_ROLE
+    if code == "AuthorizationFailure":
+        return _BATCH_ROLE
+    return None
+
+
 def translate(
     exc: BaseException,
     what: str,
@@ -95,6 +125,15 @@ def translate(
     code = error_code(exc)
     status = getattr(exc, "status_code", None)
     detail = _message(exc)
+    role = _missing_role(exc, code, status)
+    if role is not None:
+        return AuthenticationError(
+            f"{what}: the signed-in Microsoft Entra ID principal is not allowed to "
+            f"({code}: {detail}); {role}, then run again (role assignments take a few minutes "
+            "to apply; docs/azure.md lists the roles)",
+            code=code,
+            **ids,
+        )
     if isinstance(exc, az.ClientAuthenticationError) or status == 403:
         return AuthenticationError(
             f"{what}: the service refused the credentials "

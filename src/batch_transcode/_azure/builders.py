@@ -37,6 +37,7 @@ __all__ = [
     "job_create_options",
     "metadata_items",
     "new_session_id",
+    "node_identity_reference",
     "pool_create_options",
     "pool_specification",
     "task_create_options",
@@ -343,6 +344,14 @@ def task_script(setup: FFmpegSetup, input_name: str, output_name: str, preset: P
     return f"exec {setup.command} {shell_line(argv[1:])}"
 
 
+def node_identity_reference(config: AzureConfig) -> bm.BatchNodeIdentityReference | None:
+    """The pool identity tasks reach storage as (``config.node_identity``), or None: then
+    their URLs carry SAS tokens."""
+    if config.node_identity is None:
+        return None
+    return bm.BatchNodeIdentityReference(resource_id=config.node_identity)
+
+
 def diagnostics_path(job_id: str, tid: str, name: str) -> str:
     return f"{DIAGNOSTICS_PREFIX}/{job_id}/{tid}/{name}"
 
@@ -366,12 +375,15 @@ def task_create_options(
     input_name = input_file_name(source_name)
     output_name = output_file_name(preset)
     script = task_script(setup, input_name, output_name, preset)
+    identity = node_identity_reference(config)
 
     def upload(pattern: str, path: str, condition: str) -> bm.OutputFile:
         return bm.OutputFile(
             file_pattern=pattern,
             destination=bm.OutputFileDestination(
-                container=bm.OutputFileBlobContainerDestination(container_url=output_container_url, path=path)
+                container=bm.OutputFileBlobContainerDestination(
+                    container_url=output_container_url, path=path, identity_reference=identity
+                )
             ),
             upload_options=bm.OutputFileUploadConfiguration(upload_condition=condition),
         )
@@ -380,7 +392,9 @@ def task_create_options(
         id=tid,
         display_name=(display_name or source_name)[-1024:],
         command_line=_bash(script),
-        resource_files=[bm.ResourceFile(http_url=input_url, file_path=input_name)],
+        resource_files=[
+            bm.ResourceFile(http_url=input_url, file_path=input_name, identity_reference=identity)
+        ],
         output_files=[
             upload(output_name, output_blob_name, "tasksuccess"),
             upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),

@@ -137,6 +137,8 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
     staging = connect_storage(config, session_id=names.session_id, expiry=deadline_utc)
     with azure_errors("create the storage containers"):
         staging.create_containers(teardown)
+    with azure_errors("get a user delegation key (to sign SAS for the tasks)"):
+        staging.check_signing()
 
     pool_id: str | None
     if config.pool_id is not None:
@@ -176,7 +178,7 @@ def _check_user_pool(config: AzureConfig, batch: BatchClient, pool_id: str) -> N
     found = call(
         config.retry,
         f"get pool {pool_id}",
-        lambda: batch.get_pool(pool_id, select=["id", "state"]),
+        lambda: batch.get_pool(pool_id, select=["id", "state", "identity"]),
         missing_ok=True,
         pool_id=pool_id,
     )
@@ -185,6 +187,14 @@ def _check_user_pool(config: AzureConfig, batch: BatchClient, pool_id: str) -> N
             f"pool {pool_id!r} does not exist in this Batch account; "
             "create it, or leave AzureConfig(pool_id=None) to get a session pool"
         )
+    if config.node_identity is not None:
+        identities = (found.identity.user_assigned_identities or []) if found.identity else []
+        if config.node_identity.lower() not in {(i.resource_id or "").lower() for i in identities}:
+            raise ConfigError(
+                f"pool {pool_id!r} does not have the user-assigned identity {config.node_identity!r} "
+                "(node_identity): its tasks could not reach storage. Add the identity to the pool "
+                "(Azure Resource Manager: the pool's identity settings) or pass the identity it has"
+            )
 
 
 def create_session_pool(
@@ -244,6 +254,7 @@ def adopt_session(
         output_container=manifest.output_container,
         keep_outputs=not manifest.delete_output_container,
         account_key=account_key,
+        node_identity=config.node_identity,
     )
     teardown.cleanup_command = cleanup_command(manifest.session_id)
     adopted.own_containers(teardown)

@@ -10,6 +10,8 @@ Outputs download to a temporary name beside the target and are renamed into plac
 
 SAS tokens are signed with the account key when there is one, else they are
 user-delegation SAS (Microsoft Entra ID), valid at most 7 days (the service limit).
+With a node identity (``node_identity``) tasks get plain blob URLs and no SAS at all:
+the nodes authenticate as the pool's user-assigned identity.
 """
 
 from __future__ import annotations
@@ -148,7 +150,10 @@ def make_blob_service_client(config: AzureConfig, **kwargs: Any) -> tuple[BlobSe
     pool = 2 * max(config.upload_concurrency, config.download_concurrency, 8)
     options: dict[str, Any] = {
         "retry_policy": storage_retry_policy(config.retry),
-        "transport": _PooledTransport(pool),
+        # the transport verifies https against ``ca_bundle`` when one is given
+        "transport": _PooledTransport(
+            pool, **({"connection_verify": config.ca_bundle} if config.ca_bundle is not None else {})
+        ),
     }
     options.update(kwargs)
     if config.storage_connection_string:
@@ -279,6 +284,7 @@ class Staging:
         account_key: str | None = None,
         download_concurrency: int | None = None,
         keep_outputs: bool = False,
+        node_identity: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -288,6 +294,7 @@ class Staging:
         self.concurrency = concurrency
         self.download_concurrency = download_concurrency or concurrency
         self.keep_outputs = keep_outputs
+        self.node_identity = node_identity
         self._account_key = account_key
         self.created_at = dt.datetime.now(dt.UTC)
         self.metadata: dict[str, str] = {
@@ -330,6 +337,7 @@ class Staging:
             input_container=config.input_container,
             keep_outputs=config.keep_outputs_in_storage,
             account_key=account_key,
+            node_identity=config.node_identity,
         )
 
     def __repr__(self) -> str:
@@ -408,11 +416,21 @@ class Staging:
                 self._delegation_key = self.service.get_user_delegation_key(start, expiry)
             return {"user_delegation_key": self._delegation_key}
 
+    def check_signing(self) -> None:
+        """Fetch the user-delegation key now when SAS will need one: a principal without
+        the right to make one (a storage data role) fails here, before anything billable
+        exists, rather than when the first SAS is made."""
+        if self._account_key is None and self.node_identity is None:
+            self._signing()
+
     def _protocol(self) -> str | None:
         return "https" if self.service.url.startswith("https:") else None
 
     def blob_sas_url(self, container: str, blob_name: str) -> str:
-        """A read-only SAS URL for one blob, valid until ``expiry``."""
+        """A read-only SAS URL for one blob, valid until ``expiry`` (with a node identity:
+        the blob's plain URL, which the node reads as that identity)."""
+        if self.node_identity is not None:
+            return self.service.get_blob_client(container, blob_name).url
         start, expiry = self._sas_window()
         sas = generate_blob_sas(
             self.service.account_name or "",
@@ -429,7 +447,10 @@ class Staging:
 
     def output_container_sas_url(self) -> str:
         """A container SAS URL for the output container: create and write only (tasks
-        cannot read, list or delete anything)."""
+        cannot read, list or delete anything). With a node identity: the container's plain
+        URL (what the node may do is then its identity's role)."""
+        if self.node_identity is not None:
+            return self.service.get_container_client(self.output_container_name).url
         start, expiry = self._sas_window()
         sas = generate_container_sas(
             self.service.account_name or "",

@@ -123,10 +123,23 @@ def wait_for_http(
 
 
 class AzuriteProcess:
-    """One ``azurite-blob`` process in its own process group, storing under ``location``."""
+    """One ``azurite-blob`` process in its own process group, storing under ``location``.
 
-    def __init__(self, location: Path, *, exe: str | None = None, startup_timeout: float = 30.0) -> None:
+    ``tls``: (certificate, key) PEM files: serve https and accept Microsoft Entra ID bearer
+    tokens (Azurite's ``--oauth basic``, which needs https; it also answers Get User
+    Delegation Key then). See "OAuth configuration" in Azurite's README.
+    """
+
+    def __init__(
+        self,
+        location: Path,
+        *,
+        exe: str | None = None,
+        startup_timeout: float = 30.0,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.location = location
+        self.tls = tls
         self.exe = exe or find_azurite()
         self.startup_timeout = startup_timeout
         self.port = 0
@@ -134,8 +147,12 @@ class AzuriteProcess:
         self._log_path = location / "azurite.log"
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    @property
     def blob_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
 
     @property
     def pid(self) -> int | None:
@@ -158,6 +175,8 @@ class AzuriteProcess:
                 "--blobPort",
                 str(self.port),
             ]
+            if self.tls is not None:
+                argv += ["--cert", self.tls[0], "--key", self.tls[1], "--oauth", "basic"]
             with open(self._log_path, "wb") as log_file:
                 self._proc = subprocess.Popen(
                     argv,
@@ -167,7 +186,9 @@ class AzuriteProcess:
                     start_new_session=True,
                 )
             proc = self._proc
-            if wait_for_http("127.0.0.1", self.port, timeout=self.startup_timeout, alive=proc):
+            if wait_for_http(
+                "127.0.0.1", self.port, timeout=self.startup_timeout, alive=proc, https=self.tls is not None
+            ):
                 log.info("Azurite blob service at %s (pid %d)", self.blob_endpoint, proc.pid)
                 return
             last_error = self._log_tail()

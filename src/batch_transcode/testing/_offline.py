@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import SessionStateError
 
 from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
+from ._entra import BATCH_DATA_ROLES, STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -61,7 +63,7 @@ class OfflineAzure:
     """Azurite (blob service) and the Batch emulator on free loopback ports.
 
     ``OfflineAzure(faults=None, allocation_delay=0.0, tls=False, storage_faults=None,
-    workdir=None)``. Use it as a context manager: both services are up and
+    workdir=None, entra_id=False)``. Use it as a context manager: both services are up and
     answering inside the ``with`` block and stopped (processes killed, temporary
     files removed) when it ends, whatever happened inside.
 
@@ -74,6 +76,13 @@ class OfflineAzure:
       :meth:`set_storage_faults`.
     - ``workdir``: where Azurite's data and the emulated nodes live (default: a temporary
       directory, removed at exit; a given directory is kept).
+    - ``entra_id``: keyless, as an organisation with Shared Key disabled runs it. Batch and
+      storage both serve https (implies ``tls``) and take Microsoft Entra ID bearer tokens
+      from :attr:`credential`, a ``TokenCredential`` whose principal holds Storage Blob Data
+      Contributor and Azure Batch Data Contributor (:attr:`roles`; revoke them to see what a
+      missing role does). :meth:`config` then has that credential and no key or connection
+      string; tasks get user-delegation SAS. :meth:`add_pool` makes a pool with
+      user-assigned identities, as Azure Resource Manager would, for ``node_identity``.
     """
 
     def __init__(
@@ -84,10 +93,19 @@ class OfflineAzure:
         tls: bool = False,
         storage_faults: StorageFaults | None = None,
         workdir: str | Path | None = None,
+        entra_id: bool = False,
     ) -> None:
         self._faults = faults
         self._allocation_delay = allocation_delay
-        self._tls = tls
+        self._tls = tls or entra_id
+        self._entra_id = entra_id
+        #: Data-plane role assignments the offline services enforce (``entra_id=True``).
+        self.roles = RoleAssignments()
+        #: The ``TokenCredential`` of the test principal (``entra_id=True``).
+        self.credential = OfflineCredential()
+        self._inspector = OfflineCredential()  # the harness's own reads: every role, no proxy
+        if entra_id:
+            self.roles.grant(self.credential.principal_id, *STORAGE_DATA_ROLES, *BATCH_DATA_ROLES)
         self._storage_faults = storage_faults
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self._state = "unopened"
@@ -125,19 +143,26 @@ class OfflineAzure:
         else:
             self._workdir = self._workdir_arg
             self._workdir.mkdir(parents=True, exist_ok=True)
-        azurite = AzuriteProcess(self._workdir / "azurite", startup_timeout=_STARTUP_TIMEOUT)
-        self._azurite = azurite
-        azurite.start()
-        if self._storage_faults is not None:
-            self._start_proxy(self._storage_faults)
         tls_files: tuple[str, str] | None = None
         if self._tls:
             tls_files = self._make_certificate(self._workdir / "tls")
+        azurite = AzuriteProcess(
+            self._workdir / "azurite",
+            startup_timeout=_STARTUP_TIMEOUT,
+            tls=tls_files if self._entra_id else None,
+        )
+        self._azurite = azurite
+        azurite.start()
+        if self._storage_faults is not None or self._entra_id:
+            self._start_proxy(self._storage_faults or StorageFaults(), tls_files if self._entra_id else None)
+        ca = str(self.ca_bundle) if self.ca_bundle is not None else None
         self._batch = BatchEmulator(
             workdir=self._workdir / "batch",
             tls=tls_files,
             faults=self._faults,
             allocation_delay=self._allocation_delay,
+            ca_bundle=ca,
+            roles=self.roles if self._entra_id else None,
         )
         self._batch.start()
         parts = urlsplit(self._batch.endpoint)
@@ -147,7 +172,7 @@ class OfflineAzure:
             raise RuntimeError(f"the Batch emulator did not answer within {_STARTUP_TIMEOUT:.0f} s")
         log.info("OfflineAzure ready: Batch %s, storage %s", self._batch.endpoint, self.blob_endpoint)
 
-    def _start_proxy(self, faults: StorageFaults) -> None:
+    def _start_proxy(self, faults: StorageFaults, tls: tuple[str, str] | None) -> None:
         from ._proxy import StorageProxy
 
         if self._azurite is None:
@@ -158,6 +183,10 @@ class OfflineAzure:
             failure_rate=faults.failure_rate,
             seed=faults.seed,
             drop_share=faults.drop_share,
+            tls=tls,
+            ca_bundle=str(self.ca_bundle) if tls is not None else None,
+            roles=self.roles if self._entra_id else None,
+            storage_roles=STORAGE_DATA_ROLES,
         ).start()
 
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
@@ -230,8 +259,13 @@ class OfflineAzure:
 
     @property
     def storage_proxy(self) -> StorageProxy | None:
-        """The fault proxy in front of Azurite, when ``storage_faults`` was given."""
+        """The proxy in front of Azurite, when ``storage_faults`` was given or with
+        ``entra_id=True`` (where it also checks roles)."""
         return self._proxy
+
+    @property
+    def entra_id(self) -> bool:
+        return self._entra_id
 
     @property
     def azurite_port(self) -> int:
@@ -245,10 +279,16 @@ class OfflineAzure:
         """The blob endpoint clients use (through the proxy when there is one)."""
         self._require_open()
         port = self._proxy.port if self._proxy is not None else self.azurite_port
-        return f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+        scheme = "https" if self._entra_id else "http"
+        return f"{scheme}://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
     @property
     def storage_connection_string(self) -> str:
+        if self._entra_id:
+            raise SessionStateError(
+                "OfflineAzure(entra_id=True) has no connection string: storage takes the bearer "
+                "tokens of .credential (see .config() and .env)"
+            )
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
             f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};"
@@ -259,8 +299,19 @@ class OfflineAzure:
         """The environment variables :meth:`AzureConfig.from_env` reads, pointing here.
 
         With ``tls=True`` also ``REQUESTS_CA_BUNDLE``: the CA for the emulator's certificate.
+        With ``entra_id=True`` no key and no connection string: ``AZURE_STORAGE_ACCOUNT`` and
+        ``AZURE_STORAGE_ENDPOINT`` (the credential is :attr:`credential`; a process reading
+        this environment alone would use ``DefaultAzureCredential``).
         """
         batch = self.batch
+        if self._entra_id:
+            return {
+                "AZURE_BATCH_ENDPOINT": batch.endpoint,
+                "AZURE_BATCH_ACCOUNT": batch.account,
+                "AZURE_STORAGE_ACCOUNT": AZURITE_ACCOUNT,
+                "AZURE_STORAGE_ENDPOINT": self.blob_endpoint,
+                "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            }
         env = {
             "AZURE_BATCH_ENDPOINT": batch.endpoint,
             "AZURE_BATCH_ACCOUNT": batch.account,
@@ -281,6 +332,8 @@ class OfflineAzure:
             "dedicated_nodes": 2,
             "task_slots_per_node": 2,
         }
+        if self._entra_id:
+            defaults.update(credential=self.credential, ca_bundle=str(self.ca_bundle))
         defaults.update(overrides)
         env = {k: v for k, v in self.env.items() if k != "REQUESTS_CA_BUNDLE"}
         return AzureConfig.from_env(env, **defaults)
@@ -291,7 +344,12 @@ class OfflineAzure:
 
         options: dict[str, Any] = {"retry_total": 1, "initial_backoff": 0, "increment_base": 0}
         options.update(kwargs)
-        client = BlobServiceClient.from_connection_string(self.storage_connection_string, **options)
+        if self._entra_id:
+            options.setdefault("credential", self.credential)
+            options.setdefault("connection_verify", str(self.ca_bundle))
+            client = BlobServiceClient(self.blob_endpoint, **options)
+        else:
+            client = BlobServiceClient.from_connection_string(self.storage_connection_string, **options)
         self._blob_clients.append(client)
         return client
 
@@ -324,6 +382,15 @@ class OfflineAzure:
     def _direct_client(self) -> BlobServiceClient:
         from azure.storage.blob import BlobServiceClient
 
+        if not hasattr(self, "_direct") and self._entra_id:
+            # straight to Azurite (no role check), as a principal the tests never revoke
+            self._direct = BlobServiceClient(
+                f"https://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT}",
+                credential=self._inspector,
+                connection_verify=str(self.ca_bundle),
+                retry_total=0,
+            )
+            self._blob_clients.append(self._direct)
         if not hasattr(self, "_direct"):
             conn = (
                 f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
@@ -332,6 +399,34 @@ class OfflineAzure:
             self._direct = BlobServiceClient.from_connection_string(conn, retry_total=0)
             self._blob_clients.append(self._direct)
         return self._direct
+
+    def add_pool(
+        self, pool_id: str, *, identities: Sequence[str] = (), nodes: int = 2, slots: int = 2
+    ) -> str:
+        """A pool made as Azure Resource Manager makes one (the only way to give a pool
+        user-assigned ``identities``): ``nodes`` dedicated nodes of ``slots`` task slots, the
+        default image. Delete it with the Batch client when done. Returns its id."""
+        from batch_transcode._config import DEFAULT_IMAGE, DEFAULT_NODE_AGENT, DEFAULT_VM_SIZE
+
+        publisher, offer, sku = DEFAULT_IMAGE
+        spec = {
+            "id": pool_id,
+            "vmSize": DEFAULT_VM_SIZE,
+            "virtualMachineConfiguration": {
+                "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
+                "nodeAgentSKUId": DEFAULT_NODE_AGENT,
+            },
+            "taskSlotsPerNode": slots,
+            "targetDedicatedNodes": nodes,
+        }
+        return self.batch.add_pool(spec, identities=identities)
+
+    def identity_principal(self, resource_id: str) -> str:
+        """The principal id of user-assigned identity ``resource_id`` (grant it roles with
+        ``.roles.grant(principal, "Storage Blob Data Contributor")``)."""
+        from ._batch_emulator import BatchEmulator
+
+        return BatchEmulator.identity_principal(resource_id)
 
     def leaks(self, *, timeout: float = 0.0) -> dict[str, list[str]]:
         """Pools, jobs and containers that still exist (pools and jobs being deleted count

@@ -4,6 +4,14 @@ Requests are forwarded byte for byte (method, path, query, every header, the bod
 streamed by ``Content-Length`` or chunked framing). Shared Key and SAS signatures
 cover the canonicalized resource (``/account/container/blob``) and the headers, not
 the host and port, so signed requests stay valid through the proxy.
+
+With ``tls`` the proxy serves https and reaches the target over https (trusting
+``ca_bundle``); with ``roles`` it is also the role check Azurite lacks: a bearer token of a
+principal holding no storage data role is refused with the service's
+``403 AuthorizationPermissionMismatch`` ("Authorize access to blobs using Microsoft Entra
+ID", https://learn.microsoft.com/azure/storage/blobs/authorize-access-azure-active-directory;
+the code is in "Blob Storage error codes",
+https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes).
 """
 
 from __future__ import annotations
@@ -12,10 +20,15 @@ import http.client
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._entra import RoleAssignments
 
 __all__ = ["StorageProxy"]
 
@@ -28,6 +41,11 @@ _SERVER_BUSY = (
     b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
     b"<Message>The server is currently unable to receive requests. Please retry your request. "
     b"(injected by batch_transcode.testing.StorageProxy)</Message></Error>"
+)
+_PERMISSION_MISMATCH = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationPermissionMismatch</Code>'
+    b"<Message>This request is not authorized to perform this operation using this permission."
+    b"</Message></Error>"
 )
 
 
@@ -57,6 +75,19 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.latency > 0:
             time.sleep(proxy.latency)
         body = self._read_body()
+        if decision == "forward" and not proxy._authorized(self.headers.get("Authorization", "")):
+            decision = "forbidden"
+        if decision == "forbidden":
+            self.send_response(
+                403, "This request is not authorized to perform this operation using this permission."
+            )
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(_PERMISSION_MISMATCH)))
+            self.send_header("x-ms-error-code", "AuthorizationPermissionMismatch")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(_PERMISSION_MISMATCH)
+            return
         if decision == "drop":
             self.close_connection = True
             try:
@@ -72,7 +103,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(_SERVER_BUSY)
             return
-        upstream = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
+        upstream = proxy._connect()
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
@@ -151,6 +182,9 @@ class StorageProxy:
     for a ``drop_share`` of them (default one in five), a dropped connection. Decisions come from
     ``random.Random(seed)``. ``requests``, ``failures_injected`` (503s) and
     ``connections_dropped`` count what happened.
+
+    ``tls`` (certificate, key), ``ca_bundle``, ``roles`` and ``storage_roles``: see the
+    module notes (Microsoft Entra ID mode).
     """
 
     def __init__(
@@ -161,9 +195,18 @@ class StorageProxy:
         failure_rate: float = 0.0,
         seed: int = 0,
         drop_share: float = 0.2,
+        tls: tuple[str, str] | None = None,
+        ca_bundle: str | None = None,
+        roles: RoleAssignments | None = None,
+        storage_roles: Iterable[str] = (),
     ):
         _check(latency, failure_rate, drop_share)
         self.target_port = target_port
+        self.tls = tls
+        self._ca_bundle = ca_bundle
+        self._roles = roles
+        self._storage_roles = frozenset(storage_roles)
+        self.refused = 0
         self.latency = latency
         self.failure_rate = failure_rate
         self.drop_share = drop_share
@@ -192,6 +235,29 @@ class StorageProxy:
             self.drop_share = drop_share
             self._random = random.Random(seed)  # noqa: S311 - as above
 
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.tls is None:
+            return http.client.HTTPConnection("127.0.0.1", self.target_port, timeout=60)
+        context = ssl.create_default_context(cafile=self._ca_bundle)
+        return http.client.HTTPSConnection("127.0.0.1", self.target_port, timeout=60, context=context)
+
+    def _authorized(self, authorization: str) -> bool:
+        """False for a valid storage bearer token whose principal holds no storage data role
+        (invalid tokens go on to Azurite, which answers them itself)."""
+        if self._roles is None or not authorization.startswith("Bearer "):
+            return True
+        from ._entra import STORAGE_AUDIENCE, TokenRejected, check_token
+
+        try:
+            claims = check_token(authorization[len("Bearer ") :].strip(), [STORAGE_AUDIENCE])
+        except TokenRejected:
+            return True
+        if self._roles.holds_any(str(claims["oid"]), self._storage_roles):
+            return True
+        with self._lock:
+            self.refused += 1
+        return False
+
     def _decide(self) -> str:
         with self._lock:
             self.requests += 1
@@ -213,6 +279,10 @@ class StorageProxy:
         if self._server is not None:
             raise RuntimeError("StorageProxy is already started")
         server = _Server(("127.0.0.1", 0), _Handler)
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.tls[0], self.tls[1])
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         server.proxy = self
         self._server = server
         self._thread = threading.Thread(

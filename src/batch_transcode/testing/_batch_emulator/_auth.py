@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs
 
 from ._errors import BatchServiceError
@@ -76,8 +76,12 @@ def authenticate(
     raw_path: str,
     raw_query: str,
     headers: Mapping[str, str],
+    check_bearer: Callable[[str], None] | None = None,
 ) -> str:
-    """Check the Authorization header; return the scheme used ("SharedKey" or "Bearer")."""
+    """Check the Authorization header; return the scheme used ("SharedKey" or "Bearer").
+
+    ``check_bearer`` validates and authorizes a bearer token (raising
+    :class:`BatchServiceError`); without it any non-empty token is accepted."""
     auth = ""
     for name, value in headers.items():
         if name.lower() == "authorization":
@@ -90,6 +94,8 @@ def authenticate(
             raise _failed("Bearer tokens are only accepted over https.")
         if not rest.strip():
             raise _failed("The bearer token is empty.")
+        if check_bearer is not None:
+            check_bearer(rest.strip())
         return "Bearer"
     if scheme != "SharedKey":
         raise _failed(f"Unsupported authorization scheme '{scheme}'.")
@@ -102,3 +108,26 @@ def authenticate(
             "The MAC signature found in the HTTP request is not the same as any computed signature."
         )
     return "SharedKey"
+
+
+def entra_check(roles: Callable[[str], bool]) -> Callable[[str], None]:
+    """A ``check_bearer`` for Microsoft Entra ID: the token must be a valid token for the
+    Batch data plane (401 ``AuthenticationFailed`` otherwise) and its principal must hold a
+    Batch data role (``roles(oid)``), else 403 ``AuthorizationFailure``, which is what the
+    service answers a principal without one (its message: "This request is not authorized
+    to perform this operation.", as in Azure/BatchExplorer issue #2203)."""
+    from batch_transcode.testing._entra import BATCH_AUDIENCE, TokenRejected, check_token
+
+    def check(token: str) -> None:
+        try:
+            claims = check_token(token, [BATCH_AUDIENCE])
+        except TokenRejected as exc:
+            raise _failed(str(exc), 401) from None
+        if not roles(str(claims["oid"])):
+            raise BatchServiceError(
+                403,
+                "AuthorizationFailure",
+                "This request is not authorized to perform this operation.",
+            )
+
+    return check

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import shutil
 import tempfile
 import threading
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
+from ._auth import entra_check
+from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
 from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
 from ._server import BatchHTTPServer, OperationCounts, RequestRecord, make_server
 from ._service import Service
+
+if TYPE_CHECKING:
+    from batch_transcode.testing._entra import RoleAssignments
 
 LOG = logging.getLogger(__name__)
 
@@ -24,8 +34,14 @@ class BatchEmulator:
     """An Azure Batch account served on a loopback port.
 
     ``BatchEmulator(account="devbatch", key=..., workdir=None, tls=None, faults=None,
-    allocation_delay=0.0, host="127.0.0.1", port=0)``. ``start()`` (or ``with``) binds and
-    serves; ``stop()`` stops serving and kills every process it started.
+    allocation_delay=0.0, host="127.0.0.1", port=0, ca_bundle=None, roles=None)``.
+    ``start()`` (or ``with``) binds and serves; ``stop()`` stops serving and kills every
+    process it started.
+
+    ``tls``: (certificate, key) PEM files to serve https; bearer tokens are accepted only
+    then. ``roles``: Microsoft Entra ID role assignments: bearer tokens must then be valid
+    Batch tokens of a principal holding one of ``batch_roles``. ``ca_bundle``: the CA nodes
+    trust when they reach storage over https.
     """
 
     def __init__(
@@ -39,8 +55,16 @@ class BatchEmulator:
         allocation_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        ca_bundle: str | None = None,
+        roles: RoleAssignments | None = None,
+        batch_roles: Sequence[str] | None = None,
     ) -> None:
+        from batch_transcode.testing._entra import BATCH_DATA_ROLES
+
         self.account = account
+        self._ca_bundle = ca_bundle
+        self._roles = roles
+        self.batch_roles = frozenset(batch_roles) if batch_roles is not None else BATCH_DATA_ROLES
         self.key = key
         self._tls = tls
         self._host = host
@@ -80,6 +104,11 @@ class BatchEmulator:
             server.account = self.account
             server.key = self.key
             server.tls = self._tls is not None
+            roles, accepted = self._roles, self.batch_roles
+            server.check_bearer = (
+                entra_check(lambda oid: roles.holds_any(oid, accepted)) if roles is not None else None
+            )
+            self._service.node_storage = NodeStorage(ca_bundle=self._ca_bundle)
             server.records = self._records
             server.records_lock = self._records_lock
             self._server = server
@@ -181,6 +210,44 @@ class BatchEmulator:
     def clear_request_log(self) -> None:
         with self._records_lock:
             self._records.clear()
+
+    # ------------------------------------------------------------------ management plane
+
+    def add_pool(self, spec: dict[str, Any], *, identities: Sequence[str] = ()) -> str:
+        """Create a pool as Azure Resource Manager would (the portal, ``az batch pool create``
+        through ARM, Bicep): the only way to give a pool user-assigned identities, which the
+        Batch data plane cannot set. ``spec`` is the pool's data-plane JSON (``id``,
+        ``vmSize``, ``virtualMachineConfiguration``, ``targetDedicatedNodes``, ...);
+        ``identities`` ARM resource ids of user-assigned identities. Returns the pool id."""
+        svc = self._svc()
+        doc = copy.deepcopy(spec)
+        if identities:
+            doc["identity"] = {
+                "type": "UserAssigned",
+                "userAssignedIdentities": [
+                    {
+                        "resourceId": rid,
+                        "principalId": self.identity_principal(rid),
+                        "clientId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"client:{rid.lower()}")),
+                    }
+                    for rid in identities
+                ],
+            }
+            known = dict(svc.node_storage.identities)
+            known.update({rid: self.identity_principal(rid) for rid in identities})
+            svc.node_storage = dataclasses.replace(svc.node_storage, identities=known)
+        with svc.lock:
+            if str(doc["id"]).lower() in svc.pools:
+                raise ValueError(f"pool {doc['id']!r} already exists")
+            pool = svc.new_pool(str(doc["id"]), doc)
+            svc.changed.notify_all()
+            return pool.id
+
+    @staticmethod
+    def identity_principal(resource_id: str) -> str:
+        """The principal id (``oid`` of its tokens) of the user-assigned identity
+        ``resource_id``: fixed per resource id, so roles can be granted before the pool exists."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, resource_id.lower()))
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no task is running or runnable; False on timeout."""

@@ -21,11 +21,13 @@ import os
 import re
 import shlex
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +108,66 @@ def _safe_join(base: Path, rel: str) -> Path:
 
 #: Attempts of one resource file download: the node agent retries transient storage errors.
 DOWNLOAD_ATTEMPTS = 5
+#: The storage REST version nodes send with bearer tokens (OAuth needs 2017-11-09 or later:
+#: https://learn.microsoft.com/rest/api/storageservices/authorize-with-azure-active-directory).
+STORAGE_VERSION = "2021-08-06"
 
 
-def _download_http(url: str, dest: Path) -> None:
+@dataclass(frozen=True)
+class NodeStorage:
+    """How nodes reach Blob Storage: the CA to trust for https (``ca_bundle``) and the
+    user-assigned identities nodes may use (``identityReference``), as ARM resource id ->
+    principal id (the ``oid`` of the identity's tokens)."""
+
+    ca_bundle: str | None = None
+    identities: dict[str, str] = field(default_factory=dict)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
+    def client_options(self) -> dict[str, Any]:
+        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+
+    def credential(self, reference: JSON | None, pool_identities: Iterable[str]) -> Any:
+        """The token credential of the identity ``reference`` names, or None without one.
+        A node can only use an identity its pool has (PreparationError otherwise)."""
+        if not reference:
+            return None
+        from batch_transcode.testing._entra import OfflineCredential
+
+        resource_id = str(reference.get("resourceId") or "")
+        wanted = resource_id.lower()
+        if wanted not in {i.lower() for i in pool_identities}:
+            raise PreparationError(
+                "UserAssignedIdentityNotFound" if resource_id else "InvalidIdentityReference",
+                f"The identity '{resource_id}' is not assigned to the pool of this compute node.",
+            )
+        principal = next((p for rid, p in self.identities.items() if rid.lower() == wanted), None)
+        if principal is None:
+            raise PreparationError(
+                "UserAssignedIdentityNotFound", f"The identity '{resource_id}' does not exist."
+            )
+        return OfflineCredential(principal)
+
+
+def _download_http(url: str, dest: Path, storage: NodeStorage, credential: Any = None) -> None:
     """GET ``url`` into ``dest``; 5xx answers and connection errors are tried again with a
-    short backoff, as the node agent does; a 4xx fails at once."""
+    short backoff, as the node agent does; a 4xx fails at once. With ``credential`` (a
+    node identity) the request carries its bearer token instead of relying on a SAS."""
+    context = storage.ssl_context() if url.lower().startswith("https:") else None
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        headers: dict[str, str] = {}
+        if credential is not None:
+            from batch_transcode.testing._entra import STORAGE_AUDIENCE
+
+            token = credential.get_token(f"{STORAGE_AUDIENCE}/.default").token
+            headers = {"Authorization": f"Bearer {token}", "x-ms-version": STORAGE_VERSION}
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) URLs only
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
+            with (
+                urllib.request.urlopen(request, timeout=60, context=context) as resp,  # noqa: S310
+                open(dest, "wb") as out,
+            ):
                 shutil.copyfileobj(resp, out)
             return
         except urllib.error.HTTPError as exc:
@@ -130,9 +184,18 @@ def _download_http(url: str, dest: Path) -> None:
         time.sleep(0.05 * 2**attempt)
 
 
-def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
-    """Fetch ``resourceFiles`` into the working directory, as the node agent does."""
+def download_resource_files(
+    files: Iterable[JSON],
+    wd: Path,
+    storage: NodeStorage | None = None,
+    pool_identities: Iterable[str] = (),
+) -> None:
+    """Fetch ``resourceFiles`` into the working directory, as the node agent does: through
+    their (SAS) URLs, or as the node identity their ``identityReference`` names."""
+    storage = storage or NodeStorage()
+    pool_identities = list(pool_identities)
     for rf in files:
+        credential = storage.credential(rf.get("identityReference"), pool_identities)
         file_mode = rf.get("fileMode")
         written: list[Path] = []
         if rf.get("autoStorageContainerName"):
@@ -147,10 +210,10 @@ def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
                 raise PreparationError("ResourceFileCreateFailed", "filePath is required with httpUrl")
             dest = _safe_join(wd, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            _download_http(url, dest)
+            _download_http(url, dest, storage, credential)
             written.append(dest)
         elif rf.get("storageContainerUrl"):
-            written.extend(_download_container(rf, wd))
+            written.extend(_download_container(rf, wd, storage, credential))
         else:
             raise PreparationError(
                 "ResourceFileCreateFailed", "a resource file needs httpUrl or storageContainerUrl"
@@ -161,7 +224,7 @@ def download_resource_files(files: Iterable[JSON], wd: Path) -> None:
                     p.chmod(int(str(file_mode), 8))
 
 
-def _download_container(rf: JSON, wd: Path) -> list[Path]:
+def _download_container(rf: JSON, wd: Path, storage: NodeStorage, credential: Any) -> list[Path]:
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
     from azure.storage.blob import ContainerClient
 
@@ -170,7 +233,9 @@ def _download_container(rf: JSON, wd: Path) -> list[Path]:
     base = _safe_join(wd, rf.get("filePath") or ".")
     written: list[Path] = []
     try:
-        with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+        with ContainerClient.from_container_url(
+            url, credential=credential, retry_total=2, retry_backoff_factor=0.2, **storage.client_options()
+        ) as cc:
             for blob in cc.list_blobs(name_starts_with=prefix):
                 dest = _safe_join(base, blob.name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -249,11 +314,22 @@ def _match(pattern: str, wd: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -> None:
-    """Upload ``outputFiles`` whose uploadCondition holds; raise PreparationError on failure."""
+def upload_output_files(
+    outputs: Iterable[JSON],
+    wd: Path,
+    *,
+    succeeded: bool,
+    storage: NodeStorage | None = None,
+    pool_identities: Iterable[str] = (),
+) -> None:
+    """Upload ``outputFiles`` whose uploadCondition holds, through their container (SAS)
+    URL or as the node identity their ``identityReference`` names; raise PreparationError
+    on failure."""
     from azure.core.exceptions import AzureError
     from azure.storage.blob import ContainerClient, ContentSettings
 
+    storage = storage or NodeStorage()
+    pool_identities = list(pool_identities)
     for spec in outputs:
         condition = ((spec.get("uploadOptions") or {}).get("uploadCondition") or "tasksuccess").lower()
         if condition == "tasksuccess" and not succeeded:
@@ -264,6 +340,7 @@ def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -
         url = container.get("containerUrl")
         if not url:
             continue
+        credential = storage.credential(container.get("identityReference"), pool_identities)
         pattern = spec["filePattern"]
         path = container.get("path")
         has_wildcard = bool(_WILDCARD.search(pattern))
@@ -276,7 +353,13 @@ def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -
             cache_control=headers.get("cache-control"),
         )
         try:
-            with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+            with ContainerClient.from_container_url(
+                url,
+                credential=credential,
+                retry_total=2,
+                retry_backoff_factor=0.2,
+                **storage.client_options(),
+            ) as cc:
                 for file, rel in _match(pattern, wd):
                     name = (f"{path.rstrip('/')}/{rel}" if path else rel) if has_wildcard else (path or rel)
                     with open(file, "rb") as data:

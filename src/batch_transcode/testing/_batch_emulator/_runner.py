@@ -43,6 +43,14 @@ _FAILING_START_TASK = (
 )
 
 
+def pool_identities(pool: Pool) -> list[str]:
+    """ARM resource ids of the user-assigned identities of ``pool``."""
+    identity = pool.spec.get("identity") or {}
+    return [
+        str(i.get("resourceId")) for i in identity.get("userAssignedIdentities") or [] if i.get("resourceId")
+    ]
+
+
 def _env_list(items: Any) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in items or []}
 
@@ -110,7 +118,9 @@ class Runner:
             exit_code: int | None = None
             failure: tuple[str, str, str] | None = None
             try:
-                download_resource_files(spec.get("resourceFiles") or [], wd)
+                download_resource_files(
+                    spec.get("resourceFiles") or [], wd, self.state.node_storage, pool_identities(pool)
+                )
                 command = spec["commandLine"]
                 if self.state.injector.faults.start_task_failure:
                     command = _FAILING_START_TASK
@@ -215,7 +225,9 @@ class Runner:
         exit_code: int | None = None
         timed_out = False
         try:
-            download_resource_files(spec.get("resourceFiles") or [], wd)
+            download_resource_files(
+                spec.get("resourceFiles") or [], wd, self.state.node_storage, pool_identities(pool)
+            )
             with self.state.lock:
                 if task.kill_reason is not None or self.state.stopping.is_set():
                     raise _Interrupted
@@ -275,7 +287,13 @@ class Runner:
         succeeded = failure is None and exit_code == 0 and reason is None and not timed_out
         if failure is None and reason is None:
             try:
-                upload_output_files(spec.get("outputFiles") or [], wd, succeeded=succeeded)
+                upload_output_files(
+                    spec.get("outputFiles") or [],
+                    wd,
+                    succeeded=succeeded,
+                    storage=self.state.node_storage,
+                    pool_identities=pool_identities(pool),
+                )
             except PreparationError as exc:
                 failure = (exc.category, exc.code, exc.message)
                 succeeded = False

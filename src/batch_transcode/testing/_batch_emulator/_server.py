@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -115,6 +116,7 @@ class BatchHTTPServer(ThreadingHTTPServer):
     account: str
     key: str
     tls: bool
+    check_bearer: Callable[[str], None] | None
     records: list[RequestRecord]
     records_lock: threading.Lock
 
@@ -190,6 +192,7 @@ class Handler(BaseHTTPRequestHandler):
                 raw_path=raw_path,
                 raw_query=raw_query,
                 headers=headers,
+                check_bearer=self.server.check_bearer,
             )
             if route is None:
                 if path_known:

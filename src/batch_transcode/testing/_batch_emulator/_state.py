@@ -32,6 +32,7 @@ from pathlib import Path
 from batch_transcode._process import kill_process_group
 
 from ._errors import BatchServiceError, being_deleted, invalid_value, not_found
+from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
 from ._model import JSON, Job, Node, Pool, Task, now
 from ._odata import duration_seconds
@@ -62,6 +63,8 @@ class AccountState:
         self.pools: dict[str, Pool] = {}  # lower-case id -> pool
         self.jobs: dict[str, Job] = {}  # lower-case id -> job
         self.stopping = threading.Event()
+        #: How nodes reach Blob Storage (CA, node identities); set by the emulator.
+        self.node_storage = NodeStorage()
         self._threads: set[threading.Thread] = set()
 
     # ------------------------------------------------------------------ worker threads
