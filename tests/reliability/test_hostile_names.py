@@ -111,3 +111,30 @@ def test_hostile_names_azure(
     assert workdir is not None
     assert _canaries(tmp_path, workdir) == []
     assert offline.leaks(timeout=30) == NOTHING_LEFT
+
+
+@pytest.mark.azure
+def test_hostile_names_azure_keyless(
+    tmp_path: Path,
+    make_media: MediaFactory,
+    duration_of: DurationOf,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The corpus on Microsoft Entra ID alone: no key or connection string in the process
+    environment or the config, Shared Key refused by both services, user-delegation SAS."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("AZURE_BATCH_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    inputs = [make_media(tmp_path / "in" / name) for name in [*CORPUS, BACKSLASH]]
+    with OfflineAzure(entra_id=True) as oa:
+        config = oa.config()
+        assert (config.batch_key, config.storage_key, config.storage_connection_string) == (None, None, None)
+        assert not [k for k in os.environ if k.startswith("AZURE_") and ("KEY" in k or "CONNECTION" in k)]
+        with TranscodeSession(config) as session:
+            report = session.convert(inputs, output_dir=tmp_path / "out")
+        _check(report, inputs, duration_of)
+        assert oa.storage_proxy is not None and oa.storage_proxy.refused == 0
+        workdir = oa.batch.workdir
+        assert workdir is not None
+        assert _canaries(tmp_path, workdir) == []
+        assert oa.leaks(timeout=30) == NOTHING_LEFT

@@ -112,3 +112,54 @@ def test_no_secret_leaks_and_sas_grants_are_narrow(
 def _assert_expiry(se: str, deadline: dt.datetime) -> None:
     expiry = dt.datetime.strptime(se, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert abs((expiry - deadline).total_seconds()) <= 1.0, (expiry, deadline)
+
+
+def test_keyless_run_hands_tasks_narrow_user_delegation_sas_and_logs_none(
+    tmp_path: Path, make_media: MediaFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    inputs = [make_media(tmp_path / "in" / f"clip{i}.mp4") for i in range(3)]
+    with OfflineAzure(entra_id=True) as oa:
+        config = oa.config()
+        session = TranscodeSession(config)
+        with session:
+            backend: Any = session._backend
+            report = session.convert(inputs, output_dir=tmp_path / "out")
+            deadline = backend.session.deadline_utc
+        assert report.ok, report.summary()
+        principal = oa.credential.principal_id
+        tenant = oa.credential.tenant_id
+        input_urls: list[str] = []
+        output_urls: list[str] = []
+        for record in oa.batch.request_log:
+            if record.operation == "Tasks_CreateTaskCollection" and record.status == 200:
+                for task in json.loads(record.request_body)["value"]:
+                    ins, outs, _rest = _sas_urls_of(task)
+                    input_urls += ins
+                    output_urls += outs
+        assert oa.storage_proxy is not None and oa.storage_proxy.refused == 0  # no key-signed SAS
+        assert oa.leaks(timeout=30) == {"pools": [], "jobs": [], "containers": []}
+    assert len(input_urls) == len(inputs) and output_urls
+    sigs = set()
+    for url in input_urls + output_urls:
+        q = parse_qs(urlsplit(url).query)
+        sigs.add(q["sig"][0])
+        # a user-delegation SAS: signed with a key of the session's own principal
+        assert q["skoid"] == [principal] and q["sktid"] == [tenant] and q["sks"] == ["b"], url.split("sig=")[
+            0
+        ]
+        assert "skt" in q and "ske" in q and "skv" in q
+        _assert_expiry(q["se"][0], deadline)
+        assert q["spr"] == ["https"]
+    for url in input_urls:
+        q = parse_qs(urlsplit(url).query)
+        assert q["sp"] == ["r"] and q["sr"] == ["b"] and "/inputs/" in urlsplit(url).path
+    for url in output_urls:
+        q = parse_qs(urlsplit(url).query)
+        assert q["sr"] == ["c"] and set(q["sp"][0]) == {"c", "w"}
+    texts = [r.getMessage() for r in caplog.records]
+    texts += [str(r.exc_info[1]) for r in caplog.records if r.exc_info and r.exc_info[1] is not None]
+    texts += [repr(config), repr(report), *(repr(r) for r in report)]
+    for sig in sigs:
+        assert not [t[:200] for t in texts if sig in t or unquote(sig) in t], "a SAS signature was logged"
+    assert not [t[:200] for t in texts if "eyJhbGciOiAibm9uZSIs" in t], "a bearer token was logged"

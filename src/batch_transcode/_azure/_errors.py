@@ -128,8 +128,8 @@ def translate(
     role = _missing_role(exc, code, status)
     if role is not None:
         return AuthenticationError(
-            f"{what}: the signed-in Microsoft Entra ID principal is not allowed to "
-            f"({code}: {detail}); {role}, then run again (role assignments take a few minutes "
+            f"{what}: the service refused the signed-in Microsoft Entra ID principal, which "
+            f"lacks a role ({code}: {detail}); {role}, then run again (role assignments take a few minutes "
             "to apply; docs/azure.md lists the roles)",
             code=code,
             **ids,

@@ -311,6 +311,7 @@ class Staging:
         self._known: dict[str, tuple[int, bytes]] = {}  # blobs this session put in the input container
         self._delegation_key: UserDelegationKey | None = None
         self._created: set[str] = set()
+        self._refused: set[str] = set()  # creates the service refused (403): never made
         self.bytes_uploaded = 0
         self.uploads_skipped = 0
         self.bytes_downloaded = 0
@@ -364,11 +365,17 @@ class Staging:
         """Create both containers; their delete steps are on ``teardown`` before the create
         requests go out (a create whose answer was lost is still cleaned up)."""
         self.own_containers(teardown)
-        if self.persistent_input:
-            self._create(self.input_container_name, {"purpose": "batch-transcode inputs"}, exist_ok=True)
-        else:
-            self._create(self.input_container_name, self.metadata)
-        self._create(self.output_container_name, self.metadata)
+        try:
+            if self.persistent_input:
+                self._create(self.input_container_name, {"purpose": "batch-transcode inputs"}, exist_ok=True)
+            else:
+                self._create(self.input_container_name, self.metadata)
+            self._create(self.output_container_name, self.metadata)
+        except az.HttpResponseError as exc:
+            if exc.status_code == 403:  # a missing role: what was not made is not to delete
+                names = (self.input_container_name, self.output_container_name)
+                self._refused.update(n for n in names if n not in self._created)
+            raise
 
     def _create(self, name: str, metadata: Mapping[str, str], *, exist_ok: bool = False) -> None:
         try:
@@ -384,7 +391,11 @@ class Staging:
         self._created.add(name)
 
     def delete_container(self, name: str) -> None:
-        """Delete one container; "not found" is success."""
+        """Delete one container; "not found" is success, and so is a container whose create
+        the service refused (403)."""
+        if name in self._refused:
+            log.debug("container %s was never created (the service refused it)", name)
+            return
         try:
             self.service.delete_container(name)
             log.info("container %s deleted", name)

@@ -19,7 +19,7 @@ from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import SessionStateError
 
 from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
-from ._entra import BATCH_DATA_ROLES, STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
+from ._entra import STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -105,7 +105,9 @@ class OfflineAzure:
         self.credential = OfflineCredential()
         self._inspector = OfflineCredential()  # the harness's own reads: every role, no proxy
         if entra_id:
-            self.roles.grant(self.credential.principal_id, *STORAGE_DATA_ROLES, *BATCH_DATA_ROLES)
+            self.roles.grant(
+                self.credential.principal_id, "Storage Blob Data Contributor", "Azure Batch Data Contributor"
+            )
         self._storage_faults = storage_faults
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self._state = "unopened"

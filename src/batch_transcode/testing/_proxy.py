@@ -6,8 +6,12 @@ cover the canonicalized resource (``/account/container/blob``) and the headers, 
 the host and port, so signed requests stay valid through the proxy.
 
 With ``tls`` the proxy serves https and reaches the target over https (trusting
-``ca_bundle``); with ``roles`` it is also the role check Azurite lacks: a bearer token of a
-principal holding no storage data role is refused with the service's
+``ca_bundle``); with ``roles`` it plays an account with Shared Key access disallowed and
+does the role check Azurite lacks: a request signed with the account key (Shared Key, or a
+SAS other than a user-delegation SAS) is refused with ``403 KeyBasedAuthenticationNotPermitted``
+("Prevent Shared Key authorization",
+https://learn.microsoft.com/azure/storage/common/shared-key-authorization-prevent), and a
+bearer token of a principal holding no storage data role with the service's
 ``403 AuthorizationPermissionMismatch`` ("Authorize access to blobs using Microsoft Entra
 ID", https://learn.microsoft.com/azure/storage/blobs/authorize-access-azure-active-directory;
 the code is in "Blob Storage error codes",
@@ -26,6 +30,7 @@ import time
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from ._entra import RoleAssignments
@@ -42,11 +47,29 @@ _SERVER_BUSY = (
     b"<Message>The server is currently unable to receive requests. Please retry your request. "
     b"(injected by batch_transcode.testing.StorageProxy)</Message></Error>"
 )
+_KEY_NOT_PERMITTED = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>KeyBasedAuthenticationNotPermitted</Code>'
+    b"<Message>Key based authentication is not permitted on this storage account.</Message></Error>"
+)
 _PERMISSION_MISMATCH = (
     b'<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationPermissionMismatch</Code>'
     b"<Message>This request is not authorized to perform this operation using this permission."
     b"</Message></Error>"
 )
+
+#: Answers of the Entra ID checks: decision -> (code, message, body).
+_REFUSALS = {
+    "forbidden": (
+        "AuthorizationPermissionMismatch",
+        "This request is not authorized to perform this operation using this permission.",
+        _PERMISSION_MISMATCH,
+    ),
+    "key": (
+        "KeyBasedAuthenticationNotPermitted",
+        "Key based authentication is not permitted on this storage account.",
+        _KEY_NOT_PERMITTED,
+    ),
+}
 
 
 class _Server(ThreadingHTTPServer):
@@ -75,18 +98,17 @@ class _Handler(BaseHTTPRequestHandler):
         if proxy.latency > 0:
             time.sleep(proxy.latency)
         body = self._read_body()
-        if decision == "forward" and not proxy._authorized(self.headers.get("Authorization", "")):
-            decision = "forbidden"
-        if decision == "forbidden":
-            self.send_response(
-                403, "This request is not authorized to perform this operation using this permission."
-            )
+        if decision == "forward":
+            decision = proxy._authorize(self.headers.get("Authorization", ""), self.path)
+        if decision in _REFUSALS:
+            code, message, payload = _REFUSALS[decision]
+            self.send_response(403, message)
             self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(_PERMISSION_MISMATCH)))
-            self.send_header("x-ms-error-code", "AuthorizationPermissionMismatch")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-ms-error-code", code)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(_PERMISSION_MISMATCH)
+                self.wfile.write(payload)
             return
         if decision == "drop":
             self.close_connection = True
@@ -241,22 +263,34 @@ class StorageProxy:
         context = ssl.create_default_context(cafile=self._ca_bundle)
         return http.client.HTTPSConnection("127.0.0.1", self.target_port, timeout=60, context=context)
 
-    def _authorized(self, authorization: str) -> bool:
-        """False for a valid storage bearer token whose principal holds no storage data role
-        (invalid tokens go on to Azurite, which answers them itself)."""
-        if self._roles is None or not authorization.startswith("Bearer "):
-            return True
-        from ._entra import STORAGE_AUDIENCE, TokenRejected, check_token
+    def _authorize(self, authorization: str, target: str) -> str:
+        """With ``roles`` (an account with Shared Key access disallowed): ``"key"`` for a
+        request signed with the account key (Shared Key, or a SAS that is not a
+        user-delegation SAS: no ``skoid``), ``"forbidden"`` for a valid storage bearer token
+        whose principal holds no storage data role, else ``"forward"`` (invalid tokens go on
+        to Azurite, which answers them itself)."""
+        if self._roles is None:
+            return "forward"
+        decision = "forward"
+        if authorization.startswith("SharedKey"):
+            decision = "key"
+        elif authorization.startswith("Bearer "):
+            from ._entra import STORAGE_AUDIENCE, TokenRejected, check_token
 
-        try:
-            claims = check_token(authorization[len("Bearer ") :].strip(), [STORAGE_AUDIENCE])
-        except TokenRejected:
-            return True
-        if self._roles.holds_any(str(claims["oid"]), self._storage_roles):
-            return True
-        with self._lock:
-            self.refused += 1
-        return False
+            try:
+                claims = check_token(authorization[len("Bearer ") :].strip(), [STORAGE_AUDIENCE])
+            except TokenRejected:
+                return "forward"
+            if not self._roles.holds_any(str(claims["oid"]), self._storage_roles):
+                decision = "forbidden"
+        else:
+            query = parse_qs(urlsplit(target).query)
+            if "sig" in query and "skoid" not in query:
+                decision = "key"
+        if decision != "forward":
+            with self._lock:
+                self.refused += 1
+        return decision
 
     def _decide(self) -> str:
         with self._lock:

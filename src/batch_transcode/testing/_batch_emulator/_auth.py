@@ -77,11 +77,14 @@ def authenticate(
     raw_query: str,
     headers: Mapping[str, str],
     check_bearer: Callable[[str], None] | None = None,
+    shared_key: bool = True,
 ) -> str:
     """Check the Authorization header; return the scheme used ("SharedKey" or "Bearer").
 
     ``check_bearer`` validates and authorizes a bearer token (raising
-    :class:`BatchServiceError`); without it any non-empty token is accepted."""
+    :class:`BatchServiceError`); without it any non-empty token is accepted.
+    ``shared_key=False``: the account accepts Microsoft Entra ID only (its
+    ``allowedAuthenticationModes`` lack ``SharedKey``)."""
     auth = ""
     for name, value in headers.items():
         if name.lower() == "authorization":
@@ -99,6 +102,8 @@ def authenticate(
         return "Bearer"
     if scheme != "SharedKey":
         raise _failed(f"Unsupported authorization scheme '{scheme}'.")
+    if not shared_key:
+        raise _failed("Shared Key authentication is disabled for this account; use Microsoft Entra ID.", 401)
     name, _, signature = rest.rpartition(":")
     if name != account:
         raise _failed(f"The account '{name}' in the Authorization header does not match this account.")

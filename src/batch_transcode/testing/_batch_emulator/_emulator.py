@@ -40,7 +40,8 @@ class BatchEmulator:
 
     ``tls``: (certificate, key) PEM files to serve https; bearer tokens are accepted only
     then. ``roles``: Microsoft Entra ID role assignments: bearer tokens must then be valid
-    Batch tokens of a principal holding one of ``batch_roles``. ``ca_bundle``: the CA nodes
+    Batch tokens of a principal holding one of ``batch_roles``, and Shared Key is refused
+    (an account whose ``allowedAuthenticationModes`` lack ``SharedKey``). ``ca_bundle``: the CA nodes
     trust when they reach storage over https.
     """
 

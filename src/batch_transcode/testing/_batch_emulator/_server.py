@@ -193,6 +193,7 @@ class Handler(BaseHTTPRequestHandler):
                 raw_query=raw_query,
                 headers=headers,
                 check_bearer=self.server.check_bearer,
+                shared_key=self.server.check_bearer is None,
             )
             if route is None:
                 if path_known:
