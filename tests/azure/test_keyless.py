@@ -16,19 +16,22 @@ from typing import Any
 
 import pytest
 from azure.batch import BatchClient
+from azure.batch import models as bm
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.storage.blob import BlobServiceClient
 
 from batch_transcode import AuthenticationError, AzureConfig, ConfigError, TranscodeSession
+from batch_transcode._azure import builders
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure.cleanup import find_orphans, remove_orphans
 from batch_transcode._azure.staging import make_blob_service_client
 from batch_transcode._errors import SessionStateError
+from batch_transcode._presets import PRESETS
 from batch_transcode.testing import OfflineAzure
 from batch_transcode.testing._azurite import AZURITE_KEY
 from batch_transcode.testing._entra import STORAGE_AUDIENCE, make_token
-from helpers import NOTHING_LEFT, MediaFactory, batch_client, wait_until
+from helpers import NOTHING_LEFT, MediaFactory, azure_config, batch_client, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -141,40 +144,37 @@ def _billable(oa: OfflineAzure) -> tuple[list[str], list[str]]:
     return [p.id for p in oa.batch.pools()], [j.id for j in oa.batch.jobs()]
 
 
-def test_missing_storage_role_names_the_role_before_any_pool(
-    entra: OfflineAzure, tmp_path: Path, make_media: MediaFactory, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("role", "code", "scope"),
+    [
+        ("Storage Blob Data Contributor", "AuthorizationPermissionMismatch", "storage account"),
+        ("Azure Batch Data Contributor", "AuthorizationFailure", "Batch account"),
+    ],
+)
+def test_a_missing_role_is_named_before_anything_billable_exists(
+    entra: OfflineAzure,
+    tmp_path: Path,
+    make_media: MediaFactory,
+    caplog: pytest.LogCaptureFixture,
+    role: str,
+    code: str,
+    scope: str,
 ) -> None:
     principal = entra.credential.principal_id
-    entra.roles.revoke(principal, "Storage Blob Data Contributor")
+    entra.roles.revoke(principal, role)
     try:
         inputs = [make_media(tmp_path / "in" / "a.mp4")]
         with pytest.raises(AuthenticationError) as caught, TranscodeSession(entra.config()) as session:
             session.convert(inputs, output_dir=tmp_path / "out")
     finally:
-        entra.roles.grant(principal, "Storage Blob Data Contributor")
+        entra.roles.grant(principal, role)
     message = str(caught.value)
-    assert caught.value.code == "AuthorizationPermissionMismatch"
-    assert "Storage Blob Data Contributor" in message and "storage account" in message
+    assert caught.value.code == code
+    assert f"grant it the {role} role on the {scope}" in message
     assert _billable(entra) == ([], [])
-    # the containers whose create was refused are not reported as left behind
+    # containers whose create was refused are not reported as left behind
     assert not [r.getMessage() for r in caplog.records if "teardown" in r.getMessage()]
     assert entra.leaks(timeout=30) == NOTHING_LEFT
-
-
-def test_missing_batch_role_names_the_role_before_anything_is_created(
-    entra: OfflineAzure, tmp_path: Path, make_media: MediaFactory
-) -> None:
-    principal = entra.credential.principal_id
-    entra.roles.revoke(principal, "Azure Batch Data Contributor")
-    try:
-        inputs = [make_media(tmp_path / "in" / "a.mp4")]
-        with pytest.raises(AuthenticationError) as caught, TranscodeSession(entra.config()) as session:
-            session.convert(inputs, output_dir=tmp_path / "out")
-    finally:
-        entra.roles.grant(principal, "Azure Batch Data Contributor")
-    assert caught.value.code == "AuthorizationFailure"
-    assert "Azure Batch Data Contributor" in str(caught.value)
-    assert entra.leaks() == NOTHING_LEFT  # not even a container
 
 
 # -- node identities: no SAS at all --------------------------------------------------------
@@ -237,8 +237,6 @@ def test_the_emulator_fails_a_task_whose_identity_its_pool_lacks(
     entra: OfflineAzure, identity_pool: str
 ) -> None:
     with _batch(entra, entra.credential) as batch:
-        from azure.batch import models as bm
-
         job_id = "identity-check"
         batch.create_job(
             bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=identity_pool))
@@ -306,7 +304,7 @@ CHILD = """
 import os, sys
 from pathlib import Path
 from batch_transcode import AzureConfig, StagedFFmpeg, TranscodeSession
-from batch_transcode.testing._entra import OfflineCredential
+from batch_transcode.testing import OfflineCredential
 
 ffmpeg, out, *paths = sys.argv[1:]
 config = AzureConfig.from_env(
@@ -389,3 +387,45 @@ def test_cleanup_after_a_crash_keyless(
         assert {o.kind for o in orphans} == {"job", "pool", "container"}
         assert remove_orphans(orphans, batch, blobs, config.retry) == []
     assert entra.leaks(timeout=30) == NOTHING_LEFT
+
+
+def test_task_with_node_identity_matches_the_spec(spec_validate: Any) -> None:
+    config = azure_config(pool_id="transcode-pool", node_identity=IDENTITY)
+    task: bm.BatchTaskCreateOptions = builders.task_create_options(
+        config=config,
+        setup=builders.ffmpeg_setup(config.ffmpeg, None),
+        job_id="bt-job",
+        index=7,
+        source_name="a b.mp4",
+        input_url="https://st.blob.core.windows.net/in/inputs/a%20b.mp4",
+        output_container_url="https://st.blob.core.windows.net/out",
+        output_blob_name="outputs/a b.mp3",
+        preset=PRESETS["mp3"],
+    )
+    body = task.as_dict()
+    spec_validate(body, "BatchTaskCreateOptions")
+    reference = {"resourceId": IDENTITY}
+    assert body["resourceFiles"] == [
+        {
+            "httpUrl": "https://st.blob.core.windows.net/in/inputs/a%20b.mp4",
+            "filePath": "input/source.mp4",
+            "identityReference": reference,
+        }
+    ]
+    assert [o["destination"]["container"]["identityReference"] for o in body["outputFiles"]] == [
+        reference
+    ] * 3
+    assert "sig=" not in str(body)
+    # without a node identity there is no identityReference at all
+    plain = builders.task_create_options(
+        config=azure_config(),
+        setup=builders.ffmpeg_setup(config.ffmpeg, None),
+        job_id="bt-job",
+        index=7,
+        source_name="a b.mp4",
+        input_url="https://st.blob.core.windows.net/in/x?sig=IN",
+        output_container_url="https://st.blob.core.windows.net/out?sig=OUT",
+        output_blob_name="outputs/a b.mp3",
+        preset=PRESETS["mp3"],
+    ).as_dict()
+    assert "identityReference" not in str(plain)

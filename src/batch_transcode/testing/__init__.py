@@ -11,11 +11,13 @@
 
 Azurite comes from npm (``npm install azurite@3.37.0``); see ``AzuriteNotFoundError``.
 The pytest plugin (``offline_azure``, ``offline_azure_factory``) is registered
-automatically when batch_transcode is installed.
+automatically when batch_transcode is installed. ``OfflineAzure(entra_id=True)`` is
+keyless: Microsoft Entra ID tokens from ``OfflineCredential``, roles in ``RoleAssignments``.
 """
 
 from ._azurite import AzuriteNotFoundError
 from ._batch_emulator import BatchEmulator, Faults
+from ._entra import OfflineCredential, RoleAssignments
 from ._offline import OfflineAzure, StorageFaults
 from ._proxy import StorageProxy
 
@@ -24,6 +26,8 @@ __all__ = [
     "BatchEmulator",
     "Faults",
     "OfflineAzure",
+    "OfflineCredential",
+    "RoleAssignments",
     "StorageFaults",
     "StorageProxy",
 ]

@@ -130,7 +130,10 @@ class NodeStorage:
 
     def credential(self, reference: JSON | None, pool_identities: Iterable[str]) -> Any:
         """The token credential of the identity ``reference`` names, or None without one.
-        A node can only use an identity its pool has (PreparationError otherwise)."""
+        A node can only use an identity its pool has: otherwise the task fails while
+        preparing, with ``UserAssignedIdentityNotFound`` (the emulator's code: the service
+        documents none for this case; what matters to clients is that the task fails with
+        a ``failureInfo`` before its command line runs)."""
         if not reference:
             return None
         from batch_transcode.testing._entra import OfflineCredential
