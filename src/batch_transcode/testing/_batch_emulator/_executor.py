@@ -34,6 +34,7 @@ from typing import Any
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._ffmpeg import find_ffmpeg as _library_find_ffmpeg
 from batch_transcode._redact import redact
+from batch_transcode.testing._proxy import NODE_USER_AGENT
 
 LOG = logging.getLogger(__name__)
 
@@ -159,12 +160,12 @@ def _download_http(url: str, dest: Path, storage: NodeStorage, credential: Any =
     node identity) the request carries its bearer token instead of relying on a SAS."""
     context = storage.ssl_context() if url.lower().startswith("https:") else None
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
-        headers: dict[str, str] = {}
+        headers = {"User-Agent": NODE_USER_AGENT}
         if credential is not None:
             from batch_transcode.testing._entra import STORAGE_AUDIENCE
 
             token = credential.get_token(f"{STORAGE_AUDIENCE}/.default").token
-            headers = {"Authorization": f"Bearer {token}", "x-ms-version": STORAGE_VERSION}
+            headers.update({"Authorization": f"Bearer {token}", "x-ms-version": STORAGE_VERSION})
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) URLs only
         try:
             with (
@@ -237,7 +238,12 @@ def _download_container(rf: JSON, wd: Path, storage: NodeStorage, credential: An
     written: list[Path] = []
     try:
         with ContainerClient.from_container_url(
-            url, credential=credential, retry_total=2, retry_backoff_factor=0.2, **storage.client_options()
+            url,
+            credential=credential,
+            retry_total=2,
+            retry_backoff_factor=0.2,
+            user_agent=NODE_USER_AGENT,
+            **storage.client_options(),
         ) as cc:
             for blob in cc.list_blobs(name_starts_with=prefix):
                 dest = _safe_join(base, blob.name)
@@ -361,6 +367,7 @@ def upload_output_files(
                 credential=credential,
                 retry_total=2,
                 retry_backoff_factor=0.2,
+                user_agent=NODE_USER_AGENT,
                 **storage.client_options(),
             ) as cc:
                 for file, rel in _match(pattern, wd):
