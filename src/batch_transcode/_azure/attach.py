@@ -121,8 +121,10 @@ def attach(config: AzureConfig, ident: str, teardown: Teardown) -> tuple[OpenSes
     """
     prefix, session_id, job_id = parse_id(ident)
     batch = make_batch_client(config)
+    teardown.push("close the Batch client", batch.close)  # runs last: the deletes need it
     with azure_errors("connect to storage"):
         blobs, account_key = make_blob_service_client(config)
+    teardown.push("close the storage client", blobs.close)
     staging = Staging(
         blobs,
         session_id=session_id,

@@ -131,10 +131,12 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
             "pass the path of a static Linux x86-64 ffmpeg"
         )
     batch = make_batch_client(config)
+    teardown.push("close the Batch client", batch.close)  # runs last: the deletes need it
     _check_batch_access(config, batch)
     if config.pool_id is not None:
         _check_user_pool(config, batch, config.pool_id)
     staging = connect_storage(config, session_id=names.session_id, expiry=deadline_utc)
+    teardown.push("close the storage client", staging.service.close)
     with azure_errors("create the storage containers"):
         staging.create_containers(teardown)
     with azure_errors("get a user delegation key (to sign SAS for the tasks)"):
