@@ -12,10 +12,9 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-JSON = dict[str, Any]
+from ._defaults import INFINITE, answer
 
-# The service's "infinite" duration.
-INFINITE = "P10675199DT2H48M5.4775807S"
+JSON = dict[str, Any]
 
 _etag_counter = itertools.count(1)
 
@@ -100,13 +99,42 @@ class Node(Resource):
             "startTaskInfo": copy.deepcopy(self.start_task_info),
             "isDedicated": self.dedicated,
             "nodeAgentInfo": {"version": "1.12.1", "lastUpdateTime": iso(self.creation_time)},
-            "virtualMachineInfo": {
-                "imageReference": copy.deepcopy(
-                    (pool.spec.get("virtualMachineConfiguration") or {}).get("imageReference")
-                )
-            },
+            "endpointConfiguration": self._endpoints(pool),
+            "virtualMachineInfo": {"imageReference": self._image(pool)},
         }
-        return _drop_none(doc)
+        return answer("BatchNode", _drop_none(doc))
+
+    def _image(self, pool: Pool) -> JSON | None:
+        image = (pool.spec.get("virtualMachineConfiguration") or {}).get("imageReference")
+        if not image:
+            return None
+        out = dict(image)
+        if "virtualMachineImageId" not in out:
+            out["exactVersion"] = out.get("version", "latest")
+        return out
+
+    def _endpoints(self, pool: Pool) -> JSON | None:
+        """The node's inbound endpoints: one per inbound NAT pool of the pool, named
+        ``<pool name>.<node index>``, on the next front-end port of the pool's range."""
+        nat_pools = ((pool.spec.get("networkConfiguration") or {}).get("endpointConfiguration") or {}).get(
+            "inboundNATPools"
+        ) or []
+        if not nat_pools:
+            return None
+        index = list(pool.nodes).index(self.id) if self.id in pool.nodes else 0
+        return {
+            "inboundEndpoints": [
+                {
+                    "name": f"{nat['name']}.{index}",
+                    "protocol": nat.get("protocol", "tcp"),
+                    "publicIPAddress": "20.0.0.4",
+                    "publicFQDN": f"dns{pool.id.lower()}-azurebatch-cloudservice.emulated.batch.test",
+                    "frontendPort": int(nat.get("frontendPortRangeStart", 0)) + index,
+                    "backendPort": nat.get("backendPort"),
+                }
+                for nat in nat_pools
+            ]
+        }
 
 
 @dataclass
@@ -151,21 +179,18 @@ class Pool(Resource):
                 "stateTransitionTime": iso(self.state_time),
                 "allocationState": self.allocation_state,
                 "allocationStateTransitionTime": iso(self.allocation_time),
-                "resizeTimeout": self.spec.get("resizeTimeout", "PT15M"),
                 "resizeErrors": copy.deepcopy(self.resize_errors) or None,
                 "currentDedicatedNodes": sum(1 for n in self.nodes.values() if n.dedicated),
                 "currentLowPriorityNodes": sum(1 for n in self.nodes.values() if not n.dedicated),
                 "targetDedicatedNodes": self.target_dedicated,
                 "targetLowPriorityNodes": self.target_low_priority,
                 "enableAutoScale": bool(self.spec.get("enableAutoScale", False)),
-                "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication", False)),
                 "taskSlotsPerNode": self.slots_per_node,
-                "taskSchedulingPolicy": self.spec.get("taskSchedulingPolicy", {"nodeFillType": "spread"}),
             }
         )
         if doc["enableAutoScale"]:
             doc.setdefault("autoScaleEvaluationInterval", "PT15M")
-        return _drop_none(doc)
+        return answer("BatchPool", _drop_none(doc))
 
 
 @dataclass
@@ -243,7 +268,7 @@ class Task(Resource):
         return _drop_none(self._fields(job))
 
     def to_json(self, endpoint: str, job: Job) -> JSON:
-        return _drop_none(copy.deepcopy(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
+        return answer("BatchTask", _drop_none(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
 
 
 @dataclass
@@ -271,9 +296,6 @@ class Job(Resource):
 
     def to_json(self, endpoint: str) -> JSON:
         doc = copy.deepcopy(self.spec)
-        constraints = dict(doc.get("constraints") or {})
-        constraints.setdefault("maxWallClockTime", INFINITE)
-        constraints.setdefault("maxTaskRetryCount", 0)
         execution: JSON = {
             "startTime": iso(self.creation_time),
             "endTime": iso(self.end_time),
@@ -291,17 +313,11 @@ class Job(Resource):
                 "stateTransitionTime": iso(self.state_time),
                 "previousState": self.previous_state,
                 "previousStateTransitionTime": iso(self.previous_state_time),
-                "priority": int(doc.get("priority", 0)),
-                "maxParallelTasks": int(doc.get("maxParallelTasks", -1)),
-                "allowTaskPreemption": bool(doc.get("allowTaskPreemption", False)),
-                "usesTaskDependencies": bool(doc.get("usesTaskDependencies", False)),
-                "onAllTasksComplete": doc.get("onAllTasksComplete", "noaction"),
-                "onTaskFailure": doc.get("onTaskFailure", "noaction"),
-                "constraints": constraints,
+                "constraints": doc.get("constraints") or {},
                 "executionInfo": _drop_none(execution),
             }
         )
-        return _drop_none(doc)
+        return answer("BatchJob", _drop_none(doc))
 
 
 @dataclass(frozen=True)
