@@ -124,7 +124,7 @@ class Operations:
                 if call.query.get(name):
                     q[name] = call.query[name]
             q["$skiptoken"] = str(skip + page)
-            body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='')}"
+            body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='$')}"
         return Reply(200, body)
 
     def _list(self, call: Call, items: list[JSON], kind: str, path: str) -> Reply:
