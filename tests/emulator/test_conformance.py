@@ -593,3 +593,70 @@ def test_a_new_pool_is_resizing_until_its_nodes_are_allocated(slow_client: Batch
         0,
         1,
     )
+
+
+# ---------------------------------------------------------------- task and node files
+
+
+def test_task_and_node_files_as_the_service_serves_them(client: BatchClient, emulator: BatchEmulator) -> None:
+    # test_batch_files: text files are text/plain, contentLength is a string, the file URL
+    # header is percent-encoded, DELETE of a task file and of a node file is 200
+    assert create_pool(client, "files", targetDedicatedNodes=1).status == 201
+    assert send(client, "POST", "/jobs", {"id": "batch", "poolInfo": {"poolId": "files"}}).status == 201
+    task = {"id": "test_task", "commandLine": "/bin/echo hello world"}
+    assert send(client, "POST", "/jobs/batch/tasks", task).status == 201
+    assert emulator.wait_idle(30)
+    done = send(client, "GET", "/jobs/batch/tasks/test_task").body
+    assert (done["state"], done["executionInfo"]["exitCode"]) == ("completed", 0)
+
+    listed = send(client, "GET", "/jobs/batch/tasks/test_task/files").body
+    assert listed["odata.metadata"].endswith("/$metadata#files")
+    by_name = {f["name"]: f for f in listed["value"]}
+    stdout = by_name["stdout.txt"]
+    assert stdout["isDirectory"] is False
+    assert stdout["url"].endswith("/jobs/batch/tasks/test_task/files/stdout.txt")
+    assert (stdout["properties"]["contentLength"], stdout["properties"]["contentType"]) == (
+        "12",
+        "text/plain",
+    )
+    assert by_name["wd"]["isDirectory"] is True
+    assert "properties" not in by_name["wd"]
+
+    head = send(client, "HEAD", "/jobs/batch/tasks/test_task/files/stdout.txt")
+    assert (head.status, head.headers["Content-Type"], head.headers["Content-Length"]) == (
+        200,
+        "text/plain",
+        "12",
+    )
+    assert head.headers["ocp-batch-file-isdirectory"] == "False"
+    assert head.headers["ocp-batch-file-url"].startswith("http%3A%2F%2F")
+    assert head.headers["ocp-batch-file-url"].endswith(
+        "%2Fjobs%2Fbatch%2Ftasks%2Ftest_task%2Ffiles%2Fstdout.txt"
+    )
+
+    # the unmodified client reads the same properties
+    [prop] = [f for f in client.list_task_files("batch", "test_task") if f.name == "stdout.txt"]
+    assert prop.properties is not None and prop.properties.content_length == 12
+    assert b"".join(client.download_task_file("batch", "test_task", "stdout.txt")) == b"hello world\n"
+    props = client.get_task_file_properties("batch", "test_task", "stdout.txt")
+    assert props.content_length == 12
+
+    client.delete_task_file("batch", "test_task", "stderr.txt")  # 200, as the service answers
+    names = [f["name"] for f in send(client, "GET", "/jobs/batch/tasks/test_task/files").body["value"]]
+    assert "stderr.txt" not in names and "stdout.txt" in names
+    again = send(client, "DELETE", "/jobs/batch/tasks/test_task/files/stderr.txt")
+    assert (again.status, again.body["code"]) == (404, "FileNotFound")
+    assert send(client, "DELETE", "/jobs/batch/tasks/test_task/files/wd").status == 200  # an empty directory
+
+    node_id = done["nodeInfo"]["nodeId"]
+    node_files = send(client, "GET", f"/pools/files/nodes/{node_id}/files?recursive=true").body["value"]
+    task_stdout = next(f["name"] for f in node_files if f["name"].endswith("test_task/stdout.txt"))
+    keep = send(client, "DELETE", f"/pools/files/nodes/{node_id}/files/{task_stdout.rsplit('/', 1)[0]}")
+    assert (keep.status, keep.body["code"]) == (409, "DirectoryNotEmpty")
+    gone = send(client, "DELETE", f"/pools/files/nodes/{node_id}/files/{task_stdout}")
+    assert gone.status == 200
+    assert send(client, "HEAD", f"/pools/files/nodes/{node_id}/files/{task_stdout}").status == 404
+    recursive = send(
+        client, "DELETE", f"/pools/files/nodes/{node_id}/files/{task_stdout.rsplit('/', 1)[0]}?recursive=true"
+    )
+    assert recursive.status == 200

@@ -1,9 +1,11 @@
 """An open Azure session: one frozen value, made by :func:`open_session` or :func:`adopt_session`.
 
 :func:`open_session` provisions: the Batch client; a cheap authenticated read (a
-wrong key fails here, before anything exists); the session's containers; the
-staged ffmpeg; the session pool (unless ``pool_id`` or ``auto_pool``), whose
-nodes allocate while the inputs upload. Every resource's delete step is pushed
+wrong key fails here, before anything exists); the image check (an image or node
+agent the account does not support fails here too, see
+:mod:`~batch_transcode._azure.preflight`); the session's containers; the staged
+ffmpeg; the session pool (unless ``pool_id`` or ``auto_pool``), whose nodes
+allocate while the inputs upload. Every resource's delete step is pushed
 on the teardown stack *before* the request that creates it, so a request whose
 answer was lost still gets cleaned up.
 
@@ -31,6 +33,7 @@ from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.manifest import Manifest, ManifestFile
+from batch_transcode._azure.preflight import check_image_support, spot_note
 from batch_transcode._azure.staging import Staging, make_blob_service_client
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import ConfigError
@@ -134,6 +137,9 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
     _check_batch_access(config, batch)
     if config.pool_id is not None:
         _check_user_pool(config, batch, config.pool_id)
+    else:
+        # the pool this session makes (or its job's auto pool) must use a supported image
+        check_image_support(config, batch)
     staging = connect_storage(config, session_id=names.session_id, expiry=deadline_utc)
     with azure_errors("create the storage containers"):
         staging.create_containers(teardown)
@@ -197,6 +203,11 @@ def create_session_pool(
     """Create the session pool (its delete step first, unless ``keep_pool``); its id."""
     pool = builders.pool_create_options(config, names, setup)
     pool_id = names.pool_id
+    note = spot_note(config)
+    if note is not None:
+        log.log(
+            logging.WARNING if config.dedicated_nodes == 0 else logging.INFO, "pool %s: %s", pool_id, note
+        )
     if config.keep_pool:
         log.info("keep_pool=True: pool %s will be kept when the session closes", pool_id)
     else:

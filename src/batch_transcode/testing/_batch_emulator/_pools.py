@@ -266,6 +266,13 @@ class NodeOperations(Operations):
             url = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files/{quote(rel)}"
             return self._file_reply(node.root, rel, url, head, call.headers)
 
+    def op_Nodes_DeleteNodeFile(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            node = self.state.node(pool, call.params["nodeId"])
+            recursive = (call.query.get("recursive") or "false").lower() == "true"
+            return self._delete_file(node.root, call.params["filePath"], recursive)
+
     def op_Nodes_GetNodeFileProperties(self, call: Call) -> Reply:
         return self.op_Nodes_GetNodeFile(call, head=True)
 
