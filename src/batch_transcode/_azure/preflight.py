@@ -77,6 +77,13 @@ class SupportedImage:
         return f"AzureConfig(image={self.image!r}, node_agent_sku={self.node_agent!r})"
 
 
+def _text(value: object, default: str) -> str:
+    """An enum member of the azure-batch models (or a plain string) as its lower-case value."""
+    if value is None:
+        return default
+    return str(getattr(value, "value", value)).lower()
+
+
 def supported_images(config: AzureConfig, batch: BatchClient) -> list[SupportedImage]:
     """The account's supported marketplace images (one List Supported Images walk)."""
 
@@ -97,8 +104,8 @@ def supported_images(config: AzureConfig, batch: BatchClient) -> list[SupportedI
                 offer=ref.offer,
                 sku=ref.sku,
                 node_agent=item.node_agent_sku_id,
-                os_type=str(item.os_type or "linux").lower(),
-                verified=str(item.verification_type or "verified").lower() == "verified",
+                os_type=_text(item.os_type, "linux"),
+                verified=_text(item.verification_type, "verified") == "verified",
                 end_of_life=end,
             )
         )
