@@ -38,6 +38,13 @@ WINDOWS = {
     "windowsConfiguration": {"enableAutomaticUpdates": True},
 }
 AUTO_USER = {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}}
+NAT_POOL = {
+    "name": "TestEndpointConfig",
+    "protocol": "udp",
+    "backendPort": 64444,
+    "frontendPortRangeStart": 60000,
+    "frontendPortRangeEnd": 61000,
+}
 
 
 class Answer:
@@ -127,21 +134,9 @@ def test_missing_pool_and_existing_job_errors(client: BatchClient) -> None:
 def test_pool_answer_fills_in_the_service_defaults(client: BatchClient) -> None:
     # test_batch_create_pools (batch_disk_), test_batch_network_configuration
     vmc = {**UBUNTU, "dataDisks": [{"lun": 1, "diskSizeGB": 50}]}
+    rule = {"priority": 150, "access": "allow", "sourceAddressPrefix": "*"}
     network = {
-        "endpointConfiguration": {
-            "inboundNATPools": [
-                {
-                    "name": "TestEndpointConfig",
-                    "protocol": "udp",
-                    "backendPort": 64444,
-                    "frontendPortRangeStart": 60000,
-                    "frontendPortRangeEnd": 61000,
-                    "networkSecurityGroupRules": [
-                        {"priority": 150, "access": "allow", "sourceAddressPrefix": "*"}
-                    ],
-                }
-            ]
-        }
+        "endpointConfiguration": {"inboundNATPools": [{**NAT_POOL, "networkSecurityGroupRules": [rule]}]}
     }
     assert (
         create_pool(
@@ -179,8 +174,8 @@ def test_pool_answer_fills_in_the_service_defaults(client: BatchClient) -> None:
     answered_network = pool["networkConfiguration"]
     assert answered_network["dynamicVNetAssignmentScope"] == "none"
     assert answered_network["enableAcceleratedNetworking"] is False
-    rule = answered_network["endpointConfiguration"]["inboundNATPools"][0]["networkSecurityGroupRules"][0]
-    assert rule == {"priority": 150, "access": "allow", "sourceAddressPrefix": "*", "sourcePortRanges": ["*"]}
+    [nat_pool] = answered_network["endpointConfiguration"]["inboundNATPools"]
+    assert nat_pool["networkSecurityGroupRules"] == [{**rule, "sourcePortRanges": ["*"]}]
     assert set(pool) >= {
         "id",
         "url",
@@ -373,19 +368,7 @@ def test_stop_resize_keeps_the_target_and_reports_resize_stopped(
 
 def test_node_endpoints_follow_the_pool_nat_pools(client: BatchClient, emulator: BatchEmulator) -> None:
     # test_batch_network_configuration: the node lists one inbound endpoint per NAT pool
-    network = {
-        "endpointConfiguration": {
-            "inboundNATPools": [
-                {
-                    "name": "TestEndpointConfig",
-                    "protocol": "udp",
-                    "backendPort": 64444,
-                    "frontendPortRangeStart": 60000,
-                    "frontendPortRangeEnd": 61000,
-                }
-            ]
-        }
-    }
+    network = {"endpointConfiguration": {"inboundNATPools": [NAT_POOL]}}
     assert create_pool(client, "net", targetDedicatedNodes=1, networkConfiguration=network).status == 201
     assert wait_until(lambda: len(send(client, "GET", "/pools/net/nodes").body["value"]) == 1, timeout=20)
     node = send(client, "GET", "/pools/net/nodes").body["value"][0]

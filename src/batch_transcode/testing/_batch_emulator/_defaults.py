@@ -56,8 +56,12 @@ def _windows(_doc: JSON, root: JSON) -> bool:
     return "windows" in str(vmc.get("nodeAgentSKUId", "")).lower()
 
 
-def _not_autoscale(doc: JSON, _root: JSON) -> bool:
-    return not doc.get("enableAutoScale")
+def _autoscale(doc: JSON, _root: JSON) -> bool:
+    return bool(doc.get("enableAutoScale"))
+
+
+def _not_autoscale(doc: JSON, root: JSON) -> bool:
+    return not _autoscale(doc, root)
 
 
 def _marketplace(doc: JSON, _root: JSON) -> bool:
@@ -71,6 +75,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "targetDedicatedNodes": 0,
         "targetLowPriorityNodes": 0,
         "enableAutoScale": False,
+        "autoScaleEvaluationInterval": When("PT15M", _autoscale),
         "enableInterNodeCommunication": False,
         "taskSlotsPerNode": 1,
         "taskSchedulingPolicy": Sub("BatchTaskSchedulingPolicy", create=True),

@@ -12,7 +12,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from ._defaults import INFINITE, answer
+from ._defaults import DEFAULTS, answer
 
 JSON = dict[str, Any]
 
@@ -188,8 +188,6 @@ class Pool(Resource):
                 "taskSlotsPerNode": self.slots_per_node,
             }
         )
-        if doc["enableAutoScale"]:
-            doc.setdefault("autoScaleEvaluationInterval", "PT15M")
         return answer("BatchPool", _drop_none(doc))
 
 
@@ -240,11 +238,13 @@ class Task(Resource):
     def _fields(self, job: Job, url: str | None = None) -> JSON:
         """The task's properties as the service answers them, sharing this task's own
         structures (no copies): read them, never change them."""
-        constraints = dict(self.spec.get("constraints") or {})
+        # a task's retry count defaults to its job's (the other defaults: the table)
         job_constraints = job.spec.get("constraints") or {}
-        constraints.setdefault("maxWallClockTime", INFINITE)
-        constraints.setdefault("retentionTime", "P7D")
-        constraints.setdefault("maxTaskRetryCount", int(job_constraints.get("maxTaskRetryCount", 0)))
+        constraints = {
+            **DEFAULTS["BatchTaskConstraints"],
+            "maxTaskRetryCount": int(job_constraints.get("maxTaskRetryCount", 0)),
+            **(self.spec.get("constraints") or {}),
+        }
         return {
             **self.spec,
             "id": self.id,
@@ -313,7 +313,6 @@ class Job(Resource):
                 "stateTransitionTime": iso(self.state_time),
                 "previousState": self.previous_state,
                 "previousStateTransitionTime": iso(self.previous_state_time),
-                "constraints": doc.get("constraints") or {},
                 "executionInfo": _drop_none(execution),
             }
         )
