@@ -61,6 +61,8 @@ SUPPORTED_IMAGES: list[JSON] = [
         "linux",
         "2027-06-30T00:00:00Z",
     ),
+    # container- and HPC-ready Ubuntu 24.04 (the migration target the 22.04 notice names)
+    _image("batch.node.ubuntu 24.04", "microsoft-dsvm", "ubuntu-hpc", "2404", "linux"),
     _image("batch.node.debian 12", "debian", "debian-12", "12", "linux"),
     _image("batch.node.debian 12", "debian", "debian-12", "12-gen2", "linux"),
     _image(
