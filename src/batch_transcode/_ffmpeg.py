@@ -4,14 +4,16 @@ why a run failed (one line, then the tail of its stderr), for both backends."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._presets import Preset
 
-__all__ = ["describe_ffmpeg_failure", "find_ffmpeg", "stderr_tail", "temporary_output"]
+__all__ = ["EMPTY_OUTPUT_LINE", "describe_ffmpeg_failure", "find_ffmpeg", "stderr_tail", "temporary_output"]
 
 _INSTALL_HINT = (
     "install ffmpeg (e.g. 'apt-get install ffmpeg' or 'brew install ffmpeg'), "
@@ -62,15 +64,48 @@ def stderr_tail(stderr: str) -> str:
     return "\n".join(lines[-STDERR_TAIL_LINES:])[-STDERR_TAIL_CHARS:]
 
 
-def describe_ffmpeg_failure(exit_code: int | None, stderr: str, preset: Preset) -> str:
-    """One line saying why, then the tail of ffmpeg's stderr."""
+#: A line the backends add to ffmpeg's stderr when it exits 0 without writing an output.
+EMPTY_OUTPUT_LINE = "batch-transcode: ffmpeg wrote nothing to output #{index} ({extension})"
+
+_OUTPUT_INDEX = re.compile(r"(?:out#|output file #|output #)(\d+)")
+_NO_STREAM = ("does not contain any stream", "matches no streams")
+_NOTHING_WRITTEN = ("nothing was written into output file", "output file is empty", "ffmpeg wrote nothing to")
+
+
+def _failed_output(low: str, presets: Sequence[Preset]) -> tuple[int, Preset, bool] | None:
+    """The output ffmpeg names in a "no stream" or "nothing written" line: its index,
+    preset, and whether it had no stream at all (else: nothing was written)."""
+    for line in low.splitlines():
+        no_stream = any(m in line for m in _NO_STREAM)
+        if not no_stream and not any(m in line for m in _NOTHING_WRITTEN):
+            continue
+        found = _OUTPUT_INDEX.search(line)
+        index = int(found.group(1)) if found else 0
+        if 0 <= index < len(presets):
+            return index, presets[index], no_stream
+    return None
+
+
+def _output_reason(preset: Preset, no_stream: bool) -> str | None:
+    if preset.audio_only and no_stream:
+        return "the input has no audio stream to convert"
+    if preset.video_only and no_stream:
+        return f"the input has no video stream for the {preset.name}"
+    if preset.video_only:
+        at = f" at {preset.seek:g} s" if preset.seek is not None else ""
+        return f"no video frame{at} for the {preset.name} (the input is shorter, or has no video)"
+    return None
+
+
+def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Preset | Sequence[Preset]) -> str:
+    """One line saying why (naming the output that failed when there were several),
+    then the tail of ffmpeg's stderr."""
+    chosen: Sequence[Preset] = (presets,) if isinstance(presets, Preset) else presets
     low = stderr.lower()
-    if preset.audio_only and (
-        "does not contain any stream" in low
-        or "output file does not contain any stream" in low
-        or "matches no streams" in low
-    ):
-        why = "the input has no audio stream to convert"
+    failed = _failed_output(low, chosen)
+    reason = _output_reason(failed[1], failed[2]) if failed is not None else None
+    if reason is not None and failed is not None:
+        why = reason if len(chosen) == 1 else f"{reason} (output {failed[1].name}, .{failed[1].extension})"
     elif "invalid data found when processing input" in low or "could not find codec parameters" in low:
         why = "ffmpeg cannot read this file as media"
     elif "no such file or directory" in low:
@@ -79,6 +114,8 @@ def describe_ffmpeg_failure(exit_code: int | None, stderr: str, preset: Preset) 
         why = "ffmpeg did not finish in time and was stopped"
     elif exit_code < 0:
         why = f"ffmpeg was killed by signal {-exit_code}"
+    elif failed is not None:
+        why = f"ffmpeg wrote nothing to output {failed[1].name} (.{failed[1].extension})"
     else:
         why = f"ffmpeg exited with code {exit_code}"
     tail = stderr_tail(stderr)

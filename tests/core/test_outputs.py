@@ -1,0 +1,134 @@
+"""Several outputs per input in one ffmpeg run, audio options, loudness and thumbnails,
+on the local backend with real ffmpeg and generated media."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from batch_transcode import PRESETS, ConfigError, LocalConfig, Preset, TranscodeSession
+from helpers import DurationOf, MediaFactory, integrated_loudness, make_talk, partial_files, stream_info
+
+MP3_OPUS_THUMB = ["mp3", "opus", "thumbnail"]
+
+
+def test_one_run_writes_every_output(
+    tmp_path: Path, make_media: MediaFactory, duration_of: DurationOf, ffmpeg_exe: str
+) -> None:
+    sources = [make_media(tmp_path / "in" / "day 1" / "a.b.mp4"), make_media(tmp_path / "in" / "c.mp4")]
+    out = tmp_path / "out"
+    with TranscodeSession(LocalConfig(workers=2)) as s:
+        report = s.convert(sources, output_dir=out, preset=MP3_OPUS_THUMB)
+    assert report.ok, report.summary()
+    first = report[0]
+    assert first.outputs == (out / "day 1" / "a.b.mp3", out / "day 1" / "a.b.opus", out / "day 1" / "a.b.jpg")
+    assert first.output == first.outputs[0]
+    for result in report:
+        mp3, opus, jpg = result.outputs
+        for audio in (mp3, opus):
+            duration = duration_of(audio)
+            assert duration is not None and abs(duration - 1.0) < 0.15, (audio, duration)
+        assert "Audio: mp3" in stream_info(ffmpeg_exe, mp3)
+        assert "Audio: opus" in stream_info(ffmpeg_exe, opus)
+        image = stream_info(ffmpeg_exe, jpg)
+        assert "Video: mjpeg" in image and "64x48" in image, image
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(
+        ["a.b.mp3", "a.b.opus", "a.b.jpg", "c.mp3", "c.opus", "c.jpg"]
+    )
+
+
+def test_an_output_that_fails_fails_the_file_with_its_reason(
+    tmp_path: Path, make_media: MediaFactory, ffmpeg_exe: str
+) -> None:
+    good = make_media(tmp_path / "in" / "good.mp4")
+    silent = make_media(tmp_path / "in" / "silent.mp4", kind="silent")
+    audio_only = make_talk(ffmpeg_exe, tmp_path / "in" / "radio.m4a", seconds=2, video=False)
+    out = tmp_path / "out"
+    with TranscodeSession(LocalConfig(workers=2)) as s:
+        report = s.convert([good, silent, audio_only], output_dir=out, preset=MP3_OPUS_THUMB)
+    by_name = {r.source.name: r for r in report}
+    assert by_name["good.mp4"].ok and len(by_name["good.mp4"].outputs) == 3
+    no_audio = by_name["silent.mp4"]
+    assert no_audio.status == "failed" and no_audio.outputs == () and no_audio.output is None
+    assert no_audio.error is not None
+    assert no_audio.error.splitlines()[0] == "the input has no audio stream to convert (output mp3, .mp3)"
+    no_video = by_name["radio.m4a"]
+    assert no_video.status == "failed" and no_video.error is not None
+    assert no_video.error.splitlines()[0] == (
+        "the input has no video stream for the thumbnail (output thumbnail, .jpg)"
+    )
+    # a failed file leaves none of its outputs behind, and no temporary file
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["good.jpg", "good.mp3", "good.opus"]
+    assert not partial_files(out)
+
+
+def test_a_thumbnail_past_the_end_fails_cleanly(tmp_path: Path, make_media: MediaFactory) -> None:
+    source = make_media(tmp_path / "short.mp4")  # one second long
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([source], output_dir=tmp_path / "out", preset=["mp3", Preset.thumbnail(at=30)])
+    result = report[0]
+    assert result.status == "failed" and result.error is not None
+    assert result.error.splitlines()[0].startswith("no video frame at 30 s for the thumbnail")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_thumbnail_time_and_width(tmp_path: Path, ffmpeg_exe: str) -> None:
+    source = make_talk(ffmpeg_exe, tmp_path / "talk.mp4", seconds=4)
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([source], output_dir=tmp_path / "out", preset=Preset.thumbnail(at=3.2, width=32))
+    assert report.ok, report.summary()
+    assert report[0].output == tmp_path / "out" / "talk.jpg"
+    assert "32x24" in stream_info(ffmpeg_exe, report[0].output)
+
+
+def test_two_presets_with_one_extension_is_a_config_error(tmp_path: Path, make_media: MediaFactory) -> None:
+    source = make_media(tmp_path / "a.mp4")
+    low = Preset.custom("mp3", ["-vn", "-c:a", "libmp3lame", "-b:a", "64k"], name="mp3-64k", audio_only=True)
+    with TranscodeSession(LocalConfig(workers=1)) as s, pytest.raises(ConfigError, match=r"both write \.mp3"):
+        s.convert([source], output_dir=tmp_path / "out", preset=["mp3", low])
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_existing_needs_every_output(tmp_path: Path, make_media: MediaFactory) -> None:
+    source = make_media(tmp_path / "a.mp4")
+    out = tmp_path / "out"
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        assert s.convert([source], output_dir=out, preset=MP3_OPUS_THUMB).ok
+        again = s.convert([source], output_dir=out, preset=MP3_OPUS_THUMB)
+        assert again[0].status == "skipped" and len(again[0].outputs) == 3
+        (out / "a.opus").unlink()
+        third = s.convert([source], output_dir=out, preset=MP3_OPUS_THUMB)
+    assert third[0].status == "converted"
+    assert all(p.stat().st_size > 0 for p in third[0].outputs)
+
+
+def test_audio_options_reach_the_outputs(tmp_path: Path, ffmpeg_exe: str) -> None:
+    source = make_talk(ffmpeg_exe, tmp_path / "talk.mp4", seconds=3)
+    mp3 = PRESETS["mp3"].with_audio(bitrate="64k", channels=2, sample_rate=22050)
+    opus = PRESETS["opus"].with_audio(bitrate="24k", channels=1)
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([source], output_dir=tmp_path / "out", preset=[mp3, opus])
+    assert report.ok, report.summary()
+    mp3_info = stream_info(ffmpeg_exe, report[0].outputs[0])
+    assert "22050 Hz, stereo" in mp3_info and "64 kb/s" in mp3_info, mp3_info
+    assert "mono" in stream_info(ffmpeg_exe, report[0].outputs[1])
+    # 24 kbit/s for 3 s is about 9 KB plus container overhead: far below the 128k default
+    assert os.path.getsize(report[0].outputs[1]) < 20_000
+
+
+@pytest.mark.parametrize("target", [-16.0, -23.0])
+def test_loudness_is_reached_in_one_pass(tmp_path: Path, ffmpeg_exe: str, target: float) -> None:
+    """Single-pass loudnorm on a clip with a 20 dB level swing at -25 LUFS: every output
+    within 1 LU of the target (measured with ffmpeg's ebur128 on the outputs)."""
+    source = make_talk(ffmpeg_exe, tmp_path / "talk.mp4", seconds=12)
+    assert abs(integrated_loudness(ffmpeg_exe, source) - target) > 1.5  # the input is off target
+    presets = [PRESETS[n].with_audio(loudness=target) for n in ("mp3", "opus", "aac")]
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([source], output_dir=tmp_path / "out", preset=presets)
+    assert report.ok, report.summary()
+    for output in report[0].outputs:
+        measured = integrated_loudness(ffmpeg_exe, output)
+        assert abs(measured - target) <= 1.0, (output.name, measured, target)
+        assert "48000 Hz" in stream_info(ffmpeg_exe, output)
