@@ -132,3 +132,24 @@ def test_loudness_is_reached_in_one_pass(tmp_path: Path, ffmpeg_exe: str, target
         measured = integrated_loudness(ffmpeg_exe, output)
         assert abs(measured - target) <= 1.0, (output.name, measured, target)
         assert "48000 Hz" in stream_info(ffmpeg_exe, output)
+
+
+def test_plan_counts_the_extra_outputs(tmp_path: Path, make_media: MediaFactory) -> None:
+    from batch_transcode._plan import ASSUMED_INPUT_KBPS, THUMBNAIL_BYTES
+    from helpers import azure_config
+
+    files = [make_media(tmp_path / f"{i}.mp4", kind="long") for i in range(4)]
+    size = sum(f.stat().st_size for f in files)
+    session = TranscodeSession(azure_config(dedicated_nodes=1, task_slots_per_node=1))
+    one = session.plan(files, preset="mp3")
+    three = session.plan(files, preset=MP3_OPUS_THUMB)
+    assert (one.outputs, three.outputs) == (4, 12)
+    assert three.bytes_to_stage == one.bytes_to_stage == size  # each input is staged once
+    media_seconds = size * 8 / (ASSUMED_INPUT_KBPS * 1000)
+    assert one.output_bytes == pytest.approx(media_seconds * 190_000 / 8, rel=0.01)
+    opus = media_seconds * 128_000 / 8
+    assert three.output_bytes == pytest.approx(one.output_bytes + opus + 4 * THUMBNAIL_BYTES, rel=0.01)
+    assert three.estimated_seconds > one.estimated_seconds and three.node_hours > one.node_hours
+    assert "outputs" in str(three) and "12 (about" in str(three)
+    low = session.plan(files, preset=PRESETS["mp3"].with_audio(bitrate="64k"))
+    assert low.output_bytes == pytest.approx(one.output_bytes * 64 / 190, rel=0.01)
