@@ -153,3 +153,24 @@ def test_plan_counts_the_extra_outputs(tmp_path: Path, make_media: MediaFactory)
     assert "outputs" in str(three) and "12 (about" in str(three)
     low = session.plan(files, preset=PRESETS["mp3"].with_audio(bitrate="64k"))
     assert low.output_bytes == pytest.approx(one.output_bytes * 64 / 190, rel=0.01)
+
+
+def test_cli_to_several_presets_with_loudness(
+    tmp_path: Path, ffmpeg_exe: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batch_transcode._cli import main
+
+    source = make_talk(ffmpeg_exe, tmp_path / "in" / "talk.mp4", seconds=12)
+    out = tmp_path / "out"
+    argv = ["convert", str(source), "--to", "mp3,opus,thumbnail", "--loudness", "-16", "-o", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    assert "1/1 converted" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["talk.jpg", "talk.mp3", "talk.opus"]
+    for name in ("talk.mp3", "talk.opus"):
+        assert abs(integrated_loudness(ffmpeg_exe, out / name) + 16) <= 1.0
+    with pytest.raises(SystemExit) as info:
+        main(["convert", str(source), "-o", str(out), "--to", "mp3,mp5"])
+    assert info.value.code == 2
+    assert "unknown preset mp5" in capsys.readouterr().err
+    assert main(["convert", str(source), "-o", str(out), "--to", "mp3,mp3", "--no-progress"]) == 2
+    assert "both write .mp3" in capsys.readouterr().err
