@@ -310,3 +310,32 @@ def stream_info(ffmpeg: str, path: Path) -> str:
         stdin=subprocess.DEVNULL,
     )
     return "\n".join(line.strip() for line in proc.stderr.splitlines() if "Stream #" in line)
+
+
+def make_red_then_blue(ffmpeg: str, path: Path, seconds: int = 4, *, raw: bool = False) -> Path:
+    """A 64x48 video, red for its first half and blue for its second, with a tone; with
+    ``raw=True`` a bare MPEG-4 video stream (``.m4v``: no container, so no duration)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = seconds / 2
+    video = f"color=c=red:s=64x48:r=5:d={seconds},drawbox=w=iw:h=ih:color=blue:t=fill:enable='gte(t,{half})'"
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", video]
+    if raw:
+        args += ["-c:v", "mpeg4", "-f", "m4v", str(path)]
+    else:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+        args += ["-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path)]
+    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def mean_colour(ffmpeg: str, image: Path) -> tuple[int, int, int]:
+    """An image's mean colour (R, G, B): ffmpeg scales it to one pixel."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "file:" + str(image),
+         "-vf", "scale=1:1", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    r, g, b = proc.stdout[:3]
+    return r, g, b

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from batch_transcode._presets import DEFAULT_LOUDNESS_SAMPLE_RATE, Preset
 
-__all__ = ["ffmpeg_argv", "loudnorm_filter", "output_args", "shell_line"]
+__all__ = ["SEEK_FRACTION_WORD", "ffmpeg_argv", "loudnorm_filter", "output_args", "shell_line"]
 
 #: Options an audio option of a preset replaces in its ``args`` (option -> words it takes).
 _BITRATE_OPTIONS = ("-b:a", "-ab", "-q:a", "-aq", "-qscale:a")
@@ -29,6 +29,12 @@ _RATE_OPTIONS = ("-ar",)
 #: what it does (https://ffmpeg.org/ffmpeg-filters.html#loudnorm).
 LOUDNORM_TRUE_PEAK = -1.5
 LOUDNORM_RANGE = 11.0
+
+
+#: The ``-ss`` value of an output placed at a fraction of an input's duration not known
+#: when the command is built (a Batch task reads it on the node): ``{fraction:.6f}``
+#: fills it in; the task script replaces the word (see ``_azure.builders``).
+SEEK_FRACTION_WORD = "@bt-seek-fraction:{fraction:.6f}@"
 
 
 def _file_url(path: str) -> str:
@@ -54,9 +60,21 @@ def loudnorm_filter(target: float) -> str:
     return f"loudnorm=I={target:g}:TP={LOUDNORM_TRUE_PEAK:g}:LRA={LOUDNORM_RANGE:g}"
 
 
-def output_args(preset: Preset) -> list[str]:
+def _seek(preset: Preset, duration: float | None) -> list[str]:
+    if preset.seek is not None:
+        return ["-ss", f"{preset.seek:g}"]
+    if preset.seek_fraction is None:
+        return []
+    if duration is None:
+        return ["-ss", SEEK_FRACTION_WORD.format(fraction=preset.seek_fraction)]
+    return ["-ss", f"{preset.seek_fraction * duration:.3f}"]
+
+
+def output_args(preset: Preset, *, duration: float | None = None) -> list[str]:
     """The options of one output: the preset's ``args`` with its audio options applied
-    (each replaces what ``args`` says on the same point) and its ``seek``."""
+    (each replaces what ``args`` says on the same point) and its ``seek`` or
+    ``seek_fraction`` of ``duration`` (the input's, in seconds; ``None``: not known
+    yet, :data:`SEEK_FRACTION_WORD` stands for the time)."""
     args = list(preset.args)
     tail: list[str] = []
     if preset.bitrate is not None:
@@ -80,12 +98,14 @@ def output_args(preset: Preset) -> list[str]:
         tail += ["-ar", str(rate)]
     # -ss as an output option: decode and discard until that time, so the other
     # outputs still get the whole input (https://ffmpeg.org/ffmpeg.html#Main-options).
-    seek = ["-ss", f"{preset.seek:g}"] if preset.seek is not None else []
-    return [*seek, *args, *tail]
+    return [*_seek(preset, duration), *args, *tail]
 
 
-def ffmpeg_argv(ffmpeg: str, source: str, outputs: Sequence[tuple[str, Preset]]) -> list[str]:
-    """The argv converting ``source`` into each ``(output, preset)`` of ``outputs`` in one run.
+def ffmpeg_argv(
+    ffmpeg: str, source: str, outputs: Sequence[tuple[str, Preset]], *, duration: float | None = None
+) -> list[str]:
+    """The argv converting ``source`` into each ``(output, preset)`` of ``outputs`` in one run;
+    ``duration`` (seconds) places outputs with a ``seek_fraction``.
 
     ``-nostdin`` keeps ffmpeg off the terminal, ``-y`` lets it write the
     (temporary, unique) output names, ``-loglevel error`` keeps stderr short
@@ -95,7 +115,7 @@ def ffmpeg_argv(ffmpeg: str, source: str, outputs: Sequence[tuple[str, Preset]])
         raise ValueError("ffmpeg_argv needs at least one output")
     argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", _file_url(source)]
     for output, preset in outputs:
-        argv += [*output_args(preset), _file_url(output)]
+        argv += [*output_args(preset, duration=duration), _file_url(output)]
     return argv
 
 

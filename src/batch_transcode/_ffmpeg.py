@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,16 @@ from pathlib import Path
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._presets import Preset
 
-__all__ = ["EMPTY_OUTPUT_LINE", "describe_ffmpeg_failure", "find_ffmpeg", "stderr_tail", "temporary_output"]
+__all__ = [
+    "DURATION_UNKNOWN_LINE",
+    "EMPTY_OUTPUT_LINE",
+    "describe_ffmpeg_failure",
+    "find_ffmpeg",
+    "parse_duration",
+    "probe_duration",
+    "stderr_tail",
+    "temporary_output",
+]
 
 _INSTALL_HINT = (
     "install ffmpeg (e.g. 'apt-get install ffmpeg' or 'brew install ffmpeg'), "
@@ -64,6 +74,42 @@ def stderr_tail(stderr: str) -> str:
     return "\n".join(lines[-STDERR_TAIL_LINES:])[-STDERR_TAIL_CHARS:]
 
 
+#: What a run says when it cannot read its input's duration for a ``seek_fraction``.
+DURATION_UNKNOWN_LINE = (
+    "batch-transcode: the input's duration is unknown, so an output at a fraction of it "
+    "cannot be placed; give the thumbnail a time instead: Preset.thumbnail(at=seconds)"
+)
+_DURATION = re.compile(r"^\s*Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?),", re.M)
+
+
+def parse_duration(stderr: str) -> float | None:
+    """The container duration ffmpeg prints for an input (``Duration: 00:01:02.50,``), in
+    seconds; ``None`` when it prints none or ``N/A``."""
+    found = _DURATION.search(stderr)
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def probe_duration(ffmpeg: str, source: str, timeout: float = 60.0) -> float | None:
+    """``source``'s duration from its header (ffmpeg with no output reads the header,
+    prints the input's description and stops; nothing is decoded)."""
+    try:
+        proc = subprocess.run(
+            [ffmpeg, "-hide_banner", "-nostdin", "-i", "file:" + source],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_duration(proc.stderr)
+
+
 #: A line the backends add to ffmpeg's stderr when it exits 0 without writing an output.
 EMPTY_OUTPUT_LINE = "batch-transcode: ffmpeg wrote nothing to output #{index} ({extension})"
 
@@ -104,7 +150,9 @@ def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Preset 
     low = stderr.lower()
     failed = _failed_output(low, chosen)
     reason = _output_reason(failed[1], failed[2]) if failed is not None else None
-    if reason is not None and failed is not None:
+    if DURATION_UNKNOWN_LINE in stderr:
+        why = DURATION_UNKNOWN_LINE.removeprefix("batch-transcode: ")
+    elif reason is not None and failed is not None:
         why = reason if len(chosen) == 1 else f"{reason} (output {failed[1].name}, .{failed[1].extension})"
     elif "invalid data found when processing input" in low or "could not find codec parameters" in low:
         why = "ffmpeg cannot read this file as media"

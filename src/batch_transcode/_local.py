@@ -13,7 +13,14 @@ from pathlib import Path
 
 from batch_transcode._commands import ffmpeg_argv
 from batch_transcode._config import LocalConfig
-from batch_transcode._ffmpeg import EMPTY_OUTPUT_LINE, describe_ffmpeg_failure, find_ffmpeg, temporary_output
+from batch_transcode._ffmpeg import (
+    DURATION_UNKNOWN_LINE,
+    EMPTY_OUTPUT_LINE,
+    describe_ffmpeg_failure,
+    find_ffmpeg,
+    probe_duration,
+    temporary_output,
+)
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._process import kill_process_group
@@ -89,12 +96,19 @@ class _LocalRun:
             return FileResult.cancellation(item.source, "cancelled before it started")
         self.progress.started(item.source)
         started = time.monotonic()
+        duration = None
+        if any(p.seek_fraction is not None for p in self.presets):
+            duration = probe_duration(self.backend.ffmpeg, str(item.source))
+            if duration is None:
+                why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
+                return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
         item.output.parent.mkdir(parents=True, exist_ok=True)
         tmps = [temporary_output(output) for output in item.outputs]
         argv = ffmpeg_argv(
             self.backend.ffmpeg,
             str(item.source),
             [(str(tmp), preset) for tmp, preset in zip(tmps, self.presets, strict=True)],
+            duration=duration,
         )
         try:
             proc = subprocess.Popen(

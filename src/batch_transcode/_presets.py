@@ -65,8 +65,9 @@ class Preset:
     the same point): ``bitrate`` (``"96k"``), ``channels`` (1 = mono, 2 = stereo),
     ``sample_rate`` (Hz) and ``loudness``, an EBU R128 integrated loudness target in
     LUFS (-16 suits podcasts, -23 is broadcast) reached with ffmpeg's ``loudnorm``
-    filter in one pass. ``seek`` (seconds) starts the output that far into the
-    input. :meth:`with_audio` returns a copy with audio options set::
+    filter in one pass. ``seek`` (seconds) or ``seek_fraction`` (of the input's
+    duration, 0 to 0.99) starts the output that far into the input.
+    :meth:`with_audio` returns a copy with audio options set::
 
         PRESETS["mp3"].with_audio(bitrate="96k", channels=1, loudness=-16)
 
@@ -84,6 +85,7 @@ class Preset:
     sample_rate: int | None = None
     loudness: float | None = None
     seek: float | None = None
+    seek_fraction: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if not _EXT.match(self.extension):
@@ -99,6 +101,9 @@ class Preset:
         # loudnorm's I option: -70 to -5 LUFS (https://ffmpeg.org/ffmpeg-filters.html#loudnorm)
         _number("loudness", self.loudness, -70.0, -5.0, "LUFS")
         _number("seek", self.seek, 0.0, 10 * 24 * 3600.0, "seconds")
+        _number("seek_fraction", self.seek_fraction, 0.0, 0.99, "of the duration")
+        if self.seek is not None and self.seek_fraction is not None:
+            raise ConfigError("give a preset seek (seconds) or seek_fraction (of the duration), not both")
         if self.video_only and self.has_audio_options:
             raise ConfigError(
                 f"preset {self.name!r} writes no audio: bitrate, channels, sample_rate and "
@@ -139,23 +144,36 @@ class Preset:
         return cls(name=name or ext, extension=ext, args=_args(args), audio_only=audio_only)
 
     @classmethod
-    def thumbnail(cls, at: float | None = None, *, width: int | None = None) -> Preset:
+    def thumbnail(
+        cls, at: float | None = None, *, fraction: float | None = None, width: int | None = None
+    ) -> Preset:
         """One JPEG frame, ``width`` pixels wide (the height follows the aspect ratio;
         ``None`` keeps the input's size).
 
         With ``at`` (seconds) it is the frame at that time; an input shorter than that
-        fails this output cleanly. Without, it is the most representative of the first
-        100 frames (ffmpeg's ``thumbnail`` filter, which passes over black or faded
-        frames), so any video has one. An input without video fails this output cleanly.
+        fails this output cleanly. With ``fraction`` (0 to 0.99) it is the frame that far
+        through the input (``0.5``: half-way; the duration is read from the input's
+        header first). With neither, it is the most representative of the first 100
+        frames (ffmpeg's ``thumbnail`` filter, which passes over black or faded frames),
+        so any video has one. An input without video fails this output cleanly.
         """
         _whole("width", width, 16, 8192)
+        placed = at is not None or fraction is not None
         # https://ffmpeg.org/ffmpeg-filters.html#thumbnail and #scale
-        chain = [*([] if at is not None else ["thumbnail"]), *([f"scale={width}:-2"] if width else [])]
+        chain = [*([] if placed else ["thumbnail"]), *([f"scale={width}:-2"] if width else [])]
         vf = ["-vf", ",".join(chain)] if chain else []
         # -update 1: one image, not a numbered sequence (image2 muxer,
         # https://ffmpeg.org/ffmpeg-formats.html#image2-1); -q:v 2: high JPEG quality.
         args = ["-an", "-sn", "-dn", *vf, "-frames:v", "1", "-q:v", "2", "-update", "1"]
-        return cls(name="thumbnail", extension="jpg", args=args, audio_only=False, video_only=True, seek=at)
+        return cls(
+            name="thumbnail",
+            extension="jpg",
+            args=args,
+            audio_only=False,
+            video_only=True,
+            seek=at,
+            seek_fraction=fraction,
+        )
 
 
 PRESETS: dict[str, Preset] = {

@@ -326,3 +326,32 @@ def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, w
     else:
         assert proc.returncode == 1
         assert "ffmpeg wrote nothing to output #2 (jpg)" in proc.stderr
+
+
+def test_a_fraction_of_the_duration_is_computed_on_the_node(tmp_path: Path) -> None:
+    """The task reads the duration from ffmpeg's description of the input and passes
+    fraction x duration to ``-ss``; the rest of the argv is the shared builder's."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    fake = shared / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *file:output*) ;;\n'
+        '  *) echo "  Duration: 00:01:40.00, start: 0.000000" >&2; exit 1;;\n'
+        "esac\n"
+        'for a in "$@"; do printf "%s\\n" "$a"\n'
+        '  case "$a" in file:output.*) echo x > "${a#file:}";; esac\n'
+        "done\n"
+    )
+    fake.chmod(0o755)
+    task = _task(more=[Preset.thumbnail(fraction=0.75)])
+    proc = subprocess.run(
+        shlex.split(task.command_line),
+        cwd=tmp_path,
+        env={"AZ_BATCH_NODE_SHARED_DIR": str(shared), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = proc.stdout.splitlines()
+    assert args[args.index("file:output.mp3") + 1 :][:2] == ["-ss", "75.000"]

@@ -122,7 +122,11 @@ def test_a_thumbnail_past_the_end_fails_the_task_with_the_reason(
 
 
 def test_manifest_keeps_every_preset_and_output() -> None:
-    presets = (PRESETS["mp3"].with_audio(loudness=-16), PRESETS["opus"], Preset.thumbnail(at=2, width=64))
+    presets = (
+        PRESETS["mp3"].with_audio(loudness=-16),
+        PRESETS["opus"],
+        Preset.thumbnail(fraction=0.5, width=64),
+    )
     now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     manifest = Manifest(
         session_id="bt-x",
@@ -159,3 +163,21 @@ def test_manifest_keeps_every_preset_and_output() -> None:
     old = Manifest.from_json(json.dumps(body).encode())
     assert old.presets == (presets[0],)
     assert old.work_items(Path("/r"))[0].outputs == (Path("/r/a.mp3"),)
+
+
+def test_thumbnail_at_a_fraction_is_placed_on_the_node(
+    offline: OfflineAzure, tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    from helpers import make_red_then_blue, mean_colour
+
+    clip = make_red_then_blue(ffmpeg_exe, tmp_path / "in" / "clip.mp4", seconds=4)
+    raw = make_red_then_blue(ffmpeg_exe, tmp_path / "in" / "raw.m4v", seconds=4, raw=True)
+    presets = ["mp3", Preset.thumbnail(fraction=0.75)]
+    with TranscodeSession(offline.config()) as session:
+        report = session.convert([clip, raw], output_dir=tmp_path / "out", preset=presets)
+    placed, unknown = report
+    assert placed.ok, placed.error
+    r, _, b = mean_colour(ffmpeg_exe, placed.outputs[1])
+    assert b > 200 and r < 50, (r, b)  # 3 s into a clip that turns blue at 2 s
+    assert unknown.status == "failed"
+    assert (unknown.error or "").startswith("the input's duration is unknown")

@@ -174,3 +174,38 @@ def test_cli_to_several_presets_with_loudness(
     assert "unknown preset mp5" in capsys.readouterr().err
     assert main(["convert", str(source), "-o", str(out), "--to", "mp3,mp3", "--no-progress"]) == 2
     assert "both write .mp3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("fraction", "colour"), [(0.25, "red"), (0.75, "blue")])
+def test_thumbnail_at_a_fraction_of_the_duration(
+    tmp_path: Path, ffmpeg_exe: str, fraction: float, colour: str
+) -> None:
+    from helpers import make_red_then_blue, mean_colour
+
+    source = make_red_then_blue(ffmpeg_exe, tmp_path / "in" / "clip.mp4", seconds=4)
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert(
+            [source], output_dir=tmp_path / "out", preset=["mp3", Preset.thumbnail(fraction=fraction)]
+        )
+    assert report.ok, report.summary()
+    r, _, b = mean_colour(ffmpeg_exe, report[0].outputs[1])
+    assert (r > 200 and b < 50) if colour == "red" else (b > 200 and r < 50), (r, b)
+
+
+def test_thumbnail_at_a_fraction_needs_a_known_duration(tmp_path: Path, ffmpeg_exe: str) -> None:
+    from helpers import make_red_then_blue
+
+    raw = make_red_then_blue(ffmpeg_exe, tmp_path / "in" / "clip.m4v", raw=True)
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([raw], output_dir=tmp_path / "out", preset=Preset.thumbnail(fraction=0.5))
+        placed = s.convert([raw], output_dir=tmp_path / "out2", preset=Preset.thumbnail(at=1))
+    assert report[0].status == "failed"
+    assert (report[0].error or "").startswith("the input's duration is unknown")
+    assert placed.ok, placed.summary()  # a time in seconds needs no duration
+
+
+def test_seek_and_seek_fraction_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        Preset.thumbnail(at=1, fraction=0.5)
+    with pytest.raises(ConfigError, match="seek_fraction"):
+        Preset.thumbnail(fraction=1.0)

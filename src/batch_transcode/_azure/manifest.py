@@ -149,7 +149,15 @@ def _preset_json(preset: Preset) -> dict[str, Any]:
 
 
 #: Preset fields a manifest may carry beyond the first release's four.
-_OPTIONAL_PRESET_FIELDS = ("video_only", "bitrate", "channels", "sample_rate", "loudness", "seek")
+_OPTIONAL_PRESET_FIELDS = (
+    "video_only",
+    "bitrate",
+    "channels",
+    "sample_rate",
+    "loudness",
+    "seek",
+    "seek_fraction",
+)
 
 
 def _preset_from_json(body: dict[str, Any]) -> Preset:
