@@ -21,10 +21,12 @@ DEFAULT_MB_PER_SECOND = 8.0
 TASK_OVERHEAD_SECONDS = 3.0
 #: A pool's time from creation until its nodes run tasks (allocation + start task).
 POOL_STARTUP_SECONDS = 300.0
-#: What each output beyond the first adds to a task's conversion time, as a share of the
-#: first's: the input is read and decoded once for all outputs, each output is encoded
-#: on its own (benchmarks/outputs.py measures it; docs/performance.md has the figures).
-EXTRA_OUTPUT_SHARE = 0.35
+#: What each output beyond the first adds to a task's conversion time, as a share of a
+#: one-output task's: the input is read and decoded once for all outputs, but each audio
+#: output is encoded on its own, which is most of the work; a thumbnail is one frame.
+#: Measured by benchmarks/outputs.py (docs/performance.md, "Several outputs per input").
+EXTRA_AUDIO_OUTPUT_SHARE = 0.8
+EXTRA_IMAGE_OUTPUT_SHARE = 0.1
 #: Assumed bit rate of the inputs (kbit/s), to turn input bytes into media seconds for
 #: the output size estimate: a typical lecture or talk video.
 ASSUMED_INPUT_KBPS = 1500.0
@@ -134,7 +136,9 @@ def make_plan(
     of ``presets`` for each (none given: one output each)."""
     sizes = [item.source.stat().st_size for item in items]
     per_file = max(1, len(presets))
-    share = 1 + EXTRA_OUTPUT_SHARE * (per_file - 1)
+    share = 1 + sum(
+        EXTRA_IMAGE_OUTPUT_SHARE if p.video_only else EXTRA_AUDIO_OUTPUT_SHARE for p in presets[1:]
+    )
     task_seconds = [TASK_OVERHEAD_SECONDS + share * size / (mb_per_second * 1e6) for size in sizes]
     work = sum(task_seconds)
     outputs = len(items) * per_file
@@ -143,7 +147,10 @@ def make_plan(
         f"assumes {mb_per_second:g} MB/s of input per task slot and {TASK_OVERHEAD_SECONDS:g} s per task"
     )
     if per_file > 1:
-        assumptions += f", each output beyond the first adding {EXTRA_OUTPUT_SHARE:.0%} of that time"
+        assumptions += (
+            f", each output beyond the first adding {EXTRA_AUDIO_OUTPUT_SHARE:.0%} of that time "
+            f"({EXTRA_IMAGE_OUTPUT_SHARE:.0%} for a thumbnail)"
+        )
     if presets:
         assumptions += f", inputs at {ASSUMED_INPUT_KBPS:g} kbit/s for the output sizes"
     if isinstance(config, LocalConfig):
