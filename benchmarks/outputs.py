@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from batch_transcode import PRESETS, LocalConfig, TranscodeSession
+from batch_transcode import PRESETS, LocalConfig, Preset, TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -93,6 +93,7 @@ def bench_local(files: list[Path], root: Path, rounds: int, workers: int) -> Non
         "one pass, 3 outputs": [PRESET_NAMES],
         "3 separate conversions": PRESET_NAMES,
         "one pass, mp3 + opus": [["mp3", "opus"]],
+        "one pass, mp3 + thumb at 50%": [["mp3", Preset.thumbnail(fraction=0.5)]],
         "mp3 alone (1 output)": ["mp3"],
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
@@ -108,7 +109,7 @@ def bench_local(files: list[Path], root: Path, rounds: int, workers: int) -> Non
                 shutil.rmtree(out)
     print(f"local backend, {len(files)} files, workers={workers}, rounds={rounds}")
     for which, values in times.items():
-        print(f"  {which:24}{fmt(values)}   ffmpeg CPU median {statistics.median(cpu[which]):6.2f}s")
+        print(f"  {which:29}{fmt(values)}   ffmpeg CPU median {statistics.median(cpu[which]):6.2f}s")
     for label, per in (("wall", times), ("ffmpeg CPU", cpu)):
         med = {k: statistics.median(v) for k, v in per.items()}
         one, m = med["one pass, 3 outputs"], med["mp3 alone (1 output)"]

@@ -60,21 +60,20 @@ def loudnorm_filter(target: float) -> str:
     return f"loudnorm=I={target:g}:TP={LOUDNORM_TRUE_PEAK:g}:LRA={LOUDNORM_RANGE:g}"
 
 
-def _seek(preset: Preset, duration: float | None) -> list[str]:
+def _seek(preset: Preset, duration: float | None) -> str | None:
+    """The time an output starts at (``-ss``), if it has one."""
     if preset.seek is not None:
-        return ["-ss", f"{preset.seek:g}"]
+        return f"{preset.seek:g}"
     if preset.seek_fraction is None:
-        return []
+        return None
     if duration is None:
-        return ["-ss", SEEK_FRACTION_WORD.format(fraction=preset.seek_fraction)]
-    return ["-ss", f"{preset.seek_fraction * duration:.3f}"]
+        return SEEK_FRACTION_WORD.format(fraction=preset.seek_fraction)
+    return f"{preset.seek_fraction * duration:.3f}"
 
 
-def output_args(preset: Preset, *, duration: float | None = None) -> list[str]:
+def output_args(preset: Preset) -> list[str]:
     """The options of one output: the preset's ``args`` with its audio options applied
-    (each replaces what ``args`` says on the same point) and its ``seek`` or
-    ``seek_fraction`` of ``duration`` (the input's, in seconds; ``None``: not known
-    yet, :data:`SEEK_FRACTION_WORD` stands for the time)."""
+    (each replaces what ``args`` says on the same point)."""
     args = list(preset.args)
     tail: list[str] = []
     if preset.bitrate is not None:
@@ -96,9 +95,7 @@ def output_args(preset: Preset, *, duration: float | None = None) -> list[str]:
     if rate is not None:
         args = _without(args, _RATE_OPTIONS)
         tail += ["-ar", str(rate)]
-    # -ss as an output option: decode and discard until that time, so the other
-    # outputs still get the whole input (https://ffmpeg.org/ffmpeg.html#Main-options).
-    return [*_seek(preset, duration), *args, *tail]
+    return [*args, *tail]
 
 
 def ffmpeg_argv(
@@ -110,13 +107,30 @@ def ffmpeg_argv(
     ``-nostdin`` keeps ffmpeg off the terminal, ``-y`` lets it write the
     (temporary, unique) output names, ``-loglevel error`` keeps stderr short
     and to the point for error reports.
+
+    A video-only output that starts later (a thumbnail at 30 s) reads the same file as
+    one more input, seeked there (``-ss`` before ``-i`` jumps to the nearest key frame
+    instead of decoding up to the time), and takes its first video stream, if any
+    (``-map N:v:0?``); other outputs with a start time seek as an output option, decoding
+    up to it (https://ffmpeg.org/ffmpeg.html#Main-options, #Advanced-options).
     """
     if not outputs:
         raise ValueError("ffmpeg_argv needs at least one output")
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", _file_url(source)]
+    url = _file_url(source)
+    inputs = ["-i", url]
+    count = 1
+    words: list[str] = []
     for output, preset in outputs:
-        argv += [*output_args(preset, duration=duration), _file_url(output)]
-    return argv
+        seek = _seek(preset, duration)
+        options = output_args(preset)
+        if seek is not None and preset.video_only:
+            inputs += ["-ss", seek, "-i", url]
+            options = ["-map", f"{count}:v:0?", *options]
+            count += 1
+        elif seek is not None:
+            options = ["-ss", seek, *options]
+        words += [*options, _file_url(output)]
+    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs, *words]
 
 
 def shell_line(argv: Sequence[str]) -> str:

@@ -354,4 +354,6 @@ def test_a_fraction_of_the_duration_is_computed_on_the_node(tmp_path: Path) -> N
         check=True,
     )
     args = proc.stdout.splitlines()
-    assert args[args.index("file:output.mp3") + 1 :][:2] == ["-ss", "75.000"]
+    # the thumbnail reads the input again, seeked there (one download, two readers)
+    assert args[args.index("-ss") :][:4] == ["-ss", "75.000", "-i", "file:input/source.mp4"]
+    assert args[args.index("file:output.mp3") + 1 :][:2] == ["-map", "1:v:0?"]

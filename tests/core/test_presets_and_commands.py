@@ -54,15 +54,42 @@ def test_shell_line_round_trips_any_words(words: list[str]) -> None:
 
 
 def test_one_argv_writes_every_output_with_its_own_options() -> None:
-    thumb = Preset.thumbnail(at=2.5, width=320)
-    argv = ffmpeg_argv("ffmpeg", "in.mp4", [("a.mp3", PRESETS["mp3"]), ("a.jpg", thumb)])
+    argv = ffmpeg_argv(
+        "ffmpeg",
+        "in.mp4",
+        [("a.mp3", PRESETS["mp3"]), ("a.opus", PRESETS["opus"]), ("a.jpg", PRESETS["thumbnail"])],
+    )
     assert argv.count("-i") == 1
     first = argv.index("file:a.mp3")
     assert argv[argv.index("-i") + 2 : first] == ["-vn", "-c:a", "libmp3lame", "-q:a", "2"]
-    assert argv[first + 1 :] == [
-        "-ss", "2.5", "-an", "-sn", "-dn", "-vf", "scale=320:-2", "-frames:v", "1", "-q:v", "2",
+    assert argv[first + 1 : argv.index("file:a.opus")] == ["-vn", "-c:a", "libopus", "-b:a", "128k"]
+    assert argv[argv.index("file:a.opus") + 1 :] == [
+        "-an", "-sn", "-dn", "-vf", "thumbnail", "-frames:v", "1", "-q:v", "2", "-update", "1", "file:a.jpg",
+    ]  # fmt: skip
+
+
+def test_a_thumbnail_at_a_time_reads_the_input_again_seeked() -> None:
+    """Input seeking jumps to a key frame near the time instead of decoding the video up
+    to it; the other outputs read the first input from the start."""
+    thumb = Preset.thumbnail(at=2.5, width=320)
+    argv = ffmpeg_argv("ffmpeg", "in.mp4", [("a.mp3", PRESETS["mp3"]), ("a.jpg", thumb)])
+    assert argv[argv.index("-i") : argv.index("-vn")] == [
+        "-i",
+        "file:in.mp4",
+        "-ss",
+        "2.5",
+        "-i",
+        "file:in.mp4",
+    ]
+    assert argv[argv.index("file:a.mp3") + 1 :] == [
+        "-map", "1:v:0?", "-an", "-sn", "-dn", "-vf", "scale=320:-2", "-frames:v", "1", "-q:v", "2",
         "-update", "1", "file:a.jpg",
     ]  # fmt: skip
+    half = ffmpeg_argv("ffmpeg", "in.mp4", [("a.jpg", Preset.thumbnail(fraction=0.5))], duration=61.0)
+    assert half[half.index("-ss") + 1] == "30.500"
+    seeked_audio = Preset(name="tail", extension="mp3", args=["-vn"], seek=10)
+    argv = ffmpeg_argv("ffmpeg", "in.mp4", [("a.mp3", seeked_audio)])
+    assert argv.count("-i") == 1 and argv[-4:] == ["-ss", "10", "-vn", "file:a.mp3"]
 
 
 def test_audio_options_replace_what_the_args_say() -> None:
