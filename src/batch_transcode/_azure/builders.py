@@ -6,8 +6,8 @@ against the models and the official REST spec.
 Hostile file names never reach a node: each task's resource file puts its
 input at a fixed safe path (``input/source.<ext>``), ffmpeg writes
 ``output.<ext>`` (one per preset; their extensions differ) in the task's working
-directory, and each output file's *destination blob* carries the real name. The command line is still built
-from the one ffmpeg argv builder with every word quoted.
+directory, and each output file's *destination blob* carries the real name. The
+command line is still built from the one ffmpeg argv builder with every word quoted.
 """
 
 from __future__ import annotations
