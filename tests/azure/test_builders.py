@@ -293,22 +293,17 @@ def test_task_needs_one_blob_name_per_preset() -> None:
         )
 
 
-@pytest.mark.parametrize("writes", ["all", "all but the thumbnail"])
-def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, writes: str) -> None:
-    """ffmpeg may exit 0 having written nothing to an output (a thumbnail past the end):
-    the task then fails, naming that output, in words the failure description reads."""
+def _run_on_a_fake_node(
+    tmp_path: Path, ffmpeg_script: str, task: bm.BatchTaskCreateOptions
+) -> subprocess.CompletedProcess[str]:
+    """Run ``task``'s command line as the node agent would (split, then bash), with a
+    stand-in ffmpeg (``ffmpeg_script``, a sh script) as the staged binary."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    skip = "jpg" if writes != "all" else "none"
     fake = shared / "ffmpeg"
-    fake.write_text(
-        "#!/bin/sh\n"
-        'for a in "$@"; do case "$a" in file:output.*) '
-        f'[ "${{a##*.}}" = {skip} ] || echo data > "${{a#file:}}";; esac; done\n'
-    )
+    fake.write_text("#!/bin/sh\n" + ffmpeg_script)
     fake.chmod(0o755)
-    task = _task(more=[PRESETS["opus"], Preset.thumbnail(at=2)])
-    proc = subprocess.run(
+    return subprocess.run(
         shlex.split(task.command_line),
         cwd=tmp_path,
         env={"AZ_BATCH_NODE_SHARED_DIR": str(shared), "PATH": "/usr/bin:/bin"},
@@ -316,6 +311,18 @@ def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, w
         text=True,
         check=False,
     )
+
+
+@pytest.mark.parametrize("writes", ["all", "all but the thumbnail"])
+def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, writes: str) -> None:
+    """ffmpeg may exit 0 having written nothing to an output (a thumbnail past the end):
+    the task then fails, naming that output, in words the failure description reads."""
+    skip = "jpg" if writes != "all" else "none"
+    fake = (
+        'for a in "$@"; do case "$a" in file:output.*) '
+        f'[ "${{a##*.}}" = {skip} ] || echo data > "${{a#file:}}";; esac; done\n'
+    )
+    proc = _run_on_a_fake_node(tmp_path, fake, _task(more=[PRESETS["opus"], Preset.thumbnail(at=2)]))
     if writes == "all":
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in tmp_path.glob("output.*")) == [
@@ -331,11 +338,7 @@ def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, w
 def test_a_fraction_of_the_duration_is_computed_on_the_node(tmp_path: Path) -> None:
     """The task reads the duration from ffmpeg's description of the input and passes
     fraction x duration to ``-ss``; the rest of the argv is the shared builder's."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    fake = shared / "ffmpeg"
-    fake.write_text(
-        "#!/bin/sh\n"
+    fake = (
         'case "$*" in *file:output*) ;;\n'
         '  *) echo "  Duration: 00:01:40.00, start: 0.000000" >&2; exit 1;;\n'
         "esac\n"
@@ -343,16 +346,8 @@ def test_a_fraction_of_the_duration_is_computed_on_the_node(tmp_path: Path) -> N
         '  case "$a" in file:output.*) echo x > "${a#file:}";; esac\n'
         "done\n"
     )
-    fake.chmod(0o755)
-    task = _task(more=[Preset.thumbnail(fraction=0.75)])
-    proc = subprocess.run(
-        shlex.split(task.command_line),
-        cwd=tmp_path,
-        env={"AZ_BATCH_NODE_SHARED_DIR": str(shared), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    proc = _run_on_a_fake_node(tmp_path, fake, _task(more=[Preset.thumbnail(fraction=0.75)]))
+    assert proc.returncode == 0, proc.stderr
     args = proc.stdout.splitlines()
     # the thumbnail reads the input again, seeked there (one download, two readers)
     assert args[args.index("-ss") :][:4] == ["-ss", "75.000", "-i", "file:input/source.mp4"]
