@@ -23,10 +23,11 @@ TASK_OVERHEAD_SECONDS = 3.0
 POOL_STARTUP_SECONDS = 300.0
 #: What each output beyond the first adds to a task's conversion time, as a share of a
 #: one-output task's: the input is read and decoded once for all outputs, but each audio
-#: output is encoded on its own, which is most of the work; a thumbnail is one frame.
+#: output is encoded on its own, which is most of the work (Opus costs more than MP3); a
+#: thumbnail decodes a few video frames.
 #: Measured by benchmarks/outputs.py (docs/performance.md, "Several outputs per input").
-EXTRA_AUDIO_OUTPUT_SHARE = 0.8
-EXTRA_IMAGE_OUTPUT_SHARE = 0.1
+EXTRA_AUDIO_OUTPUT_SHARE = 1.0
+EXTRA_IMAGE_OUTPUT_SHARE = 0.3
 #: Assumed bit rate of the inputs (kbit/s), to turn input bytes into media seconds for
 #: the output size estimate: a typical lecture or talk video.
 ASSUMED_INPUT_KBPS = 1500.0
