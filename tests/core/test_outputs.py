@@ -7,8 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batch_transcode import PRESETS, ConfigError, LocalConfig, Preset, TranscodeSession
+from batch_transcode._azure import builders
+from batch_transcode._config import AptFFmpeg
+from batch_transcode._naming import plan_work
 from helpers import DurationOf, MediaFactory, integrated_loudness, make_talk, partial_files, stream_info
 
 MP3_OPUS_THUMB = ["mp3", "opus", "thumbnail"]
@@ -209,3 +214,30 @@ def test_seek_and_seek_fraction_are_exclusive() -> None:
         Preset.thumbnail(at=1, fraction=0.5)
     with pytest.raises(ConfigError, match="seek_fraction"):
         Preset.thumbnail(fraction=1.0)
+
+
+_name_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+_names = st.text(_name_chars, min_size=1, max_size=20).filter(lambda s: s not in {".", ".."})
+_extensions = st.lists(st.from_regex(r"[a-z0-9]{1,5}", fullmatch=True), min_size=1, max_size=4, unique=True)
+
+
+@given(st.lists(st.tuples(_names, _names), min_size=1, max_size=6, unique=True), _extensions)
+def test_every_output_of_every_source_is_distinct(
+    pairs: list[tuple[str, str]], extensions: list[str]
+) -> None:
+    sources = [Path("/data/in") / d / f"{n}.mp4" for d, n in pairs]
+    items = plan_work(sources, "/data/out", extensions)
+    outputs = [o for i in items for o in i.outputs]
+    assert len(set(outputs)) == len(sources) * len(extensions)
+    for item, (_, n) in zip(items, pairs, strict=True):
+        assert [o.name for o in item.outputs] == [f"{n}.{e}" for e in extensions]
+        assert {o.parent for o in item.outputs} == {item.output.parent}
+        assert item.relative_outputs[0] == item.relative_output and item.outputs[0] == item.output
+
+
+@given(st.floats(min_value=0, max_value=0.99))
+def test_a_fraction_reaches_the_task_script_as_digits_only(fraction: float) -> None:
+    setup = builders.ffmpeg_setup(AptFFmpeg(), None)
+    script = builders.task_script(setup, "input/source.mp4", [Preset.thumbnail(fraction=fraction)])
+    assert f"d * {fraction:.6f} }}" in script
+    assert "@bt-seek" not in script
