@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -50,6 +51,13 @@ def _number(name: str, value: float | None, low: float, high: float, unit: str) 
         raise ConfigError(f"{name} must be a number ({unit}), got {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be from {low:g} to {high:g} {unit}, got {value!r}")
+
+
+def _copies_audio(args: Sequence[str]) -> bool:
+    return any(
+        opt in ("-c:a", "-acodec", "-codec:a", "-c", "-codec") and value == "copy"
+        for opt, value in itertools.pairwise(args)
+    )
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -104,6 +112,11 @@ class Preset:
         _number("seek_fraction", self.seek_fraction, 0.0, 0.99, "of the duration")
         if self.seek is not None and self.seek_fraction is not None:
             raise ConfigError("give a preset seek (seconds) or seek_fraction (of the duration), not both")
+        if self.has_audio_options and _copies_audio(self.args):
+            raise ConfigError(
+                f"preset {self.name!r} copies the audio stream as it is (-c:a copy): bitrate, "
+                "channels, sample_rate and loudness need it re-encoded; give an audio codec instead"
+            )
         if self.video_only and self.has_audio_options:
             raise ConfigError(
                 f"preset {self.name!r} writes no audio: bitrate, channels, sample_rate and "

@@ -127,6 +127,13 @@ def test_bad_audio_options_are_config_errors(options: dict[str, object], match: 
         PRESETS["mp3"].with_audio(**options)  # type: ignore[arg-type]
 
 
+def test_audio_options_need_the_audio_re_encoded() -> None:
+    remux = Preset.custom("mkv", ["-c:v", "copy", "-c:a", "copy"])
+    with pytest.raises(ConfigError, match="copies the audio stream"):
+        remux.with_audio(loudness=-16)
+    assert Preset.custom("mkv", ["-c:v", "copy", "-c:a", "aac"]).with_audio(loudness=-16).loudness == -16
+
+
 def test_thumbnail_takes_no_audio_options() -> None:
     with pytest.raises(ConfigError, match="writes no audio"):
         PRESETS["thumbnail"].with_audio(loudness=-16)
