@@ -138,7 +138,13 @@ def _output_reason(preset: Preset, no_stream: bool) -> str | None:
     if preset.video_only and no_stream:
         return f"the input has no video stream for the {preset.name}"
     if preset.video_only:
-        at = f" at {preset.seek:g} s" if preset.seek is not None else ""
+        at = (
+            f" at {preset.seek:g} s"
+            if preset.seek is not None
+            else f" {preset.seek_fraction:.0%} through"
+            if preset.seek_fraction is not None
+            else ""
+        )
         return f"no video frame{at} for the {preset.name} (the input is shorter, or has no video)"
     return None
 

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from batch_transcode import PRESETS, ConfigError, Preset
 from batch_transcode._commands import ffmpeg_argv, output_args, shell_line
+from batch_transcode._ffmpeg import describe_ffmpeg_failure
 from batch_transcode._presets import resolve_preset, resolve_presets
 
 
@@ -154,3 +155,29 @@ def test_resolve_presets() -> None:
         resolve_presets([])
     with pytest.raises(ConfigError, match="unknown preset"):
         resolve_presets(["mp3", "mp5"])
+
+
+@pytest.mark.parametrize(
+    ("stderr", "first_line"),
+    [
+        # ffmpeg 9 (imageio-ffmpeg) names the output as out#N
+        (
+            "[out#1/image2 @ 0x55] Output file does not contain any stream\nError opening output files",
+            "the input has no video stream for the thumbnail (output thumbnail, .jpg)",
+        ),
+        # ffmpeg 5.1 (Debian, the apt-installed nodes) as "Output file #N"
+        (
+            "Output file #0 does not contain any stream",
+            "the input has no audio stream to convert (output mp3, .mp3)",
+        ),
+        (
+            "[out#1/image2 @ 0x55] Nothing was written into output file, because at least one of its "
+            "streams received no packets.",
+            "no video frame 50% through for the thumbnail (the input is shorter, or has no video) "
+            "(output thumbnail, .jpg)",
+        ),
+    ],
+)
+def test_a_failure_names_the_output_that_failed(stderr: str, first_line: str) -> None:
+    presets = [PRESETS["mp3"], Preset.thumbnail(fraction=0.5)]
+    assert describe_ffmpeg_failure(234, stderr, presets).splitlines()[0] == first_line
