@@ -173,8 +173,8 @@ def _download_container(rf: JSON, wd: Path) -> list[Path]:
     written: list[Path] = []
     try:
         with ContainerClient.from_container_url(
-            url, retry_total=2, retry_backoff_factor=0.2, user_agent=NODE_USER_AGENT
-        ) as cc:
+                url, retry_total=2, retry_backoff_factor=0.2, user_agent=NODE_USER_AGENT
+            ) as cc:
             for blob in cc.list_blobs(name_starts_with=prefix):
                 dest = _safe_join(base, blob.name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
