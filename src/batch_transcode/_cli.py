@@ -16,7 +16,7 @@ from types import FrameType
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, InputError, TranscodeError
 from batch_transcode._naming import discover
-from batch_transcode._presets import PRESETS
+from batch_transcode._presets import PRESETS, Preset, resolve_preset
 from batch_transcode._report import Report
 from batch_transcode._session import TranscodeSession
 from batch_transcode.samples import make_sample_media
@@ -38,7 +38,22 @@ def _parser() -> argparse.ArgumentParser:
 
     conv = sub.add_parser("convert", help="convert files or folders of media files")
     conv.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for media")
-    conv.add_argument("--to", dest="preset", default="mp3", choices=sorted(PRESETS), help="output preset")
+    conv.add_argument(
+        "--to",
+        dest="preset",
+        default=["mp3"],
+        type=_preset_names,
+        metavar="PRESET[,PRESET...]",
+        help=f"output preset, or several written in one pass (e.g. mp3,opus,thumbnail); "
+        f"one of {', '.join(sorted(PRESETS))}",
+    )
+    conv.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="normalise the audio outputs to this EBU R128 loudness (e.g. -16 podcasts, -23 broadcast)",
+    )
     conv.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="where outputs go")
     conv.add_argument("--backend", choices=("local", "azure"), default="local")
     conv.add_argument("--workers", type=int, default=None, help="local: ffmpeg processes at once")
@@ -58,6 +73,26 @@ def _parser() -> argparse.ArgumentParser:
     emu = sub.add_parser("emulator", help="run Azurite and the Batch emulator; print export lines")
     emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
     return parser
+
+
+def _preset_names(text: str) -> list[str]:
+    """``--to mp3,opus,thumbnail``: known preset names, comma-separated."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PRESETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown preset {', '.join(unknown) or repr(text)}; use one or more of "
+            f"{', '.join(sorted(PRESETS))}, separated by commas"
+        )
+    return names
+
+
+def _with_loudness(names: Sequence[str], loudness: float | None) -> list[Preset]:
+    """The presets named, the audio ones normalised to ``loudness`` when given."""
+    presets = [resolve_preset(n) for n in names]
+    if loudness is None:
+        return presets
+    return [p if p.video_only else p.with_audio(loudness=loudness) for p in presets]
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -85,7 +120,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     with TranscodeSession(config) as session:
         report = session.convert(
-            paths, output_dir=out, preset=args.preset, show_progress=not args.no_progress
+            paths,
+            output_dir=out,
+            preset=_with_loudness(args.preset, args.loudness),
+            show_progress=not args.no_progress,
         )
     _print_report(report, out.absolute())
     return EXIT_OK if report.ok else EXIT_FAILED_FILES

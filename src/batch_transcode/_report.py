@@ -28,6 +28,10 @@ class FileResult:
     stopped before the file was done). ``ok`` follows from it (converted or
     skipped); ``error`` is ``None`` when ``ok``, else one line saying why, followed by
     the tail of ffmpeg's stderr where there is one.
+
+    ``outputs`` holds every output path, in the presets' order, when a run writes
+    several outputs per input (``preset=["mp3", "opus", "thumbnail"]``); ``output`` is
+    the first. Both are empty/``None`` unless ``ok``.
     """
 
     source: Path
@@ -36,6 +40,7 @@ class FileResult:
     error: str | None = None
     seconds: float | None = None
     task_id: str | None = None
+    outputs: tuple[Path, ...] = ()
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class FileResult:
         seconds: float | None = None,
         task_id: str | None = None,
         skipped: bool = False,
+        outputs: Sequence[Path] | None = None,
     ) -> None:
         # ``ok=`` / ``skipped=`` are the spelling of earlier releases: status follows from them.
         if status is None:
@@ -55,8 +61,22 @@ class FileResult:
             status = "skipped" if skipped else "converted" if converted else "failed"
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if outputs is None:
+            all_outputs: tuple[Path, ...] = () if output is None else (output,)
+        else:
+            all_outputs = tuple(outputs)
+            if output is None and all_outputs:
+                output = all_outputs[0]
+            elif all_outputs and output != all_outputs[0]:
+                raise ValueError("output must be the first of outputs")
         self.__attrs_init__(
-            source=source, output=output, status=status, error=error, seconds=seconds, task_id=task_id
+            source=source,
+            output=output,
+            status=status,
+            error=error,
+            seconds=seconds,
+            task_id=task_id,
+            outputs=all_outputs,
         )
 
     @property

@@ -51,8 +51,8 @@ def _tasks(n: int, config: AzureConfig) -> list[Any]:
             source_name=f"f{i}.mp4",
             input_url="https://x/in?sig=1",
             output_container_url="https://x/out?sig=2",
-            output_blob_name=f"f{i}.mp3",
-            preset=PRESETS["mp3"],
+            output_blob_names=[f"f{i}.mp3"],
+            presets=[PRESETS["mp3"]],
         )
         for i in range(n)
     ]

@@ -71,7 +71,7 @@ class OpenSession:
     def session_id(self) -> str:
         return self.names.session_id
 
-    def manifest(self, job_id: str, items: Sequence[WorkItem], preset: Preset) -> Manifest:
+    def manifest(self, job_id: str, items: Sequence[WorkItem], presets: Sequence[Preset]) -> Manifest:
         """The manifest of a job this session is about to create."""
         staging = self.staging
         return Manifest(
@@ -85,13 +85,14 @@ class OpenSession:
             delete_input_container=not staging.persistent_input,
             output_container=staging.output_container_name,
             delete_output_container=not staging.keep_outputs,
-            preset=preset,
+            presets=tuple(presets),
             files=tuple(
                 ManifestFile(
                     index=i.index,
                     source=str(i.source),
                     relative_source=i.relative_source,
                     relative_output=i.relative_output,
+                    relative_outputs=i.relative_outputs if len(i.relative_outputs) > 1 else (),
                 )
                 for i in items
             ),

@@ -83,7 +83,7 @@ class AzureRun:
         session: OpenSession,
         job_id: str,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,
@@ -92,7 +92,7 @@ class AzureRun:
         self.config = session.config
         self.job_id = job_id
         self.items = list(items)
-        self.preset = preset
+        self.presets = tuple(presets)
         self.progress = progress
         self.teardown = teardown
         self.cancel = cancel
@@ -139,8 +139,8 @@ class AzureRun:
             source_name=item.relative_source,
             input_url=input_url,
             output_container_url=out_url,
-            output_blob_name=self.session.staging.output_blob_name(item),
-            preset=self.preset,
+            output_blob_names=self.session.staging.output_blob_names(item),
+            presets=self.presets,
         )
 
     def _run_in_phases(self) -> list[FileResult]:
@@ -169,7 +169,7 @@ class AzureRun:
         its tasks."""
         session, job_id = self.session, self.job_id
         with azure_errors("write the job manifest"):
-            manifest = session.manifest(job_id, self.items, self.preset)
+            manifest = session.manifest(job_id, self.items, self.presets)
             session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
@@ -305,7 +305,7 @@ class AzureRun:
         if outcome.state != "completed":
             return f"the task did not complete (state {outcome.state})"
         if outcome.exit_code not in (None, 0):
-            text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.preset)
+            text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.presets)
             return f"{text}\n(task {outcome.task_id}, exit code {outcome.exit_code})"
         why = (
             f"{outcome.failure_code}: {redact(outcome.failure_message or '')}"
@@ -326,7 +326,7 @@ class AzureRun:
         if outcome is None or not outcome.succeeded:
             return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
         if keep_existing and _complete_output(item):
-            return FileResult.already_done(item.source, item.output, task_id=tid)
+            return FileResult.already_done(item.source, item.output, outputs=item.outputs, task_id=tid)
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
@@ -339,7 +339,9 @@ class AzureRun:
                 seconds=seconds,
                 task_id=tid,
             )
-        return FileResult.converted(item.source, item.output, seconds=seconds, task_id=tid)
+        return FileResult.converted(
+            item.source, item.output, outputs=item.outputs, seconds=seconds, task_id=tid
+        )
 
     def _collect(self, items: list[WorkItem], outcomes: dict[str, TaskOutcome]) -> list[FileResult]:
         workers = min(self.config.download_concurrency, len(items)) or 1
@@ -362,9 +364,9 @@ class _Either:
 
 
 def _complete_output(item: WorkItem) -> bool:
-    """An output from an earlier download: outputs only carry their final name once complete."""
+    """Outputs from an earlier download: outputs only carry their final name once complete."""
     try:
-        return item.output.stat().st_size > 0
+        return all(output.stat().st_size > 0 for output in item.outputs)
     except OSError:
         return False
 
