@@ -1,0 +1,215 @@
+"""The command line against OfflineAzure: convert with Azure settings, plan, sessions, attach,
+and the asyncio API with cancellation. Credentials come from the ``AZURE_*`` variables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from batch_transcode import TranscodeSession
+from batch_transcode._azure._clients import make_batch_client
+from batch_transcode._cli import main
+from batch_transcode.testing import OfflineAzure
+from helpers import NOTHING_LEFT, partial_files, wait_until
+
+pytestmark = pytest.mark.azure
+
+MediaFactory = Callable[..., Path]
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[OfflineAzure]:
+    with OfflineAzure() as oa:
+        yield oa
+
+
+@pytest.fixture
+def cli(
+    offline: OfflineAzure, point_env_at: Callable[[OfflineAzure], None], capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """``cli(*argv) -> (exit code, stdout, stderr)``: ``batch-transcode`` in this process."""
+    point_env_at(offline)
+
+    def run(*argv: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def _sessions(cli: Callable[..., tuple[int, str, str]]) -> dict[str, dict[str, Any]]:
+    code, out, err = cli("sessions", "--json")
+    assert code == 0, err
+    return {s["session"]: s for s in json.loads(out)}
+
+
+def test_convert_with_azure_settings_keep_pool_then_sessions_and_cleanup(
+    offline: OfflineAzure, cli: Callable[..., tuple[int, str, str]], tmp_path: Path, make_media: MediaFactory
+) -> None:
+    inputs = [make_media(tmp_path / "in" / f"talk {i}.mp4") for i in range(3)]
+    make_media(tmp_path / "in" / "silent.mp4", "silent")
+    before = set(_sessions(cli))
+    code, out, err = cli(
+        "convert", tmp_path / "in", "-o", tmp_path / "out", "--backend", "azure", "--no-progress",
+        "--nodes", "1", "--spot-nodes", "1", "--vm-size", "Standard_D4s_v5", "--keep-pool",
+        "--session-timeout", "30m", "--json", "-",
+    )  # fmt: skip
+    assert code == 1, err  # silent.mp4 has no audio
+    report = json.loads(out)
+    jsonschema.validate(report, SCHEMA)
+    by_name = {Path(f["source"]).name: f for f in report["files"]}
+    assert report["summary"]["converted"] == 3 and report["summary"]["failed"] == 1
+    assert by_name["silent.mp4"]["status"] == "failed" and by_name["silent.mp4"]["task_id"]
+    assert "no audio stream" in by_name["silent.mp4"]["error"]
+    for path in inputs:
+        entry = by_name[path.name]
+        assert (
+            entry["status"] == "converted" and entry["task_id"] and Path(entry["output"]).stat().st_size > 0
+        )
+    assert "3/4 converted" in err  # the text went to stderr
+
+    # --keep-pool: the pool stays, with the size and nodes asked for; the rest is gone
+    (new,) = set(_sessions(cli)) - before
+    session = _sessions(cli)[new]
+    assert session["jobs"] == [] and session["containers"] == []
+    (pool,) = session["pools"]
+    got = make_batch_client(offline.config()).get_pool(pool["id"])
+    assert got.vm_size.lower() == "standard_d4s_v5"
+    assert (got.target_dedicated_nodes, got.target_low_priority_nodes) == (1, 1)
+    assert session["cleanup"] == f"batch-transcode cleanup --session {new} --older-than 0s"
+    assert session["attach"] is None  # no job left to collect
+
+    code, text, err = cli("sessions")
+    assert code == 0 and new in text and f"pool {pool['id']}" in text and session["cleanup"] in text
+
+    code, _, err = cli(*session["cleanup"].split()[1:])
+    assert code == 0, err
+    wait_until(lambda: new not in _sessions(cli), what="the kept pool to go")
+
+
+def test_plan_on_azure_with_a_price(
+    cli: Callable[..., tuple[int, str, str]], tmp_path: Path, make_media: MediaFactory
+) -> None:
+    for i in range(5):
+        make_media(tmp_path / "in" / f"{i}.mp4")
+    code, out, err = cli(
+        "plan", tmp_path / "in", "--backend", "azure", "--nodes", "3", "--vm-size", "Standard_D8s_v5",
+        "--price-per-node-hour", "0.5", "--json", "-",
+    )  # fmt: skip
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["backend"] == "azure" and plan["files"] == 5 and plan["nodes"] == 3
+    assert plan["vm_size"] == "Standard_D8s_v5" and plan["bytes_to_stage"] > 0
+    assert plan["estimated_cost"] == round(plan["node_hours"] * 0.5, 2) > 0
+    assert "estimated cost" in err and "per node-hour" in err
+    code, text, _ = cli("plan", tmp_path / "in", "--backend", "azure", "--autoscale", "--max-nodes", "2")
+    assert code == 0 and "2 x Standard_D2s_v5" in text
+
+
+CHILD = """
+import os, sys
+from batch_transcode import AzureConfig, TranscodeSession
+
+out, *paths = sys.argv[1:]
+session = TranscodeSession(AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5)).open()
+job = session.submit(paths, output_dir=out)
+job.wait()
+print(session.session_id, flush=True)
+os._exit(0)  # as if the process died: no teardown, no interpreter exit
+"""
+
+
+def test_sessions_lists_a_crashed_session_and_attach_collects_it(
+    offline: OfflineAzure, cli: Callable[..., tuple[int, str, str]], tmp_path: Path, make_media: MediaFactory
+) -> None:
+    inputs = [make_media(tmp_path / "in" / f"day{i % 2}" / f"talk {i}.mp4") for i in range(3)]
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "child-out"), *map(str, inputs)],
+        env={**os.environ, **offline.env}, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    session_id = child.stdout.strip()
+
+    listed = _sessions(cli)[session_id]
+    (job,) = listed["jobs"]
+    assert job == {"id": f"{session_id}-job", "tasks_done": 3, "tasks_total": 3}
+    assert len(listed["pools"]) == 1 and len(listed["containers"]) == 2
+    assert listed["age_seconds"] >= 0
+    assert listed["attach"] == f"batch-transcode attach {session_id} -o OUTPUT_DIR"
+    code, text, _ = cli("sessions")
+    assert f"job {session_id}-job: 3/3 task(s) done" in text and listed["attach"] in text
+
+    out = tmp_path / "collected"
+    code, stdout, err = cli("attach", session_id, "-o", out, "--no-progress", "--json", "-")
+    assert code == 0, err
+    report = json.loads(stdout)
+    jsonschema.validate(report, SCHEMA)
+    assert report["summary"]["total"] == 3 and report["summary"]["failed"] == 0
+    for i in range(3):
+        assert (out / f"day{i % 2}" / f"talk {i}.mp3").stat().st_size > 0
+    wait_until(lambda: session_id not in _sessions(cli), what="the attached session's resources to go")
+
+    # attaching again: nothing there any more, a usage error that says so
+    code, _, err = cli("attach", session_id, "-o", tmp_path / "again")
+    assert code == 2 and session_id in err
+
+
+def test_attach_and_sessions_need_the_azure_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("AZURE_"):
+            monkeypatch.delenv(name)
+    assert main(["sessions"]) == 2
+    assert "AZURE_BATCH_ENDPOINT" in capsys.readouterr().err
+    assert main(["attach", "bt-20260101t0000-deadbeef", "-o", str(tmp_path)]) == 2
+    assert "AZURE_BATCH_ENDPOINT" in capsys.readouterr().err
+
+
+def test_cancelling_an_awaited_azure_job_leaves_nothing(
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
+) -> None:
+    inputs = [make_media(tmp_path / "in" / f"long{i}.mp4", "long") for i in range(6)]
+    out = tmp_path / "out"
+    assert offline.leaks() == NOTHING_LEFT
+
+    async def scenario() -> Any:
+        async with TranscodeSession(offline.config(dedicated_nodes=1, task_slots_per_node=1)) as s:
+            job = s.submit(inputs, output_dir=out, preset="flac")
+            task = asyncio.create_task(_await(job))
+            await asyncio.to_thread(
+                wait_until,
+                lambda: any(
+                    t.state == "running" for j in offline.batch.jobs() for t in offline.batch.tasks(j.id)
+                ),
+                timeout=120,
+                what="a task to run",
+            )
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert job.done() and job.cancelled
+            return job.wait()
+
+    report = asyncio.run(scenario())
+    assert "cancelled" in [r.status for r in report]
+    assert offline.leaks(timeout=60) == NOTHING_LEFT
+    assert not partial_files(out)
+
+
+async def _await(job: Any) -> Any:
+    return await job
