@@ -133,7 +133,9 @@ def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
 def _backend_options() -> argparse.ArgumentParser:
     """Options shared by ``convert`` and ``plan``: which backend, and its settings."""
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--to", dest="preset", default="mp3", choices=sorted(PRESETS), help="output preset")
+    parent.add_argument(
+        "--to", dest="preset", default="mp3", choices=sorted(PRESETS), help="output preset (default mp3)"
+    )
     parent.add_argument(
         "--backend",
         choices=("local", "azure"),
@@ -142,7 +144,9 @@ def _backend_options() -> argparse.ArgumentParser:
         "AZURE_* environment variables",
     )
     local = parent.add_argument_group("local backend")
-    local.add_argument("--workers", type=int, default=None, help="ffmpeg processes at once (default: CPUs)")
+    local.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="ffmpeg processes at once (default: CPUs)"
+    )
     local.add_argument("--ffmpeg", default=None, metavar="EXE", help="the ffmpeg executable to use")
     azure = parent.add_argument_group("azure backend (AzureConfig settings of the same names)")
     azure.add_argument(

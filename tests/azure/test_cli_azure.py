@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from batch_transcode import TranscodeSession
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._cli import main
 from batch_transcode.testing import OfflineAzure
-from helpers import NOTHING_LEFT, partial_files, wait_until
+from helpers import NOTHING_LEFT, leave_session_behind, partial_files, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -118,31 +116,11 @@ def test_plan_on_azure_with_a_price(
     assert code == 0 and "2 x Standard_D2s_v5" in text
 
 
-CHILD = """
-import os, sys
-from batch_transcode import AzureConfig, TranscodeSession
-
-out, *paths = sys.argv[1:]
-session = TranscodeSession(AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5)).open()
-job = session.submit(paths, output_dir=out)
-job.wait()
-print(session.session_id, flush=True)
-os._exit(0)  # as if the process died: no teardown, no interpreter exit
-"""
-
-
 def test_sessions_lists_a_crashed_session_and_attach_collects_it(
     offline: OfflineAzure, cli: Callable[..., tuple[int, str, str]], tmp_path: Path, make_media: MediaFactory
 ) -> None:
     inputs = [make_media(tmp_path / "in" / f"day{i % 2}" / f"talk {i}.mp4") for i in range(3)]
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    child = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "child-out"), *map(str, inputs)],
-        env={**os.environ, **offline.env}, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert child.returncode == 0, child.stderr
-    session_id = child.stdout.strip()
+    session_id = leave_session_behind(offline, inputs, tmp_path / "child-out")
 
     listed = _sessions(cli)[session_id]
     (job,) = listed["jobs"]
