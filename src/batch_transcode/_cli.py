@@ -67,24 +67,23 @@ _TASK_TIMEOUT = attrs.fields(AzureConfig).task_timeout.default
 # -- argument types -------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
+def _number(text: str, kind: type[int] | type[float], *, zero_ok: bool) -> float:
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {'0 or more' if zero_ok else 'above 0'}")
     return value
+
+
+def _count(text: str) -> int:
+    return int(_number(text, int, zero_ok=True))
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
+    return _number(text, float, zero_ok=False)
 
 
 def _duration(text: str) -> float:
