@@ -191,3 +191,32 @@ def test_cancelling_an_awaited_azure_job_leaves_nothing(
 
 async def _await(job: Any) -> Any:
     return await job
+
+
+def test_cancelling_async_with_while_it_opens_leaves_nothing(offline: OfflineAzure) -> None:
+    """The cancellation lands while the pool is being created (a slow Create Pool): the
+    opening finishes in its thread, then everything it created is removed."""
+    from batch_transcode.testing import Faults
+
+    entered: list[bool] = []
+
+    async def use() -> None:
+        async with TranscodeSession(offline.config()):
+            entered.append(True)
+            await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(use())
+        await asyncio.to_thread(wait_until, offline.containers, timeout=60, what="the session's containers")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert offline.leaks() == NOTHING_LEFT
+    offline.set_faults(Faults(slow_rate=1.0, slow_seconds=3.0, operations=("Pools_CreatePool",)))
+    try:
+        asyncio.run(scenario())
+    finally:
+        offline.set_faults(None)
+    assert not entered  # cancelled while opening: the body never ran
+    assert offline.leaks(timeout=60) == NOTHING_LEFT
