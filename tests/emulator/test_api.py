@@ -249,7 +249,7 @@ def test_list_paging_filter_select(client: BatchClient, emulator: BatchEmulator)
     ids = [t.id for t in client.list_tasks("j", max_results=10)]
     assert ids == [f"t{i:03d}" for i in range(25)]
     pages = [r for r in emulator.request_log if r.operation == "Tasks_ListTasks"]
-    assert len(pages) == 3 and pages[1].query["$skiptoken"] == "10"
+    assert len(pages) == 3 and pages[1].query["$skiptoken"] == "t009"
 
     selected = list(client.list_tasks("j", filter="startswith(id,'t00')", select=["id", "state"]))
     assert [t.id for t in selected] == [f"t{i:03d}" for i in range(10)]
@@ -302,6 +302,26 @@ def test_terminate_and_job_states(client: BatchClient, emulator: BatchEmulator, 
     assert done.value.error is not None and done.value.error.code == "JobCompleted"
 
 
+def test_paging_continues_after_the_last_item_whatever_changed_between_pages(
+    client: BatchClient, emulator: BatchEmulator
+) -> None:
+    """A continuation resumes after the last task listed: a task deleted from the first
+    page or one that begins to match ahead of the cursor shifts nothing after it."""
+    client.create_pool(bm.BatchPoolCreateOptions(id="p", vm_size="standard_d2s_v3", target_dedicated_nodes=0))
+    client.create_job(bm.BatchJobCreateOptions(id="jc", pool_info=bm.BatchPoolInfo(pool_id="p")))
+    ids = [f"t{i:03d}" for i in range(25)]
+    client.create_tasks("jc", [bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ids])
+    pages = client.list_tasks("jc", max_results=10).by_page()
+    first = [t.id for t in next(pages)]
+    client.delete_task("jc", "t003")  # gone from the first page
+    assert first == ids[:10] and [t.id for page in pages for t in page] == ids[10:]
+    pages = client.list_tasks("jc", max_results=10, filter="state eq 'active'").by_page()
+    first = [t.id for t in next(pages)]
+    client.create_task("jc", bm.BatchTaskCreateOptions(id="a000", command_line="/bin/true"))  # ahead
+    assert first == ids[:3] + ids[4:11]
+    assert [t.id for page in pages for t in page] == ids[11:]
+
+
 def test_paged_listing_without_filter_and_drained_log(client: BatchClient, emulator: BatchEmulator) -> None:
     """Task listings without $filter render only the page asked for: same order (ids
     case-insensitively), same pages, $select kept across pages."""
@@ -315,6 +335,6 @@ def test_paged_listing_without_filter_and_drained_log(client: BatchClient, emula
     assert all(t.command_line is None for t in listed)
     drained = emulator.drain_request_log()
     assert [r.operation for r in drained] == ["Tasks_ListTasks"] * 3
-    assert [r.query.get("$skiptoken") for r in drained] == [None, "10", "20"]
+    assert [r.query.get("$skiptoken") for r in drained] == [None, "t09", "t19"]
     assert all(r.query["$select"] == "id,state" and r.seconds > 0 for r in drained)
     assert emulator.request_log == [] and emulator.drain_request_log() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -143,3 +144,35 @@ def test_bad_settings_are_refused() -> None:
         StorageProxy(1, failure_rate=2.0)
     with pytest.raises(ValueError, match="failure_rate"):
         StorageFaults(failure_rate=-1)
+
+
+def test_bandwidth_cap_paces_the_clients_transfers_and_spares_the_nodes(
+    offline_azure: OfflineAzure,
+) -> None:
+    from batch_transcode.testing._proxy import NODE_USER_AGENT
+
+    data = os.urandom(192 * 1024)
+    rate = 512 * 1024  # bytes per second, each way
+    with StorageProxy(offline_azure.azurite_port, bandwidth=rate) as capped:
+        with _client(capped.port) as client:
+            client.create_container("capped")
+            blob = client.get_blob_client("capped", "x.bin")
+            started = time.monotonic()
+            blob.upload_blob(data)
+            assert blob.download_blob().readall() == data
+            # a cap is a floor on the time: 192 KiB up and 192 KiB down at 512 KiB/s each way
+            assert time.monotonic() - started >= 2 * len(data) / rate * 0.95
+            up, down = capped.link_bytes
+            assert up >= len(data) and down >= len(data)
+        # a node's transfer (its User-Agent says so) does not cross the client's link
+        with _client(capped.port, user_agent=NODE_USER_AGENT) as node:
+            assert node.get_blob_client("capped", "x.bin").download_blob().readall() == data
+            node.delete_container("capped")
+        assert capped.link_bytes == (up, down)
+        capped.set_faults(bandwidth=None)
+        assert capped.bandwidth is None and capped.link_bytes == (0, 0)
+
+
+def test_storage_faults_reject_a_bandwidth_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="bandwidth"):
+        StorageFaults(bandwidth=0)

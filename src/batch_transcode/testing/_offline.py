@@ -42,19 +42,27 @@ def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> No
         raise ValueError(f"{attr.name} must be >= 0, got {value!r}")
 
 
+def _positive_or_none(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attr.name} must be > 0 or None, got {value!r}")
+
+
 @attrs.define(frozen=True, kw_only=True)
 class StorageFaults:
     """Latency and failures added to every storage request (a proxy in front of Azurite).
 
     ``latency`` seconds per request; a ``failure_rate`` fraction of requests fails
     with ``503 ServerBusy`` or, for a ``drop_share`` of those, a dropped connection;
-    ``seed`` makes the sequence reproducible.
+    ``seed`` makes the sequence reproducible. ``bandwidth`` (bytes per second, each way)
+    caps the client's link to storage, shared by all its transfers at once; the emulated
+    Batch nodes' own transfers are not capped, as nodes sit next to the storage account.
     """
 
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     failure_rate: float = attrs.field(default=0.0, validator=_rate)
     seed: int = 0
     drop_share: float = attrs.field(default=0.2, validator=_rate)
+    bandwidth: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
 class OfflineAzure:
@@ -158,6 +166,7 @@ class OfflineAzure:
             failure_rate=faults.failure_rate,
             seed=faults.seed,
             drop_share=faults.drop_share,
+            bandwidth=faults.bandwidth,
         ).start()
 
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
@@ -313,7 +322,11 @@ class OfflineAzure:
             )
         f = faults or StorageFaults()
         self._proxy.set_faults(
-            latency=f.latency, failure_rate=f.failure_rate, seed=f.seed, drop_share=f.drop_share
+            latency=f.latency,
+            failure_rate=f.failure_rate,
+            seed=f.seed,
+            drop_share=f.drop_share,
+            bandwidth=f.bandwidth,
         )
 
     def containers(self) -> list[str]:

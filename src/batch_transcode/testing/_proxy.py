@@ -4,6 +4,12 @@ Requests are forwarded byte for byte (method, path, query, every header, the bod
 streamed by ``Content-Length`` or chunked framing). Shared Key and SAS signatures
 cover the canonicalized resource (``/account/container/blob``) and the headers, not
 the host and port, so signed requests stay valid through the proxy.
+
+A bandwidth cap models the client's own link to the storage account (an office or home
+uplink, say): request bodies share one ``bandwidth`` bytes per second upstream and
+response bodies another downstream, as on a full-duplex link. Requests from emulated
+Batch nodes (User-Agent :data:`NODE_USER_AGENT`) are not capped: nodes sit in the
+service's region, next to the storage account, not behind the client's link.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["StorageProxy"]
+__all__ = ["NODE_USER_AGENT", "StorageProxy"]
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 256 * 1024
+#: Piece of a capped transfer: small enough that concurrent transfers share the link evenly.
+_LINK_CHUNK = 32 * 1024
+#: What emulated nodes put in their User-Agent (see the module docstring).
+NODE_USER_AGENT = "batch-transcode-emulated-node"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
 
 _SERVER_BUSY = (
@@ -29,6 +39,32 @@ _SERVER_BUSY = (
     b"<Message>The server is currently unable to receive requests. Please retry your request. "
     b"(injected by batch_transcode.testing.StorageProxy)</Message></Error>"
 )
+
+
+class _Link:
+    """One direction of a link: ``rate`` bytes per second (``None``: unlimited) shared, first
+    come first served, by every transfer through it."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+        #: Bytes that crossed the link so far.
+        self.carried = 0
+
+    def carry(self, size: int) -> None:
+        """Return once ``size`` bytes have crossed the link."""
+        rate = self.rate
+        if not rate or size <= 0:
+            return
+        with self._lock:
+            self.carried += size
+            now = time.monotonic()
+            self._free_at = max(now, self._free_at) + size / rate
+            done = self._free_at
+        delay = done - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
 
 class _Server(ThreadingHTTPServer):
@@ -56,7 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
         decision = proxy._decide()
         if proxy.latency > 0:
             time.sleep(proxy.latency)
-        body = self._read_body()
+        capped = NODE_USER_AGENT not in self.headers.get("User-Agent", "")
+        up, down = (proxy._up, proxy._down) if capped else (_UNLIMITED, _UNLIMITED)
+        body = self._read_body(up)
         if decision == "drop":
             self.close_connection = True
             try:
@@ -96,9 +134,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             while True:
-                block = response.read(_CHUNK)
+                block = response.read(_LINK_CHUNK if down.rate else _CHUNK)
                 if not block:
                     break
+                down.carry(len(block))
                 if chunked:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
                 else:
@@ -110,15 +149,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             upstream.close()
 
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, link: _Link) -> bytes | None:
         length = self.headers.get("Content-Length")
         if length is not None:
             remaining = int(length)
             parts = []
             while remaining > 0:
-                block = self.rfile.read(min(remaining, _CHUNK))
+                block = self.rfile.read(min(remaining, _LINK_CHUNK if link.rate else _CHUNK))
                 if not block:
                     break
+                link.carry(len(block))
                 parts.append(block)
                 remaining -= len(block)
             return b"".join(parts)
@@ -131,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
                         pass
                     break
                 parts.append(self.rfile.read(size))
+                link.carry(size)
                 self.rfile.readline()
             return b"".join(parts)
         return None
@@ -138,15 +179,22 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _forward
 
 
-def _check(latency: float, failure_rate: float, drop_share: float) -> None:
+_UNLIMITED = _Link(None)
+
+
+def _check(latency: float, failure_rate: float, drop_share: float, bandwidth: float | None) -> None:
     if latency < 0 or not 0.0 <= failure_rate <= 1.0 or not 0.0 <= drop_share <= 1.0:
         raise ValueError("latency must be >= 0, failure_rate and drop_share in [0, 1]")
+    if bandwidth is not None and bandwidth <= 0:
+        raise ValueError("bandwidth must be > 0 bytes per second, or None for no cap")
 
 
 class StorageProxy:
-    """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0)``.
+    """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0, bandwidth=None)``.
 
-    Every request waits ``latency`` seconds; a ``failure_rate`` fraction of them
+    Every request waits ``latency`` seconds; request and response bodies of the client's
+    requests cross a link of ``bandwidth`` bytes per second each way (``None``: no cap;
+    see the module docstring); a ``failure_rate`` fraction of them
     fails without reaching the target: ``503 ServerBusy`` (a storage error body) or,
     for a ``drop_share`` of them (default one in five), a dropped connection. Decisions come from
     ``random.Random(seed)``. ``requests``, ``failures_injected`` (503s) and
@@ -161,9 +209,12 @@ class StorageProxy:
         failure_rate: float = 0.0,
         seed: int = 0,
         drop_share: float = 0.2,
+        bandwidth: float | None = None,
     ):
-        _check(latency, failure_rate, drop_share)
+        _check(latency, failure_rate, drop_share, bandwidth)
         self.target_port = target_port
+        self._up = _Link(bandwidth)
+        self._down = _Link(bandwidth)
         self.latency = latency
         self.failure_rate = failure_rate
         self.drop_share = drop_share
@@ -178,15 +229,34 @@ class StorageProxy:
     def __repr__(self) -> str:
         return (
             f"<StorageProxy :{self.port if self._server else '-'} -> :{self.target_port} "
-            f"latency={self.latency} failure_rate={self.failure_rate}>"
+            f"latency={self.latency} failure_rate={self.failure_rate} bandwidth={self.bandwidth}>"
         )
 
+    @property
+    def bandwidth(self) -> float | None:
+        """Bytes per second each way of the client's link (``None``: no cap)."""
+        return self._up.rate
+
+    @property
+    def link_bytes(self) -> tuple[int, int]:
+        """Bytes sent up and down the capped client link since the cap was last set."""
+        return self._up.carried, self._down.carried
+
     def set_faults(
-        self, *, latency: float = 0.0, failure_rate: float = 0.0, seed: int = 0, drop_share: float = 0.2
+        self,
+        *,
+        latency: float = 0.0,
+        failure_rate: float = 0.0,
+        seed: int = 0,
+        drop_share: float = 0.2,
+        bandwidth: float | None = None,
     ) -> None:
-        """Switch latency and failures now (a fresh random sequence from ``seed``)."""
-        _check(latency, failure_rate, drop_share)
+        """Switch latency, failures and the link's bandwidth now (a fresh random sequence
+        from ``seed``)."""
+        _check(latency, failure_rate, drop_share, bandwidth)
         with self._lock:
+            self._up = _Link(bandwidth)
+            self._down = _Link(bandwidth)
             self.latency = latency
             self.failure_rate = failure_rate
             self.drop_share = drop_share

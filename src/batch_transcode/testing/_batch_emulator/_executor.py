@@ -32,6 +32,7 @@ from typing import Any
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._ffmpeg import find_ffmpeg as _library_find_ffmpeg
 from batch_transcode._redact import redact
+from batch_transcode.testing._proxy import NODE_USER_AGENT
 
 LOG = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ def _download_http(url: str, dest: Path) -> None:
     short backoff, as the node agent does; a 4xx fails at once."""
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
+            request = urllib.request.Request(url, headers={"User-Agent": NODE_USER_AGENT})  # noqa: S310
+            with urllib.request.urlopen(request, timeout=60) as resp, open(dest, "wb") as out:  # noqa: S310
                 shutil.copyfileobj(resp, out)
             return
         except urllib.error.HTTPError as exc:
@@ -170,7 +172,9 @@ def _download_container(rf: JSON, wd: Path) -> list[Path]:
     base = _safe_join(wd, rf.get("filePath") or ".")
     written: list[Path] = []
     try:
-        with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+        with ContainerClient.from_container_url(
+                url, retry_total=2, retry_backoff_factor=0.2, user_agent=NODE_USER_AGENT
+            ) as cc:
             for blob in cc.list_blobs(name_starts_with=prefix):
                 dest = _safe_join(base, blob.name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +280,9 @@ def upload_output_files(outputs: Iterable[JSON], wd: Path, *, succeeded: bool) -
             cache_control=headers.get("cache-control"),
         )
         try:
-            with ContainerClient.from_container_url(url, retry_total=2, retry_backoff_factor=0.2) as cc:
+            with ContainerClient.from_container_url(
+                url, retry_total=2, retry_backoff_factor=0.2, user_agent=NODE_USER_AGENT
+            ) as cc:
                 for file, rel in _match(pattern, wd):
                     name = (f"{path.rstrip('/')}/{rel}" if path else rel) if has_wildcard else (path or rel)
                     with open(file, "rb") as data:

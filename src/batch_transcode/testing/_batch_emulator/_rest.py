@@ -86,8 +86,14 @@ class Operations:
         return headers
 
     @staticmethod
-    def _paging(call: Call) -> tuple[int, int]:
-        """``(skip, page size)`` from ``$skiptoken`` and ``maxresults``."""
+    def _paging(call: Call) -> tuple[str | None, int]:
+        """``(continue after this key, page size)`` from ``$skiptoken`` and ``maxresults``.
+
+        A continuation names the last item of the page before (its id, lower case): the
+        next page starts after it. Items that begin to match the query between pages are
+        then listed if they sort after it and missed if before, and no item that matched
+        all along is skipped, however the list changes in between (an offset would skip
+        one for each item that began to match ahead of it)."""
         raw_max = call.query.get("maxresults")
         page = MAX_RESULTS
         if raw_max is not None:
@@ -102,42 +108,35 @@ class Operations:
                     "A query parameter specified in the request URI is outside the permissible range.",
                     {"QueryParameterName": "maxresults", "QueryParameterValue": raw_max},
                 )
-        skip = 0
-        token = call.query.get("$skiptoken")
-        if token:
-            try:
-                skip = int(token)
-            except ValueError as exc:
-                raise invalid_query("$skiptoken", token) from exc
-        return skip, page
+        return call.query.get("$skiptoken") or None, page
 
-    def _page_reply(
-        self, call: Call, chunk: list[JSON], more: bool, skip: int, page: int, kind: str, path: str
-    ) -> Reply:
+    def _page_reply(self, call: Call, chunk: list[JSON], after: str | None, kind: str, path: str) -> Reply:
+        """A page of ``chunk``; ``after``: the key of its last item when more follow."""
         body: JSON = {
             "odata.metadata": f"{self.state.endpoint}/$metadata#{kind}",
             "value": [apply_select(doc, call.query.get("$select")) for doc in chunk],
         }
-        if more:
+        if after is not None:
             q = {"api-version": call.query.get("api-version", "")}
             for name in ("$filter", "$select", "$expand", "maxresults"):
                 if call.query.get(name):
                     q[name] = call.query[name]
-            q["$skiptoken"] = str(skip + page)
+            q["$skiptoken"] = after
             body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='')}"
         return Reply(200, body)
 
     def _list(self, call: Call, items: list[JSON], kind: str, path: str) -> Reply:
         """One page of ``items`` after ``$filter``, with ``$select`` and ``odata.nextLink``."""
         predicate = parse_filter(call.query.get("$filter"))
-        skip, page = self._paging(call)
+        after, page = self._paging(call)
+
+        def key(doc: JSON) -> str:
+            return str(doc.get("id", doc.get("name", ""))).lower()
+
         # The service lists by id (case-insensitively), which keeps paging stable.
-        matched = sorted(
-            (doc for doc in items if predicate(doc)),
-            key=lambda d: str(d.get("id", d.get("name", ""))).lower(),
-        )
-        chunk = matched[skip : skip + page]
-        return self._page_reply(call, chunk, skip + page < len(matched), skip, page, kind, path)
+        matched = sorted((d for d in items if predicate(d) and (after is None or key(d) > after)), key=key)
+        chunk = matched[:page]
+        return self._page_reply(call, chunk, key(chunk[-1]) if len(matched) > page else None, kind, path)
 
     def _list_lazily(
         self,
@@ -153,12 +152,17 @@ class Operations:
         if call.query.get("$filter") and views is None:
             return self._list(call, [render() for render in items.values()], kind, path)
         predicate = parse_filter(call.query.get("$filter"))
-        skip, page = self._paging(call)
-        keys = [k for k in sorted(items) if views is None or predicate(views[k]())]
-        chunk = keys[skip : skip + page]
-        return self._page_reply(
-            call, [items[k]() for k in chunk], skip + page < len(keys), skip, page, kind, path
-        )
+        after, page = self._paging(call)
+        chunk: list[str] = []
+        more = False
+        for k in sorted(items):
+            if (after is not None and k <= after) or (views is not None and not predicate(views[k]())):
+                continue
+            if len(chunk) == page:
+                more = True
+                break
+            chunk.append(k)
+        return self._page_reply(call, [items[k]() for k in chunk], chunk[-1] if more else None, kind, path)
 
     @staticmethod
     def _file_reply(base: Path, rel: str, url: str, head: bool, headers: dict[str, str]) -> Reply:
