@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -219,4 +222,33 @@ def test_cancelling_async_with_while_it_opens_leaves_nothing(offline: OfflineAzu
     finally:
         offline.set_faults(None)
     assert not entered  # cancelled while opening: the body never ran
+    assert offline.leaks(timeout=60) == NOTHING_LEFT
+
+
+def test_ctrl_c_during_an_azure_convert_exits_130_and_leaves_nothing(
+    offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory
+) -> None:
+    for i in range(4):
+        make_media(tmp_path / "in" / f"long{i}.mp4", "long")
+    assert offline.leaks() == NOTHING_LEFT
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_transcode", "convert", str(tmp_path / "in"), "--to", "flac",
+         "-o", str(tmp_path / "out"), "--backend", "azure", "--nodes", "1", "--no-progress",
+         "--json", str(tmp_path / "report.json")],
+        env={**os.environ, **offline.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: any(
+                t.state == "running" for j in offline.batch.jobs() for t in offline.batch.tasks(j.id)
+            ),
+            timeout=120,
+            what="a task to run",
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not (tmp_path / "report.json").exists()  # no report of a run that did not finish
     assert offline.leaks(timeout=60) == NOTHING_LEFT

@@ -164,3 +164,32 @@ def test_fastapi_example_cancels_a_conversion(
         statuses = [f["status"] for f in body["report"]["files"]]
         assert "cancelled" in statuses and len(statuses) == 6
         assert not partial_files(out)
+
+
+def test_fastapi_example_on_offline_azure(
+    tmp_path: Path,
+    fastapi_example: Any,
+    offline: Any,
+    point_env_at: Callable[[Any], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from batch_transcode.samples import make_sample_media
+
+    point_env_at(offline)
+    monkeypatch.setenv("TRANSCODE_BACKEND", "azure")
+    videos = make_sample_media(tmp_path / "in", count=3)
+    app = fastapi_example.app
+    with TestClient(app) as client:
+        assert app.state.session.backend == "azure" and app.state.session.session_id
+        response = client.post(
+            "/conversions", json={"paths": list(map(str, videos)), "output_dir": str(tmp_path / "out")}
+        )
+        assert response.status_code == 202, response.text
+        body = _poll(client, response.json()["status"], lambda b: b["state"] != "running")
+        assert body["state"] == "done", body
+        assert body["report"]["summary"]["converted"] == 3
+        assert all(f["task_id"] for f in body["report"]["files"])
+    assert len(list((tmp_path / "out").glob("*.mp3"))) == 3
+    assert offline.leaks(timeout=60) == NOTHING_LEFT  # the app's shutdown removed the pool
