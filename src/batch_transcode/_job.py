@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from batch_transcode._aio import wait_uncancellable
+from batch_transcode._aio import run_to_end, wait_uncancellable
 from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
 from batch_transcode._progress import ProgressCallback, ProgressSink
@@ -66,7 +66,8 @@ class TranscodeJob:
     Under asyncio, ``async for result in job`` yields each result as its file
     finishes and ``report = await job`` waits for the report, without blocking
     the event loop. Cancelling the task that awaits (or iterates) cancels the
-    job and waits for it to stop before the cancellation propagates.
+    job and waits for it to stop before the cancellation propagates. ``async with
+    job:`` leaves as ``with job:`` does, off the event loop.
     """
 
     def __init__(
@@ -374,6 +375,19 @@ class TranscodeJob:
             return
         self.cancel()
         self.join(None)
+
+    async def __aenter__(self) -> TranscodeJob:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``async with job:``: what leaving ``with job:`` does, in a worker thread and
+        always to its end (a job from ``attach`` closes its session there)."""
+        await run_to_end(lambda: self.__exit__(exc_type, exc, tb))
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "cancelling" if self.cancelled else "running"

@@ -252,3 +252,22 @@ def test_ctrl_c_during_an_azure_convert_exits_130_and_leaves_nothing(
     assert "interrupted" in err
     assert not (tmp_path / "report.json").exists()  # no report of a run that did not finish
     assert offline.leaks(timeout=60) == NOTHING_LEFT
+
+
+def test_attach_under_asyncio(offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory) -> None:
+    inputs = [make_media(tmp_path / "in" / f"talk {i}.mp4") for i in range(2)]
+    session_id = leave_session_behind(offline, inputs, tmp_path / "child-out")
+    out = tmp_path / "out"
+
+    async def scenario() -> Any:
+        job = await asyncio.to_thread(TranscodeSession.attach, session_id, offline.config(), output_dir=out)
+        async with job:  # leaving closes the attaching session, off the loop
+            seen = [r.status async for r in job]
+            report = await job
+        assert "state=closed" in repr(job.session)
+        return seen, report
+
+    seen, report = asyncio.run(scenario())
+    assert len(seen) == 2 and report.ok, report.summary()
+    assert sorted(p.name for p in out.glob("*.mp3")) == ["talk 0.mp3", "talk 1.mp3"]
+    assert offline.leaks(timeout=60) == NOTHING_LEFT
