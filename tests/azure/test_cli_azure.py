@@ -18,6 +18,7 @@ import pytest
 
 from batch_transcode import TranscodeSession
 from batch_transcode._azure._clients import make_batch_client
+from batch_transcode._azure.builders import STAGED_FFMPEG_FILE
 from batch_transcode._cli import main
 from batch_transcode.testing import OfflineAzure
 from helpers import NOTHING_LEFT, leave_session_behind, partial_files, wait_until
@@ -57,7 +58,11 @@ def _sessions(cli: Callable[..., tuple[int, str, str]]) -> dict[str, dict[str, A
 
 
 def test_convert_with_azure_settings_keep_pool_then_sessions_and_cleanup(
-    offline: OfflineAzure, cli: Callable[..., tuple[int, str, str]], tmp_path: Path, make_media: MediaFactory
+    offline: OfflineAzure,
+    cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    make_media: MediaFactory,
+    ffmpeg_exe: str,
 ) -> None:
     inputs = [make_media(tmp_path / "in" / f"talk {i}.mp4") for i in range(3)]
     make_media(tmp_path / "in" / "silent.mp4", "silent")
@@ -65,7 +70,7 @@ def test_convert_with_azure_settings_keep_pool_then_sessions_and_cleanup(
     code, out, err = cli(
         "convert", tmp_path / "in", "-o", tmp_path / "out", "--backend", "azure", "--no-progress",
         "--nodes", "1", "--spot-nodes", "1", "--vm-size", "Standard_D4s_v5", "--keep-pool",
-        "--session-timeout", "30m", "--json", "-",
+        "--session-timeout", "30m", "--ffmpeg-from", f"staged={ffmpeg_exe}", "--json", "-",
     )  # fmt: skip
     assert code == 1, err  # silent.mp4 has no audio
     report = json.loads(out)
@@ -89,6 +94,8 @@ def test_convert_with_azure_settings_keep_pool_then_sessions_and_cleanup(
     got = make_batch_client(offline.config()).get_pool(pool["id"])
     assert got.vm_size.lower() == "standard_d4s_v5"
     assert (got.target_dedicated_nodes, got.target_low_priority_nodes) == (1, 1)
+    staged = [f.file_path for f in got.start_task.resource_files or []]
+    assert staged == [STAGED_FFMPEG_FILE]  # --ffmpeg-from staged=...: the binary, not apt
     assert session["cleanup"] == f"batch-transcode cleanup --session {new} --older-than 0s"
     assert session["attach"] is None  # no job left to collect
 
