@@ -166,6 +166,8 @@ def test_attach_and_sessions_need_the_azure_settings(
     assert "AZURE_BATCH_ENDPOINT" in capsys.readouterr().err
     assert main(["attach", "bt-20260101t0000-deadbeef", "-o", str(tmp_path)]) == 2
     assert "AZURE_BATCH_ENDPOINT" in capsys.readouterr().err
+    assert main(["plan", str(tmp_path), "--backend", "azure"]) == 2
+    assert "AZURE_BATCH_ENDPOINT" in capsys.readouterr().err
 
 
 def test_cancelling_an_awaited_azure_job_leaves_nothing(
