@@ -83,6 +83,18 @@ class Entry:
     seconds: float
     #: A task listing filtered on stateTransitionTime (an incremental read of finished tasks).
     incremental: bool = False
+    #: Tasks in the answer (task listings only).
+    tasks: int = 0
+
+
+def _tasks_in(record: Any) -> int:
+    """How many tasks a List Tasks answer holds (0 for any other request)."""
+    if record.operation != "Tasks_ListTasks" or not record.response_body:
+        return 0
+    try:
+        return len(json.loads(record.response_body).get("value", []))
+    except ValueError:
+        return 0
 
 
 @dataclass
@@ -106,6 +118,7 @@ class Collector:
                     first_page="$skiptoken" not in r.query,
                     seconds=getattr(r, "seconds", 0.0),
                     incremental="stateTransitionTime" in r.query.get("$filter", ""),
+                    tasks=_tasks_in(r),
                 )
             )
 
@@ -203,6 +216,12 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         out["full_listings"] = sum(1 for e in listings if e.first_page and not e.incremental)
         out["listing_pages"] = len(listings)
         out["listing_mb"] = round(sum(e.response_bytes for e in listings) / 1e6, 2)
+        # Listing bytes against one full $select listing of the N tasks: with the same
+        # select, bytes go as tasks listed (envelopes aside: a few hundred bytes a page).
+        listed = sum(e.tasks for e in listings)
+        out["tasks_listed"] = listed
+        out["listing_vs_full"] = round(listed / n, 2)
+        out["listings_in_full"] = sum(1 for e in listings if e.first_page and not e.incremental and e.tasks)
     else:
         polls = []
         for e in listings:
@@ -300,6 +319,12 @@ def _print(result: dict[str, Any]) -> None:
         f"  full task listings: {r['full_listings']} ({r['listing_pages']} pages, {r['listing_mb']} MB); "
         f"Batch traffic: {r['request_mb']} MB sent, {r['response_mb']} MB received"
     )
+    if "tasks_listed" in r:
+        print(
+            f"  tasks listed: {r['tasks_listed']} for {r['files']} tasks; listing bytes = "
+            f"{r['listing_vs_full']} x one full $select listing (target <= 2); unfiltered listings "
+            f"that returned tasks: {r['listings_in_full']}"
+        )
     print(
         f"  client: peak RSS {r['client_peak_rss_mb']} MB, CPU {r['client_cpu_seconds']} s "
         f"= {r['client_cpu_ms_per_task']} ms per task; phases {json.dumps(r['client']['phases'])}"

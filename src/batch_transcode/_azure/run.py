@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -68,9 +69,10 @@ LIST_AT_LEAST_EVERY = 5.0
 #: A listing asks for tasks whose state changed since the newest one seen, less this margin,
 #: so that a task stamped just before it but not yet listed is not missed.
 LISTING_MARGIN = dt.timedelta(seconds=1)
-#: Listings the counts ask for are at least this far apart (seconds): a task is then in at
-#: most about one listing besides its own, and listing bytes stay O(tasks).
-LISTING_GAP = 2 * LISTING_MARGIN.total_seconds()
+#: Listings the counts ask for are at least this far apart (seconds): only the tasks of the
+#: margin's last second are read again by the next one, about a third of a listing, so
+#: listing bytes stay O(tasks) (about 1.3 x one listing of every task over a run).
+LISTING_GAP = 3 * LISTING_MARGIN.total_seconds()
 
 
 class AzureRun:
@@ -394,6 +396,9 @@ class _Collector:
         self.by_task = {builders.task_id(i.index): i for i in self.items}
         self.results: dict[int, FileResult] = {}
         self.pending: dict[Future[FileResult], WorkItem] = {}
+        #: Downloads that ended, in the order they did (so that collecting them never
+        #: walks every pending download).
+        self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
         self.seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
@@ -420,12 +425,37 @@ class _Collector:
         _log_done(run.job_id, results)
         return results
 
-    def _harvest(self) -> None:
-        for fut in [f for f in self.pending if f.done()]:
+    def _harvest(self, fut: Future[FileResult] | None = None) -> None:
+        """Report the downloads that ended (``fut`` first)."""
+        while True:
+            if fut is None:
+                try:
+                    fut = self._landed.get_nowait()
+                except queue.Empty:
+                    return
             item = self.pending.pop(fut)
             result = fut.result()
             self.results[item.index] = result
             self.run.progress.finished(result)
+            fut = None
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``; back as soon as a download ends (and reported) or the run
+        is cancelled."""
+        if not self.pending:
+            self.run.cancel.wait(seconds)
+            return
+        end = time.monotonic() + seconds
+        while not self.run.cancel.is_set():
+            left = end - time.monotonic()
+            try:  # a download's end wakes this at once; a cancel within 0.1 s
+                fut = self._landed.get(timeout=max(0.0, min(0.1, left)))
+            except queue.Empty:
+                if left <= 0.1:
+                    return
+                continue
+            self._harvest(fut)
+            return
 
     def _list(self, *, full: bool = False) -> int:
         """Read finished tasks (all of them when ``full``); how many were new."""
@@ -439,7 +469,9 @@ class _Collector:
             if item is None or outcome.task_id in self.seen:
                 continue
             self.seen.add(outcome.task_id)
-            self.pending[self._downloads.submit(self._finish, item, outcome)] = item
+            fut = self._downloads.submit(self._finish, item, outcome)
+            self.pending[fut] = item
+            fut.add_done_callback(self._landed.put)
             new += 1
         return new
 
@@ -469,9 +501,9 @@ class _Collector:
             staging_done = produced is None or produced.done()
             if staging_done and len(self.seen) >= len(self.items):
                 while self.pending:  # the last downloads
-                    if run.cancel.wait(0.05):
+                    self._sleep(1.0)
+                    if run.cancel.is_set():
                         return False
-                    self._harvest()
                 return True
             now = time.monotonic()
             if now >= next_poll:
@@ -510,6 +542,4 @@ class _Collector:
                     "or add nodes"
                 )
             wake = min(next_poll, next_list) - time.monotonic()
-            if self.pending:
-                wake = min(wake, 0.05)  # report downloads as they land
-            run.cancel.wait(max(0.0, min(wake, remaining)))
+            self._sleep(max(0.0, min(wake, remaining)))  # downloads are reported as they land

@@ -144,9 +144,10 @@ class JobOperations(Operations):
             counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
             slots = dict(counts)
             stamp = now()
+            may_lag = self.state.injector.counts_may_lag()
             for t in job.tasks.values():
                 state = "running" if t.state in ("running", "preparing") else t.state
-                if state == "completed":
+                if state == "completed" and may_lag:
                     lag = self.state.injector.counts_lag(t.id)
                     if lag > 0 and (stamp - t.state_time).total_seconds() < lag:
                         state = "running"  # stale counts (Faults.stale_counts_seconds)

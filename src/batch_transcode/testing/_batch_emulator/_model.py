@@ -6,6 +6,7 @@ import copy
 import itertools
 import subprocess
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -237,13 +238,46 @@ class Task(Resource):
             "nodeInfo": self.node_info,
         }
 
-    def filter_view(self, job: Job) -> JSON:
-        """What a ``$filter`` is evaluated on: the properties of :meth:`to_json` without
-        copying them (a listing filters every task, and renders only those it returns)."""
-        return _drop_none(self._fields(job))
+    def filter_view(self, job: Job) -> Mapping[str, Any]:
+        """What a ``$filter`` is evaluated on: the properties of :meth:`to_json`, made only
+        when asked for and never copied (a listing filters every task, and renders only
+        those it returns)."""
+        return _TaskView(self, job)
 
     def to_json(self, endpoint: str, job: Job) -> JSON:
         return _drop_none(copy.deepcopy(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
+
+
+class _TaskView(Mapping[str, Any]):
+    """A task's properties for a ``$filter``: ``id``, ``state`` and ``stateTransitionTime``
+    (as the instant it renders) straight from the task, the others from one uncopied
+    render made the first time one is asked for."""
+
+    __slots__ = ("_job", "_rest", "_task")
+
+    def __init__(self, task: Task, job: Job) -> None:
+        self._task, self._job = task, job
+        self._rest: JSON | None = None
+
+    def _all(self) -> JSON:
+        if self._rest is None:
+            self._rest = _drop_none(self._task._fields(self._job))
+        return self._rest
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "state":
+            return self._task.state
+        if key == "stateTransitionTime":
+            return self._task.state_time
+        if key == "id":
+            return self._task.id
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @dataclass

@@ -144,7 +144,7 @@ class Operations:
         items: Mapping[str, Callable[[], JSON]],
         kind: str,
         path: str,
-        views: Mapping[str, Callable[[], JSON]] | None = None,
+        views: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None,
     ) -> Reply:
         """``_list`` for many items keyed by lower-case id: only the requested page is
         rendered. With ``views`` (the same properties, uncopied), a ``$filter`` is
