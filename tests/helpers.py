@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,3 +339,22 @@ def mean_colour(ffmpeg: str, image: Path) -> tuple[int, int, int]:
     )  # fmt: skip
     r, g, b = proc.stdout[:3]
     return r, g, b
+#: A process that opens an Azure session, converts, and stops without closing it.
+_LEAVE_BEHIND = """
+import os, sys
+from batch_transcode import AzureConfig, TranscodeSession
+
+out, *paths = sys.argv[1:]
+session = TranscodeSession(AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5)).open()
+session.submit(paths, output_dir=out).wait()
+print(session.session_id, flush=True)
+os._exit(0)  # as if the process died: no teardown, no interpreter exit
+"""
+
+
+def leave_session_behind(oa: OfflineAzure, paths: Sequence[Path], output_dir: Path) -> str:
+    """Convert ``paths`` on ``oa`` in a child process that then dies without tearing
+    down; return the id of the session it leaves (its job complete, pool, containers)."""
+    proc = run_python("-c", _LEAVE_BEHIND, output_dir, *paths, env={**os.environ, **oa.env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()

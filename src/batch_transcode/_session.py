@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import enum
 import functools
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from batch_transcode._aio import run_to_end
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
 from batch_transcode._job import TranscodeJob
@@ -105,6 +107,9 @@ class TranscodeSession:
         with TranscodeSession(LocalConfig(workers=4)) as s:
             report = s.convert(paths, output_dir="out", preset="mp3")
 
+    Under asyncio, ``async with TranscodeSession(config) as s:`` opens and closes
+    off the event loop, and ``report = await s.submit(...)`` waits for a job.
+
     Entering provisions (on Azure: storage containers and a pool); leaving
     removes every resource the session created, last-in-first-out, whether the
     body finished, raised or was interrupted. A teardown failure raises
@@ -193,6 +198,26 @@ class TranscodeSession:
         tb: TracebackType | None,
     ) -> None:
         self._close(exc)
+
+    async def __aenter__(self) -> TranscodeSession:
+        """``async with TranscodeSession(config) as s:`` opens in a worker thread, so the
+        event loop runs on while Azure provisions. Cancelled meanwhile, it lets the
+        opening finish, tears down what it created, then raises the cancellation."""
+        try:
+            return await run_to_end(self.open)
+        except asyncio.CancelledError:
+            await run_to_end(self._close_quietly)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Cancels running jobs and tears down in a worker thread, always to the end
+        (a cancellation meanwhile is raised once teardown is over)."""
+        await run_to_end(functools.partial(self._close, exc))
 
     # -- attaching to a job another process submitted -------------------------------
 
