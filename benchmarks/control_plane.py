@@ -4,6 +4,8 @@ For each N, on one OfflineAzure (Azurite + the Batch emulator, in this process),
 two clients run in child processes, one after the other:
 
 - ``ours``: ``TranscodeSession(AzureConfig)``, converting N tiny WAV files;
+- ``barrier`` (on request): the same, in the barrier order (``run.STREAMING = False``:
+  upload all, add all, wait, list once, download all), to compare in one run;
 - ``tutorial``: the Azure-Samples/batch-python-ffmpeg-tutorial flow written with the raw
   ``azure.batch.BatchClient`` and ``azure-storage-blob`` clients: inputs uploaded one by
   one, a pool with the apt start task, a job, ``create_tasks``, then every second
@@ -200,7 +202,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         "response_mb": round(sum(e.response_bytes for e in entries) / 1e6, 2),
     }
     listings = [e for e in entries if e.operation == "Tasks_ListTasks"]
-    if mode == "ours":
+    if mode in ("ours", "barrier"):
         # A poll: one task-count read plus the pool/node checks that follow it, until teardown
         # (finished tasks are listed between polls: counted apart).
         teardown = next((i for i, e in enumerate(entries) if e.operation == "Jobs_DeleteJob"), len(entries))
@@ -341,7 +343,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--modes", nargs="+", choices=["ours", "tutorial"], default=["ours", "tutorial"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["ours", "barrier", "tutorial"],
+        default=["ours", "tutorial"],
+        help="ours: the library; barrier: the library in the barrier order "
+        "(run.STREAMING = False); tutorial: the tutorial's pattern",
+    )
     parser.add_argument("--task", choices=["stub", "ffmpeg"], default="stub")
     parser.add_argument("--clip-seconds", type=float, default=0.2)
     parser.add_argument("--nodes", type=int, default=4)
@@ -456,6 +465,10 @@ def _child_ours(p: dict[str, Any], phases: _Phases) -> int:
         retry=RetryPolicy(attempts=6, timeout=60.0, wait_initial=0.1, wait_max=2.0, wait_jitter=0.1),
     )
     inputs = sorted(Path(p["inputs"]).iterdir())
+    if p["mode"] == "barrier":
+        from batch_transcode._azure import run
+
+        run.STREAMING = False
     _PhaseLog(phases)
     with TranscodeSession(config) as session:
         phases.mark("open")
@@ -613,7 +626,7 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
 def child_main(raw: str) -> int:
     p = json.loads(raw)
     phases = _Phases()
-    ok = _child_ours(p, phases) if p["mode"] == "ours" else _child_tutorial(p, phases)
+    ok = _child_tutorial(p, phases) if p["mode"] == "tutorial" else _child_ours(p, phases)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(

@@ -118,11 +118,13 @@ def test_to_dict_is_json_that_follows_the_schema(report: Report, tmp_path: Path)
     assert data["files"][0] == {
         "source": str(tmp_path / "talks" / "keynote.mp4"),
         "output": str(tmp_path / "mp3s" / "keynote.mp3"),
+        "outputs": [str(tmp_path / "mp3s" / "keynote.mp3")],
         "status": "converted",
         "error": None,
         "seconds": 2.5,
         "task_id": "t000000",
     }
+    assert [f["outputs"] for f in data["files"][2:]] == [[], []]  # failed, cancelled: none
     assert [f["status"] for f in data["files"]] == ["converted", "skipped", "cancelled", "failed"]
 
 
