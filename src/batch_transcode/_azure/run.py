@@ -128,7 +128,7 @@ class AzureRun:
             if not self.stop.is_set():
                 self._terminate_when_done()
 
-        return _Collector(self, self.items, produce).collect()
+        return _Collector(self, self.items, produce, hurry=feed.hurry).collect()
 
     def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
         return builders.task_create_options(
@@ -390,10 +390,13 @@ class _Collector:
         produce: Callable[[], None] | None,
         *,
         keep_existing: bool = False,
+        hurry: Callable[[], None] | None = None,
     ) -> None:
         self.run = run
         self.items = list(items)
         self.produce = produce
+        #: Called when the job has no task waiting while inputs are still staged.
+        self.hurry = hurry
         self.keep_existing = keep_existing
         self.by_task = {builders.task_id(i.index): i for i in self.items}
         self.results: dict[int, FileResult] = {}
@@ -514,11 +517,16 @@ class _Collector:
                 if moved:
                     log_counts(job_id, counts, len(self.items))
                     run.progress.counts(counts.completed, counts.failed)
+                if counts.active == 0 and not staging_done and self.hurry is not None:
+                    self.hurry()  # no task waits for a node: add the staged ones now
                 if counts.completed > len(self.seen):
                     # the counts know of finished tasks not read yet: list, but never twice
                     # within the margin, so that each task is read at most about twice
-                    # (a listing that found nothing has nothing to read again: no gap then)
-                    next_list = min(next_list, last_list + (LISTING_GAP if last_found else 0.0))
+                    # (a listing that found nothing has nothing to read again, and the
+                    # listing of the last tasks is read once: no gap then)
+                    last_ones = staging_done and counts.completed >= len(self.items)
+                    gap = LISTING_GAP if last_found and not last_ones else 0.0
+                    next_list = min(next_list, last_list + gap)
                     behind = True
                 if pool_id is None:
                     pool_id = auto_pool_id(batch, job_id, config)
