@@ -4,6 +4,8 @@ For each N, on one OfflineAzure (Azurite + the Batch emulator, in this process),
 two clients run in child processes, one after the other:
 
 - ``ours``: ``TranscodeSession(AzureConfig)``, converting N tiny WAV files;
+- ``barrier`` (on request): the same, in the barrier order (``run.STREAMING = False``:
+  upload all, add all, wait, list once, download all), to compare in one run;
 - ``tutorial``: the Azure-Samples/batch-python-ffmpeg-tutorial flow written with the raw
   ``azure.batch.BatchClient`` and ``azure-storage-blob`` clients: inputs uploaded one by
   one, a pool with the apt start task, a job, ``create_tasks``, then every second
@@ -83,6 +85,18 @@ class Entry:
     seconds: float
     #: A task listing filtered on stateTransitionTime (an incremental read of finished tasks).
     incremental: bool = False
+    #: Tasks in the answer (task listings only).
+    tasks: int = 0
+
+
+def _tasks_in(record: Any) -> int:
+    """How many tasks a List Tasks answer holds (0 for any other request)."""
+    if record.operation != "Tasks_ListTasks" or not record.response_body:
+        return 0
+    try:
+        return len(json.loads(record.response_body).get("value", []))
+    except ValueError:
+        return 0
 
 
 @dataclass
@@ -106,6 +120,7 @@ class Collector:
                     first_page="$skiptoken" not in r.query,
                     seconds=getattr(r, "seconds", 0.0),
                     incremental="stateTransitionTime" in r.query.get("$filter", ""),
+                    tasks=_tasks_in(r),
                 )
             )
 
@@ -187,7 +202,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         "response_mb": round(sum(e.response_bytes for e in entries) / 1e6, 2),
     }
     listings = [e for e in entries if e.operation == "Tasks_ListTasks"]
-    if mode == "ours":
+    if mode in ("ours", "barrier"):
         # A poll: one task-count read plus the pool/node checks that follow it, until teardown
         # (finished tasks are listed between polls: counted apart).
         teardown = next((i for i, e in enumerate(entries) if e.operation == "Jobs_DeleteJob"), len(entries))
@@ -203,6 +218,12 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         out["full_listings"] = sum(1 for e in listings if e.first_page and not e.incremental)
         out["listing_pages"] = len(listings)
         out["listing_mb"] = round(sum(e.response_bytes for e in listings) / 1e6, 2)
+        # Listing bytes against one full $select listing of the N tasks: with the same
+        # select, bytes go as tasks listed (envelopes aside: a few hundred bytes a page).
+        listed = sum(e.tasks for e in listings)
+        out["tasks_listed"] = listed
+        out["listing_vs_full"] = round(listed / n, 2)
+        out["listings_in_full"] = sum(1 for e in listings if e.first_page and not e.incremental and e.tasks)
     else:
         polls = []
         for e in listings:
@@ -300,6 +321,12 @@ def _print(result: dict[str, Any]) -> None:
         f"  full task listings: {r['full_listings']} ({r['listing_pages']} pages, {r['listing_mb']} MB); "
         f"Batch traffic: {r['request_mb']} MB sent, {r['response_mb']} MB received"
     )
+    if "tasks_listed" in r:
+        print(
+            f"  tasks listed: {r['tasks_listed']} for {r['files']} tasks; listing bytes = "
+            f"{r['listing_vs_full']} x one full $select listing (target <= 2); unfiltered listings "
+            f"that returned tasks: {r['listings_in_full']}"
+        )
     print(
         f"  client: peak RSS {r['client_peak_rss_mb']} MB, CPU {r['client_cpu_seconds']} s "
         f"= {r['client_cpu_ms_per_task']} ms per task; phases {json.dumps(r['client']['phases'])}"
@@ -316,7 +343,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--modes", nargs="+", choices=["ours", "tutorial"], default=["ours", "tutorial"])
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["ours", "barrier", "tutorial"],
+        default=["ours", "tutorial"],
+        help="ours: the library; barrier: the library in the barrier order "
+        "(run.STREAMING = False); tutorial: the tutorial's pattern",
+    )
     parser.add_argument("--task", choices=["stub", "ffmpeg"], default="stub")
     parser.add_argument("--clip-seconds", type=float, default=0.2)
     parser.add_argument("--nodes", type=int, default=4)
@@ -431,6 +465,10 @@ def _child_ours(p: dict[str, Any], phases: _Phases) -> int:
         retry=RetryPolicy(attempts=6, timeout=60.0, wait_initial=0.1, wait_max=2.0, wait_jitter=0.1),
     )
     inputs = sorted(Path(p["inputs"]).iterdir())
+    if p["mode"] == "barrier":
+        from batch_transcode._azure import run
+
+        run.STREAMING = False
     _PhaseLog(phases)
     with TranscodeSession(config) as session:
         phases.mark("open")
@@ -588,7 +626,7 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
 def child_main(raw: str) -> int:
     p = json.loads(raw)
     phases = _Phases()
-    ok = _child_ours(p, phases) if p["mode"] == "ours" else _child_tutorial(p, phases)
+    ok = _child_tutorial(p, phases) if p["mode"] == "tutorial" else _child_ours(p, phases)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(

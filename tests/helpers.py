@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,3 +264,97 @@ class ScriptedEndpoint:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         return Handler
+
+
+# -- several outputs, loudness, thumbnails ---------------------------------------------
+
+
+def make_talk(ffmpeg: str, path: Path, seconds: int = 12, *, video: bool = True) -> Path:
+    """A ``seconds`` long clip whose audio is speech-like in level: a 220 Hz tone at -40 dBFS
+    in even seconds and -20 dBFS in odd ones (a 20 dB swing), with a 64x48 video unless
+    ``video=False`` (then an M4A). Its integrated loudness is far from any target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tone = f"aevalsrc=0.01*(1+9*mod(floor(t)\\,2))*sin(2*PI*220*t):s=44100:d={seconds}"
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    if video:
+        args += ["-f", "lavfi", "-i", f"testsrc=duration={seconds}:size=64x48:rate=5"]
+    args += ["-f", "lavfi", "-i", tone]
+    if video:
+        args += ["-c:v", "mpeg4"]
+    args += ["-c:a", "aac", "-b:a", "128k", "-shortest", str(path)]
+    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def integrated_loudness(ffmpeg: str, path: Path) -> float:
+    """``path``'s EBU R128 integrated loudness in LUFS, measured by ffmpeg's ebur128 filter
+    (https://ffmpeg.org/ffmpeg-filters.html#ebur128-1): the ``I:`` of its summary."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-i", "file:" + str(path), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    summary = proc.stderr[proc.stderr.rindex("Integrated loudness:") :]
+    return float(summary.split("I:", 1)[1].split("LUFS", 1)[0])
+
+
+def stream_info(ffmpeg: str, path: Path) -> str:
+    """The ``Stream #...`` lines ffmpeg prints for ``path`` (there is no ffprobe here)."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-i", "file:" + str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return "\n".join(line.strip() for line in proc.stderr.splitlines() if "Stream #" in line)
+
+
+def make_red_then_blue(ffmpeg: str, path: Path, seconds: int = 4, *, raw: bool = False) -> Path:
+    """A 64x48 video, red for its first half and blue for its second, with a tone; with
+    ``raw=True`` a bare MPEG-4 video stream (``.m4v``: no container, so no duration)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = seconds / 2
+    video = f"color=c=red:s=64x48:r=5:d={seconds},drawbox=w=iw:h=ih:color=blue:t=fill:enable='gte(t,{half})'"
+    args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", video]
+    if raw:
+        args += ["-c:v", "mpeg4", "-f", "m4v", str(path)]
+    else:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+        args += ["-c:v", "mpeg4", "-c:a", "aac", "-shortest", str(path)]
+    subprocess.run(args, check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def mean_colour(ffmpeg: str, image: Path) -> tuple[int, int, int]:
+    """An image's mean colour (R, G, B): ffmpeg scales it to one pixel."""
+    proc = subprocess.run(
+        [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", "file:" + str(image),
+         "-vf", "scale=1:1", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    r, g, b = proc.stdout[:3]
+    return r, g, b
+#: A process that opens an Azure session, converts, and stops without closing it.
+_LEAVE_BEHIND = """
+import os, sys
+from batch_transcode import AzureConfig, TranscodeSession
+
+out, *paths = sys.argv[1:]
+session = TranscodeSession(AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5)).open()
+session.submit(paths, output_dir=out).wait()
+print(session.session_id, flush=True)
+os._exit(0)  # as if the process died: no teardown, no interpreter exit
+"""
+
+
+def leave_session_behind(oa: OfflineAzure, paths: Sequence[Path], output_dir: Path) -> str:
+    """Convert ``paths`` on ``oa`` in a child process that then dies without tearing
+    down; return the id of the session it leaves (its job complete, pool, containers)."""
+    proc = run_python("-c", _LEAVE_BEHIND, output_dir, *paths, env={**os.environ, **oa.env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()

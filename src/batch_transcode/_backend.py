@@ -24,7 +24,8 @@ class Backend(Protocol):
     fails to convert is a failed result, never an exception. ``run`` is called
     from a job's worker thread; when ``cancel`` is set it stops promptly and
     returns (files not done get status ``"cancelled"``). Several runs may share one
-    opened backend.
+    opened backend. ``presets`` are the run's outputs per input, in order (each item
+    has one output per preset); one ffmpeg run per item writes them all.
     """
 
     name: str
@@ -34,7 +35,7 @@ class Backend(Protocol):
     def run(
         self,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,

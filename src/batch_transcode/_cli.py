@@ -1,8 +1,16 @@
-"""The ``batch-transcode`` command line: convert, demo, cleanup, emulator."""
+"""The ``batch-transcode`` command line: convert, plan, attach, sessions, demo, cleanup, emulator.
+
+Exit codes: 0 done, 1 a file failed (or the run could not finish), 2 usage or
+configuration error, 130 interrupted (Ctrl-C). Credentials come from the
+``AZURE_*`` environment variables only, never from flags (flags end up in shell
+histories and process listings).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import shlex
 import signal
@@ -12,11 +20,22 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any, TextIO
 
-from batch_transcode._config import AzureConfig, LocalConfig
-from batch_transcode._errors import ConfigError, InputError, TranscodeError
+import attrs
+
+from batch_transcode._config import (
+    AptFFmpeg,
+    AzureConfig,
+    ContainerFFmpeg,
+    FFmpegProvisioning,
+    LocalConfig,
+    StagedFFmpeg,
+)
+from batch_transcode._errors import AttachError, ConfigError, InputError, TranscodeError
 from batch_transcode._naming import discover
-from batch_transcode._presets import PRESETS
+from batch_transcode._plan import DEFAULT_MB_PER_SECOND
+from batch_transcode._presets import PRESETS, Preset, resolve_preset
 from batch_transcode._report import Report
 from batch_transcode._session import TranscodeSession
 from batch_transcode.samples import make_sample_media
@@ -26,29 +45,240 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED_FILES = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Flags of one backend only: option dest -> flag as typed.
+LOCAL_FLAGS = {"workers": "--workers", "ffmpeg": "--ffmpeg"}
+AZURE_FLAGS = {
+    "nodes": "--nodes",
+    "spot_nodes": "--spot-nodes",
+    "autoscale": "--autoscale",
+    "max_nodes": "--max-nodes",
+    "vm_size": "--vm-size",
+    "pool_id": "--pool-id",
+    "keep_pool": "--keep-pool",
+    "ffmpeg_from": "--ffmpeg-from",
+    "session_timeout": "--session-timeout",
+}
+#: AzureConfig's default for a task's time limit; a shorter session shortens it too.
+_TASK_TIMEOUT = attrs.fields(AzureConfig).task_timeout.default
+
+
+# -- argument types -------------------------------------------------------------------
+
+
+def _number(text: str, kind: type[int] | type[float], *, zero_ok: bool) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {'0 or more' if zero_ok else 'above 0'}")
+    return value
+
+
+def _count(text: str) -> int:
+    return int(_number(text, int, zero_ok=True))
+
+
+def _positive(text: str) -> float:
+    return _number(text, float, zero_ok=False)
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``6h`` or ``1d``."""
+    from batch_transcode._azure.cleanup import parse_age
+
+    try:
+        seconds = parse_age(text).total_seconds()
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 6h or 1d") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return seconds
+
+
+def _ffmpeg_from(text: str) -> FFmpegProvisioning:
+    """``apt``, ``staged=PATH`` (a static Linux ffmpeg to upload) or ``container[=IMAGE]``."""
+    kind, _, value = text.partition("=")
+    if kind == "apt" and not value:
+        return AptFFmpeg()
+    if kind == "staged" and value:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise argparse.ArgumentTypeError(f"staged ffmpeg {value!r} is not a file")
+        return StagedFFmpeg(binary=path)
+    if kind == "container":
+        return ContainerFFmpeg(image=value) if value else ContainerFFmpeg()
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: use apt, staged=PATH (a static Linux ffmpeg binary) or container[=IMAGE]"
+    )
+
+
+# -- the parser -----------------------------------------------------------------------
+
+
+def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        default=None,
+        help=f"also write {what} as JSON to FILE ('-': to standard output, the text then goes "
+        "to standard error)",
+    )
+
+
+def _backend_options() -> argparse.ArgumentParser:
+    """Options shared by ``convert`` and ``plan``: which backend, and its settings."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--to",
+        dest="preset",
+        default=["mp3"],
+        type=_preset_names,
+        metavar="PRESET[,PRESET...]",
+        help=f"output preset, or several written in one pass (e.g. mp3,opus,thumbnail); "
+        f"one of {', '.join(sorted(PRESETS))} (default mp3)",
+    )
+    parent.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="normalise the audio outputs to this EBU R128 loudness (e.g. -16 podcasts, -23 broadcast)",
+    )
+    parent.add_argument(
+        "--backend",
+        choices=("local", "azure"),
+        default="local",
+        help="local: ffmpeg on this machine (default); azure: Azure Batch, with credentials from the "
+        "AZURE_* environment variables",
+    )
+    local = parent.add_argument_group("local backend")
+    local.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="ffmpeg processes at once (default: CPUs)"
+    )
+    local.add_argument("--ffmpeg", default=None, metavar="EXE", help="the ffmpeg executable to use")
+    azure = parent.add_argument_group("azure backend (AzureConfig settings of the same names)")
+    azure.add_argument(
+        "--nodes", type=_count, default=None, metavar="N", help="dedicated nodes (dedicated_nodes, default 1)"
+    )
+    azure.add_argument("--spot-nodes", type=_count, default=None, metavar="N", help="Spot nodes (default 0)")
+    azure.add_argument(
+        "--autoscale",
+        action="store_true",
+        default=None,
+        help="scale the pool with the pending tasks, up to --max-nodes",
+    )
+    azure.add_argument(
+        "--max-nodes", type=_count, default=None, metavar="N", help="autoscale ceiling (default 10)"
+    )
+    azure.add_argument("--vm-size", default=None, metavar="SIZE", help="e.g. Standard_D2s_v5 (the default)")
+    azure.add_argument(
+        "--pool-id", default=None, metavar="ID", help="run on this existing pool (it is never deleted)"
+    )
+    azure.add_argument(
+        "--keep-pool", action="store_true", default=None, help="leave the session's pool for reuse"
+    )
+    azure.add_argument(
+        "--ffmpeg-from",
+        type=_ffmpeg_from,
+        default=None,
+        metavar="HOW",
+        help="how nodes get ffmpeg: apt (default), staged=PATH (upload this static Linux "
+        "ffmpeg) or container[=IMAGE]",
+    )
+    azure.add_argument(
+        "--session-timeout",
+        type=_duration,
+        default=None,
+        metavar="TIME",
+        help="the most the session's jobs may run, such as 90m or 6h (default 6h); the "
+        "service ends them after that even if this process is gone",
+    )
+    return parent
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch-transcode",
         description="Transcode media files in parallel with ffmpeg, on this machine or on Azure Batch.",
+        epilog="Exit codes: 0 done, 1 a file failed, 2 usage or configuration error, 130 interrupted. "
+        "Azure credentials are read from AZURE_BATCH_ENDPOINT, AZURE_BATCH_ACCOUNT, "
+        "AZURE_BATCH_ACCESS_KEY, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT "
+        "(+ AZURE_STORAGE_KEY).",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    backend = _backend_options()
 
-    conv = sub.add_parser("convert", help="convert files or folders of media files")
+    conv = sub.add_parser(
+        "convert", parents=[backend], help="convert files or folders of media files", description=(
+            "Convert files, or the media files found in folders, into --output-dir with the "
+            "inputs' layout. Outputs already there from an earlier run are kept."
+        ),
+    )  # fmt: skip
     conv.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for media")
-    conv.add_argument("--to", dest="preset", default="mp3", choices=sorted(PRESETS), help="output preset")
     conv.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="where outputs go")
-    conv.add_argument("--backend", choices=("local", "azure"), default="local")
-    conv.add_argument("--workers", type=int, default=None, help="local: ffmpeg processes at once")
-    conv.add_argument("--ffmpeg", default=None, help="local: the ffmpeg executable to use")
+    conv.add_argument(
+        "--skip-existing",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep outputs already complete from an earlier run (default: yes)",
+    )
     conv.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _add_json(conv, "the report")
+
+    plan = sub.add_parser(
+        "plan", parents=[backend], help="estimate a run: files, bytes, nodes, time and cost", description=(
+            "Estimate a convert run with the same options, creating nothing: files, bytes to "
+            "stage, nodes, wall time, node-hours and, with --price-per-node-hour, the cost."
+        ),
+    )  # fmt: skip
+    plan.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for media")
+    plan.add_argument("-o", "--output-dir", default="out", metavar="DIR", help="as for convert")
+    plan.add_argument(
+        "--price-per-node-hour", type=_positive, default=None, metavar="PRICE", help="your VM price"
+    )
+    plan.add_argument(
+        "--mb-per-second",
+        type=_positive,
+        default=DEFAULT_MB_PER_SECOND,
+        metavar="MBPS",
+        help=f"assumed input MB/s per task slot (default {DEFAULT_MB_PER_SECOND:g})",
+    )
+    _add_json(plan, "the plan")
+
+    att = sub.add_parser(
+        "attach", help="collect the outputs of a session whose process died", description=(
+            "Attach to an Azure job whose submitting process is gone (a crash, a closed "
+            "notebook): watch it, download its outputs into --output-dir, then remove the "
+            "session's job, pool and containers. Give a session id (from 'batch-transcode "
+            "sessions') or a job id."
+        ),
+    )  # fmt: skip
+    att.add_argument("ident", metavar="SESSION_OR_JOB", help="e.g. bt-20261101t1200-1a2b3c4d")
+    att.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="where outputs go")
+    att.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    _add_json(att, "the report")
+
+    sess = sub.add_parser(
+        "sessions", help="list the sessions alive in the Azure account", description=(
+            "List the sessions of this library with resources in the Azure account (from the "
+            "tags on their pools, jobs and containers): age, pool state and nodes, tasks done, "
+            "containers, and the commands that attach to or remove each."
+        ),
+    )  # fmt: skip
+    sess.add_argument(
+        "--json", nargs="?", const="-", default=None, metavar="FILE",
+        help="write the list as JSON instead of text (to FILE, default standard output)",
+    )  # fmt: skip
 
     demo = sub.add_parser("demo", help="generate sample videos and convert them to MP3 locally")
     demo.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="default: ./demo-out")
     demo.add_argument("--count", type=int, default=4, help="number of sample videos (default 4)")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
     clean = sub.add_parser("cleanup", help="remove pools, jobs and containers left by crashed sessions")
     clean.add_argument("--older-than", default="2h", help="age such as 30m, 2h, 1d, 0s (default 2h)")
@@ -60,35 +290,189 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _preset_names(text: str) -> list[str]:
+    """``--to mp3,opus,thumbnail``: known preset names, comma-separated."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PRESETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown preset {', '.join(unknown) or repr(text)}; use one or more of "
+            f"{', '.join(sorted(PRESETS))}, separated by commas"
+        )
+    return names
+
+
+def _with_loudness(names: Sequence[str], loudness: float | None) -> list[Preset]:
+    """The presets named, the audio ones normalised to ``loudness`` when given."""
+    presets = [resolve_preset(n) for n in names]
+    if loudness is None:
+        return presets
+    return [p if p.video_only else p.with_audio(loudness=loudness) for p in presets]
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _print_report(report: Report, output_dir: Path) -> None:
-    print(report.summary())
-    print(f"outputs are in {output_dir}")
+# -- shared pieces ----------------------------------------------------------------------
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    config: LocalConfig | AzureConfig
+def _given(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    return [flag for dest, flag in flags.items() if getattr(args, dest, None) is not None]
+
+
+def _config(args: argparse.Namespace) -> LocalConfig | AzureConfig:
+    """The backend's config from the flags; a flag of the other backend is a usage error."""
     if args.backend == "azure":
-        config = AzureConfig.from_env()
-    else:
-        kwargs: dict[str, object] = {"ffmpeg": args.ffmpeg}
-        if args.workers is not None:
-            kwargs["workers"] = args.workers
-        config = LocalConfig(**kwargs)  # type: ignore[arg-type]
+        wrong = _given(args, LOCAL_FLAGS)
+        if wrong:
+            raise ConfigError(f"{', '.join(wrong)}: only for --backend local")
+        overrides: dict[str, Any] = {}
+        for dest, field in (
+            ("nodes", "dedicated_nodes"),
+            ("spot_nodes", "spot_nodes"),
+            ("autoscale", "autoscale"),
+            ("max_nodes", "max_nodes"),
+            ("vm_size", "vm_size"),
+            ("pool_id", "pool_id"),
+            ("keep_pool", "keep_pool"),
+            ("ffmpeg_from", "ffmpeg"),
+            ("session_timeout", "session_timeout"),
+        ):
+            value = getattr(args, dest)
+            if value is not None:
+                overrides[field] = value
+        if args.session_timeout is not None and args.session_timeout < _TASK_TIMEOUT:
+            overrides["task_timeout"] = args.session_timeout  # no task may outlive its session
+        return AzureConfig.from_env(**overrides)
+    wrong = _given(args, AZURE_FLAGS)
+    if wrong:
+        raise ConfigError(f"{', '.join(wrong)}: only for --backend azure")
+    kwargs: dict[str, Any] = {"ffmpeg": args.ffmpeg}
+    if args.workers is not None:
+        kwargs["workers"] = args.workers
+    return LocalConfig(**kwargs)
+
+
+def _preset(args: argparse.Namespace) -> list[Preset]:
+    """The output presets the flags ask for (``--to``, ``--loudness``)."""
+    return _with_loudness(args.preset, args.loudness)
+
+
+def _paths(args: argparse.Namespace) -> list[Path]:
     paths = discover(args.paths)
     if not paths:
         raise InputError(f"no media files found in {', '.join(args.paths)}")
+    return paths
+
+
+def _text_stream(args: argparse.Namespace) -> TextIO:
+    """Where the human-readable text goes: stderr when the JSON goes to stdout."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
+
+
+def _write_json(data: object, target: str | None) -> None:
+    if target is None:
+        return
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _finish(report: Report, output_dir: Path, args: argparse.Namespace) -> int:
+    _write_json(report.to_dict(), getattr(args, "json", None))
+    out = _text_stream(args)
+    print(report.summary(), file=out)
+    print(f"outputs are in {output_dir}", file=out)
+    return EXIT_OK if report.ok else EXIT_FAILED_FILES
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    config = _config(args)
+    preset = _preset(args)
+    paths = _paths(args)
     out = Path(args.output_dir)
     with TranscodeSession(config) as session:
         report = session.convert(
-            paths, output_dir=out, preset=args.preset, show_progress=not args.no_progress
+            paths,
+            output_dir=out,
+            preset=preset,
+            show_progress=not args.no_progress,
+            skip_existing=args.skip_existing,
         )
-    _print_report(report, out.absolute())
-    return EXIT_OK if report.ok else EXIT_FAILED_FILES
+    return _finish(report, out.absolute(), args)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    config = _config(args)
+    plan = TranscodeSession(config).plan(
+        _paths(args),
+        output_dir=args.output_dir,
+        preset=_preset(args),
+        price_per_node_hour=args.price_per_node_hour,
+        mb_per_second=args.mb_per_second,
+    )
+    _write_json({**attrs.asdict(plan), "estimated_cost": plan.estimated_cost}, args.json)
+    print(plan, file=_text_stream(args))
+    return EXIT_OK
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    out = Path(args.output_dir)
+    config = AzureConfig.from_env()
+    with TranscodeSession.attach(
+        args.ident, config, output_dir=out, show_progress=not args.no_progress
+    ) as job:
+        report = job.wait()
+    return _finish(report, out.absolute(), args)
+
+
+def _age(delta: dt.timedelta | None) -> str:
+    if delta is None:
+        return "age unknown"
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 120:
+        return f"{minutes} min old"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h old"
+    return f"{minutes / 1440:.1f} days old"
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    from batch_transcode._azure._clients import make_batch_client
+    from batch_transcode._azure.sessions import list_sessions
+    from batch_transcode._azure.staging import make_blob_service_client
+
+    config = AzureConfig.from_env()
+    batch = make_batch_client(config)
+    blobs, _key = make_blob_service_client(config)
+    now = dt.datetime.now(dt.UTC)
+    sessions = list_sessions(batch, blobs, config.retry, now=now)
+    if args.json is not None:
+        _write_json([s.to_dict(now) for s in sessions], args.json)
+        if args.json == "-":
+            return EXIT_OK
+    out = _text_stream(args)
+    if not sessions:
+        print("no sessions of batch-transcode in this account", file=out)
+        return EXIT_OK
+    for s in sessions:
+        print(f"{s.session_id}  ({_age(s.age(now))})", file=out)
+        for line in [*map(str, s.pools), *map(str, s.jobs)]:
+            print(f"  {line}", file=out)
+        if s.containers:
+            print(f"  containers: {', '.join(s.containers)}", file=out)
+        if s.attach_command:
+            print(f"  collect:  {s.attach_command}", file=out)
+        print(f"  remove:   {s.cleanup_command}", file=out)
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -100,10 +484,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             report = session.convert(
                 samples, output_dir=out, preset="mp3", show_progress=not args.no_progress
             )
-    _print_report(report, out)
+    code = _finish(report, out, args)
     for r in report.succeeded:
         print(f"  {r.output}")
-    return EXIT_OK if report.ok else EXIT_FAILED_FILES
+    return code
 
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
@@ -161,18 +545,23 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+COMMANDS = {
+    "convert": _cmd_convert,
+    "plan": _cmd_plan,
+    "attach": _cmd_attach,
+    "sessions": _cmd_sessions,
+    "demo": _cmd_demo,
+    "cleanup": _cmd_cleanup,
+    "emulator": _cmd_emulator,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
-    handler = {
-        "convert": _cmd_convert,
-        "demo": _cmd_demo,
-        "cleanup": _cmd_cleanup,
-        "emulator": _cmd_emulator,
-    }[args.command]
     try:
-        return handler(args)
-    except (ConfigError, InputError) as exc:
+        return COMMANDS[args.command](args)
+    except (ConfigError, InputError, AttachError) as exc:
         print(f"batch-transcode: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except TranscodeError as exc:
@@ -180,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED_FILES
     except KeyboardInterrupt:
         print("batch-transcode: interrupted; everything the session created was removed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
 import attrs
 
+from batch_transcode._aio import run_to_end, wait_uncancellable
 from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
 from batch_transcode._progress import ProgressCallback, ProgressSink
@@ -60,6 +62,12 @@ class TranscodeJob:
     still running; a job from :meth:`TranscodeSession.attach` owns the session
     that attached to it, and leaving the block closes that session too (removing
     the adopted job, pool and containers).
+
+    Under asyncio, ``async for result in job`` yields each result as its file
+    finishes and ``report = await job`` waits for the report, without blocking
+    the event loop. Cancelling the task that awaits (or iterates) cancels the
+    job and waits for it to stop before the cancellation propagates. ``async with
+    job:`` leaves as ``with job:`` does, off the event loop.
     """
 
     def __init__(
@@ -97,6 +105,8 @@ class TranscodeJob:
         self._index_of = {item.source: item.index for item in todo}
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
         self._thread = threading.Thread(target=self._run, args=(runner, todo), name=name, daemon=True)
+        #: Called (from the worker thread) after each result and when the job stops.
+        self._watchers: list[Callable[[], None]] = []
 
     def start(self) -> TranscodeJob:
         """Start the work in the background (the session does, when it hands the job out);
@@ -110,8 +120,15 @@ class TranscodeJob:
     def _on_event(self, event: ProgressEvent) -> None:
         if event.kind == "finished" and event.result is not None:
             self._completed.put((self._index_of[event.source], event.result))
+            self._notify()
         if self._user_progress is not None:
             self._user_progress(event)
+
+    def _notify(self) -> None:
+        with self._lock:
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher()
 
     def _run(self, runner: Runner, todo: list[WorkItem]) -> None:
         try:
@@ -134,6 +151,7 @@ class TranscodeJob:
                             else FileResult.failure(item.source, "not run: the job stopped early")
                         )
             self._finished.set()
+            self._notify()
 
     # -- user side ------------------------------------------------------------------
 
@@ -240,6 +258,104 @@ class TranscodeJob:
                 yielded.add(index)
                 yield result
 
+    def _drain(self, yielded: set[int]) -> tuple[list[FileResult], bool]:
+        """Results ready now and not yielded yet, and whether they are the last ones.
+        Once the job has stopped, files that never ran come last; what stopped the job
+        (if it could not run) is raised after the results that were ready."""
+        finished = self.done()  # read first: whatever was queued before it is drained below
+        ready: list[FileResult] = []
+        while True:
+            try:
+                index, result = self._completed.get_nowait()
+            except queue.Empty:
+                break
+            if index not in yielded:
+                yielded.add(index)
+                ready.append(result)
+        if not finished:
+            return ready, len(yielded) == len(self._items)
+        if self._error is not None and not ready:
+            raise self._error
+        with self._lock:
+            rest = [(i.index, self._results[i.index]) for i in self._items if i.index not in yielded]
+        for index, result in rest:
+            yielded.add(index)
+            ready.append(result)
+        return ready, self._error is None
+
+    async def _changes(self) -> AsyncGenerator[None, None]:
+        """Yields once at once, then each time a result arrives or the job stops."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+
+        def watcher() -> None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+        with self._lock:
+            self._watchers.append(watcher)
+        try:
+            while True:
+                wake.clear()
+                yield
+                await wake.wait()
+        finally:
+            with self._lock:
+                self._watchers.remove(watcher)
+
+    async def _stopped(self) -> None:
+        """Wait, without blocking the loop, until the job has stopped."""
+        changes = self._changes()
+        try:
+            async for _ in changes:
+                if self.done():
+                    return
+        finally:
+            await changes.aclose()
+
+    async def _cancel_and_stop(self) -> None:
+        """Cancel, and wait for the job to stop even if cancelled again meanwhile."""
+        self.cancel()
+        await wait_uncancellable(asyncio.ensure_future(self._stopped()))
+
+    async def _results_as_they_finish(self) -> AsyncIterator[FileResult]:
+        changes = self._changes()
+        yielded: set[int] = set()
+        try:
+            async for _ in changes:
+                while True:
+                    ready, last = self._drain(yielded)
+                    for result in ready:
+                        yield result
+                    if last:
+                        return
+                    if not self.done():
+                        break  # wait for the next change
+        except asyncio.CancelledError:
+            await self._cancel_and_stop()
+            raise
+        finally:
+            await changes.aclose()
+
+    def __aiter__(self) -> AsyncIterator[FileResult]:
+        """``async for result in job``: each :class:`FileResult` as its file finishes,
+        as :meth:`as_completed` yields them."""
+        return self._results_as_they_finish()
+
+    async def _report(self) -> Report:
+        try:
+            await self._stopped()
+        except asyncio.CancelledError:
+            await self._cancel_and_stop()
+            raise
+        return self.wait()
+
+    def __await__(self) -> Generator[Any, None, Report]:
+        """``report = await job``: :meth:`wait`, without blocking the event loop."""
+        return self._report().__await__()
+
     @property
     def session(self) -> Any:
         """The :class:`~batch_transcode.TranscodeSession` the job runs in."""
@@ -259,6 +375,19 @@ class TranscodeJob:
             return
         self.cancel()
         self.join(None)
+
+    async def __aenter__(self) -> TranscodeJob:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``async with job:``: what leaving ``with job:`` does, in a worker thread and
+        always to its end (a job from ``attach`` closes its session there)."""
+        await run_to_end(lambda: self.__exit__(exc_type, exc, tb))
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "cancelling" if self.cancelled else "running"

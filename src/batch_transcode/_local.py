@@ -9,10 +9,18 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from batch_transcode._commands import ffmpeg_argv
 from batch_transcode._config import LocalConfig
-from batch_transcode._ffmpeg import describe_ffmpeg_failure, find_ffmpeg, temporary_output
+from batch_transcode._ffmpeg import (
+    DURATION_UNKNOWN_LINE,
+    EMPTY_OUTPUT_LINE,
+    describe_ffmpeg_failure,
+    find_ffmpeg,
+    probe_duration,
+    temporary_output,
+)
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._process import kill_process_group
@@ -23,6 +31,14 @@ from batch_transcode._teardown import Teardown
 __all__ = ["LocalBackend"]
 
 log = logging.getLogger(__name__)
+
+
+def _written(path: Path) -> bool:
+    """ffmpeg can exit 0 having written nothing to an output (a thumbnail past the end)."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 class LocalBackend:
@@ -46,22 +62,26 @@ class LocalBackend:
     def run(
         self,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,
     ) -> list[FileResult]:
-        return _LocalRun(self, preset, progress, cancel).run(items)
+        return _LocalRun(self, presets, progress, cancel).run(items)
 
 
 class _LocalRun:
     """One batch of files on the local backend; ``cancel`` stops it at once."""
 
     def __init__(
-        self, backend: LocalBackend, preset: Preset, progress: ProgressSink, cancel: threading.Event
+        self,
+        backend: LocalBackend,
+        presets: Sequence[Preset],
+        progress: ProgressSink,
+        cancel: threading.Event,
     ) -> None:
         self.backend = backend
-        self.preset = preset
+        self.presets = tuple(presets)
         self.progress = progress
         self.cancel = cancel
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -76,9 +96,20 @@ class _LocalRun:
             return FileResult.cancellation(item.source, "cancelled before it started")
         self.progress.started(item.source)
         started = time.monotonic()
+        duration = None
+        if any(p.seek_fraction is not None for p in self.presets):
+            duration = probe_duration(self.backend.ffmpeg, str(item.source))
+            if duration is None:
+                why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
+                return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
         item.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temporary_output(item.output)
-        argv = ffmpeg_argv(self.backend.ffmpeg, str(item.source), str(tmp), self.preset)
+        tmps = [temporary_output(output) for output in item.outputs]
+        argv = ffmpeg_argv(
+            self.backend.ffmpeg,
+            str(item.source),
+            [(str(tmp), preset) for tmp, preset in zip(tmps, self.presets, strict=True)],
+            duration=duration,
+        )
         try:
             proc = subprocess.Popen(
                 argv,
@@ -105,16 +136,26 @@ class _LocalRun:
             seconds = time.monotonic() - started
             if self.cancel.is_set():
                 return FileResult.cancellation(item.source, seconds=seconds)
-            if code == 0 and tmp.is_file():
-                os.replace(tmp, item.output)
-                return FileResult.converted(item.source, item.output, seconds=seconds)
+            if code == 0:
+                empty = [n for n, tmp in enumerate(tmps) if not _written(tmp)]
+                if not empty:
+                    for tmp, output in zip(tmps, item.outputs, strict=True):
+                        os.replace(tmp, output)
+                    return FileResult.converted(
+                        item.source, item.output, outputs=item.outputs, seconds=seconds
+                    )
+                stderr += "".join(
+                    "\n" + EMPTY_OUTPUT_LINE.format(index=n, extension=self.presets[n].extension)
+                    for n in empty
+                )
             return FileResult.failure(
-                item.source, describe_ffmpeg_failure(code, stderr, self.preset), seconds=seconds
+                item.source, describe_ffmpeg_failure(code, stderr, self.presets), seconds=seconds
             )
         finally:
             with self._lock:
                 self._procs.discard(proc)
-            tmp.unlink(missing_ok=True)
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         with self._lock:

@@ -23,16 +23,31 @@ MEDIA_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 
+def _first_output(item: WorkItem) -> tuple[Path, ...]:
+    return (item.output,)
+
+
+def _first_relative_output(item: WorkItem) -> tuple[str, ...]:
+    return (item.relative_output,)
+
+
 @attrs.define(frozen=True)
 class WorkItem:
     """One file to convert: its index in the input order, source, output and the
-    output's path relative to ``output_dir`` (POSIX form, also the blob name)."""
+    output's path relative to ``output_dir`` (POSIX form, also the blob name).
+
+    ``outputs`` / ``relative_outputs`` hold every output when a run has several
+    presets, in the presets' order; ``output`` / ``relative_output`` are the first."""
 
     index: int
     source: Path
     output: Path
     relative_output: str
     relative_source: str
+    outputs: tuple[Path, ...] = attrs.field(default=attrs.Factory(_first_output, takes_self=True))
+    relative_outputs: tuple[str, ...] = attrs.field(
+        default=attrs.Factory(_first_relative_output, takes_self=True)
+    )
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -81,38 +96,43 @@ def _common_parent(sources: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(s.parent) for s in sources]))
 
 
-def plan_work(sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str) -> list[WorkItem]:
-    """Map each source to its output under ``output_dir``.
+def plan_work(
+    sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str | Sequence[str]
+) -> list[WorkItem]:
+    """Map each source to its output under ``output_dir``, one output per extension
+    (``extension`` is one, or a sequence of them, as many as the run has presets).
 
-    Outputs keep the sources' directory layout relative to their common parent
+    Every output of a source has the source's stem and its own extension. Outputs
+    keep the sources' directory layout relative to their common parent
     and keep inner dots (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to
     one output, or an output that would overwrite its own source, raise
     :class:`OutputCollisionError` before any work starts.
     """
+    extensions = (extension,) if isinstance(extension, str) else tuple(extension)
     out_root = Path(output_dir).absolute()
     root = _common_parent(sources)
     items: list[WorkItem] = []
     by_output: dict[Path, list[Path]] = defaultdict(list)
     for index, source in enumerate(sources):
         rel = source.relative_to(root)
-        rel_out = (
-            rel.with_name(f"{rel.stem}.{extension}")
-            if rel.suffix
-            else rel.with_name(f"{rel.name}.{extension}")
-        )
-        output = out_root / rel_out
-        by_output[output].append(source)
+        stem = rel.stem if rel.suffix else rel.name
+        rel_outs = [rel.with_name(f"{stem}.{ext}") for ext in extensions]
+        outputs = [out_root / r for r in rel_outs]
+        for output in outputs:
+            by_output[output].append(source)
         items.append(
             WorkItem(
                 index=index,
                 source=source,
-                output=output,
-                relative_output=rel_out.as_posix(),
+                output=outputs[0],
+                relative_output=rel_outs[0].as_posix(),
                 relative_source=rel.as_posix(),
+                outputs=tuple(outputs),
+                relative_outputs=tuple(r.as_posix() for r in rel_outs),
             )
         )
     collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1]
-    collisions += [(i.output, [i.source]) for i in items if i.output == i.source]
+    collisions += [(out, [i.source]) for i in items for out in i.outputs if out == i.source]
     if collisions:
         raise OutputCollisionError(collisions)
     return items

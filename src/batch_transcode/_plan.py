@@ -10,6 +10,7 @@ import attrs
 
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._naming import WorkItem
+from batch_transcode._presets import Preset
 
 __all__ = ["Plan", "make_plan"]
 
@@ -20,6 +21,20 @@ DEFAULT_MB_PER_SECOND = 8.0
 TASK_OVERHEAD_SECONDS = 3.0
 #: A pool's time from creation until its nodes run tasks (allocation + start task).
 POOL_STARTUP_SECONDS = 300.0
+#: What each output beyond the first adds to a task's conversion time, as a share of a
+#: one-output task's: the input is read and decoded once for all outputs, but each audio
+#: output is encoded on its own, which is most of the work (Opus costs more than MP3); a
+#: thumbnail decodes a few video frames.
+#: Measured by benchmarks/outputs.py (docs/performance.md, "Several outputs per input").
+EXTRA_AUDIO_OUTPUT_SHARE = 1.0
+EXTRA_IMAGE_OUTPUT_SHARE = 0.3
+#: Assumed bit rate of the inputs (kbit/s), to turn input bytes into media seconds for
+#: the output size estimate: a typical lecture or talk video.
+ASSUMED_INPUT_KBPS = 1500.0
+#: Assumed bit rate (kbit/s) of each built-in output format, when its preset sets none.
+OUTPUT_KBPS = {"mp3": 190.0, "m4a": 192.0, "opus": 128.0, "flac": 800.0, "wav": 1536.0}
+#: Assumed size of one thumbnail (a JPEG frame) and of an output of unknown kind.
+THUMBNAIL_BYTES = 60_000
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -37,6 +52,10 @@ class Plan:
     node_hours: float
     price_per_node_hour: float | None
     assumptions: str
+    #: Output files the run writes (files x presets) and their estimated size in bytes
+    #: (what comes back from the nodes on Azure).
+    outputs: int = 0
+    output_bytes: int = 0
 
     @property
     def estimated_cost(self) -> float | None:
@@ -49,6 +68,7 @@ class Plan:
             ("backend", self.backend),
             ("files", f"{self.files}"),
             ("bytes to stage", _human_bytes(self.bytes_to_stage)),
+            ("outputs", f"{self.outputs} (about {_human_bytes(self.output_bytes)})"),
             ("nodes", f"{self.nodes}" + (f" x {self.vm_size}" if self.vm_size else "")),
             ("slots per node", f"{self.slots_per_node}"),
             ("estimated wall time", _human_seconds(self.estimated_seconds)),
@@ -89,20 +109,51 @@ def _human_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def _kbps(bitrate: str) -> float:
+    return float(bitrate[:-1]) if bitrate[-1] in "kK" else float(bitrate) / 1000
+
+
+def output_bytes_estimate(input_bytes: int, preset: Preset) -> int:
+    """An output's size from its input's: media seconds at :data:`ASSUMED_INPUT_KBPS`, times
+    the preset's bit rate (its ``bitrate``, else the format's usual one)."""
+    if preset.video_only:
+        return THUMBNAIL_BYTES
+    seconds = input_bytes * 8 / (ASSUMED_INPUT_KBPS * 1000)
+    kbps = _kbps(preset.bitrate) if preset.bitrate else OUTPUT_KBPS.get(preset.extension.lower())
+    if kbps is None:  # a custom format (video, say): assume the input's own size
+        return input_bytes
+    return int(seconds * kbps * 1000 / 8)
+
+
 def make_plan(
     items: Sequence[WorkItem],
     config: LocalConfig | AzureConfig,
     *,
+    presets: Sequence[Preset] = (),
     price_per_node_hour: float | None = None,
     mb_per_second: float = DEFAULT_MB_PER_SECOND,
 ) -> Plan:
-    """Estimate a run of ``items`` on ``config``'s backend."""
+    """Estimate a run of ``items`` on ``config``'s backend, writing one output per preset
+    of ``presets`` for each (none given: one output each)."""
     sizes = [item.source.stat().st_size for item in items]
-    task_seconds = [TASK_OVERHEAD_SECONDS + size / (mb_per_second * 1e6) for size in sizes]
+    per_file = max(1, len(presets))
+    share = 1 + sum(
+        EXTRA_IMAGE_OUTPUT_SHARE if p.video_only else EXTRA_AUDIO_OUTPUT_SHARE for p in presets[1:]
+    )
+    task_seconds = [TASK_OVERHEAD_SECONDS + share * size / (mb_per_second * 1e6) for size in sizes]
     work = sum(task_seconds)
+    outputs = len(items) * per_file
+    output_bytes = sum(output_bytes_estimate(size, p) for size in sizes for p in presets)
     assumptions = (
         f"assumes {mb_per_second:g} MB/s of input per task slot and {TASK_OVERHEAD_SECONDS:g} s per task"
     )
+    if per_file > 1:
+        assumptions += (
+            f", each output beyond the first adding {EXTRA_AUDIO_OUTPUT_SHARE:.0%} of that time "
+            f"({EXTRA_IMAGE_OUTPUT_SHARE:.0%} for a thumbnail)"
+        )
+    if presets:
+        assumptions += f", inputs at {ASSUMED_INPUT_KBPS:g} kbit/s for the output sizes"
     if isinstance(config, LocalConfig):
         slots = config.workers
         seconds = max(work / slots, max(task_seconds, default=0.0))
@@ -117,6 +168,8 @@ def make_plan(
             node_hours=0.0,
             price_per_node_hour=price_per_node_hour,
             assumptions=assumptions,
+            outputs=outputs,
+            output_bytes=output_bytes,
         )
     slots = config.task_slots_per_node
     if config.autoscale:
@@ -137,4 +190,6 @@ def make_plan(
         node_hours=nodes * seconds / 3600,
         price_per_node_hour=price_per_node_hour,
         assumptions=assumptions + f", and {startup:g} s of pool start-up (billed)",
+        outputs=outputs,
+        output_bytes=output_bytes,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -12,6 +14,17 @@ import attrs
 from batch_transcode._errors import TranscodeFailedError
 
 __all__ = ["STATUSES", "FileResult", "ProgressEvent", "Report", "Status"]
+
+
+#: Our temporary output names (``.bt-<12 hex>.part.<ext>``, see ``_ffmpeg.temporary_output``),
+#: with the folder and quotes ffmpeg prints around them.
+_TEMPORARY_OUTPUT = re.compile(r"""['"]?(?:[^\s'"]*/)?\.bt-[0-9a-f]{12}\.part\.\w+['"]?""")
+
+
+def _plain_error(error: str | None) -> str | None:
+    """``error`` with our temporary output names said as "the output": a user never
+    sees those files (they are renamed when complete, removed when not)."""
+    return None if error is None else _TEMPORARY_OUTPUT.sub("the output", error)
 
 
 #: What happened to one input file.
@@ -27,7 +40,12 @@ class FileResult:
     earlier run and was kept as it is), ``"failed"`` or ``"cancelled"`` (the run
     stopped before the file was done). ``ok`` follows from it (converted or
     skipped); ``error`` is ``None`` when ``ok``, else one line saying why, followed by
-    the tail of ffmpeg's stderr where there is one.
+    the tail of ffmpeg's stderr where there is one (the temporary file ffmpeg wrote
+    to is called "the output" there).
+
+    ``outputs`` holds every output path, in the presets' order, when a run writes
+    several outputs per input (``preset=["mp3", "opus", "thumbnail"]``); ``output`` is
+    the first. Both are empty/``None`` unless ``ok``.
     """
 
     source: Path
@@ -36,6 +54,7 @@ class FileResult:
     error: str | None = None
     seconds: float | None = None
     task_id: str | None = None
+    outputs: tuple[Path, ...] = ()
 
     def __init__(
         self,
@@ -48,6 +67,7 @@ class FileResult:
         seconds: float | None = None,
         task_id: str | None = None,
         skipped: bool = False,
+        outputs: Sequence[Path] | None = None,
     ) -> None:
         # ``ok=`` / ``skipped=`` are the spelling of earlier releases: status follows from them.
         if status is None:
@@ -55,8 +75,22 @@ class FileResult:
             status = "skipped" if skipped else "converted" if converted else "failed"
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        if outputs is None:
+            all_outputs: tuple[Path, ...] = () if output is None else (output,)
+        else:
+            all_outputs = tuple(outputs)
+            if output is None and all_outputs:
+                output = all_outputs[0]
+            elif all_outputs and output != all_outputs[0]:
+                raise ValueError("output must be the first of outputs")
         self.__attrs_init__(
-            source=source, output=output, status=status, error=error, seconds=seconds, task_id=task_id
+            source=source,
+            output=output,
+            status=status,
+            error=_plain_error(error),
+            seconds=seconds,
+            task_id=task_id,
+            outputs=all_outputs,
         )
 
     @property
@@ -153,34 +187,127 @@ class Report:
         return self
 
     def summary(self) -> str:
-        skipped = sum(r.skipped for r in self.results)
-        took = f"{self.seconds:.2f}s" if self.seconds < 10 else f"{self.seconds:.1f}s"
-        line = f"{len(self.succeeded)}/{len(self)} converted in {took}"
-        if skipped:
-            line += f" ({skipped} already done, skipped)"
+        """One line of counts, then one line per file that did not convert (failures
+        first, then cancelled files), sources relative to their common folder."""
+        counts = self.counts()
+        line = f"{len(self.succeeded)}/{len(self)} converted in {_took(self.seconds)}"
+        if counts["skipped"]:
+            line += f" ({counts['skipped']} already done, skipped)"
+        if counts["failed"]:
+            line += f", {counts['failed']} failed"
+        if counts["cancelled"]:
+            line += f", {counts['cancelled']} cancelled"
         if self.failed:
-            line += f", {len(self.failed)} failed:"
-            for r in self.failed:
-                first = (r.error or "failed").splitlines()[0]
-                line += f"\n  {r.source}: {first}"
+            line += ":"
+            base = self._base()
+            for r in sorted(self.failed, key=lambda r: r.status != "failed"):
+                first = (r.error or r.status).splitlines()[0]
+                line += f"\n  {_relative(r.source, base)}: {first}"
         return line
 
     def __str__(self) -> str:
         return self.summary()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``batch-transcode convert --json`` writes it)::
+
+            {"summary": {"total", "converted", "skipped", "failed", "cancelled", "seconds"},
+             "files": [{"source", "output", "outputs", "status", "error", "seconds",
+                        "task_id"}, ...]}
+
+        Paths are absolute strings; ``output`` is ``null`` unless the output is there,
+        ``outputs`` lists every output (several with a list of presets; empty unless ok),
+        ``error`` is ``null`` unless the file failed or was cancelled; ``seconds``
+        (the file's conversion time) and ``task_id`` (its Azure Batch task) are
+        ``null`` where unknown. Files are in input order.
+        """
+        return {
+            "summary": {"total": len(self), **self.counts(), "seconds": round(self.seconds, 3)},
+            "files": [
+                {
+                    "source": str(r.source),
+                    "output": None if r.output is None else str(r.output),
+                    "outputs": [str(o) for o in r.outputs],
+                    "status": r.status,
+                    "error": r.error,
+                    "seconds": None if r.seconds is None else round(r.seconds, 3),
+                    "task_id": r.task_id,
+                }
+                for r in self.results
+            ],
+        }
+
+    def _base(self) -> Path | None:
+        return _common_folder([r.source for r in self.results])
+
     def _repr_html_(self) -> str:
-        rows = sorted(self.results, key=lambda r: r.ok)
+        """A table for notebooks: files that did not convert first; sources and outputs
+        relative to their common folders (the full path on hover), seconds, output sizes."""
+        rows = sorted(self.results, key=lambda r: ("failed", "cancelled").index(r.status) if not r.ok else 2)
+        src_base = self._base()
+        out_base = _common_folder([r.output for r in self.results if r.output is not None])
+        mark = {"converted": "&#10003;", "skipped": "&#10003;", "failed": "&#10007;", "cancelled": "&#8856;"}
         body = "".join(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>".format(
-                "&#10003;" if r.ok else "&#10007;",
-                html.escape(str(r.source)),
-                html.escape(str(r.output or "")),
+            "<tr><td title='{}'>{}</td><td title='{}'>{}</td><td title='{}'>{}</td>"
+            "<td style='text-align:right'>{}</td><td style='text-align:right'>{}</td>"
+            "<td><pre style='margin:0'>{}</pre></td></tr>".format(
+                r.status,
+                mark[r.status],
+                html.escape(str(r.source), quote=True),
+                html.escape(_relative(r.source, src_base)),
+                html.escape(str(r.output or ""), quote=True),
+                html.escape(_relative(r.output, out_base) if r.output else ""),
+                "" if r.seconds is None else f"{r.seconds:.1f}",
+                _output_size(r.output),
                 html.escape(r.error or ""),
             )
             for r in rows
         )
-        return (
-            f"<p>{html.escape(self.summary().splitlines()[0])}</p>"
-            "<table><thead><tr><th></th><th>source</th><th>output</th><th>error</th></tr>"
-            f"</thead><tbody>{body}</tbody></table>"
+        folders = "".join(
+            f"<br><small>{what} in <code>{html.escape(str(base))}</code></small>"
+            for what, base in (("sources", src_base), ("outputs", out_base))
+            if base is not None
         )
+        return (
+            f"<p>{html.escape(self.summary().splitlines()[0].rstrip(':'))}{folders}</p>"
+            "<table><thead><tr><th></th><th>source</th><th>output</th><th>seconds</th>"
+            f"<th>size</th><th>error</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+
+
+def _took(seconds: float) -> str:
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+
+
+def _common_folder(paths: Sequence[Path]) -> Path | None:
+    """The deepest folder holding all ``paths`` (None for none, or no common folder)."""
+    if not paths:
+        return None
+    try:
+        common = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:  # relative and absolute paths mixed, or different drives
+        return None
+    return common if common.parts else None
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    if base is None:
+        return str(path)
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _output_size(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        size = float(path.stat().st_size)
+    except OSError:
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import enum
 import functools
@@ -13,12 +14,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from batch_transcode._aio import run_to_end
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
 from batch_transcode._job import TranscodeJob
 from batch_transcode._naming import WorkItem, plan_work, validate_inputs
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
-from batch_transcode._presets import Preset, resolve_preset
+from batch_transcode._presets import Preset, PresetSpec, resolve_presets
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._report import FileResult, Report
 from batch_transcode._teardown import Teardown
@@ -26,8 +28,10 @@ from batch_transcode._teardown import Teardown
 if TYPE_CHECKING:
     from batch_transcode._backend import Backend
 
-#: ``backend.run`` or an adopted job's ``resume``: (items, preset, progress, teardown, cancel) -> results.
-BackendRun = Callable[[Sequence[WorkItem], Preset, ProgressSink, Teardown, threading.Event], list[FileResult]]
+#: ``backend.run`` or an adopted job's ``resume``: (items, presets, progress, teardown, cancel) -> results.
+BackendRun = Callable[
+    [Sequence[WorkItem], Sequence[Preset], ProgressSink, Teardown, threading.Event], list[FileResult]
+]
 
 __all__ = ["TranscodeSession"]
 
@@ -60,13 +64,21 @@ def _close_open_sessions() -> None:
 
 
 def _output_is_current(item: WorkItem) -> bool:
-    """An output from an earlier run can be kept: outputs only ever carry their final
-    name once complete, so it is enough that it is non-empty and not older than its source."""
+    """Outputs from an earlier run can be kept: outputs only ever carry their final
+    name once complete, so it is enough that each is non-empty and not older than its source."""
     try:
-        out = item.output.stat()
-        return out.st_size > 0 and out.st_mtime >= item.source.stat().st_mtime
+        changed = item.source.stat().st_mtime
+        for output in item.outputs:
+            out = output.stat()
+            if out.st_size == 0 or out.st_mtime < changed:
+                return False
     except OSError:
         return False
+    return True
+
+
+def _names(presets: Sequence[Preset]) -> str:
+    return "+".join(p.name for p in presets)
 
 
 class _State(enum.Enum):
@@ -94,6 +106,9 @@ class TranscodeSession:
 
         with TranscodeSession(LocalConfig(workers=4)) as s:
             report = s.convert(paths, output_dir="out", preset="mp3")
+
+    Under asyncio, ``async with TranscodeSession(config) as s:`` opens and closes
+    off the event loop, and ``report = await s.submit(...)`` waits for a job.
 
     Entering provisions (on Azure: storage containers and a pool); leaving
     removes every resource the session created, last-in-first-out, whether the
@@ -184,6 +199,26 @@ class TranscodeSession:
     ) -> None:
         self._close(exc)
 
+    async def __aenter__(self) -> TranscodeSession:
+        """``async with TranscodeSession(config) as s:`` opens in a worker thread, so the
+        event loop runs on while Azure provisions. Cancelled meanwhile, it lets the
+        opening finish, tears down what it created, then raises the cancellation."""
+        try:
+            return await run_to_end(self.open)
+        except asyncio.CancelledError:
+            await run_to_end(self._close_quietly)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Cancels running jobs and tears down in a worker thread, always to the end
+        (a cancellation meanwhile is raised once teardown is over)."""
+        await run_to_end(functools.partial(self._close, exc))
+
     # -- attaching to a job another process submitted -------------------------------
 
     @classmethod
@@ -250,10 +285,10 @@ class TranscodeSession:
             items,
             {},
             functools.partial(backend.resume, manifest.job_id),
-            manifest.preset,
+            manifest.presets,
             progress=progress,
             show_progress=show_progress,
-            desc=f"{manifest.job_id} to {manifest.preset.name}",
+            desc=f"{manifest.job_id} to {_names(manifest.presets)}",
             name=f"bt-attach-{manifest.job_id}",
             on_exit=self._close,  # the job owns the session that attached to it
         )
@@ -263,7 +298,7 @@ class TranscodeSession:
         items: Sequence[WorkItem],
         done: dict[int, FileResult],
         run: BackendRun,
-        preset: Preset,
+        presets: Sequence[Preset],
         *,
         progress: ProgressCallback | None,
         show_progress: bool,
@@ -275,7 +310,7 @@ class TranscodeSession:
         teardown = self._teardown
 
         def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
-            return run(todo, preset, sink, teardown, cancel)
+            return run(todo, presets, sink, teardown, cancel)
 
         job = TranscodeJob(
             items,
@@ -298,19 +333,23 @@ class TranscodeSession:
         paths: Iterable[str | os.PathLike[str]],
         *,
         output_dir: str | os.PathLike[str] = "out",
-        preset: str | Preset = "mp3",
+        preset: PresetSpec = "mp3",
         price_per_node_hour: float | None = None,
         mb_per_second: float = DEFAULT_MB_PER_SECOND,
     ) -> Plan:
-        """Estimate a run before it starts: files, bytes to stage, nodes, slots,
+        """Estimate a run before it starts: files, outputs, bytes to stage, nodes, slots,
         node-hours and (with ``price_per_node_hour``) the cost. Nothing is created.
         Inputs are checked as by :meth:`convert`. Works on an unopened session too."""
         if self._state is _State.CLOSED:
             self._require_open()
-        chosen = resolve_preset(preset)
-        items = plan_work(validate_inputs(paths), output_dir, chosen.extension)
+        chosen = resolve_presets(preset)
+        items = plan_work(validate_inputs(paths), output_dir, [p.extension for p in chosen])
         return make_plan(
-            items, self.config, price_per_node_hour=price_per_node_hour, mb_per_second=mb_per_second
+            items,
+            self.config,
+            presets=chosen,
+            price_per_node_hour=price_per_node_hour,
+            mb_per_second=mb_per_second,
         )
 
     def submit(
@@ -318,7 +357,7 @@ class TranscodeSession:
         paths: Iterable[str | os.PathLike[str]],
         *,
         output_dir: str | os.PathLike[str],
-        preset: str | Preset = "mp3",
+        preset: PresetSpec = "mp3",
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
         skip_existing: bool = True,
@@ -335,15 +374,15 @@ class TranscodeSession:
                 "this session was made by TranscodeSession.attach and only watches the job it "
                 "attached to; convert new files in a session of their own"
             )
-        chosen = resolve_preset(preset)
+        chosen = resolve_presets(preset)
         sources = validate_inputs(paths)
-        items = plan_work(sources, output_dir, chosen.extension)
+        items = plan_work(sources, output_dir, [p.extension for p in chosen])
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         done: dict[int, FileResult] = {}
         if skip_existing:
             for item in items:
                 if _output_is_current(item):
-                    done[item.index] = FileResult.already_done(item.source, item.output)
+                    done[item.index] = FileResult.already_done(item.source, item.output, outputs=item.outputs)
             if done:
                 log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
         return self._start(
@@ -353,7 +392,7 @@ class TranscodeSession:
             chosen,
             progress=progress,
             show_progress=show_progress,
-            desc=f"to {chosen.name}",
+            desc=f"to {_names(chosen)}",
             name=f"bt-job-{len(self._jobs) + 1}",
         )
 
@@ -362,7 +401,7 @@ class TranscodeSession:
         paths: Iterable[str | os.PathLike[str]],
         *,
         output_dir: str | os.PathLike[str],
-        preset: str | Preset = "mp3",
+        preset: PresetSpec = "mp3",
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
         skip_existing: bool = True,
@@ -375,6 +414,11 @@ class TranscodeSession:
         convert becomes a failed :class:`FileResult`; the others still convert.
         ``progress`` receives a :class:`ProgressEvent` as each file starts and
         finishes; ``show_progress`` shows a tqdm bar.
+
+        ``preset`` is a preset's name, a :class:`Preset`, or a list of them
+        (``["mp3", "opus", "thumbnail"]``): one ffmpeg run per input then writes
+        every output (each with the input's stem and its preset's extension), and
+        :attr:`FileResult.outputs` lists them. If one output fails, the file fails.
 
         With ``skip_existing`` (the default), an input whose output is already
         in ``output_dir`` from an earlier run (complete, and not older than the

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import shlex
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,13 @@ def test_golden_job(kind: str, spec_validate: Validate) -> None:
 
 
 def _task(
-    *, setup: b.FFmpegSetup | None = None, source: str = "talks/day 1/a.mp4", preset: Preset = PRESETS["mp3"]
+    *,
+    setup: b.FFmpegSetup | None = None,
+    source: str = "talks/day 1/a.mp4",
+    preset: Preset = PRESETS["mp3"],
+    more: Sequence[Preset] = (),
 ) -> bm.BatchTaskCreateOptions:
+    presets = [preset, *more]
     return b.task_create_options(
         config=config(task_timeout=600, max_task_retry_count=1),
         setup=setup or b.ffmpeg_setup(StagedFFmpeg(binary="/x"), STAGED_URL),
@@ -160,8 +165,8 @@ def _task(
         source_name=source,
         input_url="https://st.blob.core.windows.net/in/x?sig=IN",
         output_container_url="https://st.blob.core.windows.net/out?sig=OUT",
-        output_blob_name="talks/day 1/a.mp3",
-        preset=preset,
+        output_blob_names=[f"talks/day 1/a.{p.extension}" for p in presets],
+        presets=presets,
     )
 
 
@@ -255,3 +260,95 @@ def test_task_script_runs_in_a_real_shell(tmp_path: Path) -> None:
 def test_chunks() -> None:
     tasks = [_task() for _ in range(250)]
     assert [len(c) for c in b.chunks(tasks)] == [100, 100, 50]
+
+
+def test_one_task_writes_and_uploads_every_output(spec_validate: Validate) -> None:
+    body = _task(more=[PRESETS["opus"], Preset.thumbnail(at=2)]).as_dict()
+    spec_validate(body, "BatchTaskCreateOptions")
+    assert len(body["resourceFiles"]) == 1  # one input download for every output
+    uploads = [
+        (f["filePattern"], f["destination"]["container"]["path"], f["uploadOptions"]["uploadCondition"])
+        for f in body["outputFiles"]
+    ]
+    assert uploads[:3] == [
+        ("output.mp3", "talks/day 1/a.mp3", "tasksuccess"),
+        ("output.opus", "talks/day 1/a.opus", "tasksuccess"),
+        ("output.jpg", "talks/day 1/a.jpg", "tasksuccess"),
+    ]
+    assert [u[2] for u in uploads[3:]] == ["taskfailure", "taskfailure"]
+
+
+def test_task_needs_one_blob_name_per_preset() -> None:
+    with pytest.raises(ValueError, match="one output blob name per preset"):
+        b.task_create_options(
+            config=config(),
+            setup=b.ffmpeg_setup(AptFFmpeg(), None),
+            job_id="job",
+            index=0,
+            source_name="a.mp4",
+            input_url="https://x/in?sig=1",
+            output_container_url="https://x/out?sig=2",
+            output_blob_names=["a.mp3"],
+            presets=[PRESETS["mp3"], PRESETS["opus"]],
+        )
+
+
+def _run_on_a_fake_node(
+    tmp_path: Path, ffmpeg_script: str, task: bm.BatchTaskCreateOptions
+) -> subprocess.CompletedProcess[str]:
+    """Run ``task``'s command line as the node agent would (split, then bash), with a
+    stand-in ffmpeg (``ffmpeg_script``, a sh script) as the staged binary."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    fake = shared / "ffmpeg"
+    fake.write_text("#!/bin/sh\n" + ffmpeg_script)
+    fake.chmod(0o755)
+    return subprocess.run(
+        shlex.split(task.command_line),
+        cwd=tmp_path,
+        env={"AZ_BATCH_NODE_SHARED_DIR": str(shared), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("writes", ["all", "all but the thumbnail"])
+def test_multi_output_script_fails_the_task_on_an_empty_output(tmp_path: Path, writes: str) -> None:
+    """ffmpeg may exit 0 having written nothing to an output (a thumbnail past the end):
+    the task then fails, naming that output, in words the failure description reads."""
+    skip = "jpg" if writes != "all" else "none"
+    fake = (
+        'for a in "$@"; do case "$a" in file:output.*) '
+        f'[ "${{a##*.}}" = {skip} ] || echo data > "${{a#file:}}";; esac; done\n'
+    )
+    proc = _run_on_a_fake_node(tmp_path, fake, _task(more=[PRESETS["opus"], Preset.thumbnail(at=2)]))
+    if writes == "all":
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(p.name for p in tmp_path.glob("output.*")) == [
+            "output.jpg",
+            "output.mp3",
+            "output.opus",
+        ]
+    else:
+        assert proc.returncode == 1
+        assert "ffmpeg wrote nothing to output #2 (jpg)" in proc.stderr
+
+
+def test_a_fraction_of_the_duration_is_computed_on_the_node(tmp_path: Path) -> None:
+    """The task reads the duration from ffmpeg's description of the input and passes
+    fraction x duration to ``-ss``; the rest of the argv is the shared builder's."""
+    fake = (
+        'case "$*" in *file:output*) ;;\n'
+        '  *) echo "  Duration: 00:01:40.00, start: 0.000000" >&2; exit 1;;\n'
+        "esac\n"
+        'for a in "$@"; do printf "%s\\n" "$a"\n'
+        '  case "$a" in file:output.*) echo x > "${a#file:}";; esac\n'
+        "done\n"
+    )
+    proc = _run_on_a_fake_node(tmp_path, fake, _task(more=[Preset.thumbnail(fraction=0.75)]))
+    assert proc.returncode == 0, proc.stderr
+    args = proc.stdout.splitlines()
+    # the thumbnail reads the input again, seeked there (one download, two readers)
+    assert args[args.index("-ss") :][:4] == ["-ss", "75.000", "-i", "file:input/source.mp4"]
+    assert args[args.index("file:output.mp3") + 1 :][:2] == ["-map", "1:v:0?"]

@@ -105,7 +105,10 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
             assert i == 0 or completed == polls[i - 1][0], (i, others)
             assert sorted(set(others)) in (["Pools_GetPool"], ["Nodes_ListNodes", "Pools_GetPool"])
 
-    # Everything else is a fixed number of requests: credentials check, pool, job, update,
-    # deletes and their pollers.
-    rest = len(log) - len(polls) - len(collections) - len(listings)
-    assert rest <= 20, ops
+    # Everything else is a fixed number of requests: credentials check, image check, pool,
+    # job, update, deletes and their pollers (the pool checks of the polls counted above).
+    checks = sum(len(others) for _, others, _ in polls)
+    assert checks <= 2 * len(polls)
+    rest = len(log) - len(polls) - checks - len(collections) - len(listings)
+    assert ops.count("Pools_ListSupportedImages") == 1
+    assert rest <= 21, ops

@@ -399,8 +399,8 @@ def test_task_with_node_identity_matches_the_spec(spec_validate: Any) -> None:
         source_name="a b.mp4",
         input_url="https://st.blob.core.windows.net/in/inputs/a%20b.mp4",
         output_container_url="https://st.blob.core.windows.net/out",
-        output_blob_name="outputs/a b.mp3",
-        preset=PRESETS["mp3"],
+        output_blob_names=["outputs/a b.mp3"],
+        presets=[PRESETS["mp3"]],
     )
     body = task.as_dict()
     spec_validate(body, "BatchTaskCreateOptions")
@@ -425,7 +425,7 @@ def test_task_with_node_identity_matches_the_spec(spec_validate: Any) -> None:
         source_name="a b.mp4",
         input_url="https://st.blob.core.windows.net/in/x?sig=IN",
         output_container_url="https://st.blob.core.windows.net/out?sig=OUT",
-        output_blob_name="outputs/a b.mp3",
-        preset=PRESETS["mp3"],
+        output_blob_names=["outputs/a b.mp3"],
+        presets=[PRESETS["mp3"]],
     ).as_dict()
     assert "identityReference" not in str(plain)

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from batch_transcode import AzureConfig, AzureError, RetryPolicy, ServiceUnavailableError
-from batch_transcode._azure import builders
+from batch_transcode._azure import builders, submit
 from batch_transcode._azure._clients import make_batch_client
-from batch_transcode._azure.submit import submit_tasks
+from batch_transcode._azure.submit import TaskFeed, submit_tasks
 from batch_transcode._config import AptFFmpeg
 from batch_transcode._presets import PRESETS
-from helpers import ScriptedEndpoint
+from helpers import ScriptedEndpoint, wait_until
 
 Answer = Callable[[list[dict[str, Any]]], tuple[int, dict[str, Any]]]
 Serve = Callable[[Answer], tuple[ScriptedEndpoint, AzureConfig]]
@@ -51,8 +51,8 @@ def _tasks(n: int, config: AzureConfig) -> list[Any]:
             source_name=f"f{i}.mp4",
             input_url="https://x/in?sig=1",
             output_container_url="https://x/out?sig=2",
-            output_blob_name=f"f{i}.mp3",
-            preset=PRESETS["mp3"],
+            output_blob_names=[f"f{i}.mp3"],
+            presets=[PRESETS["mp3"]],
         )
         for i in range(n)
     ]
@@ -148,3 +148,28 @@ def test_request_body_too_large_splits(serve: Serve) -> None:
     submit_tasks(client, "job", _tasks(100, config), config.retry)
     accepted = [len(b) for b in _collections(endpoint) if len(b) <= 30]
     assert sum(accepted) == 100
+
+
+def test_a_hurried_feed_sends_what_it_gathered(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a linger far longer than the test, only hurry() (nodes waiting for tasks)
+    sends a partial collection before close(); hurries closer than HURRY_GAP send once."""
+    monkeypatch.setattr(submit, "HURRY_GAP", 3600.0)
+    endpoint, config = serve(ok)
+    client = make_batch_client(config, retry_total=0)
+    tasks = _tasks(7, config)
+    feed = TaskFeed(client, "job", config.retry, linger=3600.0, linger_max=3600.0)
+    for task in tasks[:3]:
+        feed.add(task)
+    feed.hurry()
+    feed.hurry()  # within HURRY_GAP of the first: nothing gathered anyway
+    wait_until(lambda: len(endpoint.bodies) == 1, what="the hurried collection")
+    for task in tasks[3:5]:
+        feed.add(task)
+    feed.hurry()  # gathered, but within HURRY_GAP of the last hurried send: kept
+    for task in tasks[5:]:
+        feed.add(task)
+    assert feed.close() == 2
+    assert [[t["id"] for t in body] for body in _collections(endpoint)] == [
+        [t.id for t in tasks[:3]],
+        [t.id for t in tasks[3:]],
+    ]

@@ -6,7 +6,9 @@
   examples run for real. A block that defines pytest tests is run by pytest.
 - ``bash``/``text`` blocks: every line that runs ``batch-transcode`` is executed
   (``emulator``, which runs until Ctrl-C, is covered by the harness's own tests);
-  install lines (``pip``/``npm``) are not run here.
+  install lines (``pip``/``npm``) are not run here. In a block that attaches to the
+  docs' example session id (``DOCS_SESSION_ID``), that id stands for a session left
+  behind by a process that converted the sample talks and died without closing it.
 - A block preceded by ``<!-- docs-test: skip -->`` is a fragment and is not run.
 """
 
@@ -26,7 +28,7 @@ import pytest
 from batch_transcode import AzureConfig, LocalConfig, RetryPolicy
 from batch_transcode.samples import make_sample_media
 from batch_transcode.testing import OfflineAzure
-from helpers import NOTHING_LEFT, run_python
+from helpers import NOTHING_LEFT, leave_session_behind, run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -92,6 +94,10 @@ def _cli_lines(code: str) -> list[list[str]]:
     return commands
 
 
+#: The session id of the docs' ``attach`` examples (see the module docstring).
+DOCS_SESSION_ID = "bt-20261201t0930-5e6f7a8b"
+
+
 SHELL_WITH_CLI = [(w, c) for w, c in SHELL if _cli_lines(c)]
 
 
@@ -99,11 +105,16 @@ SHELL_WITH_CLI = [(w, c) for w, c in SHELL if _cli_lines(c)]
 def test_command_lines_run(where: str, code: str, scratch: list[Path], offline: OfflineAzure) -> None:
     exe = Path(sys.executable).with_name("batch-transcode")
     env = {**os.environ, "TQDM_DISABLE": "1"}
+    if any(argv[1] == "attach" and DOCS_SESSION_ID in argv for argv in _cli_lines(code)):
+        real_id = leave_session_behind(offline, scratch, Path("crashed-run"))
+        code = code.replace(DOCS_SESSION_ID, real_id)
     for argv in _cli_lines(code):
         proc = subprocess.run(
             [str(exe), *argv[1:]], capture_output=True, text=True, timeout=300, env=env, check=False
         )
         assert proc.returncode == 0, f"{where}: {shlex.join(argv)}\n{proc.stdout}\n{proc.stderr}"
+    # Whatever a command did on Azure, it left nothing behind (a session attached to included).
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
 
 
 @pytest.mark.parametrize("cls", [LocalConfig, AzureConfig, RetryPolicy])

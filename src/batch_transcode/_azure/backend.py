@@ -75,7 +75,7 @@ class AzureBackend:
     def run(
         self,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,
@@ -84,16 +84,16 @@ class AzureBackend:
         with self._lock:
             job_id = session.names.job_id(len(self._job_ids) + 1)
             self._job_ids.append(job_id)
-        return AzureRun(session, job_id, items, preset, progress, teardown, cancel).run()
+        return AzureRun(session, job_id, items, presets, progress, teardown, cancel).run()
 
     def resume(
         self,
         job_id: str,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,
     ) -> list[FileResult]:
         """Watch the adopted job ``job_id`` and return one result per item, in order."""
-        return AzureRun(self.session, job_id, items, preset, progress, teardown, cancel).resume()
+        return AzureRun(self.session, job_id, items, presets, progress, teardown, cancel).resume()

@@ -5,9 +5,9 @@ against the models and the official REST spec.
 
 Hostile file names never reach a node: each task's resource file puts its
 input at a fixed safe path (``input/source.<ext>``), ffmpeg writes
-``output.<ext>`` in the task's working directory, and the output file's
-*destination blob* carries the real name. The command line is still built
-from the one ffmpeg argv builder with every word quoted.
+``output.<ext>`` (one per preset; their extensions differ) in the task's working
+directory, and each output file's *destination blob* carries the real name. The
+command line is still built from the one ffmpeg argv builder with every word quoted.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 import attrs
 from azure.batch import models as bm
 
-from batch_transcode._commands import ffmpeg_argv, shell_line
+from batch_transcode._commands import SEEK_FRACTION_WORD, ffmpeg_argv, shell_line
 from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
+from batch_transcode._ffmpeg import DURATION_UNKNOWN_LINE, EMPTY_OUTPUT_LINE
 from batch_transcode._presets import Preset
 
 __all__ = [
@@ -337,11 +338,50 @@ def output_file_name(preset: Preset) -> str:
     return f"output.{preset.extension}"
 
 
-def task_script(setup: FFmpegSetup, input_name: str, output_name: str, preset: Preset) -> str:
+#: Reads ``Duration: HH:MM:SS.ss,`` from ffmpeg's description of the input as seconds.
+_DURATION_SED = r"s/^ *Duration: \([0-9][0-9]*\):\([0-9][0-9]\):\([0-9][0-9.]*\),.*/\1 \2 \3/p"
+_DURATION_AWK = 'NR == 1 { printf "%.3f", $1 * 3600 + $2 * 60 + $3 }'
+_SEEK_FRACTION = re.compile(
+    "^" + re.escape(SEEK_FRACTION_WORD).replace(r"\{fraction:\.6f\}", "([0-9.]+)") + "$"
+)
+
+
+def _shell_word(word: str) -> str:
+    """``word`` quoted, but a seek at a fraction of the duration becomes the shell's
+    product of the duration read on the node (``$d``) and that fraction (digits only)."""
+    found = _SEEK_FRACTION.match(word)
+    if found is None:
+        return shlex.quote(word)
+    return f'"$(awk -v d="$d" \'BEGIN {{ printf "%.3f", d * {found.group(1)} }}\')"'
+
+
+def task_script(setup: FFmpegSetup, input_name: str, presets: Sequence[Preset]) -> str:
     """The shell script a task runs: the shared ffmpeg argv, every word quoted; only the
-    ffmpeg reference (``"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"`` when staged) is left to the shell."""
-    argv = ffmpeg_argv("ffmpeg", input_name, output_name, preset)
-    return f"exec {setup.command} {shell_line(argv[1:])}"
+    ffmpeg reference (``"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"`` when staged) is left to the shell.
+
+    With one preset the shell becomes ffmpeg (``exec``). With several, an output ffmpeg
+    left empty while exiting 0 fails the task, saying which (as the local backend does).
+    An output at a fraction of the input's duration (a thumbnail half-way) has its time
+    computed on the node from the duration ffmpeg reads in the input's header."""
+    outputs = [(output_file_name(p), p) for p in presets]
+    argv = ffmpeg_argv("ffmpeg", input_name, outputs)
+    line = " ".join([setup.command, *map(_shell_word, argv[1:])])
+    probe = ""
+    if any(p.seek_fraction is not None for p in presets):
+        describe = shell_line(["-hide_banner", "-nostdin", "-i", "file:" + input_name])
+        probe = (
+            f"d=$({setup.command} {describe} 2>&1 | sed -n {shlex.quote(_DURATION_SED)} | "
+            f"awk {shlex.quote(_DURATION_AWK)}); "
+            f'[ -n "$d" ] || {{ echo {shlex.quote(DURATION_UNKNOWN_LINE)} >&2; exit 1; }}; '
+        )
+    if len(outputs) == 1 and not presets[0].video_only:
+        return f"{probe}exec {line}"
+    checks = "".join(
+        f"; test -s {shlex.quote(name)} || "
+        f"{{ echo {shlex.quote(EMPTY_OUTPUT_LINE.format(index=n, extension=p.extension))} >&2; exit 1; }}"
+        for n, (name, p) in enumerate(outputs)
+    )
+    return f"set -e; {probe}{line}{checks}"
 
 
 def node_identity_reference(config: AzureConfig) -> bm.BatchNodeIdentityReference | None:
@@ -365,16 +405,17 @@ def task_create_options(
     source_name: str,
     input_url: str,
     output_container_url: str,
-    output_blob_name: str,
-    preset: Preset,
+    output_blob_names: Sequence[str],
+    presets: Sequence[Preset],
     display_name: str | None = None,
 ) -> bm.BatchTaskCreateOptions:
-    """One file's task: fetch the input, run ffmpeg, upload the output on success and
-    stdout/stderr on failure."""
+    """One file's task: fetch the input, run ffmpeg once, upload every output (one per
+    preset, to ``output_blob_names`` in order) on success and stdout/stderr on failure."""
+    if not presets or len(presets) != len(output_blob_names):
+        raise ValueError("a task needs one output blob name per preset, and at least one preset")
     tid = task_id(index)
     input_name = input_file_name(source_name)
-    output_name = output_file_name(preset)
-    script = task_script(setup, input_name, output_name, preset)
+    script = task_script(setup, input_name, presets)
     identity = node_identity_reference(config)
 
     def upload(pattern: str, path: str, condition: str) -> bm.OutputFile:
@@ -396,7 +437,10 @@ def task_create_options(
             bm.ResourceFile(http_url=input_url, file_path=input_name, identity_reference=identity)
         ],
         output_files=[
-            upload(output_name, output_blob_name, "tasksuccess"),
+            *(
+                upload(output_file_name(p), blob, "tasksuccess")
+                for p, blob in zip(presets, output_blob_names, strict=True)
+            ),
             upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),
             upload("../stdout.txt", diagnostics_path(job_id, tid, "stdout.txt"), "taskfailure"),
         ],

@@ -3,8 +3,9 @@ can attach to the job after the one that submitted it is gone.
 
 One JSON blob per job, ``.bt-manifest/<job id>.json`` in the session's output
 container, written before the job is created. It holds ids, container names, the
-preset and, per file, its index (the task id), source path and relative output
-path: never a SAS token, key or URL.
+presets and, per file, its index (the task id), source path and relative output
+paths: never a SAS token, key or URL. A job with several presets also writes the
+first as ``preset`` and the first output as ``relative_output``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class ManifestFile:
     source: str
     relative_source: str
     relative_output: str
+    relative_outputs: tuple[str, ...] = ()
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.relative_outputs or (self.relative_output,)
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -60,7 +66,7 @@ class Manifest:
     delete_input_container: bool
     output_container: str
     delete_output_container: bool
-    preset: Preset
+    presets: tuple[Preset, ...]
     files: tuple[ManifestFile, ...]
 
     @property
@@ -78,6 +84,8 @@ class Manifest:
                 output=root.joinpath(*f.relative_output.split("/")),
                 relative_output=f.relative_output,
                 relative_source=f.relative_source,
+                outputs=tuple(root.joinpath(*r.split("/")) for r in f.outputs),
+                relative_outputs=f.outputs,
             )
             for f in self.files
         ]
@@ -95,12 +103,8 @@ class Manifest:
             "delete_input_container": self.delete_input_container,
             "output_container": self.output_container,
             "delete_output_container": self.delete_output_container,
-            "preset": {
-                "name": self.preset.name,
-                "extension": self.preset.extension,
-                "args": list(self.preset.args),
-                "audio_only": self.preset.audio_only,
-            },
+            "preset": _preset_json(self.presets[0]),
+            "presets": [_preset_json(p) for p in self.presets],
             "files": [attrs.asdict(f) for f in self.files],
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -112,7 +116,7 @@ class Manifest:
             body = json.loads(data.decode("utf-8"))
             if body.get("format") != FORMAT:
                 raise ValueError(f"unknown manifest format {body.get('format')!r}")
-            preset = body["preset"]
+            presets = body.get("presets") or [body["preset"]]
             return cls(
                 session_id=str(body["session_id"]),
                 job_id=str(body["job_id"]),
@@ -124,21 +128,44 @@ class Manifest:
                 delete_input_container=bool(body["delete_input_container"]),
                 output_container=str(body["output_container"]),
                 delete_output_container=bool(body["delete_output_container"]),
-                preset=Preset(
-                    name=str(preset["name"]),
-                    extension=str(preset["extension"]),
-                    args=[str(a) for a in preset["args"]],
-                    audio_only=bool(preset["audio_only"]),
-                ),
+                presets=tuple(_preset_from_json(p) for p in presets),
                 files=tuple(
                     ManifestFile(
                         index=int(f["index"]),
                         source=str(f["source"]),
                         relative_source=str(f["relative_source"]),
                         relative_output=str(f["relative_output"]),
+                        relative_outputs=tuple(str(r) for r in f.get("relative_outputs", ())),
                     )
                     for f in body["files"]
                 ),
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a job manifest: {exc}") from exc
+
+
+def _preset_json(preset: Preset) -> dict[str, Any]:
+    return attrs.asdict(preset, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v)
+
+
+#: Preset fields a manifest may carry beyond the first release's four.
+_OPTIONAL_PRESET_FIELDS = (
+    "video_only",
+    "bitrate",
+    "channels",
+    "sample_rate",
+    "loudness",
+    "seek",
+    "seek_fraction",
+)
+
+
+def _preset_from_json(body: dict[str, Any]) -> Preset:
+    optional = {k: body[k] for k in _OPTIONAL_PRESET_FIELDS if body.get(k) is not None}
+    return Preset(
+        name=str(body["name"]),
+        extension=str(body["extension"]),
+        args=[str(a) for a in body["args"]],
+        audio_only=bool(body["audio_only"]),
+        **optional,
+    )

@@ -30,6 +30,7 @@ from azure.batch import models as bm
 from azure.core import exceptions as az
 
 from batch_transcode._azure._calls import call
+from batch_transcode._azure.preflight import resize_error_advice
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import ProvisioningError, RunTimeoutError
 from batch_transcode._ffmpeg import stderr_tail
@@ -117,7 +118,7 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
         first = errors[0]
         raise ProvisioningError(
             f"pool {pool_id} could not allocate nodes: {first.code}: {first.message}. "
-            "Check the account's core quotas for the VM size (docs/azure.md) or choose another vm_size",
+            f"{resize_error_advice(first.code)}",
             pool_id=pool_id,
             code=first.code,
         )

@@ -1,9 +1,11 @@
 """An open Azure session: one frozen value, made by :func:`open_session` or :func:`adopt_session`.
 
 :func:`open_session` provisions: the Batch client; a cheap authenticated read (a
-wrong key fails here, before anything exists); the session's containers; the
-staged ffmpeg; the session pool (unless ``pool_id`` or ``auto_pool``), whose
-nodes allocate while the inputs upload. Every resource's delete step is pushed
+wrong key fails here, before anything exists); the image check (an image or node
+agent the account does not support fails here too, see
+:mod:`~batch_transcode._azure.preflight`); the session's containers; the staged
+ffmpeg; the session pool (unless ``pool_id`` or ``auto_pool``), whose nodes
+allocate while the inputs upload. Every resource's delete step is pushed
 on the teardown stack *before* the request that creates it, so a request whose
 answer was lost still gets cleaned up.
 
@@ -31,6 +33,7 @@ from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
 from batch_transcode._azure.manifest import Manifest, ManifestFile
+from batch_transcode._azure.preflight import check_image_support, spot_note
 from batch_transcode._azure.staging import Staging, make_blob_service_client
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import ConfigError
@@ -68,7 +71,7 @@ class OpenSession:
     def session_id(self) -> str:
         return self.names.session_id
 
-    def manifest(self, job_id: str, items: Sequence[WorkItem], preset: Preset) -> Manifest:
+    def manifest(self, job_id: str, items: Sequence[WorkItem], presets: Sequence[Preset]) -> Manifest:
         """The manifest of a job this session is about to create."""
         staging = self.staging
         return Manifest(
@@ -82,13 +85,14 @@ class OpenSession:
             delete_input_container=not staging.persistent_input,
             output_container=staging.output_container_name,
             delete_output_container=not staging.keep_outputs,
-            preset=preset,
+            presets=tuple(presets),
             files=tuple(
                 ManifestFile(
                     index=i.index,
                     source=str(i.source),
                     relative_source=i.relative_source,
                     relative_output=i.relative_output,
+                    relative_outputs=i.relative_outputs if len(i.relative_outputs) > 1 else (),
                 )
                 for i in items
             ),
@@ -135,6 +139,9 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
     _check_batch_access(config, batch)
     if config.pool_id is not None:
         _check_user_pool(config, batch, config.pool_id)
+    else:
+        # the pool this session makes (or its job's auto pool) must use a supported image
+        check_image_support(config, batch)
     staging = connect_storage(config, session_id=names.session_id, expiry=deadline_utc)
     teardown.push("close the storage client", staging.service.close)
     with azure_errors("create the storage containers"):
@@ -209,6 +216,11 @@ def create_session_pool(
     """Create the session pool (its delete step first, unless ``keep_pool``); its id."""
     pool = builders.pool_create_options(config, names, setup)
     pool_id = names.pool_id
+    note = spot_note(config)
+    if note is not None:
+        log.log(
+            logging.WARNING if config.dedicated_nodes == 0 else logging.INFO, "pool %s: %s", pool_id, note
+        )
     if config.keep_pool:
         log.info("keep_pool=True: pool %s will be kept when the session closes", pool_id)
     else:

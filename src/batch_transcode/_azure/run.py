@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -68,9 +69,10 @@ LIST_AT_LEAST_EVERY = 5.0
 #: A listing asks for tasks whose state changed since the newest one seen, less this margin,
 #: so that a task stamped just before it but not yet listed is not missed.
 LISTING_MARGIN = dt.timedelta(seconds=1)
-#: Listings the counts ask for are at least this far apart (seconds): a task is then in at
-#: most about one listing besides its own, and listing bytes stay O(tasks).
-LISTING_GAP = 2 * LISTING_MARGIN.total_seconds()
+#: Listings the counts ask for are at least this far apart (seconds): only the tasks of the
+#: margin's last second are read again by the next one, about a third of a listing, so
+#: listing bytes stay O(tasks) (about 1.3 x one listing of every task over a run).
+LISTING_GAP = 3 * LISTING_MARGIN.total_seconds()
 
 
 class AzureRun:
@@ -81,7 +83,7 @@ class AzureRun:
         session: OpenSession,
         job_id: str,
         items: Sequence[WorkItem],
-        preset: Preset,
+        presets: Sequence[Preset],
         progress: ProgressSink,
         teardown: Teardown,
         cancel: threading.Event,
@@ -90,7 +92,7 @@ class AzureRun:
         self.config = session.config
         self.job_id = job_id
         self.items = list(items)
-        self.preset = preset
+        self.presets = tuple(presets)
         self.progress = progress
         self.teardown = teardown
         self.cancel = cancel
@@ -126,7 +128,7 @@ class AzureRun:
             if not self.stop.is_set():
                 self._terminate_when_done()
 
-        return _Collector(self, self.items, produce).collect()
+        return _Collector(self, self.items, produce, hurry=feed.hurry).collect()
 
     def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
         return builders.task_create_options(
@@ -137,8 +139,8 @@ class AzureRun:
             source_name=item.relative_source,
             input_url=input_url,
             output_container_url=out_url,
-            output_blob_name=self.session.staging.output_blob_name(item),
-            preset=self.preset,
+            output_blob_names=self.session.staging.output_blob_names(item),
+            presets=self.presets,
         )
 
     def _run_in_phases(self) -> list[FileResult]:
@@ -167,7 +169,7 @@ class AzureRun:
         its tasks."""
         session, job_id = self.session, self.job_id
         with azure_errors("write the job manifest"):
-            manifest = session.manifest(job_id, self.items, self.preset)
+            manifest = session.manifest(job_id, self.items, self.presets)
             session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
@@ -303,7 +305,7 @@ class AzureRun:
         if outcome.state != "completed":
             return f"the task did not complete (state {outcome.state})"
         if outcome.exit_code not in (None, 0):
-            text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.preset)
+            text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.presets)
             return f"{text}\n(task {outcome.task_id}, exit code {outcome.exit_code})"
         why = (
             f"{outcome.failure_code}: {redact(outcome.failure_message or '')}"
@@ -324,7 +326,7 @@ class AzureRun:
         if outcome is None or not outcome.succeeded:
             return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
         if keep_existing and _complete_output(item):
-            return FileResult.already_done(item.source, item.output, task_id=tid)
+            return FileResult.already_done(item.source, item.output, outputs=item.outputs, task_id=tid)
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
@@ -337,7 +339,9 @@ class AzureRun:
                 seconds=seconds,
                 task_id=tid,
             )
-        return FileResult.converted(item.source, item.output, seconds=seconds, task_id=tid)
+        return FileResult.converted(
+            item.source, item.output, outputs=item.outputs, seconds=seconds, task_id=tid
+        )
 
     def _collect(self, items: list[WorkItem], outcomes: dict[str, TaskOutcome]) -> list[FileResult]:
         workers = min(self.config.download_concurrency, len(items)) or 1
@@ -360,9 +364,9 @@ class _Either:
 
 
 def _complete_output(item: WorkItem) -> bool:
-    """An output from an earlier download: outputs only carry their final name once complete."""
+    """Outputs from an earlier download: outputs only carry their final name once complete."""
     try:
-        return item.output.stat().st_size > 0
+        return all(output.stat().st_size > 0 for output in item.outputs)
     except OSError:
         return False
 
@@ -386,14 +390,20 @@ class _Collector:
         produce: Callable[[], None] | None,
         *,
         keep_existing: bool = False,
+        hurry: Callable[[], None] | None = None,
     ) -> None:
         self.run = run
         self.items = list(items)
         self.produce = produce
+        #: Called when the job has no task waiting while inputs are still staged.
+        self.hurry = hurry
         self.keep_existing = keep_existing
         self.by_task = {builders.task_id(i.index): i for i in self.items}
         self.results: dict[int, FileResult] = {}
         self.pending: dict[Future[FileResult], WorkItem] = {}
+        #: Downloads that ended, in the order they did (so that collecting them never
+        #: walks every pending download).
+        self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
         self.seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
@@ -420,12 +430,37 @@ class _Collector:
         _log_done(run.job_id, results)
         return results
 
-    def _harvest(self) -> None:
-        for fut in [f for f in self.pending if f.done()]:
+    def _harvest(self, fut: Future[FileResult] | None = None) -> None:
+        """Report the downloads that ended (``fut`` first)."""
+        while True:
+            if fut is None:
+                try:
+                    fut = self._landed.get_nowait()
+                except queue.Empty:
+                    return
             item = self.pending.pop(fut)
             result = fut.result()
             self.results[item.index] = result
             self.run.progress.finished(result)
+            fut = None
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``; back as soon as a download ends (and reported) or the run
+        is cancelled."""
+        if not self.pending:
+            self.run.cancel.wait(seconds)
+            return
+        end = time.monotonic() + seconds
+        while not self.run.cancel.is_set():
+            left = end - time.monotonic()
+            try:  # a download's end wakes this at once; a cancel within 0.1 s
+                fut = self._landed.get(timeout=max(0.0, min(0.1, left)))
+            except queue.Empty:
+                if left <= 0.1:
+                    return
+                continue
+            self._harvest(fut)
+            return
 
     def _list(self, *, full: bool = False) -> int:
         """Read finished tasks (all of them when ``full``); how many were new."""
@@ -439,7 +474,9 @@ class _Collector:
             if item is None or outcome.task_id in self.seen:
                 continue
             self.seen.add(outcome.task_id)
-            self.pending[self._downloads.submit(self._finish, item, outcome)] = item
+            fut = self._downloads.submit(self._finish, item, outcome)
+            self.pending[fut] = item
+            fut.add_done_callback(self._landed.put)
             new += 1
         return new
 
@@ -469,9 +506,9 @@ class _Collector:
             staging_done = produced is None or produced.done()
             if staging_done and len(self.seen) >= len(self.items):
                 while self.pending:  # the last downloads
-                    if run.cancel.wait(0.05):
+                    self._sleep(1.0)
+                    if run.cancel.is_set():
                         return False
-                    self._harvest()
                 return True
             now = time.monotonic()
             if now >= next_poll:
@@ -480,11 +517,16 @@ class _Collector:
                 if moved:
                     log_counts(job_id, counts, len(self.items))
                     run.progress.counts(counts.completed, counts.failed)
+                if counts.active == 0 and not staging_done and self.hurry is not None:
+                    self.hurry()  # no task waits for a node: add the staged ones now
                 if counts.completed > len(self.seen):
                     # the counts know of finished tasks not read yet: list, but never twice
                     # within the margin, so that each task is read at most about twice
-                    # (a listing that found nothing has nothing to read again: no gap then)
-                    next_list = min(next_list, last_list + (LISTING_GAP if last_found else 0.0))
+                    # (a listing that found nothing has nothing to read again, and the
+                    # listing of the last tasks is read once: no gap then)
+                    last_ones = staging_done and counts.completed >= len(self.items)
+                    gap = LISTING_GAP if last_found and not last_ones else 0.0
+                    next_list = min(next_list, last_list + gap)
                     behind = True
                 if pool_id is None:
                     pool_id = auto_pool_id(batch, job_id, config)
@@ -510,6 +552,4 @@ class _Collector:
                     "or add nodes"
                 )
             wake = min(next_poll, next_list) - time.monotonic()
-            if self.pending:
-                wake = min(wake, 0.05)  # report downloads as they land
-            run.cancel.wait(max(0.0, min(wake, remaining)))
+            self._sleep(max(0.0, min(wake, remaining)))  # downloads are reported as they land

@@ -486,6 +486,11 @@ class Staging:
     def output_blob_name(item: WorkItem) -> str:
         return OUTPUT_PREFIX + blob_path(item.relative_output)
 
+    @staticmethod
+    def output_blob_names(item: WorkItem) -> tuple[str, ...]:
+        """Every output's blob, in the presets' order (the first is :meth:`output_blob_name`)."""
+        return tuple(OUTPUT_PREFIX + blob_path(r) for r in item.relative_outputs)
+
     def _identical_exists(self, blob_name: str, size: int, md5: bytes) -> bool:
         with self._lock:
             known = self._known.get(blob_name)
@@ -598,12 +603,26 @@ class Staging:
             return []
 
     def download_output(self, item: WorkItem) -> Download:
-        """Download one output to ``item.output`` (a temporary name, then an atomic rename)."""
+        """Download every output of ``item`` to ``item.outputs`` (each to a temporary name,
+        then an atomic rename). If one fails, those of the item already renamed are removed
+        again: an item's outputs are there all together or not at all."""
         return self._download_one(item)
 
     def _download_one(self, item: WorkItem) -> Download:
-        name = self.output_blob_name(item)
-        target = item.output
+        done: list[Path] = []
+        size = 0
+        for name, target in zip(self.output_blob_names(item), item.outputs, strict=True):
+            download = self._download_blob(name, target)
+            if not download.ok:
+                for path in done:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                return download
+            done.append(target)
+            size += download.size
+        return Download("downloaded", size=size)
+
+    def _download_blob(self, name: str, target: Path) -> Download:
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 from azure.batch import BatchClient
 from azure.batch import models as bm
@@ -107,12 +108,23 @@ def _submit_chunk(
         ) from exc
 
 
+#: Hurried collections are at least this far apart (seconds), so that hungry nodes cost
+#: at most one collection request per this many seconds beyond the full ones.
+HURRY_GAP = 2.0
+
+_HURRY = object()
+
+
 class TaskFeed:
     """Adds tasks to a job as they come: collections of at most 100, each sent when it is
     full or when ``linger`` seconds passed since its first task (``None``: only when full,
     and at :meth:`close`), ``concurrency`` at once. Each partial collection doubles the
     linger, up to ``linger_max``: the first tasks start at once, and a slow trickle of
     inputs costs a few requests, not one per input.
+
+    :meth:`hurry` says the job has no task waiting for a node: what is gathered is sent
+    at once (at most every :data:`HURRY_GAP` seconds) and the linger starts afresh, so
+    that a long linger never leaves nodes idle while inputs are staged.
 
     :meth:`add` returns at once; :meth:`close` sends what is left, waits for every
     collection and raises the first error (a batch_transcode error naming the tasks).
@@ -136,7 +148,7 @@ class TaskFeed:
         self._cancel = cancel
         self._linger = linger
         self._linger_max = linger_max
-        self._queue: queue.SimpleQueue[bm.BatchTaskCreateOptions | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[bm.BatchTaskCreateOptions | object | None] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bt-submit")
         self._futures: list[Future[None]] = []
         self.tasks = 0
@@ -146,6 +158,10 @@ class TaskFeed:
 
     def add(self, task: bm.BatchTaskCreateOptions) -> None:
         self._queue.put(task)
+
+    def hurry(self) -> None:
+        """Nodes wait for tasks: send the gathered ones now (see the class notes)."""
+        self._queue.put(_HURRY)
 
     def _send(self, chunk: list[bm.BatchTaskCreateOptions]) -> None:
         if chunk and not (self._cancel is not None and self._cancel.is_set()):
@@ -158,6 +174,8 @@ class TaskFeed:
     def _batch(self) -> None:
         chunk: list[bm.BatchTaskCreateOptions] = []
         due = 0.0
+        first_linger = self._linger
+        hurried = -HURRY_GAP
         while True:
             try:
                 wait = None if not chunk or self._linger is None else max(0.0, due - time.monotonic())
@@ -170,9 +188,16 @@ class TaskFeed:
             if task is None:
                 self._send(chunk)
                 return
+            if task is _HURRY:
+                now = time.monotonic()
+                if chunk and now - hurried >= HURRY_GAP:
+                    hurried = now
+                    self._send(chunk)
+                    self._linger = first_linger
+                continue
             if not chunk:
                 due = time.monotonic() + (self._linger or 0.0)
-            chunk.append(task)
+            chunk.append(cast(bm.BatchTaskCreateOptions, task))
             if len(chunk) >= MAX_TASKS_PER_REQUEST:
                 self._send(chunk)
 

@@ -10,7 +10,11 @@ unmodified ``azure.batch.BatchClient`` can talk to it. It
 - executes tasks for real: nodes are directories under ``workdir``, start tasks and
   tasks run as processes with the ``AZ_BATCH_*`` environment, resource files are
   downloaded through their SAS URLs, output files are uploaded to their container URLs;
-- injects switchable, seeded faults (:class:`Faults`).
+- injects switchable, seeded faults (:class:`Faults`);
+- answers as the recorded service does: the values the service fills in come from one
+  table per model (``_defaults``), enums in the service's casing, ``DataServiceVersion``
+  on every answer; the account has a pool allocation mode (Spot nodes only in
+  ``"UserSubscription"``). docs/offline-testing.md ("Fidelity") has the replay figures.
 
 Approximations: autoscale formulas are not evaluated (nodes = min(pending tasks, the
 largest integer in the formula)); command lines are split with ``shlex`` and executed

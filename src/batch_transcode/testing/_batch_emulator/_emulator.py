@@ -20,6 +20,7 @@ from ._faults import FaultInjector, Faults
 from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
 from ._server import BatchHTTPServer, OperationCounts, RequestRecord, make_server
 from ._service import Service
+from ._state import POOL_ALLOCATION_MODES, PoolAllocationMode
 
 if TYPE_CHECKING:
     from batch_transcode.testing._entra import RoleAssignments
@@ -34,15 +35,21 @@ class BatchEmulator:
     """An Azure Batch account served on a loopback port.
 
     ``BatchEmulator(account="devbatch", key=..., workdir=None, tls=None, faults=None,
-    allocation_delay=0.0, host="127.0.0.1", port=0, ca_bundle=None, roles=None)``.
-    ``start()`` (or ``with``) binds and serves; ``stop()`` stops serving and kills every
-    process it started.
+    allocation_delay=0.0, host="127.0.0.1", port=0, pool_allocation_mode="UserSubscription",
+    ca_bundle=None, roles=None)``. ``start()`` (or ``with``) binds and serves; ``stop()``
+    stops serving and kills every process it started.
+
+    ``pool_allocation_mode`` is the account's: ``"UserSubscription"`` allocates Spot
+    nodes; ``"BatchService"`` (the default kind of Batch account) allocates none since
+    low-priority nodes were retired on 30 September 2025: a resize asking for them ends
+    with an ``AccountLowPriorityCoreQuotaReached`` resize error. Switch it with
+    :meth:`set_pool_allocation_mode`.
 
     ``tls``: (certificate, key) PEM files to serve https; bearer tokens are accepted only
     then. ``roles``: Microsoft Entra ID role assignments: bearer tokens must then be valid
     Batch tokens of a principal holding one of ``batch_roles``, and Shared Key is refused
-    (an account whose ``allowedAuthenticationModes`` lack ``SharedKey``). ``ca_bundle``: the CA nodes
-    trust when they reach storage over https.
+    (an account whose ``allowedAuthenticationModes`` lack ``SharedKey``). ``ca_bundle``:
+    the CA nodes trust when they reach storage over https.
     """
 
     def __init__(
@@ -56,13 +63,16 @@ class BatchEmulator:
         allocation_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        pool_allocation_mode: PoolAllocationMode = "UserSubscription",
         ca_bundle: str | None = None,
         roles: RoleAssignments | None = None,
         batch_roles: Sequence[str] | None = None,
     ) -> None:
         from batch_transcode.testing._entra import BATCH_DATA_ROLES
 
+        _check_mode(pool_allocation_mode)
         self.account = account
+        self._pool_allocation_mode: PoolAllocationMode = pool_allocation_mode
         self._ca_bundle = ca_bundle
         self._roles = roles
         self.batch_roles = frozenset(batch_roles) if batch_roles is not None else BATCH_DATA_ROLES
@@ -99,6 +109,7 @@ class BatchEmulator:
                 workdir=self.workdir,
                 faults=self._faults,
                 allocation_delay=self._allocation_delay,
+                pool_allocation_mode=self._pool_allocation_mode,
             )
             server = make_server(self._host, self._port, self._tls)
             server.service = self._service
@@ -180,6 +191,18 @@ class BatchEmulator:
         if self._service is not None:
             self._service.injector = FaultInjector(faults)
 
+    @property
+    def pool_allocation_mode(self) -> PoolAllocationMode:
+        return self._pool_allocation_mode
+
+    def set_pool_allocation_mode(self, mode: PoolAllocationMode) -> None:
+        """Switch the account's pool allocation mode (applies to resizes from now on)."""
+        _check_mode(mode)
+        self._pool_allocation_mode = mode
+        if self._service is not None:
+            with self._service.lock:
+                self._service.pool_allocation_mode = mode
+
     # ------------------------------------------------------------------ inspection
 
     def pools(self) -> list[PoolSnapshot]:
@@ -253,3 +276,8 @@ class BatchEmulator:
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until no task is running or runnable; False on timeout."""
         return self._svc().wait_idle(timeout)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in POOL_ALLOCATION_MODES:
+        raise ValueError(f"pool_allocation_mode must be one of {POOL_ALLOCATION_MODES}, got {mode!r}")

@@ -119,6 +119,10 @@ class FaultInjector:
     def preempt(self) -> bool:
         return self._roll(self.faults.preempt_rate)
 
+    def counts_may_lag(self) -> bool:
+        """Whether the task counts lag at all (else :meth:`counts_lag` is 0 for every task)."""
+        return self.faults.stale_counts_seconds > 0 or self.faults.missed_count_rate > 0
+
     def counts_lag(self, task_id: str) -> float:
         """Seconds the task counts lag behind a completion of ``task_id``."""
         f = self.faults

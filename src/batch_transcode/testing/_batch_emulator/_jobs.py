@@ -24,6 +24,17 @@ from ._state import DELETE_DELAY
 
 LOG = logging.getLogger(__name__)
 
+#: What Replace Job sets (and resets when absent), as in its REST reference
+#: (https://learn.microsoft.com/rest/api/batchservice/jobs/replace-job).
+REPLACEABLE_JOB_PROPERTIES = (
+    "priority",
+    "maxParallelTasks",
+    "allowTaskPreemption",
+    "constraints",
+    "onAllTasksComplete",
+    "metadata",
+)
+
 
 class JobOperations(Operations):
     """``Jobs_*``: jobs and their task counts."""
@@ -117,6 +128,40 @@ class JobOperations(Operations):
             self.state.changed.notify_all()
             return Reply(200, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
 
+    def op_Jobs_ReplaceJob(self, call: Call) -> Reply:
+        """Replace Job: the updatable properties take the body's values, and those it
+        leaves out go back to their defaults (``priority`` 0, no constraints, ...). The
+        pool stays (a job changes pools only while disabled; the emulator keeps it)."""
+        body = call.body or {}
+        with self.state.lock:
+            job = self.state.writable_job(call.params["jobId"])
+            for key in REPLACEABLE_JOB_PROPERTIES:
+                if key in body:
+                    job.spec[key] = copy.deepcopy(body[key])
+                else:
+                    job.spec.pop(key, None)
+            constraints = body.get("constraints") or {}
+            job.deadline = None
+            if "maxWallClockTime" in constraints:
+                seconds = duration_seconds(constraints["maxWallClockTime"], "constraints.maxWallClockTime")
+                job.deadline = job.creation_time.timestamp() - time.time() + time.monotonic() + seconds
+            job.touch()
+            self.state.changed.notify_all()
+            return Reply(200, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+
+    def op_Jobs_ListJobPreparationAndReleaseTaskStatus(self, call: Call) -> Reply:
+        """The emulator stores a job's preparation and release tasks but does not run
+        them, so no node has a status to report: an empty list, as the service answers
+        before any of the job's tasks ran."""
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+        return self._list(
+            call,
+            [],
+            "jobpreparationandreleasetaskstatuslist",
+            f"/jobs/{job.id}/jobpreparationandreleasetaskstatus",
+        )
+
     def op_Jobs_DisableJob(self, call: Call) -> Reply:
         with self.state.lock:
             job = self.state.writable_job(call.params["jobId"])
@@ -144,9 +189,10 @@ class JobOperations(Operations):
             counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
             slots = dict(counts)
             stamp = now()
+            may_lag = self.state.injector.counts_may_lag()
             for t in job.tasks.values():
                 state = "running" if t.state in ("running", "preparing") else t.state
-                if state == "completed":
+                if state == "completed" and may_lag:
                     lag = self.state.injector.counts_lag(t.id)
                     if lag > 0 and (stamp - t.state_time).total_seconds() < lag:
                         state = "running"  # stale counts (Faults.stale_counts_seconds)

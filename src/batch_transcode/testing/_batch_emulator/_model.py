@@ -6,16 +6,16 @@ import copy
 import itertools
 import subprocess
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-JSON = dict[str, Any]
+from ._defaults import DEFAULTS, answer
 
-# The service's "infinite" duration.
-INFINITE = "P10675199DT2H48M5.4775807S"
+JSON = dict[str, Any]
 
 _etag_counter = itertools.count(1)
 
@@ -100,13 +100,42 @@ class Node(Resource):
             "startTaskInfo": copy.deepcopy(self.start_task_info),
             "isDedicated": self.dedicated,
             "nodeAgentInfo": {"version": "1.12.1", "lastUpdateTime": iso(self.creation_time)},
-            "virtualMachineInfo": {
-                "imageReference": copy.deepcopy(
-                    (pool.spec.get("virtualMachineConfiguration") or {}).get("imageReference")
-                )
-            },
+            "endpointConfiguration": self._endpoints(pool),
+            "virtualMachineInfo": {"imageReference": self._image(pool)},
         }
-        return _drop_none(doc)
+        return answer("BatchNode", _drop_none(doc))
+
+    def _image(self, pool: Pool) -> JSON | None:
+        image = (pool.spec.get("virtualMachineConfiguration") or {}).get("imageReference")
+        if not image:
+            return None
+        out = dict(image)
+        if "virtualMachineImageId" not in out:
+            out["exactVersion"] = out.get("version", "latest")
+        return out
+
+    def _endpoints(self, pool: Pool) -> JSON | None:
+        """The node's inbound endpoints: one per inbound NAT pool of the pool, named
+        ``<pool name>.<node index>``, on the next front-end port of the pool's range."""
+        nat_pools = ((pool.spec.get("networkConfiguration") or {}).get("endpointConfiguration") or {}).get(
+            "inboundNATPools"
+        ) or []
+        if not nat_pools:
+            return None
+        index = list(pool.nodes).index(self.id) if self.id in pool.nodes else 0
+        return {
+            "inboundEndpoints": [
+                {
+                    "name": f"{nat['name']}.{index}",
+                    "protocol": nat.get("protocol", "tcp"),
+                    "publicIPAddress": "20.0.0.4",
+                    "publicFQDN": f"dns{pool.id.lower()}-azurebatch-cloudservice.emulated.batch.test",
+                    "frontendPort": int(nat.get("frontendPortRangeStart", 0)) + index,
+                    "backendPort": nat.get("backendPort"),
+                }
+                for nat in nat_pools
+            ]
+        }
 
 
 @dataclass
@@ -151,21 +180,16 @@ class Pool(Resource):
                 "stateTransitionTime": iso(self.state_time),
                 "allocationState": self.allocation_state,
                 "allocationStateTransitionTime": iso(self.allocation_time),
-                "resizeTimeout": self.spec.get("resizeTimeout", "PT15M"),
                 "resizeErrors": copy.deepcopy(self.resize_errors) or None,
                 "currentDedicatedNodes": sum(1 for n in self.nodes.values() if n.dedicated),
                 "currentLowPriorityNodes": sum(1 for n in self.nodes.values() if not n.dedicated),
                 "targetDedicatedNodes": self.target_dedicated,
                 "targetLowPriorityNodes": self.target_low_priority,
                 "enableAutoScale": bool(self.spec.get("enableAutoScale", False)),
-                "enableInterNodeCommunication": bool(self.spec.get("enableInterNodeCommunication", False)),
                 "taskSlotsPerNode": self.slots_per_node,
-                "taskSchedulingPolicy": self.spec.get("taskSchedulingPolicy", {"nodeFillType": "spread"}),
             }
         )
-        if doc["enableAutoScale"]:
-            doc.setdefault("autoScaleEvaluationInterval", "PT15M")
-        return _drop_none(doc)
+        return answer("BatchPool", _drop_none(doc))
 
 
 @dataclass
@@ -215,11 +239,13 @@ class Task(Resource):
     def _fields(self, job: Job, url: str | None = None) -> JSON:
         """The task's properties as the service answers them, sharing this task's own
         structures (no copies): read them, never change them."""
-        constraints = dict(self.spec.get("constraints") or {})
+        # a task's retry count defaults to its job's (the other defaults: the table)
         job_constraints = job.spec.get("constraints") or {}
-        constraints.setdefault("maxWallClockTime", INFINITE)
-        constraints.setdefault("retentionTime", "P7D")
-        constraints.setdefault("maxTaskRetryCount", int(job_constraints.get("maxTaskRetryCount", 0)))
+        constraints = {
+            **DEFAULTS["BatchTaskConstraints"],
+            "maxTaskRetryCount": int(job_constraints.get("maxTaskRetryCount", 0)),
+            **(self.spec.get("constraints") or {}),
+        }
         return {
             **self.spec,
             "id": self.id,
@@ -237,13 +263,46 @@ class Task(Resource):
             "nodeInfo": self.node_info,
         }
 
-    def filter_view(self, job: Job) -> JSON:
-        """What a ``$filter`` is evaluated on: the properties of :meth:`to_json` without
-        copying them (a listing filters every task, and renders only those it returns)."""
-        return _drop_none(self._fields(job))
+    def filter_view(self, job: Job) -> Mapping[str, Any]:
+        """What a ``$filter`` is evaluated on: the properties of :meth:`to_json`, made only
+        when asked for and never copied (a listing filters every task, and renders only
+        those it returns)."""
+        return _TaskView(self, job)
 
     def to_json(self, endpoint: str, job: Job) -> JSON:
-        return _drop_none(copy.deepcopy(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
+        return answer("BatchTask", _drop_none(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
+
+
+class _TaskView(Mapping[str, Any]):
+    """A task's properties for a ``$filter``: ``id``, ``state`` and ``stateTransitionTime``
+    (as the instant it renders) straight from the task, the others from one uncopied
+    render made the first time one is asked for."""
+
+    __slots__ = ("_job", "_rest", "_task")
+
+    def __init__(self, task: Task, job: Job) -> None:
+        self._task, self._job = task, job
+        self._rest: JSON | None = None
+
+    def _all(self) -> JSON:
+        if self._rest is None:
+            self._rest = _drop_none(self._task._fields(self._job))
+        return self._rest
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "state":
+            return self._task.state
+        if key == "stateTransitionTime":
+            return self._task.state_time
+        if key == "id":
+            return self._task.id
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 @dataclass
@@ -271,9 +330,6 @@ class Job(Resource):
 
     def to_json(self, endpoint: str) -> JSON:
         doc = copy.deepcopy(self.spec)
-        constraints = dict(doc.get("constraints") or {})
-        constraints.setdefault("maxWallClockTime", INFINITE)
-        constraints.setdefault("maxTaskRetryCount", 0)
         execution: JSON = {
             "startTime": iso(self.creation_time),
             "endTime": iso(self.end_time),
@@ -291,17 +347,10 @@ class Job(Resource):
                 "stateTransitionTime": iso(self.state_time),
                 "previousState": self.previous_state,
                 "previousStateTransitionTime": iso(self.previous_state_time),
-                "priority": int(doc.get("priority", 0)),
-                "maxParallelTasks": int(doc.get("maxParallelTasks", -1)),
-                "allowTaskPreemption": bool(doc.get("allowTaskPreemption", False)),
-                "usesTaskDependencies": bool(doc.get("usesTaskDependencies", False)),
-                "onAllTasksComplete": doc.get("onAllTasksComplete", "noaction"),
-                "onTaskFailure": doc.get("onTaskFailure", "noaction"),
-                "constraints": constraints,
                 "executionInfo": _drop_none(execution),
             }
         )
-        return _drop_none(doc)
+        return answer("BatchJob", _drop_none(doc))
 
 
 @dataclass(frozen=True)

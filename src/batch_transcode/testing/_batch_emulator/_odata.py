@@ -11,13 +11,13 @@ String comparison of ids is case-insensitive, as Batch ids are.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._errors import BatchServiceError, invalid_query, invalid_value
 
-Predicate = Callable[[dict[str, Any]], bool]
+Predicate = Callable[[Mapping[str, Any]], bool]
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<dt>(?i:datetime)'[^']*')|(?P<num>-?\d+(?:\.\d+)?)"
@@ -49,7 +49,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 def _get(doc: Any, path: str) -> Any:
     cur = doc
     for part in path.split("/"):
-        if not isinstance(cur, dict):
+        if not isinstance(cur, Mapping):
             return None
         cur = cur.get(part)
     return cur
@@ -78,7 +78,9 @@ def _norm(value: Any) -> Any:
 def _compare(op: str, left: Any, right: Any) -> bool:
     # A DateTime literal compares as an instant with the property's timestamp (the
     # service's stamps carry 7 fraction digits: text order would be wrong).
-    if isinstance(right, datetime) and isinstance(left, str):
+    if isinstance(left, datetime) and isinstance(right, datetime):
+        pass  # both instants already (a property given as one)
+    elif isinstance(right, datetime) and isinstance(left, str):
         left = _datetime(left)
     elif isinstance(left, datetime) and isinstance(right, str):
         right = _datetime(right)
@@ -152,7 +154,7 @@ class _Parser:
             return inner
         return self.comparison()
 
-    def value(self) -> Callable[[dict[str, Any]], Any]:
+    def value(self) -> Callable[[Mapping[str, Any]], Any]:
         kind, text = self.take()
         if kind == "str":
             literal = text[1:-1].replace("''", "'")
@@ -177,7 +179,7 @@ class _Parser:
             return lambda d: _get(d, text)
         raise _bad_filter(self.text, f"unexpected '{text}'")
 
-    def function(self, name: str) -> Callable[[dict[str, Any]], Any]:
+    def function(self, name: str) -> Callable[[Mapping[str, Any]], Any]:
         self.take("lp")
         args = [self.value()]
         while (tok := self.peek()) and tok[0] == "comma":
@@ -189,7 +191,7 @@ class _Parser:
             a, b = args
             method = str.startswith if low == "startswith" else str.endswith
 
-            def fn(d: dict[str, Any]) -> bool:
+            def fn(d: Mapping[str, Any]) -> bool:
                 x, y = a(d), b(d)
                 return isinstance(x, str) and isinstance(y, str) and method(x.lower(), y.lower())
 

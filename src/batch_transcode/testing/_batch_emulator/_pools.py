@@ -21,6 +21,66 @@ from ._odata import apply_select, duration_seconds
 from ._rest import Call, Operations, Reply, check_id
 
 
+def _image(
+    agent: str, publisher: str, offer: str, sku: str, os_type: str, end_of_life: str | None = None
+) -> JSON:
+    doc: JSON = {
+        "nodeAgentSKUId": agent,
+        "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
+        "osType": os_type,
+        "capabilities": [],
+        "verificationType": "verified",
+    }
+    if end_of_life is not None:
+        doc["batchSupportEndOfLife"] = end_of_life
+    return doc
+
+
+#: What List Supported Images answers: current marketplace images and their node agents.
+#: ``batchSupportEndOfLife`` is "the time when the Azure Batch service will stop
+#: accepting create Pool requests for the Image" (REST reference, BatchSupportedImage);
+#: a retired agent's images are gone from the list: Ubuntu 20.04 (``batch.node.ubuntu
+#: 20.04``, retired 2025-04-23) is not here, and Ubuntu 22.04 ends on 2027-06-30
+#: (retirement notice https://github.com/Azure/Batch/issues/200).
+SUPPORTED_IMAGES: list[JSON] = [
+    _image("batch.node.ubuntu 24.04", "canonical", "ubuntu-24_04-lts", "server", "linux"),
+    _image("batch.node.ubuntu 24.04", "canonical", "ubuntu-24_04-lts", "server-gen1", "linux"),
+    _image(
+        "batch.node.ubuntu 22.04",
+        "canonical",
+        "0001-com-ubuntu-server-jammy",
+        "22_04-lts",
+        "linux",
+        "2027-06-30T00:00:00Z",
+    ),
+    _image(
+        "batch.node.ubuntu 22.04",
+        "canonical",
+        "0001-com-ubuntu-server-jammy",
+        "22_04-lts-gen2",
+        "linux",
+        "2027-06-30T00:00:00Z",
+    ),
+    # container- and HPC-ready Ubuntu 24.04 (the migration target the 22.04 notice names)
+    _image("batch.node.ubuntu 24.04", "microsoft-dsvm", "ubuntu-hpc", "2404", "linux"),
+    _image("batch.node.debian 12", "debian", "debian-12", "12", "linux"),
+    _image("batch.node.debian 12", "debian", "debian-12", "12-gen2", "linux"),
+    _image(
+        "batch.node.windows amd64", "microsoftwindowsserver", "windowsserver", "2022-datacenter", "windows"
+    ),
+    _image(
+        "batch.node.windows amd64", "microsoftwindowsserver", "windowsserver", "2022-datacenter-g2", "windows"
+    ),
+    _image(
+        "batch.node.windows amd64",
+        "microsoftwindowsserver",
+        "windowsserver",
+        "2022-datacenter-smalldisk",
+        "windows",
+    ),
+]
+
+
 class PoolOperations(Operations):
     """``Pools_*``: pools, autoscale, supported images, node counts."""
 
@@ -88,10 +148,7 @@ class PoolOperations(Operations):
     def op_Pools_StopPoolResize(self, call: Call) -> Reply:
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
-            if pool.allocation_state == "resizing":
-                pool.target_dedicated = sum(1 for n in pool.nodes.values() if n.dedicated)
-                pool.target_low_priority = sum(1 for n in pool.nodes.values() if not n.dedicated)
-                pool.set_allocation("steady")
+            self.state.stop_resize(pool)
             return Reply(202, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
 
     def op_Pools_UpdatePool(self, call: Call) -> Reply:
@@ -150,8 +207,11 @@ class PoolOperations(Operations):
         body = call.body or {}
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
-            dedicated, low = self.state.autoscale_target(pool, body.get("autoScaleFormula", ""))
+            dedicated, low = self.state.evaluate_formula(pool, body.get("autoScaleFormula", ""))
             run = {
+                "odata.metadata": (
+                    f"{self.state.endpoint}/$metadata#Microsoft.Azure.Batch.Protocol.Entities.AutoScaleRun"
+                ),
                 "timestamp": iso(now()),
                 "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
                 "$NodeDeallocationOption=requeue",
@@ -159,22 +219,7 @@ class PoolOperations(Operations):
             return Reply(200, run, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
 
     def op_Pools_ListSupportedImages(self, call: Call) -> Reply:
-        images = [
-            {
-                "nodeAgentSKUId": "batch.node.ubuntu 24.04",
-                "imageReference": {
-                    "publisher": "canonical",
-                    "offer": "ubuntu-24_04-lts",
-                    "sku": sku,
-                    "version": "latest",
-                },
-                "osType": "linux",
-                "verificationType": "verified",
-                "capabilities": [],
-            }
-            for sku in ("server", "server-gen1")
-        ]
-        return self._list(call, images, "supportedimages", "/supportedimages")
+        return self._list(call, copy.deepcopy(SUPPORTED_IMAGES), "supportedimages", "/supportedimages")
 
     def op_Pools_ListPoolNodeCounts(self, call: Call) -> Reply:
         states = [
@@ -222,6 +267,13 @@ class NodeOperations(Operations):
             rel = call.params["filePath"]
             url = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files/{quote(rel)}"
             return self._file_reply(node.root, rel, url, head, call.headers)
+
+    def op_Nodes_DeleteNodeFile(self, call: Call) -> Reply:
+        with self.state.lock:
+            pool = self.state.pool(call.params["poolId"])
+            node = self.state.node(pool, call.params["nodeId"])
+            recursive = (call.query.get("recursive") or "false").lower() == "true"
+            return self._delete_file(node.root, call.params["filePath"], recursive)
 
     def op_Nodes_GetNodeFileProperties(self, call: Call) -> Reply:
         return self.op_Nodes_GetNodeFile(call, head=True)

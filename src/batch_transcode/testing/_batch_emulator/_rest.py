@@ -15,6 +15,7 @@ carries the next ``$skiptoken``.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +55,12 @@ class Reply:
 
 
 Handler = Callable[[Call], Reply]
+
+
+def content_type(path: Path) -> str:
+    """The content type the service serves a node file with: ``text/plain`` for text
+    files (``stdout.txt``, ``stderr.txt``), else ``application/octet-stream``."""
+    return "text/plain" if path.suffix.lower() in (".txt", ".log") else "application/octet-stream"
 
 
 def check_id(value: Any, prop: str = "id") -> str:
@@ -122,7 +129,7 @@ class Operations:
                 if call.query.get(name):
                     q[name] = call.query[name]
             q["$skiptoken"] = after
-            body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='')}"
+            body["odata.nextLink"] = f"{self.state.endpoint}{path}?{urlencode(q, quote_via=quote, safe='$')}"
         return Reply(200, body)
 
     def _list(self, call: Call, items: list[JSON], kind: str, path: str) -> Reply:
@@ -144,7 +151,7 @@ class Operations:
         items: Mapping[str, Callable[[], JSON]],
         kind: str,
         path: str,
-        views: Mapping[str, Callable[[], JSON]] | None = None,
+        views: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None,
     ) -> Reply:
         """``_list`` for many items keyed by lower-case id: only the requested page is
         rendered. With ``views`` (the same properties, uncopied), a ``$filter`` is
@@ -174,10 +181,11 @@ class Operations:
         mtime = datetime.fromtimestamp(st.st_mtime, UTC)
         data = b"" if head else target.read_bytes()
         out_headers = {
-            "Content-Type": "application/octet-stream",
+            "Content-Type": content_type(target),
             "ocp-creation-time": rfc1123(mtime),
             "ocp-batch-file-isdirectory": "False",
-            "ocp-batch-file-url": url,
+            # the service sends the file's URL percent-encoded (https%3A%2F%2F...)
+            "ocp-batch-file-url": quote(url, safe=""),
             "ocp-batch-file-mode": f"0o{st.st_mode:o}",
             "Last-Modified": rfc1123(mtime),
             "ETag": f'"0x{int(st.st_mtime_ns):X}"',
@@ -192,6 +200,27 @@ class Operations:
         if head:
             out_headers["Content-Length"] = str(st.st_size)
         return Reply(200, data, out_headers)
+
+    @staticmethod
+    def _delete_file(base: Path, rel: str, recursive: bool) -> Reply:
+        """Delete Task File / Delete Node File: a file, an empty directory, or (with
+        ``recursive``) a directory and everything in it; 200 as the service answers."""
+        target = (base / rel).resolve()
+        if base.resolve() not in target.parents or not target.exists():
+            raise not_found("File", rel)
+        if target.is_dir():
+            if any(target.iterdir()) and not recursive:
+                # "If recursive is false then the directory must be empty or deletion will
+                # fail" (REST reference); the service's error code for it is not documented.
+                raise BatchServiceError(
+                    409,
+                    "DirectoryNotEmpty",
+                    "The directory is not empty; pass recursive=true to delete it with its content.",
+                )
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+        return Reply(200, None)
 
     def _list_files(self, call: Call, base: Path, url_prefix: str, kind: str, path: str) -> Reply:
         """List Files under ``base`` (``recursive=true`` walks subdirectories)."""
@@ -208,8 +237,8 @@ class Operations:
                     doc["properties"] = {
                         "creationTime": t,
                         "lastModified": t,
-                        "contentLength": st.st_size,
-                        "contentType": "application/octet-stream",
+                        "contentLength": str(st.st_size),  # a string: int64 "format" of a string type
+                        "contentType": content_type(p),
                         "fileMode": f"0o{st.st_mode:o}",
                     }
                 docs.append(doc)

@@ -96,6 +96,9 @@ class Scheduler:
                     self.state.resize(pool, dedicated, low)
         if pool.allocation_state == "resizing" and mono >= pool.resize_due:
             self._finish_resize(pool, mono)
+        if pool.allocation_state == "stopping" and mono >= pool.resize_due:
+            pool.set_allocation("steady")
+            self.state.changed.notify_all()
         for node in pool.nodes.values():
             due = node.ready_at if node.state == "creating" else node.preempted_until
             if node.state in ("creating", "preempted") and mono >= due:
@@ -115,6 +118,22 @@ class Scheduler:
                     for k in list(node.running):
                         node.running.pop(k, None)
             elif len(have) < target:
+                if not dedicated and self.state.pool_allocation_mode == "BatchService":
+                    # Low-priority nodes of Batch-service accounts were retired on 30 September
+                    # 2025: "attempts to seek back to target low-priority node counts will fail"
+                    # (https://learn.microsoft.com/azure/batch/low-priority-vms-retirement-migration-guide);
+                    # Spot nodes need a user-subscription account (.../azure/batch/batch-spot-vms).
+                    pool.resize_errors.append(
+                        {
+                            "code": "AccountLowPriorityCoreQuotaReached",
+                            "message": "The specified account has reached its low priority core quota. "
+                            "Spot nodes are available only in Batch accounts in user subscription pool "
+                            "allocation mode.",
+                            "values": [{"name": "VmSize", "value": str(pool.spec.get("vmSize", ""))}],
+                        }
+                    )
+                    LOG.info("pool %s: no Spot nodes in a Batch-service account", pool.id)
+                    continue
                 if faults.allocation_failure:
                     code = faults.allocation_failure_code
                     message = {

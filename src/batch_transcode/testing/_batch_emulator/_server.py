@@ -302,6 +302,7 @@ class Handler(BaseHTTPRequestHandler):
         out_headers = {
             "request-id": request_id,
             "Date": rfc1123(stamp),
+            "DataServiceVersion": "3.0",  # on every answer of the service, errors included
             "X-Content-Type-Options": "nosniff",
             "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
         }

@@ -25,7 +25,7 @@ from ._model import Job, JobSnapshot, Pool, PoolSnapshot, TaskSnapshot, metadata
 from ._pools import NodeOperations, PoolOperations
 from ._rest import Handler
 from ._scheduler import Scheduler
-from ._state import AccountState
+from ._state import AccountState, PoolAllocationMode
 from ._tasks import TaskOperations
 
 
@@ -40,8 +40,15 @@ class Service(AccountState):
         workdir: Path,
         faults: Faults,
         allocation_delay: float,
+        pool_allocation_mode: PoolAllocationMode = "UserSubscription",
     ) -> None:
-        super().__init__(account=account, workdir=workdir, faults=faults, allocation_delay=allocation_delay)
+        super().__init__(
+            account=account,
+            workdir=workdir,
+            faults=faults,
+            allocation_delay=allocation_delay,
+            pool_allocation_mode=pool_allocation_mode,
+        )
         self._scheduler = Scheduler(self)
         self._handlers: dict[str, Handler] = {}
         for group in (PoolOperations(self), NodeOperations(self), JobOperations(self), TaskOperations(self)):

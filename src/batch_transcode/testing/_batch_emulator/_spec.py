@@ -110,8 +110,25 @@ def _close_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out: JSON = {}
+    read_only = {
+        name
+        for name, sub in (node.get("properties") or {}).items()
+        if isinstance(sub, dict) and sub.get("readOnly")
+    }
     for key, value in node.items():
         if key.startswith("x-ms-") or key in ("description", "readOnly", "example", "discriminator"):
+            continue
+        if key == "required":
+            # A response model's read-only properties (a job's creationTime, ...) are
+            # "required" in the spec, but a request (Replace Job sends a BatchJob) never has them.
+            required = [name for name in value if name not in read_only]
+            if required:
+                out[key] = required
+            continue
+        if key == "enum" and node.get("type") == "string":
+            # The service accepts enum values in any casing ("pack", "Pack") and answers
+            # in its own (see _defaults.ENUM_CASING).
+            out["pattern"] = "^(?i:" + "|".join(re.escape(str(v)) for v in value) + ")$"
             continue
         if key == "format":
             # Formats are checked where the service checks them (durations, dates) by the handlers;

@@ -10,7 +10,8 @@ evicting a node's work, terminating a job, deleting a job's auto pool.
 Callers hold :attr:`AccountState.lock` around everything but :meth:`AccountState.spawn`
 and :meth:`AccountState.join_workers`.
 
-Autoscale formulas are not evaluated (an approximation of "Create an automatic formula
+Autoscale formulas are not evaluated (Evaluate Pool Autoscale answers a formula of
+constant assignments exactly; an approximation of "Create an automatic formula
 for scaling compute nodes in a Batch pool",
 https://learn.microsoft.com/azure/batch/batch-automatic-scaling): a pool with
 ``enableAutoScale`` gets ``min(pending tasks, cap)`` nodes, where pending tasks are the
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from batch_transcode._process import kill_process_group
 
@@ -40,6 +42,35 @@ from ._odata import duration_seconds
 LOG = logging.getLogger(__name__)
 
 DELETE_DELAY = 0.3  # seconds a pool or job stays in "deleting"
+STOP_DELAY = 0.3  # seconds a pool stays "stopping" after Stop Pool Resize
+
+#: The subscription the emulated account lives in (a made-up id): a subnet of another
+#: subscription cannot be used, as in the service.
+SUBSCRIPTION_ID = "5e1f7a3c-0b2d-4c6e-9f8a-1d3b5c7e9a0b"
+
+PoolAllocationMode = Literal["BatchService", "UserSubscription"]
+POOL_ALLOCATION_MODES: tuple[str, ...] = ("BatchService", "UserSubscription")
+
+# Create Pool's virtualMachineImageId forms (REST reference, ImageReference):
+# a managed image, or an Azure Compute Gallery image (with or without a version).
+_IMAGE_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
+    r"(?:images/[^/]+|galleries/[^/]+/images/[^/]+(?:/versions/[^/]+)?)$",
+    re.IGNORECASE,
+)
+_IMAGE_ID_REASON = (
+    "The specified resource id must be of the format "
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/"
+    "images/{imageName}, "
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/galleries/"
+    "{galleryName}/images/{galleryImageName}/versions/{galleryImageVersionName}, or "
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Compute/galleries/"
+    "{galleryName}/images/{galleryImageName}"
+)
+_LITERAL_FORMULA = re.compile(
+    r"^\s*(?:\$(?:TargetDedicatedNodes|TargetLowPriorityNodes|NodeDeallocationOption)\s*=\s*\w+\s*;?\s*)+$"
+)
+_SUBNET_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)/", re.IGNORECASE)
 
 
 class AccountState:
@@ -52,8 +83,12 @@ class AccountState:
         workdir: Path,
         faults: Faults,
         allocation_delay: float,
+        pool_allocation_mode: PoolAllocationMode = "UserSubscription",
     ) -> None:
         self.account = account
+        #: "BatchService" (the default kind of account: no Spot nodes since 30 September
+        #: 2025) or "UserSubscription" (Spot nodes allocate).
+        self.pool_allocation_mode: PoolAllocationMode = pool_allocation_mode
         self.workdir = workdir
         self.endpoint = ""
         self.allocation_delay = allocation_delay
@@ -137,6 +172,7 @@ class AccountState:
 
     def new_pool(self, pool_id: str, spec: JSON, auto_for_job: str | None = None) -> Pool:
         """Add a pool (Create Pool, or a job's auto pool) and start allocating its nodes."""
+        self._check_pool_references(spec)
         for prop in ("resizeTimeout", "autoScaleEvaluationInterval"):
             if prop in spec:
                 duration_seconds(spec[prop], prop)
@@ -174,6 +210,50 @@ class AccountState:
         )
         return pool
 
+    def _check_pool_references(self, spec: JSON) -> None:
+        """The resource ids a pool names: a well-formed image id, a subnet of this
+        account's subscription (``InvalidPropertyValue`` otherwise, as the service answers)."""
+        image = ((spec.get("virtualMachineConfiguration") or {}).get("imageReference")) or {}
+        image_id = image.get("virtualMachineImageId")
+        if image_id is not None and not _IMAGE_ID.match(str(image_id)):
+            raise invalid_value("virtualMachineImageId", image_id, _IMAGE_ID_REASON)
+        subnet = (spec.get("networkConfiguration") or {}).get("subnetId")
+        if subnet is not None:
+            m = _SUBNET_SUBSCRIPTION.match(str(subnet))
+            if m is None or m.group(1).lower() != SUBSCRIPTION_ID:
+                raise invalid_value(
+                    "subnetId",
+                    subnet,
+                    "The specified subnetId is in a different subscription and cannot be used with the "
+                    f"current Batch account in subscription {SUBSCRIPTION_ID}",
+                )
+
+    def stop_resize(self, pool: Pool) -> None:
+        """Stop Pool Resize: the pool is ``stopping``, then ``steady`` with the nodes it
+        has, its targets unchanged and a ``ResizeStopped`` resize error (as the service
+        answers)."""
+        if pool.allocation_state != "resizing":
+            return
+        short = [
+            kind
+            for kind, dedicated, target in (
+                ("dedicated", True, pool.target_dedicated),
+                ("low priority", False, pool.target_low_priority),
+            )
+            if sum(1 for n in pool.nodes.values() if n.dedicated == dedicated) < target
+        ]
+        if short:
+            pool.resize_errors = [
+                {
+                    "code": "ResizeStopped",
+                    "message": f"Desired number of {' and '.join(short)} nodes could not be allocated due "
+                    "to a stop resize operation",
+                }
+            ]
+        pool.set_allocation("stopping")
+        pool.resize_due = time.monotonic() + STOP_DELAY
+        self.changed.notify_all()
+
     def resize(self, pool: Pool, dedicated: int, low: int) -> None:
         """Set the pool's targets; the scheduler finishes the resize after ``allocation_delay``."""
         pool.target_dedicated = dedicated
@@ -187,6 +267,15 @@ class AccountState:
         pool.set_allocation("resizing")
         pool.resize_due = time.monotonic() + self.allocation_delay
         self.changed.notify_all()
+
+    def evaluate_formula(self, pool: Pool, formula: str) -> tuple[int, int]:
+        """Evaluate Pool Autoscale: a formula of constant assignments only
+        (``$TargetDedicatedNodes=3;``) gives its constants; any other, the approximation
+        of :meth:`autoscale_target`."""
+        if _LITERAL_FORMULA.match(formula):
+            found = dict(re.findall(r"\$(TargetDedicatedNodes|TargetLowPriorityNodes)\s*=\s*(\d+)", formula))
+            return int(found.get("TargetDedicatedNodes", 0)), int(found.get("TargetLowPriorityNodes", 0))
+        return self.autoscale_target(pool, formula)
 
     def autoscale_target(self, pool: Pool, formula: str) -> tuple[int, int]:
         """``(dedicated, Spot)`` nodes for ``formula`` (the approximation in the module docstring)."""

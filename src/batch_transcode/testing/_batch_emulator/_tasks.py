@@ -218,6 +218,13 @@ class TaskOperations(Operations):
             url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}/files/{quote(rel)}"
             return self._file_reply(base, rel, url, head, call.headers)
 
+    def op_Tasks_DeleteTaskFile(self, call: Call) -> Reply:
+        with self.state.lock:
+            job = self.state.job(call.params["jobId"])
+            task = self.state.task(job, call.params["taskId"])
+            recursive = (call.query.get("recursive") or "false").lower() == "true"
+            return self._delete_file(self._task_dir(job, task), call.params["filePath"], recursive)
+
     def op_Tasks_GetTaskFileProperties(self, call: Call) -> Reply:
         return self.op_Tasks_GetTaskFile(call, head=True)
 

@@ -1,0 +1,143 @@
+"""How a Report reads: the text summary, the HTML table (notebooks), the JSON data."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from batch_transcode import FileResult, Report
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
+
+
+class Table(HTMLParser):
+    """The cells (text and title attribute) of each body row of a rendered table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[tuple[str, str | None]]] = []
+        self.headers: list[str] = []
+        self._cell: list[str] | None = None
+        self._title: str | None = None
+        self._in_th = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._cell, self._title = [], dict(attrs).get("title")
+        elif tag == "th":
+            self._in_th = True
+            self.headers.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append(("".join(self._cell), self._title))
+            self._cell = None
+        elif tag == "th":
+            self._in_th = False
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        elif self._in_th:
+            self.headers[-1] += data
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> Report:
+    src, out = tmp_path / "talks", tmp_path / "mp3s"
+    (out / "day 2").mkdir(parents=True)
+    (out / "keynote.mp3").write_bytes(b"x" * 3000)
+    (out / "day 2" / "panel.mp3").write_bytes(b"x" * 10)
+    return Report(
+        [
+            FileResult.converted(src / "keynote.mp4", out / "keynote.mp3", seconds=2.5, task_id="t000000"),
+            FileResult.already_done(src / "day 2" / "panel.mov", out / "day 2" / "panel.mp3"),
+            FileResult.cancellation(src / "day 2" / "q&a.mp4", "cancelled before it ran"),
+            FileResult.failure(
+                src / "broken <1>.mp4",
+                "ffmpeg cannot read this file as media\n"
+                f"Error opening output file {out}/.bt-0123456789ab.part.mp3.",
+                seconds=0.4,
+            ),
+        ],
+        seconds=12.34,
+    )
+
+
+def test_errors_never_show_temporary_output_names(tmp_path: Path) -> None:
+    for text in (
+        f"Error opening output file {tmp_path}/out/.bt-0123456789ab.part.mp3.",
+        f"[out#0/mp3 @ 0x1] Error opening '{tmp_path}/out/.bt-abcdefabcdef.part.mp3': Permission denied",
+        'Output #0, flac, to ".bt-0123456789ab.part.flac":',
+    ):
+        error = FileResult.failure(tmp_path / "a.mp4", text).error
+        assert error is not None and ".bt-" not in error and "the output" in error, error
+    kept = FileResult.failure(tmp_path / "a.mp4", "could not read .bt-notours.mp3").error
+    assert kept == "could not read .bt-notours.mp3"  # only our own names are replaced
+
+
+def test_summary_counts_each_status_and_lists_failures_first_relative(report: Report) -> None:
+    lines = report.summary().splitlines()
+    assert lines[0] == "2/4 converted in 12.3s (1 already done, skipped), 1 failed, 1 cancelled:"
+    assert lines[1] == "  broken <1>.mp4: ffmpeg cannot read this file as media"
+    assert lines[2] == "  day 2/q&a.mp4: cancelled before it ran"
+    assert len(lines) == 3
+
+
+def test_html_table_relative_paths_full_on_hover_seconds_sizes(report: Report, tmp_path: Path) -> None:
+    html = report._repr_html_()
+    table = Table()
+    table.feed(html)
+    assert table.headers == ["", "source", "output", "seconds", "size", "error"]
+    rows = [r for r in table.rows if r]
+    assert [row[0][1] for row in rows] == ["failed", "cancelled", "converted", "skipped"]  # failures first
+    failed, cancelled, converted, skipped = rows
+    assert failed[1] == ("broken <1>.mp4", str(tmp_path / "talks" / "broken <1>.mp4"))
+    assert "the output" in failed[5][0] and ".bt-" not in html
+    assert cancelled[1][0] == "day 2/q&a.mp4"
+    assert converted[2] == ("keynote.mp3", str(tmp_path / "mp3s" / "keynote.mp3"))
+    assert converted[3][0] == "2.5" and converted[4][0] == "2.9 KiB"
+    assert skipped[2][0] == "day 2/panel.mp3" and skipped[4][0] == "10 B" and skipped[3][0] == ""
+    assert "&lt;1&gt;" in html and "q&amp;a" in html  # escaped
+    assert f"<code>{tmp_path / 'talks'}</code>" in html and f"<code>{tmp_path / 'mp3s'}</code>" in html
+    assert "2/4 converted" in html
+
+
+def test_to_dict_is_json_that_follows_the_schema(report: Report, tmp_path: Path) -> None:
+    data = json.loads(json.dumps(report.to_dict()))
+    jsonschema.validate(data, SCHEMA)
+    assert data["summary"] == {
+        "total": 4, "converted": 1, "skipped": 1, "failed": 1, "cancelled": 1, "seconds": 12.34,
+    }  # fmt: skip
+    assert data["files"][0] == {
+        "source": str(tmp_path / "talks" / "keynote.mp4"),
+        "output": str(tmp_path / "mp3s" / "keynote.mp3"),
+        "outputs": [str(tmp_path / "mp3s" / "keynote.mp3")],
+        "status": "converted",
+        "error": None,
+        "seconds": 2.5,
+        "task_id": "t000000",
+    }
+    assert [f["outputs"] for f in data["files"][2:]] == [[], []]  # failed, cancelled: none
+    assert [f["status"] for f in data["files"]] == ["converted", "skipped", "cancelled", "failed"]
+
+
+def test_the_schema_refuses_what_the_docs_rule_out(report: Report) -> None:
+    data = report.to_dict()
+    data["files"][0]["status"] = "done"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+    data = report.to_dict()
+    data["files"][3]["output"] = "/somewhere.mp3"  # a failed file has no output
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
+    data = report.to_dict()
+    del data["summary"]["cancelled"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
