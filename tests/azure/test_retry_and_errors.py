@@ -17,6 +17,7 @@ from batch_transcode import (
 )
 from batch_transcode._azure._errors import azure_errors, error_code, translate
 from batch_transcode._redact import redact
+from helpers import run_python
 
 
 def http_error(
@@ -175,3 +176,28 @@ def test_secrets_are_redacted_from_messages() -> None:
     assert "s3cr3t" not in redact("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=s3cr3t;")
     err = translate(http_error(400, f"ResourceFile {url} could not be read"), "create task")
     assert "abc%2Bdef" not in str(err)
+
+
+_FIRST_INSTANCES = """
+import inspect, threading
+from azure.batch import models as bm
+from azure.batch._utils.model_base import Model
+from batch_transcode import AzureConfig
+from batch_transcode._azure._clients import make_batch_client
+
+classes = [c for c in vars(bm).values() if inspect.isclass(c) and issubclass(c, Model)]
+assert not any(f"{c.__module__}.{c.__qualname__}" in Model._calculated for c in classes)
+make_batch_client(AzureConfig(batch_endpoint="https://acct.region.batch.azure.com",
+                              batch_account="acct", batch_key="a2V5", storage_account="s"))
+missing = [c.__name__ for c in classes if f"{c.__module__}.{c.__qualname__}" not in Model._calculated]
+assert not missing, missing
+print(len(classes))
+"""
+
+
+def test_every_batch_model_class_is_prepared_before_threads_make_models() -> None:
+    """azure-batch works out a model class's fields on its first instance without a lock;
+    the client's construction does that for every class, in one thread, first."""
+    proc = run_python("-c", _FIRST_INSTANCES)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 100
