@@ -164,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(_SERVER_BUSY)
             return
         upstream = proxy._connect()
+        response: http.client.HTTPResponse | None = None
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for name, value in self.headers.items():
@@ -200,6 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
             if response.will_close:
                 self.close_connection = True
         finally:
+            # the response holds the socket too: a client that hung up mid-answer must
+            # not leave it open (http.client closes it only when the answer is read)
+            if response is not None:
+                response.close()
             upstream.close()
 
     def _read_body(self, link: _Link) -> bytes | None:
