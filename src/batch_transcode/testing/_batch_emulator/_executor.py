@@ -29,12 +29,15 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._ffmpeg import find_ffmpeg as _library_find_ffmpeg
 from batch_transcode._redact import redact
 from batch_transcode.testing._proxy import NODE_USER_AGENT
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
 
 LOG = logging.getLogger(__name__)
 
@@ -228,23 +231,31 @@ def download_resource_files(
                     p.chmod(int(str(file_mode), 8))
 
 
+def _node_container(url: str, storage: NodeStorage, credential: Any) -> ContainerClient:
+    """A container client as a node uses one: a few quick retries, the node's User-Agent
+    (its transfers do not cross the client's link), ``credential`` (a node identity's)
+    or the SAS in ``url``."""
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient.from_container_url(
+        url,
+        credential=credential,
+        retry_total=2,
+        retry_backoff_factor=0.2,
+        user_agent=NODE_USER_AGENT,
+        **storage.client_options(),
+    )
+
+
 def _download_container(rf: JSON, wd: Path, storage: NodeStorage, credential: Any) -> list[Path]:
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-    from azure.storage.blob import ContainerClient
 
     url = rf["storageContainerUrl"]
     prefix = rf.get("blobPrefix") or None
     base = _safe_join(wd, rf.get("filePath") or ".")
     written: list[Path] = []
     try:
-        with ContainerClient.from_container_url(
-            url,
-            credential=credential,
-            retry_total=2,
-            retry_backoff_factor=0.2,
-            user_agent=NODE_USER_AGENT,
-            **storage.client_options(),
-        ) as cc:
+        with _node_container(url, storage, credential) as cc:
             for blob in cc.list_blobs(name_starts_with=prefix):
                 dest = _safe_join(base, blob.name)
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -335,7 +346,7 @@ def upload_output_files(
     URL or as the node identity their ``identityReference`` names; raise PreparationError
     on failure."""
     from azure.core.exceptions import AzureError
-    from azure.storage.blob import ContainerClient, ContentSettings
+    from azure.storage.blob import ContentSettings
 
     storage = storage or NodeStorage()
     pool_identities = list(pool_identities)
@@ -362,14 +373,7 @@ def upload_output_files(
             cache_control=headers.get("cache-control"),
         )
         try:
-            with ContainerClient.from_container_url(
-                url,
-                credential=credential,
-                retry_total=2,
-                retry_backoff_factor=0.2,
-                user_agent=NODE_USER_AGENT,
-                **storage.client_options(),
-            ) as cc:
+            with _node_container(url, storage, credential) as cc:
                 for file, rel in _match(pattern, wd):
                     name = (f"{path.rstrip('/')}/{rel}" if path else rel) if has_wildcard else (path or rel)
                     with open(file, "rb") as data:
