@@ -4,8 +4,6 @@ For each N, on one OfflineAzure (Azurite + the Batch emulator, in this process),
 two clients run in child processes, one after the other:
 
 - ``ours``: ``TranscodeSession(AzureConfig)``, converting N tiny WAV files;
-- ``barrier`` (on request): the same, in the barrier order (``run.STREAMING = False``:
-  upload all, add all, wait, list once, download all), to compare in one run;
 - ``tutorial``: the Azure-Samples/batch-python-ffmpeg-tutorial flow written with the raw
   ``azure.batch.BatchClient`` and ``azure-storage-blob`` clients: inputs uploaded one by
   one, a pool with the apt start task, a job, ``create_tasks``, then every second
@@ -41,6 +39,7 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +201,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         "response_mb": round(sum(e.response_bytes for e in entries) / 1e6, 2),
     }
     listings = [e for e in entries if e.operation == "Tasks_ListTasks"]
-    if mode in ("ours", "barrier"):
+    if mode == "ours":
         # A poll: one task-count read plus the pool/node checks that follow it, until teardown
         # (finished tasks are listed between polls: counted apart).
         teardown = next((i for i, e in enumerate(entries) if e.operation == "Jobs_DeleteJob"), len(entries))
@@ -346,10 +345,9 @@ def main() -> int:
     parser.add_argument(
         "--modes",
         nargs="+",
-        choices=["ours", "barrier", "tutorial"],
+        choices=["ours", "tutorial"],
         default=["ours", "tutorial"],
-        help="ours: the library; barrier: the library in the barrier order "
-        "(run.STREAMING = False); tutorial: the tutorial's pattern",
+        help="ours: the library; tutorial: the tutorial's pattern",
     )
     parser.add_argument("--task", choices=["stub", "ffmpeg"], default="stub")
     parser.add_argument("--clip-seconds", type=float, default=0.2)
@@ -465,10 +463,6 @@ def _child_ours(p: dict[str, Any], phases: _Phases) -> int:
         retry=RetryPolicy(attempts=6, timeout=60.0, wait_initial=0.1, wait_max=2.0, wait_jitter=0.1),
     )
     inputs = sorted(Path(p["inputs"]).iterdir())
-    if p["mode"] == "barrier":
-        from batch_transcode._azure import run
-
-        run.STREAMING = False
     _PhaseLog(phases)
     with TranscodeSession(config) as session:
         phases.mark("open")
@@ -487,9 +481,24 @@ def _real_ffmpeg() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
+def run_tutorial(
+    p: dict[str, Any],
+    phases: _Phases | None = None,
+    env: Mapping[str, str] | None = None,
+    on_result: Callable[[Path], None] | None = None,
+) -> int:
     """The tutorial's flow (Azure-Samples/batch-python-ffmpeg-tutorial, batch_python_tutorial_ffmpeg.py),
-    with azure-batch 15's names."""
+    with azure-batch 15's names; returns how many tasks exited 0. Shared with pipeline.py.
+
+    ``p``: ``inputs`` (a folder of inputs), ``task``, ``stub`` (the stand-in's path),
+    ``nodes``, ``slots``, ``tutorial_poll`` (seconds between listings) and optionally
+    ``download``. ``task`` is ``stub`` or ``ffmpeg`` (that binary uploaded and installed
+    by the start task after its apt line, as ours stages it) or ``apt`` (the tutorial as
+    it is: the node's ffmpeg, from the apt start task). ``phases`` times the phases;
+    ``env``: the endpoints and keys (default: this process's environment). With
+    ``download`` (a folder) the outputs are then downloaded there one by one, calling
+    ``on_result`` with each file (the tutorial itself leaves them in the container).
+    """
     import datetime as dt
     import secrets
 
@@ -504,7 +513,8 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
         generate_container_sas,
     )
 
-    env = os.environ
+    env = os.environ if env is None else env
+    phases = _Phases() if phases is None else phases
     blob_service = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"])
     key = blob_service.credential.account_key
     account = blob_service.account_name
@@ -531,9 +541,21 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
 
     inputs = sorted(Path(p["inputs"]).iterdir())
     input_files = [upload(path) for path in inputs]  # one by one, as the tutorial does
-    stub_file = Path(p["stub"]) if p["task"] == "stub" else Path(_real_ffmpeg())
-    tool = upload(stub_file)
-    tool.file_path = "ffmpeg-tool"
+    # The tutorial's start task installs ffmpeg with apt; with a binary of our own (the
+    # stand-in, or the ffmpeg ours stages) it is then put on the node so that both clients
+    # run the same task.
+    start = '/bin/bash -c "apt-get update && apt-get install -y ffmpeg"'
+    start_files: list[bm.ResourceFile] = []
+    ffmpeg = "ffmpeg"
+    if p["task"] != "apt":
+        tool = upload(Path(p["stub"]) if p["task"] == "stub" else Path(_real_ffmpeg()))
+        tool.file_path = "ffmpeg-tool"
+        start_files = [tool]
+        start = (
+            '/bin/bash -c "apt-get update && apt-get install -y ffmpeg && '
+            'install -m 0755 ffmpeg-tool $AZ_BATCH_NODE_SHARED_DIR/ffmpeg"'
+        )
+        ffmpeg = "$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"
     out_sas = generate_container_sas(
         account,
         output_container,
@@ -549,12 +571,6 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
         AzureNamedKeyCredential(env["AZURE_BATCH_ACCOUNT"], env["AZURE_BATCH_ACCESS_KEY"]),
     )
     pool_id, job_id = f"LinuxFfmpegPool-{token}", f"LinuxFfmpegJob-{token}"
-    # The tutorial's start task installs ffmpeg with apt; the same stand-in binary as ours is
-    # then put on the node so that both clients run the same task.
-    start = (
-        '/bin/bash -c "apt-get update && apt-get install -y ffmpeg && '
-        'install -m 0755 ffmpeg-tool $AZ_BATCH_NODE_SHARED_DIR/ffmpeg"'
-    )
     client.create_pool(
         bm.BatchPoolCreateOptions(
             id=pool_id,
@@ -569,7 +585,7 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
             task_slots_per_node=p["slots"],
             start_task=bm.BatchStartTask(
                 command_line=start,
-                resource_files=[tool],
+                resource_files=start_files,
                 wait_for_success=True,
                 user_identity=bm.UserIdentity(
                     auto_user=bm.AutoUserSpecification(scope="pool", elevation_level="admin")
@@ -579,12 +595,14 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
     )
     client.create_job(bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id)))
     tasks = []
+    outputs = []
     for idx, rf in enumerate(input_files):
         output = Path(rf.file_path or "").stem + ".mp3"
+        outputs.append(output)
         tasks.append(
             bm.BatchTaskCreateOptions(
                 id=f"Task{idx}",
-                command_line=f'/bin/bash -c "$AZ_BATCH_NODE_SHARED_DIR/ffmpeg -i {rf.file_path} {output}"',
+                command_line=f'/bin/bash -c "{ffmpeg} -i {rf.file_path} {output}"',
                 resource_files=[rf],
                 output_files=[
                     bm.OutputFile(
@@ -611,22 +629,36 @@ def _child_tutorial(p: dict[str, Any], phases: _Phases) -> int:
         time.sleep(p["tutorial_poll"])
     else:
         raise RuntimeError("tasks did not complete in time")
-    ok = sum(1 for t in listed if t.execution_info is not None and t.execution_info.exit_code == 0)
+    succeeded = {t.id for t in listed if t.execution_info is not None and t.execution_info.exit_code == 0}
     phases.mark("monitor")
+    if p.get("download"):
+        folder = Path(p["download"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for idx, name in enumerate(outputs):  # one by one, as the uploads
+            if f"Task{idx}" not in succeeded:
+                continue
+            target = folder / name
+            with open(target, "wb") as f:
+                blob_service.get_blob_client(output_container, name).download_blob().readinto(f)
+            if on_result is not None:
+                on_result(target)
+        phases.mark("download")
     # The tutorial leaves the outputs in the container; it deletes the input container,
     # then the job and the pool.
     blob_service.delete_container(input_container)
     blob_service.delete_container(output_container)
     client.begin_delete_job(job_id)
     client.begin_delete_pool(pool_id)
+    client.close()
+    blob_service.close()
     phases.mark("close")
-    return ok
+    return len(succeeded)
 
 
 def child_main(raw: str) -> int:
     p = json.loads(raw)
     phases = _Phases()
-    ok = _child_tutorial(p, phases) if p["mode"] == "tutorial" else _child_ours(p, phases)
+    ok = run_tutorial(p, phases) if p["mode"] == "tutorial" else _child_ours(p, phases)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(

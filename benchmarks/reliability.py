@@ -2,7 +2,7 @@
 
 Each row runs ``--files`` (default 40) 1 s clips through a TranscodeSession on
 OfflineAzure (Azurite behind the storage fault proxy, and the Batch emulator) once
-per seed, with retry waits off (``_retry.set_testing``), and counts the runs whose
+per seed, with retry waits off (``batch_transcode.testing.set_testing``), and counts the runs whose
 every output decodes with the right duration, the pools/jobs/containers left behind,
 and tasks added twice. Prints a markdown table::
 
@@ -21,9 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliabil
 
 from reliability_harness import SWITCHES, make_clip, run_e2e, with_seed
 
-from batch_transcode import _retry
 from batch_transcode._ffmpeg import find_ffmpeg
-from batch_transcode.testing import OfflineAzure, StorageFaults
+from batch_transcode.testing import OfflineAzure, StorageFaults, set_testing
 
 
 def main() -> int:
@@ -32,7 +31,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--only", action="append", help="run only these rows (repeatable)")
     args = parser.parse_args()
-    _retry.set_testing(True)
+    set_testing(True)
     ffmpeg = find_ffmpeg()
     rows = []
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:

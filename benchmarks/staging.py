@@ -1,6 +1,8 @@
-"""Staging throughput: Staging.upload_inputs / download_outputs vs a sequential loop.
+"""Staging throughput: Staging.upload_inputs / Staging.download vs a sequential loop.
 
-200 files x 1 MiB into Azurite, runs alternating between the two ways, first on bare
+200 files x 1 MiB into Azurite, runs alternating between the two ways (ours: the
+uploads of ``upload_inputs``, ``upload_concurrency`` at once; the downloads of
+``Staging.download``, one per item, ``download_concurrency`` at once), first on bare
 loopback, then through StorageProxy adding 20 ms per request (closer to a real
 storage account's round trip). Prints ratios (sequential time / ours); then a
 second upload of unchanged inputs into a persistent container (bytes uploaded
@@ -19,12 +21,16 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
-from batch_transcode import RetryPolicy
-from batch_transcode._azure.staging import Staging, make_blob_service_client
+from batch_transcode import AzureConfig, RetryPolicy
+from batch_transcode._azure._clients import make_blob_service_client
+from batch_transcode._azure.containers import Containers, create_containers
+from batch_transcode._azure.names import SessionNames, input_blob, output_blobs
+from batch_transcode._azure.staging import StagedInput, Staging, UploadLedger
 from batch_transcode._naming import WorkItem, plan_work
 from batch_transcode._teardown import Teardown
 from batch_transcode.testing import OfflineAzure, StorageFaults
@@ -37,12 +43,12 @@ def _make_inputs(root: Path, files: int, size: int) -> list[WorkItem]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(size))
         paths.append(path)
-    return plan_work(paths, root / "out", "mp3")
+    return plan_work(paths, root / "out", ["mp3"])
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[..., object], *args: object) -> float:
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -50,21 +56,48 @@ def _sequential_upload(service: BlobServiceClient, container: str, items: list[W
     client = service.get_container_client(container)
     for item in items:
         with open(item.source, "rb") as f:
-            client.upload_blob("inputs/" + item.relative_source, f, overwrite=True)
+            client.upload_blob(input_blob(item.relative_source), f, overwrite=True)
 
 
 def _sequential_download(service: BlobServiceClient, container: str, items: list[WorkItem]) -> None:
     client = service.get_container_client(container)
     for item in items:
-        item.output.parent.mkdir(parents=True, exist_ok=True)
-        with open(item.output, "wb") as f:
-            client.download_blob("outputs/" + item.relative_output).readinto(f)
+        item.outputs[0].parent.mkdir(parents=True, exist_ok=True)
+        with open(item.outputs[0], "wb") as f:
+            client.download_blob(output_blobs(item.relative_outputs)[0]).readinto(f)
+
+
+def _upload(staging: Staging, items: list[WorkItem]) -> list[StagedInput]:
+    """Our upload, as a new session makes it (a fresh ledger: nothing known yet)."""
+    return staging.upload_inputs(items, UploadLedger())
+
+
+def _download(staging: Staging, items: list[WorkItem]) -> None:
+    """Our download: ``Staging.download`` per item, ``download_concurrency`` at once."""
+    with ThreadPoolExecutor(staging.download_concurrency, thread_name_prefix="bench-download") as pool:
+        failed = [d.error for d in pool.map(staging.download, items) if not d.ok]
+    if failed:
+        raise SystemExit(f"{len(failed)} downloads failed, first: {failed[0]}")
+
+
+def _staging(
+    service: BlobServiceClient,
+    key: str | None,
+    containers: Containers,
+    names: SessionNames,
+    config: AzureConfig,
+) -> tuple[Staging, Teardown]:
+    """A session's staging, its containers created; close the teardown to remove them."""
+    teardown = Teardown()
+    create_containers(containers, service, names, config.retry, teardown)
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    staging = Staging.connect(service, containers, expiry=expiry, account_key=key, node_identity=None)
+    return staging, teardown
 
 
 def _round(oa: OfflineAzure, items: list[WorkItem], out_root: Path, rounds: int, label: str) -> None:
     config = oa.config(retry=RetryPolicy(wait_initial=0.05, wait_max=0.5))
     service, key = make_blob_service_client(config)
-    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     total_mb = sum(i.source.stat().st_size for i in items) / 1e6
     ours_up: list[float] = []
     seq_up: list[float] = []
@@ -72,39 +105,27 @@ def _round(oa: OfflineAzure, items: list[WorkItem], out_root: Path, rounds: int,
     seq_down: list[float] = []
     with service:
         for r in range(rounds):
-            staging = Staging(
-                service, session_id=f"bench-{r}", prefix="bench", expiry=expiry, account_key=key
-            )
-            teardown = Teardown()
-            staging.create_containers(teardown)
+            names = SessionNames.new("bench")
+            containers = Containers(input=names.input_container, output=names.output_container)
+            staging, teardown = _staging(service, key, containers, names, config)
             try:
                 order = ("ours", "seq") if r % 2 == 0 else ("seq", "ours")
                 for which in order:
                     if which == "ours":
-                        ours_up.append(_timed(lambda s=staging: s.upload_inputs(items)))
+                        ours_up.append(_timed(_upload, staging, items))
                     else:
-                        seq_up.append(
-                            _timed(
-                                lambda s=staging: _sequential_upload(service, s.input_container_name, items)
-                            )
-                        )
+                        seq_up.append(_timed(_sequential_upload, service, containers.input, items))
                 # outputs: copy the inputs' bytes to the output names
-                out = service.get_container_client(staging.output_container_name)
+                out = service.get_container_client(containers.output)
                 for item in items:
                     with open(item.source, "rb") as f:
-                        out.upload_blob(staging.output_blob_name(item), f, overwrite=True)
+                        out.upload_blob(output_blobs(item.relative_outputs)[0], f, overwrite=True)
                 for which in order:
                     shutil.rmtree(out_root, ignore_errors=True)
                     if which == "ours":
-                        ours_down.append(_timed(lambda s=staging: s.download_outputs(items)))
+                        ours_down.append(_timed(_download, staging, items))
                     else:
-                        seq_down.append(
-                            _timed(
-                                lambda s=staging: _sequential_download(
-                                    service, s.output_container_name, items
-                                )
-                            )
-                        )
+                        seq_down.append(_timed(_sequential_download, service, containers.output, items))
             finally:
                 teardown.close()
     up_o, up_s = statistics.median(ours_up), statistics.median(seq_up)
@@ -119,25 +140,22 @@ def _round(oa: OfflineAzure, items: list[WorkItem], out_root: Path, rounds: int,
 def _persistent(oa: OfflineAzure, items: list[WorkItem]) -> None:
     config = oa.config()
     service, key = make_blob_service_client(config)
-    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
     with service:
-        times = []
         for run in (1, 2):
-            staging = Staging(
-                service,
-                session_id=f"persist-{run}",
-                prefix="bench",
-                expiry=expiry,
-                account_key=key,
-                input_container="bench-persistent",
+            # two sessions, one after the other, sharing a persistent input container
+            names = SessionNames.new("bench")
+            containers = Containers(
+                input="bench-persistent", output=names.output_container, persistent_input=True
             )
-            teardown = Teardown()
-            staging.create_containers(teardown)
-            times.append(_timed(lambda s=staging: s.upload_inputs(items)))
+            staging, teardown = _staging(service, key, containers, names, config)
+            started = time.perf_counter()
+            staged = _upload(staging, items)
+            seconds = time.perf_counter() - started
             teardown.close()
+            uploaded = [s for s in staged if s.uploaded]
             print(
-                f"  persistent input container, run {run}: {staging.bytes_uploaded / 1e6:.1f} MB uploaded, "
-                f"{staging.uploads_skipped} skipped, {times[-1]:.2f} s"
+                f"  persistent input container, run {run}: {sum(s.size for s in uploaded) / 1e6:.1f} MB "
+                f"uploaded, {len(staged) - len(uploaded)} skipped, {seconds:.2f} s"
             )
         service.delete_container("bench-persistent")
 

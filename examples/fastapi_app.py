@@ -110,7 +110,12 @@ async def status(conversion_id: str) -> dict[str, Any]:
         state = "cancelled" if conversion.job.cancelled else "done"
     body: dict[str, Any] = {
         "state": state,
-        "progress": {"total": progress.total, "done": progress.done, "failed": progress.failed},
+        "progress": {
+            "total": progress.total,
+            "done": progress.done,
+            "failed": progress.failed,
+            "cancelled": progress.cancelled,
+        },
         "finished": [
             {"source": str(r.source), "status": r.status, "error": r.error} for r in conversion.results
         ],

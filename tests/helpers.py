@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
@@ -186,6 +186,18 @@ def batch_client(emulator: BatchEmulator, key: str | None = None, **kwargs: Any)
     return BatchClient(emulator.endpoint, credential, **kwargs)  # type: ignore[arg-type]
 
 
+def session_jobs(oa: OfflineAzure, session_id: str) -> list[str]:
+    """The jobs session ``session_id`` created on ``oa``, in order (from the emulator's
+    request log: Create Job requests it accepted or found already done)."""
+    jobs: list[str] = []
+    for record in oa.batch.request_log:
+        if record.operation == "Jobs_CreateJob" and record.request_body:
+            job_id = json.loads(record.request_body).get("id", "")
+            if job_id.startswith(f"{session_id}-") and job_id not in jobs:
+                jobs.append(job_id)
+    return jobs
+
+
 def session_resources(oa: OfflineAzure, session_id: str, *, timeout: float = 0.0) -> dict[str, list[str]]:
     """The pools, jobs and containers of session ``session_id`` still in ``oa``
     (after ``OfflineAzure.leaks(timeout=...)``, which waits for all resources to go)."""
@@ -201,6 +213,7 @@ class ScriptedRequest:
     method: str
     path: str  # unquoted, without the query
     body: Any  # the JSON body, None without one
+    query: dict[str, list[str]] = attrs.field(factory=dict)  # the query, parsed
 
 
 #: ``answer(request) -> (status, body)``; a ``str`` body is sent as text, anything else as JSON.
@@ -253,6 +266,7 @@ class ScriptedEndpoint:
                     method=self.command,
                     path=unquote(urlsplit(self.path).path),
                     body=json.loads(raw) if raw else None,
+                    query=parse_qs(urlsplit(self.path).query),
                 )
                 status, data, content_type = endpoint._respond(request)
                 self.send_response(status)
@@ -339,6 +353,8 @@ def mean_colour(ffmpeg: str, image: Path) -> tuple[int, int, int]:
     )  # fmt: skip
     r, g, b = proc.stdout[:3]
     return r, g, b
+
+
 #: A process that opens an Azure session, converts, and stops without closing it.
 _LEAVE_BEHIND = """
 import os, sys

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from batch_transcode._config import (
     AptFFmpeg,
@@ -40,11 +42,42 @@ from batch_transcode._errors import (
     TranscodeFailedError,
 )
 from batch_transcode._job import JobProgress, TranscodeJob
+from batch_transcode._maintenance import CleanupReport, cleanup, list_sessions
 from batch_transcode._naming import discover as find_media
 from batch_transcode._plan import Plan
 from batch_transcode._presets import PRESETS, Preset
-from batch_transcode._report import FileResult, ProgressEvent, Report
+from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._session import TranscodeSession
+
+if _TYPE_CHECKING:
+    from batch_transcode._azure.cleanup import Orphan, OrphanKind
+    from batch_transcode._azure.sessions import JobState, PoolState, SessionInfo
+
+#: Public names whose modules import the Azure SDK: loaded on first use (``import
+#: batch_transcode`` stays fast and works without touching azure-batch).
+_LAZY = {
+    "JobState": "batch_transcode._azure.sessions",
+    "Orphan": "batch_transcode._azure.cleanup",
+    "OrphanKind": "batch_transcode._azure.cleanup",
+    "PoolState": "batch_transcode._azure.sessions",
+    "SessionInfo": "batch_transcode._azure.sessions",
+}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batch_transcode' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 try:
     __version__ = _version("batch-transcode")
@@ -58,16 +91,21 @@ __all__ = [
     "AuthenticationError",
     "AzureConfig",
     "AzureError",
+    "CleanupReport",
     "ConfigError",
     "ContainerFFmpeg",
     "FFmpegNotFoundError",
     "FileResult",
     "InputError",
     "JobProgress",
+    "JobState",
     "LocalConfig",
     "MissingInputError",
+    "Orphan",
+    "OrphanKind",
     "OutputCollisionError",
     "Plan",
+    "PoolState",
     "Preset",
     "ProgressEvent",
     "ProvisioningError",
@@ -75,13 +113,17 @@ __all__ = [
     "RetryPolicy",
     "RunTimeoutError",
     "ServiceUnavailableError",
+    "SessionInfo",
     "SessionStateError",
     "StagedFFmpeg",
+    "Status",
     "TeardownError",
     "TranscodeError",
     "TranscodeFailedError",
     "TranscodeJob",
     "TranscodeSession",
     "__version__",
+    "cleanup",
     "find_media",
+    "list_sessions",
 ]

@@ -1,42 +1,91 @@
-"""The protocol every backend implements: same inputs, same results."""
+"""The contract between a session and its backends: one :class:`RunRequest` in, results out
+through its progress sink.
+
+::
+
+    Backend             open(teardown); run(request)            local and Azure
+    AttachableBackend   + session_id; attach(ident, teardown)   Azure: adopt a job another
+                          -> AttachedJob; resume(job_id, request)   process submitted
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Protocol
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import attrs
 
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressSink
-from batch_transcode._report import FileResult
 from batch_transcode._teardown import Teardown
 
-__all__ = ["Backend"]
+__all__ = ["AttachableBackend", "AttachedJob", "Backend", "RunRequest"]
+
+
+@attrs.define(frozen=True, kw_only=True)
+class RunRequest:
+    """One batch of files for a backend to convert.
+
+    ``items`` are the files (each with one output per preset), ``presets`` the run's
+    outputs per input, in order (one ffmpeg run per item writes them all). The backend
+    reports each item's :class:`~batch_transcode.FileResult` once, as soon as it is
+    known, through ``progress.finished``: that is the only way results reach the job.
+    ``teardown`` takes the delete step of anything the run creates, the moment it
+    exists; once ``cancel`` is set the run stops promptly (the job marks what was not
+    reported as cancelled).
+    """
+
+    items: tuple[WorkItem, ...] = attrs.field(converter=tuple[WorkItem, ...])
+    presets: tuple[Preset, ...] = attrs.field(converter=tuple[Preset, ...])
+    progress: ProgressSink
+    teardown: Teardown
+    cancel: threading.Event
 
 
 class Backend(Protocol):
     """A place where ffmpeg runs.
 
     :meth:`open` provisions what the backend needs, pushing a teardown step on
-    ``teardown`` the moment each resource exists. :meth:`run` converts the
-    items and returns one result per item, in the items' order; a file that
-    fails to convert is a failed result, never an exception. ``run`` is called
-    from a job's worker thread; when ``cancel`` is set it stops promptly and
-    returns (files not done get status ``"cancelled"``). Several runs may share one
-    opened backend. ``presets`` are the run's outputs per input, in order (each item
-    has one output per preset); one ffmpeg run per item writes them all.
+    ``teardown`` the moment each resource exists. :meth:`run` converts a request's
+    items, reporting every result through ``request.progress`` (a file that fails to
+    convert is a failed result, never an exception); it is called from a job's worker
+    thread. Several runs may share one opened backend.
     """
 
     name: str
 
     def open(self, teardown: Teardown) -> None: ...
 
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        teardown: Teardown,
-        cancel: threading.Event,
-    ) -> list[FileResult]: ...
+    def run(self, request: RunRequest) -> None: ...
+
+
+class AttachedJob(Protocol):
+    """A job another process submitted, as far as a session needs to know it."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def presets(self) -> tuple[Preset, ...]: ...
+
+    def work_items(self, output_dir: Path) -> list[WorkItem]: ...
+
+
+@runtime_checkable
+class AttachableBackend(Backend, Protocol):
+    """A backend whose sessions outlive their process (Azure): it can take over a job
+    another process submitted and watch it to the end."""
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    def attach(self, ident: str, teardown: Teardown) -> AttachedJob:
+        """Take over the job ``ident`` names (a session or job id), its resources' delete
+        steps pushed on ``teardown``; in place of :meth:`open`."""
+        ...
+
+    def resume(self, job_id: str, request: RunRequest) -> None:
+        """Watch the adopted job ``job_id`` and report one result per item."""
+        ...

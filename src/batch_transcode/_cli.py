@@ -33,6 +33,7 @@ from batch_transcode._config import (
     StagedFFmpeg,
 )
 from batch_transcode._errors import AttachError, ConfigError, InputError, TranscodeError
+from batch_transcode._maintenance import DEFAULT_OLDER_THAN, as_age, cleanup, format_age, list_sessions
 from batch_transcode._naming import discover
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND
 from batch_transcode._presets import PRESETS, Preset, resolve_preset
@@ -88,10 +89,8 @@ def _positive(text: str) -> float:
 
 def _duration(text: str) -> float:
     """Seconds from ``90``, ``90s``, ``30m``, ``6h`` or ``1d``."""
-    from batch_transcode._azure.cleanup import parse_age
-
     try:
-        seconds = parse_age(text).total_seconds()
+        seconds = as_age(text).total_seconds()
     except ConfigError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 6h or 1d") from None
     if seconds <= 0:
@@ -160,7 +159,12 @@ def _backend_options() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, metavar="N", help="ffmpeg processes at once (default: CPUs)"
     )
     local.add_argument("--ffmpeg", default=None, metavar="EXE", help="the ffmpeg executable to use")
-    azure = parent.add_argument_group("azure backend (AzureConfig settings of the same names)")
+    _azure_options(parent.add_argument_group("azure backend (AzureConfig settings of the same names)"))
+    return parent
+
+
+def _azure_options(azure: argparse._ArgumentGroup) -> None:
+    """The Azure backend's settings, each an AzureConfig setting of the same name."""
     azure.add_argument(
         "--nodes", type=_count, default=None, metavar="N", help="dedicated nodes (dedicated_nodes, default 1)"
     )
@@ -197,7 +201,6 @@ def _backend_options() -> argparse.ArgumentParser:
         help="the most the session's jobs may run, such as 90m or 6h (default 6h); the "
         "service ends them after that even if this process is gone",
     )
-    return parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -213,6 +216,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backend = _backend_options()
 
+    for add in (_add_convert, _add_plan):
+        add(sub, backend)
+    for add_other in (_add_attach, _add_sessions, _add_demo, _add_cleanup, _add_emulator):
+        add_other(sub)
+    return parser
+
+
+def _add_convert(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], backend: argparse.ArgumentParser
+) -> None:
+    """``convert``: files or folders to convert."""
     conv = sub.add_parser(
         "convert", parents=[backend], help="convert files or folders of media files", description=(
             "Convert files, or the media files found in folders, into --output-dir with the "
@@ -230,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     _add_json(conv, "the report")
 
+
+def _add_plan(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], backend: argparse.ArgumentParser
+) -> None:
+    """``plan``: a convert run estimated, nothing created."""
     plan = sub.add_parser(
         "plan", parents=[backend], help="estimate a run: files, bytes, nodes, time and cost", description=(
             "Estimate a convert run with the same options, creating nothing: files, bytes to "
@@ -250,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_json(plan, "the plan")
 
+
+def _add_attach(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``attach``: collect a session whose process died."""
     att = sub.add_parser(
         "attach", help="collect the outputs of a session whose process died", description=(
             "Attach to an Azure job whose submitting process is gone (a crash, a closed "
@@ -263,6 +285,9 @@ def _parser() -> argparse.ArgumentParser:
     att.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     _add_json(att, "the report")
 
+
+def _add_sessions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``sessions``: what runs in the account."""
     sess = sub.add_parser(
         "sessions", help="list the sessions alive in the Azure account", description=(
             "List the sessions of this library with resources in the Azure account (from the "
@@ -275,19 +300,34 @@ def _parser() -> argparse.ArgumentParser:
         help="write the list as JSON instead of text (to FILE, default standard output)",
     )  # fmt: skip
 
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demo``: sample videos to MP3, locally."""
     demo = sub.add_parser("demo", help="generate sample videos and convert them to MP3 locally")
     demo.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="default: ./demo-out")
     demo.add_argument("--count", type=int, default=4, help="number of sample videos (default 4)")
     demo.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
+
+def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``cleanup``: sweep what crashed sessions left."""
     clean = sub.add_parser("cleanup", help="remove pools, jobs and containers left by crashed sessions")
-    clean.add_argument("--older-than", default="2h", help="age such as 30m, 2h, 1d, 0s (default 2h)")
-    clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    default_age = format_age(DEFAULT_OLDER_THAN)
+    clean.add_argument(
+        "--older-than",
+        default=default_age,
+        metavar="AGE",
+        help=f"only what is older than this, such as 30m, 2h, 1d, 0s (default {default_age}); "
+        "younger resources are skipped and counted",
+    )
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     clean.add_argument("--session", default=None, help="only this session id")
 
+
+def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``emulator``: the offline Azure for other programs."""
     emu = sub.add_parser("emulator", help="run Azurite and the Batch emulator; print export lines")
     emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
-    return parser
 
 
 def _preset_names(text: str) -> list[str]:
@@ -446,15 +486,8 @@ def _age(delta: dt.timedelta | None) -> str:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
-    from batch_transcode._azure._clients import make_batch_client
-    from batch_transcode._azure.sessions import list_sessions
-    from batch_transcode._azure.staging import make_blob_service_client
-
-    config = AzureConfig.from_env()
-    batch = make_batch_client(config)
-    blobs, _key = make_blob_service_client(config)
+    sessions = list_sessions(AzureConfig.from_env())
     now = dt.datetime.now(dt.UTC)
-    sessions = list_sessions(batch, blobs, config.retry, now=now)
     if args.json is not None:
         _write_json([s.to_dict(now) for s in sessions], args.json)
         if args.json == "-":
@@ -492,32 +525,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     """List (and unless ``--dry-run`` remove) what sessions of this library left behind."""
-    from batch_transcode._azure._calls import call
-    from batch_transcode._azure._clients import make_batch_client
-    from batch_transcode._azure.cleanup import find_orphans, parse_age, remove_orphans
-    from batch_transcode._azure.staging import make_blob_service_client
-
-    older_than = parse_age(args.older_than)
-    config = AzureConfig.from_env()
-    batch = make_batch_client(config)
-    blobs, _key = make_blob_service_client(config)
-    orphans = call(
-        config.retry,
-        "list pools, jobs and containers",
-        lambda: find_orphans(batch, blobs, older_than=older_than, session=args.session),
+    report = cleanup(
+        AzureConfig.from_env(), older_than=args.older_than, session=args.session, dry_run=args.dry_run
     )
-    if not orphans:
-        print("nothing to clean up")
-        return EXIT_OK
-    for orphan in orphans:
-        print(f"{'would remove' if args.dry_run else 'removing'} {orphan}")
-    if args.dry_run:
-        return EXIT_OK
-    failures = remove_orphans(orphans, batch, blobs, config.retry)
-    for orphan, error in failures:
-        print(f"could not remove {orphan}: {error}")
-    print(f"removed {len(orphans) - len(failures)} of {len(orphans)} resource(s)")
-    return EXIT_FAILED_FILES if failures else EXIT_OK
+    for orphan in report.found:
+        if args.dry_run:
+            print(f"would remove {orphan}")
+        elif orphan in report.removed:
+            print(f"removed {orphan}")
+    print(report)
+    if report.younger and not report.found:
+        print("they may belong to sessions still running: 'batch-transcode sessions' lists them")
+    return EXIT_OK if report.ok else EXIT_FAILED_FILES
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

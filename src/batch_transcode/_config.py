@@ -197,6 +197,18 @@ class AzureConfig:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
 
     def __attrs_post_init__(self) -> None:
+        # in this order: the first problem found is the one raised
+        self._check_batch()
+        self._check_storage()
+        self._check_pool()
+        self._check_run()
+        self._check_names()
+        self._check_node_identity()
+        if self.task_timeout > self.session_timeout:
+            raise ConfigError("task_timeout must not exceed session_timeout")
+
+    def _check_batch(self) -> None:
+        """The Batch endpoint is a URL; the account is derived from it when not given."""
         parts = urlsplit(self.batch_endpoint or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(
@@ -213,12 +225,17 @@ class AzureConfig:
                     "or export AZURE_BATCH_ACCOUNT"
                 )
             object.__setattr__(self, "batch_account", account)
+
+    def _check_storage(self) -> None:
         if not (self.storage_connection_string or self.storage_account or self.storage_endpoint):
             raise ConfigError(
                 "no storage account configured; pass AzureConfig("
                 "storage_connection_string=...) or storage_account=..., or export "
                 "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
             )
+
+    def _check_pool(self) -> None:
+        """The pool: an existing one or a new one, with nodes and a sane slot count."""
         if self.pool_id is not None and not _POOL_ID.match(self.pool_id):
             raise ConfigError(
                 f"pool_id {self.pool_id!r} is not a valid Batch pool id (1-64 letters, digits, '-' or '_')"
@@ -234,10 +251,16 @@ class AzureConfig:
                 f"task_slots_per_node must be <= 256 (and <= 4 x the VM's cores), "
                 f"got {self.task_slots_per_node}"
             )
+
+    def _check_run(self) -> None:
+        """Task retries and polling."""
         if self.max_task_retry_count < -1:
             raise ConfigError("max_task_retry_count must be >= 0, or -1 for unlimited")
         if self.poll_interval_max < self.poll_interval:
             raise ConfigError("poll_interval_max must be >= poll_interval")
+
+    def _check_names(self) -> None:
+        """The resource prefix and the input container are valid Azure names."""
         if not re.fullmatch(r"[a-z][a-z0-9]{0,9}", self.resource_prefix):
             raise ConfigError(
                 "resource_prefix must be 1-10 lowercase letters or digits, starting with a letter"
@@ -249,26 +272,24 @@ class AzureConfig:
                 f"input_container {self.input_container!r} is not a valid container name "
                 "(3-63 lowercase letters, digits and single hyphens)"
             )
-        if self.node_identity is not None:
-            if not _IDENTITY_ID.match(self.node_identity):
-                raise ConfigError(
-                    f"node_identity must be the ARM resource id of a user-assigned managed identity "
-                    "('/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/"
-                    f"userAssignedIdentities/NAME'), got {self.node_identity!r}"
-                )
-            if self.pool_id is None:
-                raise ConfigError(
-                    "node_identity needs pool_id: the Batch API this library speaks cannot give a "
-                    "pool an identity, so create the pool with that identity through Azure Resource "
-                    "Manager (portal, `az batch pool create` with an ARM template, Bicep) and pass "
-                    "AzureConfig(pool_id=..., node_identity=...)"
-                )
-        if self.task_timeout > self.session_timeout:
-            raise ConfigError("task_timeout must not exceed session_timeout")
 
-    @property
-    def uses_shared_key(self) -> bool:
-        return self.batch_key is not None
+    def _check_node_identity(self) -> None:
+        """A node identity is an ARM resource id, of an existing pool's identity."""
+        if self.node_identity is None:
+            return
+        if not _IDENTITY_ID.match(self.node_identity):
+            raise ConfigError(
+                f"node_identity must be the ARM resource id of a user-assigned managed identity "
+                "('/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/"
+                f"userAssignedIdentities/NAME'), got {self.node_identity!r}"
+            )
+        if self.pool_id is None:
+            raise ConfigError(
+                "node_identity needs pool_id: the Batch API this library speaks cannot give a "
+                "pool an identity, so create the pool with that identity through Azure Resource "
+                "Manager (portal, `az batch pool create` with an ARM template, Bicep) and pass "
+                "AzureConfig(pool_id=..., node_identity=...)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AzureConfig:

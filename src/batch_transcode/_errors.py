@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 __all__ = [
     "AttachError",
@@ -124,6 +124,15 @@ class AzureError(TranscodeError):
         self.pool_id = pool_id
 
 
+class _AzureErrorIds(TypedDict, total=False):
+    """The keyword arguments of :class:`AzureError`, for subclasses that add their own."""
+
+    code: str | None
+    job_id: str | None
+    task_id: str | None
+    pool_id: str | None
+
+
 class AuthenticationError(AzureError):
     """The service refused the credentials (wrong key, expired token, missing role)."""
 
@@ -139,16 +148,11 @@ class ProvisioningError(AzureError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        pool_id: str | None = None,
-        code: str | None = None,
-        stderr_tail: str | None = None,
+        self, message: str, *, stderr_tail: str | None = None, **ids: Unpack[_AzureErrorIds]
     ) -> None:
         if stderr_tail:
             message = f"{message}\n--- start task stderr (tail) ---\n{stderr_tail}"
-        super().__init__(message, code=code, pool_id=pool_id)
+        super().__init__(message, **ids)
         self.stderr_tail = stderr_tail
 
 

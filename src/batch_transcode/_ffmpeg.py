@@ -149,10 +149,10 @@ def _output_reason(preset: Preset, no_stream: bool) -> str | None:
     return None
 
 
-def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Preset | Sequence[Preset]) -> str:
-    """One line saying why (naming the output that failed when there were several),
-    then the tail of ffmpeg's stderr."""
-    chosen: Sequence[Preset] = (presets,) if isinstance(presets, Preset) else presets
+def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Sequence[Preset]) -> str:
+    """One line saying why (naming the output that failed when ``presets``, the run's
+    outputs in order, are several), then the tail of ffmpeg's stderr."""
+    chosen = tuple(presets)
     low = stderr.lower()
     failed = _failed_output(low, chosen)
     reason = _output_reason(failed[1], failed[2]) if failed is not None else None

@@ -7,35 +7,58 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from batch_transcode._aio import run_to_end, wait_uncancellable
+from batch_transcode._backend import RunRequest
 from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
+from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
-from batch_transcode._report import FileResult, ProgressEvent, Report
+from batch_transcode._report import FileResult, ProgressEvent, Report, Status
+from batch_transcode._teardown import Teardown
 
-__all__ = ["JobProgress", "TranscodeJob"]
+__all__ = ["BackendRun", "JobProgress", "JobSession", "TranscodeJob"]
 
 log = logging.getLogger("batch_transcode")
 
-#: Converts the files not done yet: ``runner(items, progress, cancel)`` -> one result per item.
-Runner = Callable[[Sequence[WorkItem], ProgressSink, threading.Event], list[FileResult]]
+#: What a job calls in its worker thread: ``Backend.run``, or an adopted job's
+#: ``AttachableBackend.resume`` with its job id bound. It reports each result through
+#: ``request.progress`` and returns nothing.
+BackendRun = Callable[[RunRequest], None]
+
+
+class JobSession(Protocol):
+    """What a job knows of the :class:`~batch_transcode.TranscodeSession` it runs in
+    (the session is above the job: the job names it by this protocol, not by import)."""
+
+    @property
+    def backend(self) -> str: ...
+
+    @property
+    def session_id(self) -> str | None: ...
+
+    def close(self) -> None: ...
 
 
 @attrs.define(frozen=True, kw_only=True)
 class JobProgress:
-    """Counts of a job's files at one moment."""
+    """Counts of a job's files at one moment.
+
+    ``done`` counts every file that has ended: ``succeeded`` (converted, or ``skipped``
+    as already done), ``failed`` and ``cancelled``.
+    """
 
     total: int
     done: int
     succeeded: int
     failed: int
     skipped: int
+    cancelled: int = 0
 
     @property
     def remaining(self) -> int:
@@ -45,6 +68,8 @@ class JobProgress:
         text = f"{self.done}/{self.total} done"
         if self.failed:
             text += f", {self.failed} failed"
+        if self.cancelled:
+            text += f", {self.cancelled} cancelled"
         if self.skipped:
             text += f", {self.skipped} skipped"
         return text
@@ -73,26 +98,31 @@ class TranscodeJob:
     def __init__(
         self,
         items: Sequence[WorkItem],
-        done: dict[int, FileResult],
-        runner: Runner,
+        done: Mapping[int, FileResult],
+        run: BackendRun,
         *,
+        presets: Sequence[Preset],
+        teardown: Teardown,
+        session: JobSession,
         progress: ProgressCallback | None,
         show_progress: bool,
         desc: str,
         name: str = "transcode-job",
-        session: Any = None,
         on_exit: Callable[[BaseException | None], None] | None = None,
     ) -> None:
+        """``items`` in input order, the results of those already ``done`` (skipped, by
+        their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``
+        and ``teardown``, once :meth:`start` is called. The session makes jobs."""
         self._session = session
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
         self._items = list(items)
+        #: Every result so far, by item index: written under ``_lock``, each index once.
         self._results: dict[int, FileResult] = dict(done)
         self._lock = threading.Lock()
         self._completed: queue.SimpleQueue[tuple[int, FileResult]] = queue.SimpleQueue()
         for index in sorted(done):
             self._completed.put((index, done[index]))
-        self._skipped = len(done)
         self._cancel = threading.Event()
         # Not Thread.is_alive(): a join() interrupted by Ctrl-C can leave a live
         # thread marked as stopped (CPython 3.11), so completion has its own event.
@@ -104,7 +134,10 @@ class TranscodeJob:
         todo = [item for item in self._items if item.index not in done]
         self._index_of = {item.source: item.index for item in todo}
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
-        self._thread = threading.Thread(target=self._run, args=(runner, todo), name=name, daemon=True)
+        request = RunRequest(
+            items=todo, presets=presets, progress=self._sink, teardown=teardown, cancel=self._cancel
+        )
+        self._thread = threading.Thread(target=self._run, args=(run, request), name=name, daemon=True)
         #: Called (from the worker thread) after each result and when the job stops.
         self._watchers: list[Callable[[], None]] = []
 
@@ -118,11 +151,22 @@ class TranscodeJob:
     # -- worker side ----------------------------------------------------------------
 
     def _on_event(self, event: ProgressEvent) -> None:
-        if event.kind == "finished" and event.result is not None:
-            self._completed.put((self._index_of[event.source], event.result))
+        """The sink's callback: a finished file's result is recorded (once) and queued
+        for ``as_completed``, then the user's callback sees the event."""
+        if event.kind == "finished" and event.result is not None and self._record(event.result):
             self._notify()
         if self._user_progress is not None:
             self._user_progress(event)
+
+    def _record(self, result: FileResult) -> bool:
+        index = self._index_of.get(result.source)
+        with self._lock:
+            if index is None or index in self._results:
+                log.warning("ignoring a second or unknown result for %s", result.source)
+                return False
+            self._results[index] = result
+            self._completed.put((index, result))
+        return True
 
     def _notify(self) -> None:
         with self._lock:
@@ -130,20 +174,19 @@ class TranscodeJob:
         for watcher in watchers:
             watcher()
 
-    def _run(self, runner: Runner, todo: list[WorkItem]) -> None:
+    def _run(self, run: BackendRun, request: RunRequest) -> None:
+        """The worker thread: ``run(request)`` reports the results; files it never
+        reported end cancelled (the job was cancelled) or failed (it stopped early)."""
         try:
-            if todo:
-                results = runner(todo, self._sink, self._cancel)
-                with self._lock:
-                    for item, result in zip(todo, results, strict=True):
-                        self._results[item.index] = result
+            if request.items:
+                run(request)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
         finally:
             self._sink.close()
             self._finished_at = time.monotonic()
             with self._lock:
-                for item in todo:
+                for item in request.items:
                     if item.index not in self._results:
                         self._results[item.index] = (
                             FileResult.cancellation(item.source)
@@ -165,21 +208,17 @@ class TranscodeJob:
 
     @property
     def progress(self) -> JobProgress:
-        if self.done():
-            with self._lock:
-                results = list(self._results.values())
-            failed = sum(not r.ok for r in results)
-            return JobProgress(
-                total=len(self._items),
-                done=len(results),
-                succeeded=len(results) - failed,
-                failed=failed,
-                skipped=self._skipped,
-            )
-        done = self._skipped + self._sink.done
-        failed = self._sink.failed
+        with self._lock:
+            statuses = [r.status for r in self._results.values()]
+        failed = statuses.count(Status.FAILED)
+        cancelled = statuses.count(Status.CANCELLED)
         return JobProgress(
-            total=len(self._items), done=done, succeeded=done - failed, failed=failed, skipped=self._skipped
+            total=len(self._items),
+            done=len(statuses),
+            succeeded=len(statuses) - failed - cancelled,
+            failed=failed,
+            cancelled=cancelled,
+            skipped=statuses.count(Status.SKIPPED),
         )
 
     def cancel(self) -> None:
@@ -229,7 +268,8 @@ class TranscodeJob:
     def as_completed(self, timeout: float | None = None) -> Iterator[FileResult]:
         """Yield each file's result as it finishes (files skipped as already done first).
 
-        Files that never ran (the job was cancelled) come last, as failures.
+        Files the backend never reported come last: cancelled if the job was
+        cancelled, else failed ("not run: the job stopped early").
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         yielded: set[int] = set()
@@ -357,7 +397,7 @@ class TranscodeJob:
         return self._report().__await__()
 
     @property
-    def session(self) -> Any:
+    def session(self) -> JobSession:
         """The :class:`~batch_transcode.TranscodeSession` the job runs in."""
         return self._session
 

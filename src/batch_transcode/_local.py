@@ -7,10 +7,10 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
+from batch_transcode._backend import RunRequest
 from batch_transcode._commands import ffmpeg_argv
 from batch_transcode._config import LocalConfig
 from batch_transcode._ffmpeg import (
@@ -22,9 +22,7 @@ from batch_transcode._ffmpeg import (
     temporary_output,
 )
 from batch_transcode._naming import WorkItem
-from batch_transcode._presets import Preset
 from batch_transcode._process import kill_process_group
-from batch_transcode._progress import ProgressSink
 from batch_transcode._report import FileResult
 from batch_transcode._teardown import Teardown
 
@@ -59,31 +57,21 @@ class LocalBackend:
         self.ffmpeg = find_ffmpeg(self.config.ffmpeg)
         log.info("local backend ready: %d workers, ffmpeg %s", self.config.workers, self.ffmpeg)
 
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        teardown: Teardown,
-        cancel: threading.Event,
-    ) -> list[FileResult]:
-        return _LocalRun(self, presets, progress, cancel).run(items)
+    def run(self, request: RunRequest) -> None:
+        """Convert ``request.items``, at most ``workers`` at a time over all runs, reporting
+        each result (files cancelled before they ran too) through ``request.progress``."""
+        _LocalRun(self, request).run()
 
 
 class _LocalRun:
-    """One batch of files on the local backend; ``cancel`` stops it at once."""
+    """One request on the local backend; its ``cancel`` event stops it at once."""
 
-    def __init__(
-        self,
-        backend: LocalBackend,
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        cancel: threading.Event,
-    ) -> None:
+    def __init__(self, backend: LocalBackend, request: RunRequest) -> None:
         self.backend = backend
-        self.presets = tuple(presets)
-        self.progress = progress
-        self.cancel = cancel
+        self.items = request.items
+        self.presets = request.presets
+        self.progress = request.progress
+        self.cancel = request.cancel
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
 
@@ -102,7 +90,7 @@ class _LocalRun:
             if duration is None:
                 why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
                 return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
-        item.output.parent.mkdir(parents=True, exist_ok=True)
+        item.outputs[0].parent.mkdir(parents=True, exist_ok=True)
         tmps = [temporary_output(output) for output in item.outputs]
         argv = ffmpeg_argv(
             self.backend.ffmpeg,
@@ -111,15 +99,25 @@ class _LocalRun:
             duration=duration,
         )
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # Ctrl-C reaches us, and we stop the children ourselves
-            )
-        except OSError as exc:
-            return FileResult.failure(item.source, f"could not start ffmpeg: {exc}")
+            try:
+                code, stderr = self._ffmpeg(argv)
+            except OSError as exc:
+                return FileResult.failure(item.source, f"could not start ffmpeg: {exc}")
+            return self._result(item, tmps, code, stderr, seconds=time.monotonic() - started)
+        finally:
+            for tmp in tmps:
+                tmp.unlink(missing_ok=True)
+
+    def _ffmpeg(self, argv: list[str]) -> tuple[int | None, str]:
+        """Run ffmpeg to its end, its timeout or a cancel (:meth:`stop_all` kills it):
+        its exit code (``None``: stopped at the timeout) and its stderr."""
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop the children ourselves
+        )
         with self._lock:
             self._procs.add(proc)
             if self.cancel.is_set():  # raced with stop_all: stop it too
@@ -132,30 +130,31 @@ class _LocalRun:
                 kill_process_group(proc)
                 _, err = proc.communicate()
                 code = None
-            stderr = err.decode("utf-8", "replace")
-            seconds = time.monotonic() - started
-            if self.cancel.is_set():
-                return FileResult.cancellation(item.source, seconds=seconds)
-            if code == 0:
-                empty = [n for n, tmp in enumerate(tmps) if not _written(tmp)]
-                if not empty:
-                    for tmp, output in zip(tmps, item.outputs, strict=True):
-                        os.replace(tmp, output)
-                    return FileResult.converted(
-                        item.source, item.output, outputs=item.outputs, seconds=seconds
-                    )
-                stderr += "".join(
-                    "\n" + EMPTY_OUTPUT_LINE.format(index=n, extension=self.presets[n].extension)
-                    for n in empty
-                )
-            return FileResult.failure(
-                item.source, describe_ffmpeg_failure(code, stderr, self.presets), seconds=seconds
-            )
         finally:
             with self._lock:
                 self._procs.discard(proc)
-            for tmp in tmps:
-                tmp.unlink(missing_ok=True)
+        return code, err.decode("utf-8", "replace")
+
+    def _result(
+        self, item: WorkItem, tmps: list[Path], code: int | None, stderr: str, *, seconds: float
+    ) -> FileResult:
+        """What one ffmpeg run came to; complete outputs take their final names."""
+        if self.cancel.is_set():
+            return FileResult.cancellation(item.source, seconds=seconds)
+        if code == 0:
+            empty = [n for n, tmp in enumerate(tmps) if not _written(tmp)]
+            if not empty:
+                for tmp, output in zip(tmps, item.outputs, strict=True):
+                    os.replace(tmp, output)
+                return FileResult.converted(
+                    item.source, item.outputs[0], outputs=item.outputs, seconds=seconds
+                )
+            stderr += "".join(
+                "\n" + EMPTY_OUTPUT_LINE.format(index=n, extension=self.presets[n].extension) for n in empty
+            )
+        return FileResult.failure(
+            item.source, describe_ffmpeg_failure(code, stderr, self.presets), seconds=seconds
+        )
 
     def stop_all(self) -> None:
         with self._lock:
@@ -164,35 +163,38 @@ class _LocalRun:
         for proc in procs:
             kill_process_group(proc)
 
-    def run(self, items: Sequence[WorkItem]) -> list[FileResult]:
-        results: list[FileResult | None] = [None] * len(items)
+    def _outcome(self, fut: Future[FileResult], item: WorkItem) -> FileResult:
+        try:
+            return fut.result()
+        except Exception as exc:  # a bug or OS error in one file never sinks the batch
+            log.exception("converting %s failed unexpectedly", item.source)
+            return FileResult.failure(item.source, f"internal error: {exc!r}")
+
+    def run(self) -> None:
+        """Report every item once: as it finishes, and once stopped, the files that
+        finished meanwhile and those that never ran (cancelled)."""
+        reported: set[int] = set()
         pool = ThreadPoolExecutor(max_workers=self.backend.config.workers, thread_name_prefix="bt-ffmpeg")
         futures: dict[Future[FileResult], int] = {}
         try:
-            for pos, item in enumerate(items):
+            for pos, item in enumerate(self.items):
                 futures[pool.submit(self._convert_one, item)] = pos
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 for fut in done:
                     pos = futures[fut]
-                    try:
-                        result = fut.result()
-                    except Exception as exc:  # a bug or OS error in one file never sinks the batch
-                        log.exception("converting %s failed unexpectedly", items[pos].source)
-                        result = FileResult.failure(items[pos].source, f"internal error: {exc!r}")
-                    results[pos] = result
-                    self.progress.finished(result)
+                    reported.add(pos)
+                    self.progress.finished(self._outcome(fut, self.items[pos]))
                 if self.cancel.is_set():
                     break
         finally:
-            if self.cancel.is_set() or any(r is None for r in results):
+            if self.cancel.is_set() or len(reported) < len(self.items):
                 self.stop_all()
             pool.shutdown(wait=True, cancel_futures=True)
-        for fut, pos in futures.items():  # files that finished while we were stopping
-            if results[pos] is None and fut.done() and not fut.cancelled() and fut.exception() is None:
-                results[pos] = fut.result()
-        return [
-            r if r is not None else FileResult.cancellation(items[pos].source)
-            for pos, r in enumerate(results)
-        ]
+        for fut, pos in futures.items():  # stopped early: what finished meanwhile, then the rest
+            if pos not in reported:
+                item = self.items[pos]
+                ran = fut.done() and not fut.cancelled()
+                result = self._outcome(fut, item) if ran else FileResult.cancellation(item.source)
+                self.progress.finished(result)

@@ -23,31 +23,18 @@ MEDIA_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 
-def _first_output(item: WorkItem) -> tuple[Path, ...]:
-    return (item.output,)
-
-
-def _first_relative_output(item: WorkItem) -> tuple[str, ...]:
-    return (item.relative_output,)
-
-
-@attrs.define(frozen=True)
+@attrs.define(frozen=True, kw_only=True)
 class WorkItem:
-    """One file to convert: its index in the input order, source, output and the
-    output's path relative to ``output_dir`` (POSIX form, also the blob name).
-
-    ``outputs`` / ``relative_outputs`` hold every output when a run has several
-    presets, in the presets' order; ``output`` / ``relative_output`` are the first."""
+    """One file to convert: its index in the input order, its source and its path
+    relative to the inputs' common folder, and its outputs (one per preset, in the
+    presets' order) with their paths relative to ``output_dir`` (POSIX form, also
+    their blob names)."""
 
     index: int
     source: Path
-    output: Path
-    relative_output: str
     relative_source: str
-    outputs: tuple[Path, ...] = attrs.field(default=attrs.Factory(_first_output, takes_self=True))
-    relative_outputs: tuple[str, ...] = attrs.field(
-        default=attrs.Factory(_first_relative_output, takes_self=True)
-    )
+    outputs: tuple[Path, ...]
+    relative_outputs: tuple[str, ...]
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -97,10 +84,10 @@ def _common_parent(sources: Sequence[Path]) -> Path:
 
 
 def plan_work(
-    sources: Sequence[Path], output_dir: str | os.PathLike[str], extension: str | Sequence[str]
+    sources: Sequence[Path], output_dir: str | os.PathLike[str], extensions: Sequence[str]
 ) -> list[WorkItem]:
-    """Map each source to its output under ``output_dir``, one output per extension
-    (``extension`` is one, or a sequence of them, as many as the run has presets).
+    """Map each source to its outputs under ``output_dir``, one output per extension
+    (as many as the run has presets).
 
     Every output of a source has the source's stem and its own extension. Outputs
     keep the sources' directory layout relative to their common parent
@@ -108,7 +95,6 @@ def plan_work(
     one output, or an output that would overwrite its own source, raise
     :class:`OutputCollisionError` before any work starts.
     """
-    extensions = (extension,) if isinstance(extension, str) else tuple(extension)
     out_root = Path(output_dir).absolute()
     root = _common_parent(sources)
     items: list[WorkItem] = []
@@ -124,8 +110,6 @@ def plan_work(
             WorkItem(
                 index=index,
                 source=source,
-                output=outputs[0],
-                relative_output=rel_outs[0].as_posix(),
                 relative_source=rel.as_posix(),
                 outputs=tuple(outputs),
                 relative_outputs=tuple(r.as_posix() for r in rel_outs),

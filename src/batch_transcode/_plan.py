@@ -125,6 +125,19 @@ def output_bytes_estimate(input_bytes: int, preset: Preset) -> int:
     return int(seconds * kbps * 1000 / 8)
 
 
+def _assumptions(mb_per_second: float, presets: Sequence[Preset]) -> str:
+    """What an estimate assumes, in words."""
+    text = f"assumes {mb_per_second:g} MB/s of input per task slot and {TASK_OVERHEAD_SECONDS:g} s per task"
+    if len(presets) > 1:
+        text += (
+            f", each output beyond the first adding {EXTRA_AUDIO_OUTPUT_SHARE:.0%} of that time "
+            f"({EXTRA_IMAGE_OUTPUT_SHARE:.0%} for a thumbnail)"
+        )
+    if presets:
+        text += f", inputs at {ASSUMED_INPUT_KBPS:g} kbit/s for the output sizes"
+    return text
+
+
 def make_plan(
     items: Sequence[WorkItem],
     config: LocalConfig | AzureConfig,
@@ -144,16 +157,7 @@ def make_plan(
     work = sum(task_seconds)
     outputs = len(items) * per_file
     output_bytes = sum(output_bytes_estimate(size, p) for size in sizes for p in presets)
-    assumptions = (
-        f"assumes {mb_per_second:g} MB/s of input per task slot and {TASK_OVERHEAD_SECONDS:g} s per task"
-    )
-    if per_file > 1:
-        assumptions += (
-            f", each output beyond the first adding {EXTRA_AUDIO_OUTPUT_SHARE:.0%} of that time "
-            f"({EXTRA_IMAGE_OUTPUT_SHARE:.0%} for a thumbnail)"
-        )
-    if presets:
-        assumptions += f", inputs at {ASSUMED_INPUT_KBPS:g} kbit/s for the output sizes"
+    assumptions = _assumptions(mb_per_second, presets)
     if isinstance(config, LocalConfig):
         slots = config.workers
         seconds = max(work / slots, max(task_seconds, default=0.0))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batch_transcode._report import FileResult, ProgressEvent
+from batch_transcode._report import FileResult, ProgressEvent, Status
 
 __all__ = ["ProgressCallback", "ProgressSink"]
 
@@ -17,7 +17,9 @@ ProgressCallback = Callable[[ProgressEvent], None]
 class ProgressSink:
     """Counts finished files and fans events out to a callback and an optional tqdm bar.
 
-    Thread-safe: backends call :meth:`started` and :meth:`finished` from worker threads.
+    ``done`` counts every finished file, ``failed`` and ``cancelled`` those that ended
+    so. Thread-safe: backends call :meth:`started` and :meth:`finished` from worker
+    threads; the callback is called under the sink's lock, one event at a time.
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class ProgressSink:
         self.total = total
         self.done = 0
         self.failed = 0
+        self.cancelled = 0
         self._lock = threading.Lock()
         self._callback = callback
         self._bar: Any = None
@@ -49,8 +52,9 @@ class ProgressSink:
         if self._bar is not None:
             if done > self._bar.n:
                 self._bar.update(done - self._bar.n)
-            if failed:
-                self._bar.set_postfix(failed=failed, refresh=False)
+            postfix = {"failed": failed, "cancelled": self.cancelled}
+            if failed or self.cancelled:
+                self._bar.set_postfix({k: n for k, n in postfix.items() if n}, refresh=False)
 
     def counts(self, done: int, failed: int) -> None:
         """Move the bar from service-side counts (a backend that learns per-file
@@ -62,8 +66,10 @@ class ProgressSink:
     def finished(self, result: FileResult) -> None:
         with self._lock:
             self.done += 1
-            if not result.ok:
+            if result.status is Status.FAILED:
                 self.failed += 1
+            elif result.cancelled:
+                self.cancelled += 1
             self._advance_bar(self.done, self.failed)
             if self._callback is not None:
                 self._callback(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import html
 import os
 import re
@@ -27,25 +28,42 @@ def _plain_error(error: str | None) -> str | None:
     return None if error is None else _TEMPORARY_OUTPUT.sub("the output", error)
 
 
-#: What happened to one input file.
-Status = Literal["converted", "skipped", "failed", "cancelled"]
-STATUSES: tuple[Status, ...] = ("converted", "skipped", "failed", "cancelled")
+class Status(enum.StrEnum):
+    """What happened to one input file. A ``str``: ``result.status == "converted"`` holds,
+    and JSON writes the plain word."""
+
+    #: Converted by this run.
+    CONVERTED = "converted"
+    #: Its outputs were already there from an earlier run, and were kept as they are.
+    SKIPPED = "skipped"
+    #: ffmpeg (or the node running it) could not convert it; ``error`` says why.
+    FAILED = "failed"
+    #: The run stopped before the file was done.
+    CANCELLED = "cancelled"
+
+
+#: Every status, in the order reports count them.
+STATUSES: tuple[Status, ...] = tuple(Status)
 
 
 @attrs.define(frozen=True, kw_only=True, init=False)
 class FileResult:
     """The outcome for one input file.
 
-    ``status`` is ``"converted"``, ``"skipped"`` (the output was already there from an
-    earlier run and was kept as it is), ``"failed"`` or ``"cancelled"`` (the run
-    stopped before the file was done). ``ok`` follows from it (converted or
-    skipped); ``error`` is ``None`` when ``ok``, else one line saying why, followed by
-    the tail of ffmpeg's stderr where there is one (the temporary file ffmpeg wrote
-    to is called "the output" there).
+    ``status`` is a :class:`Status`, a ``str``: ``"converted"``, ``"skipped"`` (the
+    output was already there from an earlier run and was kept as it is), ``"failed"``
+    or ``"cancelled"`` (the run stopped before the file was done). ``ok``, ``skipped``
+    and ``cancelled`` follow from it (``ok``: converted or skipped); ``error`` is
+    ``None`` when ``ok``, else one line saying why, followed by the tail of ffmpeg's
+    stderr where there is one (the temporary file ffmpeg wrote to is called "the
+    output" there).
 
     ``outputs`` holds every output path, in the presets' order, when a run writes
     several outputs per input (``preset=["mp3", "opus", "thumbnail"]``); ``output`` is
     the first. Both are empty/``None`` unless ``ok``.
+
+    Made with a status (a :class:`Status` or its value), or by :meth:`converted`,
+    :meth:`already_done`, :meth:`failure` and :meth:`cancellation`.
     """
 
     source: Path
@@ -61,20 +79,16 @@ class FileResult:
         *,
         source: Path,
         output: Path | None,
-        status: Status | None = None,
-        ok: bool | None = None,
+        status: Status | str,
         error: str | None = None,
         seconds: float | None = None,
         task_id: str | None = None,
-        skipped: bool = False,
         outputs: Sequence[Path] | None = None,
     ) -> None:
-        # ``ok=`` / ``skipped=`` are the spelling of earlier releases: status follows from them.
-        if status is None:
-            converted = ok if ok is not None else error is None
-            status = "skipped" if skipped else "converted" if converted else "failed"
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        try:
+            status = Status(status)
+        except ValueError:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}") from None
         if outputs is None:
             all_outputs: tuple[Path, ...] = () if output is None else (output,)
         else:
@@ -96,32 +110,32 @@ class FileResult:
     @property
     def ok(self) -> bool:
         """True when the output is there: converted now, or skipped as already done."""
-        return self.status in ("converted", "skipped")
+        return self.status in (Status.CONVERTED, Status.SKIPPED)
 
     @property
     def skipped(self) -> bool:
-        return self.status == "skipped"
+        return self.status is Status.SKIPPED
 
     @property
     def cancelled(self) -> bool:
-        return self.status == "cancelled"
+        return self.status is Status.CANCELLED
 
     @classmethod
     def converted(cls, source: Path, output: Path, **kw: Any) -> FileResult:
-        return cls(source=source, output=output, status="converted", **kw)
+        return cls(source=source, output=output, status=Status.CONVERTED, **kw)
 
     @classmethod
     def already_done(cls, source: Path, output: Path, **kw: Any) -> FileResult:
-        return cls(source=source, output=output, status="skipped", **kw)
+        return cls(source=source, output=output, status=Status.SKIPPED, **kw)
 
     @classmethod
     def failure(cls, source: Path, error: str, **kw: Any) -> FileResult:
-        return cls(source=source, output=None, status="failed", error=error, **kw)
+        return cls(source=source, output=None, status=Status.FAILED, error=error, **kw)
 
     @classmethod
     def cancellation(cls, source: Path, error: str = "cancelled", **kw: Any) -> FileResult:
         """The run stopped before this file was done; ``error`` says at which point."""
-        return cls(source=source, output=None, status="cancelled", error=error, **kw)
+        return cls(source=source, output=None, status=Status.CANCELLED, error=error, **kw)
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -138,7 +152,12 @@ class ProgressEvent:
 
 @attrs.define(frozen=True)
 class Report:
-    """All results, in input order. Iterable, indexable, sized."""
+    """All results, in input order. Iterable, indexable, sized.
+
+    ``succeeded`` (converted or skipped), ``failed`` and ``cancelled`` split the files by
+    :class:`Status`; ``ok`` and :meth:`raise_for_failures` count a cancelled file as
+    not done, like a failed one.
+    """
 
     results: tuple[FileResult, ...] = attrs.field(converter=tuple[FileResult, ...])
     seconds: float = 0.0
@@ -158,32 +177,43 @@ class Report:
 
     @property
     def succeeded(self) -> list[FileResult]:
+        """The files whose outputs are there: converted now, or skipped as already done."""
         return [r for r in self.results if r.ok]
 
     @property
     def failed(self) -> list[FileResult]:
-        return [r for r in self.results if not r.ok]
+        """The files with status ``"failed"`` (``counts()["failed"]`` of them); files the
+        run stopped before are in :attr:`cancelled`."""
+        return [r for r in self.results if r.status is Status.FAILED]
 
     @property
     def cancelled(self) -> list[FileResult]:
+        """The files with status ``"cancelled"``: the run stopped before they were done."""
         return [r for r in self.results if r.cancelled]
 
-    def counts(self) -> dict[Status, int]:
-        """How many files ended in each status (every status present, zeros included)."""
-        counts: dict[Status, int] = dict.fromkeys(STATUSES, 0)
+    def _not_ok(self) -> list[FileResult]:
+        """Every file whose output is not there: the failed ones, then the cancelled ones."""
+        return [*self.failed, *self.cancelled]
+
+    def counts(self) -> dict[str, int]:
+        """How many files ended in each status, by :class:`Status` (every status present,
+        zeros included); a status equals its word: ``counts()["failed"]``."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for r in self.results:
             counts[r.status] += 1
         return counts
 
     @property
     def ok(self) -> bool:
+        """True when every file's output is there (none failed or was cancelled)."""
         return all(r.ok for r in self.results)
 
     def raise_for_failures(self) -> Report:
-        """Raise :class:`TranscodeFailedError` if any file failed; else return self."""
-        failed = self.failed
-        if failed:
-            raise TranscodeFailedError(failed)
+        """Raise :class:`TranscodeFailedError` if any file failed or was cancelled (its
+        ``failed`` holds those results, failures first); else return self."""
+        not_ok = self._not_ok()
+        if not_ok:
+            raise TranscodeFailedError(not_ok)
         return self
 
     def summary(self) -> str:
@@ -197,10 +227,11 @@ class Report:
             line += f", {counts['failed']} failed"
         if counts["cancelled"]:
             line += f", {counts['cancelled']} cancelled"
-        if self.failed:
+        not_ok = self._not_ok()
+        if not_ok:
             line += ":"
             base = self._base()
-            for r in sorted(self.failed, key=lambda r: r.status != "failed"):
+            for r in not_ok:
                 first = (r.error or r.status).splitlines()[0]
                 line += f"\n  {_relative(r.source, base)}: {first}"
         return line
@@ -222,13 +253,17 @@ class Report:
         ``null`` where unknown. Files are in input order.
         """
         return {
-            "summary": {"total": len(self), **self.counts(), "seconds": round(self.seconds, 3)},
+            "summary": {
+                "total": len(self),
+                **{str(status): n for status, n in self.counts().items()},
+                "seconds": round(self.seconds, 3),
+            },
             "files": [
                 {
                     "source": str(r.source),
                     "output": None if r.output is None else str(r.output),
                     "outputs": [str(o) for o in r.outputs],
-                    "status": r.status,
+                    "status": r.status.value,
                     "error": r.error,
                     "seconds": None if r.seconds is None else round(r.seconds, 3),
                     "task_id": r.task_id,

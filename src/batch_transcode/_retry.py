@@ -37,7 +37,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 
 from batch_transcode._config import RetryPolicy
 
-__all__ = ["call", "is_testing", "is_transient", "retry_after", "set_testing"]
+__all__ = ["backoff", "call", "is_transient", "retry_after", "set_testing"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ def set_testing(on: bool) -> None:
         _testing.set()
     else:
         _testing.clear()
-
-
-def is_testing() -> bool:
-    return _testing.is_set()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -94,8 +90,19 @@ def retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def backoff(policy: RetryPolicy, attempt: int) -> float:
+    """The wait before retry number ``attempt`` (1 for the first): ``wait_initial``
+    doubling up to ``wait_max``, plus up to ``wait_jitter`` of jitter; zero when testing.
+    The one backoff formula of the package: operations (:func:`call`) and the storage
+    client's transport retries (``_azure._clients``) both wait by it."""
+    if _testing.is_set():
+        return 0.0
+    exp = policy.wait_initial * (2 ** max(0, attempt - 1))
+    return float(min(policy.wait_max, exp)) + random.uniform(0.0, policy.wait_jitter)  # noqa: S311 - jitter
+
+
 class _Wait(tenacity.wait.wait_base):
-    """Jittered exponential backoff, raised to the server's Retry-After; zero when testing."""
+    """:func:`backoff`, raised to the server's Retry-After; zero when testing."""
 
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
@@ -104,8 +111,7 @@ class _Wait(tenacity.wait.wait_base):
         if _testing.is_set():
             return 0.0
         p = self.policy
-        exp = p.wait_initial * (2 ** max(0, retry_state.attempt_number - 1))
-        wait = min(p.wait_max, exp) + random.uniform(0.0, p.wait_jitter)  # noqa: S311 - jitter, not crypto
+        wait = backoff(p, retry_state.attempt_number)
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None and outcome.failed else None
         if exc is not None:

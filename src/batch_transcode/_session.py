@@ -9,31 +9,26 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from batch_transcode._aio import run_to_end
+from batch_transcode._backend import AttachableBackend, Backend
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
-from batch_transcode._job import TranscodeJob
+from batch_transcode._job import BackendRun, TranscodeJob
 from batch_transcode._naming import WorkItem, plan_work, validate_inputs
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
 from batch_transcode._presets import Preset, PresetSpec, resolve_presets
-from batch_transcode._progress import ProgressCallback, ProgressSink
+from batch_transcode._progress import ProgressCallback
 from batch_transcode._report import FileResult, Report
 from batch_transcode._teardown import Teardown
 
-if TYPE_CHECKING:
-    from batch_transcode._backend import Backend
-
-#: ``backend.run`` or an adopted job's ``resume``: (items, presets, progress, teardown, cancel) -> results.
-BackendRun = Callable[
-    [Sequence[WorkItem], Sequence[Preset], ProgressSink, Teardown, threading.Event], list[FileResult]
-]
-
 __all__ = ["TranscodeSession"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("batch_transcode")
 
@@ -138,12 +133,21 @@ class TranscodeSession:
     def session_id(self) -> str | None:
         """On Azure, the id naming the session's pool, jobs and containers once it is open
         (what :meth:`attach` takes after a crash); ``None`` on the local backend."""
-        value = getattr(self._backend, "session_id", None)
-        return value if isinstance(value, str) else None
+        backend = self._backend
+        return backend.session_id if isinstance(backend, AttachableBackend) else None
 
     # -- lifecycle ------------------------------------------------------------------
 
     def open(self) -> TranscodeSession:
+        """Provision the backend (``with`` does it). A session opens once; a failure
+        tears down what was created and raises."""
+        self._open_with(self._backend.open)
+        return self
+
+    def _open_with(self, provision: Callable[[Teardown], T]) -> T:
+        """The one way from unopened to open: ``provision(teardown)`` creates the
+        backend's resources (:meth:`open`), or adopts another process's (:meth:`attach`);
+        if it raises, the session closes, removing whatever it pushed on ``teardown``."""
         if self._state is not _State.UNOPENED:
             raise SessionStateError(
                 f"this session is {self._state.value}; a session can be opened once. "
@@ -152,11 +156,10 @@ class TranscodeSession:
         self._state = _State.OPEN
         _OPEN_SESSIONS.add(self)
         try:
-            self._backend.open(self._teardown)
+            return provision(self._teardown)
         except BaseException as exc:
             self._close(exc)
             raise
-        return self
 
     def close(self) -> None:
         """Tear everything down. Calling it again is harmless."""
@@ -257,14 +260,9 @@ class TranscodeSession:
                 "Run convert again with the same output_dir; outputs already complete are skipped"
             )
         session = cls(config)
-        session._attached = True
-        session._state = _State.OPEN
-        _OPEN_SESSIONS.add(session)
-        try:
-            return session._attach(session_or_job_id, Path(output_dir), progress, show_progress)
-        except BaseException as exc:
-            session._close(exc)
-            raise
+        return session._open_with(
+            functools.partial(session._attach, session_or_job_id, Path(output_dir), progress, show_progress)
+        )
 
     def _attach(
         self,
@@ -272,31 +270,33 @@ class TranscodeSession:
         output_dir: Path,
         progress: ProgressCallback | None,
         show_progress: bool,
+        teardown: Teardown,
     ) -> TranscodeJob:
-        from batch_transcode._azure import AzureBackend
-
+        """Adopt the job ``ident`` names, its resources' delete steps on ``teardown``, and
+        start a job watching it; the session then runs nothing else."""
         backend = self._backend
-        if not isinstance(backend, AzureBackend):  # pragma: no cover - attach checked the config
-            raise ConfigError("attach needs the Azure backend")
-        manifest = backend.attach(ident, self._teardown)
-        items = manifest.work_items(output_dir)
+        if not isinstance(backend, AttachableBackend):  # pragma: no cover - attach checked the config
+            raise ConfigError(f"the {backend.name} backend cannot attach to a job")
+        self._attached = True
+        adopted = backend.attach(ident, teardown)
+        items = adopted.work_items(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         return self._start(
             items,
             {},
-            functools.partial(backend.resume, manifest.job_id),
-            manifest.presets,
+            functools.partial(backend.resume, adopted.job_id),
+            adopted.presets,
             progress=progress,
             show_progress=show_progress,
-            desc=f"{manifest.job_id} to {_names(manifest.presets)}",
-            name=f"bt-attach-{manifest.job_id}",
+            desc=f"{adopted.job_id} to {_names(adopted.presets)}",
+            name=f"bt-attach-{adopted.job_id}",
             on_exit=self._close,  # the job owns the session that attached to it
         )
 
     def _start(
         self,
         items: Sequence[WorkItem],
-        done: dict[int, FileResult],
+        done: Mapping[int, FileResult],
         run: BackendRun,
         presets: Sequence[Preset],
         *,
@@ -306,21 +306,19 @@ class TranscodeSession:
         name: str,
         on_exit: Callable[[BaseException | None], None] | None = None,
     ) -> TranscodeJob:
-        """Hand ``items`` (less those ``done``) to ``run`` in a job started in the background."""
-        teardown = self._teardown
-
-        def runner(todo: Sequence[WorkItem], sink: ProgressSink, cancel: threading.Event) -> list[FileResult]:
-            return run(todo, presets, sink, teardown, cancel)
-
+        """Start a job in the background handing ``run`` a :class:`RunRequest` of ``items``
+        (less those ``done``) with ``presets`` and this session's teardown stack."""
         job = TranscodeJob(
             items,
             done,
-            runner,
+            run,
+            presets=presets,
+            teardown=self._teardown,
+            session=self,
             progress=progress,
             show_progress=show_progress,
             desc=desc,
             name=name,
-            session=self,
             on_exit=on_exit,
         )
         self._jobs.append(job)
@@ -382,7 +380,9 @@ class TranscodeSession:
         if skip_existing:
             for item in items:
                 if _output_is_current(item):
-                    done[item.index] = FileResult.already_done(item.source, item.output, outputs=item.outputs)
+                    done[item.index] = FileResult.already_done(
+                        item.source, item.outputs[0], outputs=item.outputs
+                    )
             if done:
                 log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
         return self._start(
@@ -422,7 +422,7 @@ class TranscodeSession:
 
         With ``skip_existing`` (the default), an input whose output is already
         in ``output_dir`` from an earlier run (complete, and not older than the
-        input) is not converted again: its result has ``skipped=True``. Pass
+        input) is not converted again: its result's status is ``"skipped"``. Pass
         ``skip_existing=False`` to convert everything.
 
         ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and

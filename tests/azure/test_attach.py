@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from batch_transcode import AttachError, ConfigError, LocalConfig, TranscodeSession
-from batch_transcode._azure.manifest import manifest_blob_name
+from batch_transcode._azure.names import manifest_blob
 from batch_transcode.testing import OfflineAzure
 
 pytestmark = pytest.mark.azure
@@ -132,7 +132,7 @@ def test_attach_by_session_id_after_the_submitting_process_was_killed(
     session_id, job_id = _crash_mid_run(offline, tmp_path, inputs, ffmpeg_exe)
     left = _session_resources(offline, session_id)
     assert left["pools"] and left["jobs"] == [job_id] and len(left["containers"]) == 2, left
-    manifest = offline.blob_service_client().get_blob_client(f"{session_id}-out", manifest_blob_name(job_id))
+    manifest = offline.blob_service_client().get_blob_client(f"{session_id}-out", manifest_blob(job_id))
     text = manifest.download_blob().readall().decode()
     assert "talk 4.mp4" in text
     assert "sig=" not in text and offline.env["AZURE_BATCH_ACCESS_KEY"] not in text

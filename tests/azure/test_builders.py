@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_transcode._azure import builders as b
+from batch_transcode._azure.names import SessionNames, new_session_id
 from batch_transcode._config import AptFFmpeg, ContainerFFmpeg, StagedFFmpeg
 from batch_transcode._presets import PRESETS, Preset
 from helpers import azure_config as config
@@ -23,20 +24,8 @@ from helpers import azure_config as config
 Validate = Callable[[dict[str, Any], str], None]
 
 NOW = dt.datetime(2026, 11, 29, 4, 12, 7, tzinfo=dt.UTC)
-NAMES = b.SessionNames(session_id=b.new_session_id("bt", NOW, "1a2b3c4d"), created_at=NOW)
+NAMES = SessionNames(session_id=new_session_id("bt", NOW, "1a2b3c4d"), created_at=NOW)
 STAGED_URL = "https://st.blob.core.windows.net/c/ffmpeg?sv=x&sig=SECRET"
-
-
-def test_session_names() -> None:
-    assert NAMES.session_id == "bt-20261129t0412-1a2b3c4d"
-    assert NAMES.pool_id == "bt-20261129t0412-1a2b3c4d-pool"
-    assert NAMES.job_id() == "bt-20261129t0412-1a2b3c4d-job"
-    assert NAMES.job_id(2) == "bt-20261129t0412-1a2b3c4d-job2"
-    assert len(NAMES.auto_pool_prefix) <= 20
-    assert NAMES.created_at_text == "2026-11-29T04:12:07Z"
-    other = b.new_session_id("bt", NOW)
-    assert other != b.new_session_id("bt", NOW)
-    assert re.fullmatch(r"bt-20261129t0412-[0-9a-f]{8}", other)
 
 
 def test_golden_pool_fixed_size_apt(spec_validate: Validate) -> None:
@@ -195,13 +184,6 @@ def test_golden_task(spec_validate: Validate) -> None:
     )
 
 
-def test_task_ids() -> None:
-    assert b.task_id(0) == "t000000"
-    assert b.task_id(1_234_567) == "t1234567"
-    with pytest.raises(ValueError, match="index"):
-        b.task_id(-1)
-
-
 HOSTILE = [
     "with space.mp4",
     'it\'s "quoted".mp4',
@@ -255,11 +237,6 @@ def test_task_script_runs_in_a_real_shell(tmp_path: Path) -> None:
         "-metadata", "title=$(touch PWNED); `id` 'x'", "-c:a", "copy", "file:output.mka",
     ]  # fmt: skip
     assert not (tmp_path / "PWNED").exists()
-
-
-def test_chunks() -> None:
-    tasks = [_task() for _ in range(250)]
-    assert [len(c) for c in b.chunks(tasks)] == [100, 100, 50]
 
 
 def test_one_task_writes_and_uploads_every_output(spec_validate: Validate) -> None:

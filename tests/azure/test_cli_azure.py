@@ -1,5 +1,5 @@
-"""The command line against OfflineAzure: convert with Azure settings, plan, sessions, attach,
-and the asyncio API with cancellation. Credentials come from the ``AZURE_*`` variables."""
+"""The command line against OfflineAzure: convert with Azure settings, plan, sessions, cleanup,
+attach, and the asyncio API with cancellation. Credentials come from the ``AZURE_*`` variables."""
 
 from __future__ import annotations
 
@@ -102,8 +102,21 @@ def test_convert_with_azure_settings_keep_pool_then_sessions_and_cleanup(
     code, text, err = cli("sessions")
     assert code == 0 and new in text and f"pool {pool['id']}" in text and session["cleanup"] in text
 
-    code, _, err = cli(*session["cleanup"].split()[1:])
+    # cleanup's default age (2 h) skips the young pool, and says so
+    code, text, err = cli("cleanup", "--dry-run", "--session", new)
     assert code == 0, err
+    assert text.splitlines() == [
+        "nothing to clean up (1 resource of 1 session younger than 2h skipped)",
+        "they may belong to sessions still running: 'batch-transcode sessions' lists them",
+    ]
+    code, text, err = cli("cleanup", "--older-than", "soon")
+    assert code == 2 and "--older-than 'soon'" in err and not text
+
+    code, text, err = cli(*session["cleanup"].split()[1:])
+    assert code == 0, err
+    first, *rest = text.splitlines()
+    assert first.startswith(f"removed pool {pool['id']} (session {new}, created ")
+    assert rest == ["removed 1 resource of 1 session"]
     wait_until(lambda: new not in _sessions(cli), what="the kept pool to go")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,9 +37,8 @@ def test_hostile_names_equal_basenames_and_a_silent_video(
     out = tmp_path / "out"
     session = TranscodeSession(offline.config())
     with session:
-        backend: Any = session._backend
         report = session.convert(inputs, output_dir=out, preset="mp3")
-        session_id = backend.session_id
+        session_id = session.session_id
     assert session_id
     by_source = {r.source: r for r in report}
     failed = by_source[silent]
@@ -68,7 +66,7 @@ def test_250_files_streamed_in_collections_and_incremental_listings(
     before = len(offline.batch.request_log)
     with TranscodeSession(offline.config(dedicated_nodes=2, task_slots_per_node=8)) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out", preset="mp3")
-        session_id = session._backend.session_id  # type: ignore[attr-defined]
+        session_id = session.session_id
     assert report.ok, report.summary()
     log = offline.batch.request_log[before:]
     collections = [e for e in log if e.operation == "Tasks_CreateTaskCollection"]
@@ -108,7 +106,7 @@ def test_cleanup_command_sweeps_kept_pool(
 ) -> None:
     with TranscodeSession(offline.config(keep_pool=True)) as session:
         session.convert([make_media(tmp_path / "a.mp4")], output_dir=tmp_path / "out")
-        session_id = session._backend.session_id  # type: ignore[attr-defined]
+        session_id = session.session_id
 
     def session_pools() -> list[str]:
         return session_resources(offline, session_id)["pools"]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.azure
 def _convert(config: Any, inputs: list[Path], out: Path) -> tuple[Any, str]:
     with TranscodeSession(config) as session:
         report = session.convert(inputs, output_dir=out)
-        return report, session._backend.session_id  # type: ignore[attr-defined]
+        return report, session.session_id
 
 
 def test_staged_ffmpeg_binary_is_fetched_by_the_start_task(
@@ -120,7 +120,7 @@ def test_entra_id_bearer_tokens_over_tls(
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(oa.ca_bundle))
         credential = _FakeEntraCredential()
         config = oa.config(batch_key=None, credential=credential)
-        assert not config.uses_shared_key
+        assert config.batch_key is None
         inputs = [make_media(tmp_path / "in" / f"{i}.mp4") for i in range(2)]
         report, _ = _convert(config, inputs, tmp_path / "out")
         assert report.ok, report.summary()

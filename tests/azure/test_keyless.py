@@ -23,9 +23,8 @@ from azure.storage.blob import BlobServiceClient
 
 from batch_transcode import AuthenticationError, AzureConfig, ConfigError, TranscodeSession
 from batch_transcode._azure import builders
-from batch_transcode._azure._clients import make_batch_client
+from batch_transcode._azure._clients import make_batch_client, make_blob_service_client
 from batch_transcode._azure.cleanup import find_orphans, remove_orphans
-from batch_transcode._azure.staging import make_blob_service_client
 from batch_transcode._errors import SessionStateError
 from batch_transcode._presets import PRESETS
 from batch_transcode.testing import OfflineAzure
@@ -74,7 +73,7 @@ def test_the_harness_has_no_key_anywhere(entra: OfflineAzure) -> None:
     config = entra.config()
     assert config.batch_key is None and config.storage_key is None
     assert config.storage_connection_string is None
-    assert config.credential is entra.credential and not config.uses_shared_key
+    assert config.credential is entra.credential and config.batch_key is None
     with pytest.raises(SessionStateError, match="no connection string"):
         _ = entra.storage_connection_string
 

@@ -1,17 +1,18 @@
-"""The job monitor with the real BatchClient against a scripted Batch endpoint."""
+"""The job monitor's reads (pool health, finished tasks) with the real BatchClient against a
+scripted Batch endpoint. The watch loop itself is tested end to end in test_streaming.py."""
 
 from __future__ import annotations
 
-import threading
-import time
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from azure.batch import models as bm
 
-from batch_transcode import AzureConfig, ProvisioningError, RetryPolicy, RunTimeoutError
+from batch_transcode import AzureConfig, ProvisioningError, RetryPolicy
 from batch_transcode._azure._clients import make_batch_client
-from batch_transcode._azure.monitor import Counts, final_states, wait_for_job
+from batch_transcode._azure.monitor import TASK_SELECT, check_pool, list_finished
 from helpers import ScriptedEndpoint
 
 Route = Callable[[str], tuple[int, Any]]
@@ -34,12 +35,9 @@ def serve(scripted_batch: Callable[..., tuple[ScriptedEndpoint, AzureConfig]]) -
     return start
 
 
-def _watch(config: AzureConfig, total: int, **kwargs: Any) -> bool:
-    """``wait_for_job`` on job "j" of pool "p" with a client of ``config``."""
-    kwargs.setdefault("deadline", float("inf"))
-    kwargs.setdefault("cancel", threading.Event())
-    client = make_batch_client(config, retry_total=0)
-    return wait_for_job(client, job_id="j", pool_id="p", total=total, config=config, **kwargs)
+def _check(config: AzureConfig) -> None:
+    """``check_pool`` on pool "p" with a client of ``config``."""
+    check_pool(make_batch_client(config, retry_total=0), "p", config)
 
 
 def counts(completed: int, total: int, failed: int = 0) -> dict[str, Any]:
@@ -57,14 +55,8 @@ HEALTHY_POOL = {"id": "p", "state": "active", "allocationState": "steady", "curr
 IDLE_NODES = {"value": [{"id": "n1", "state": "running"}]}
 
 
-def test_polls_counts_until_done_and_checks_the_pool_only_when_stalled(
-    serve: Serve,
-) -> None:
-    progress = iter([0, 0, 0, 3, 7, 10])
-
+def test_a_healthy_pool_passes(serve: Serve) -> None:
     def route(path: str) -> tuple[int, Any]:
-        if path.endswith("/taskcounts"):
-            return 200, counts(next(progress), 10, failed=1)
         if path == "/pools/p":
             return 200, HEALTHY_POOL
         if path == "/pools/p/nodes":
@@ -72,13 +64,8 @@ def test_polls_counts_until_done_and_checks_the_pool_only_when_stalled(
         return 404, {"code": "NotFound", "message": {"lang": "en-US", "value": path}}
 
     scripted, config = serve(route)
-    seen: list[Counts] = []
-    done = _watch(config, 10, on_progress=seen.append)
-    assert done
-    assert [c.completed for c in seen] == [0, 3, 7, 10]
-    assert scripted.paths.count("/jobs/j/taskcounts") == 6
-    assert not any(p.endswith("/tasks") for p in scripted.paths)  # never a task listing
-    assert scripted.paths.count("/pools/p") == 3  # first poll + the two stalled ones
+    _check(config)
+    assert scripted.paths == ["/pools/p", "/pools/p/nodes"]
 
 
 def test_failed_start_task_raises_at_once_with_its_stderr(
@@ -115,7 +102,7 @@ def test_failed_start_task_raises_at_once_with_its_stderr(
 
     _, config = serve(route)
     with pytest.raises(ProvisioningError) as info:
-        _watch(config, 4)
+        _check(config)
     err = info.value
     assert err.pool_id == "p"
     assert err.stderr_tail is not None and "Unable to locate package ffmpeg" in err.stderr_tail
@@ -137,27 +124,11 @@ def test_allocation_error_raises(serve: Serve) -> None:
 
     _, config = serve(route)
     with pytest.raises(ProvisioningError, match="AccountCoreQuotaReached") as info:
-        _watch(config, 4)
+        _check(config)
     assert info.value.code == "AccountCoreQuotaReached"
 
 
-def test_timeout_and_cancel(serve: Serve) -> None:
-    def route(path: str) -> tuple[int, Any]:
-        if path.endswith("/taskcounts"):
-            return 200, counts(1, 4)
-        if path == "/pools/p":
-            return 200, HEALTHY_POOL
-        return 200, IDLE_NODES
-
-    _, config = serve(route)
-    with pytest.raises(RunTimeoutError, match="1/4 done"):
-        _watch(config, 4, deadline=time.monotonic() + 0.2)
-    cancel = threading.Event()
-    cancel.set()
-    assert not _watch(config, 4, cancel=cancel)
-
-
-def test_final_listing_is_one_request_with_select(
+def test_finished_tasks_are_one_filtered_selected_listing(
     serve: Serve,
 ) -> None:
     def route(path: str) -> tuple[int, Any]:
@@ -183,9 +154,19 @@ def test_final_listing_is_one_request_with_select(
         }
 
     scripted, config = serve(route)
-    outcomes = final_states(make_batch_client(config, retry_total=0), "j", config)
+    since = dt.datetime(2026, 12, 1, 12, 0, 0, 250000, tzinfo=dt.UTC)
+    client = make_batch_client(config, retry_total=0)
+    outcomes = {o.task_id: o for o in list_finished(client, "j", config, since)}
     assert scripted.paths == ["/jobs/j/tasks"]
+    query = scripted.requests[0].query
+    assert query["$filter"] == [
+        "state eq 'completed' and stateTransitionTime ge DateTime'2026-12-01T12:00:00.250Z'"
+    ]
+    assert query["$select"] == [",".join(TASK_SELECT)]
     assert outcomes["t000000"].succeeded
+    assert outcomes["t000000"].state is bm.BatchTaskState.COMPLETED
+    assert outcomes["t000000"].result is bm.BatchTaskExecutionResult.SUCCESS
+    assert outcomes["t000001"].result is bm.BatchTaskExecutionResult.FAILURE
     assert not outcomes["t000001"].succeeded
     assert outcomes["t000001"].exit_code == 1
     assert outcomes["t000001"].failure_code == "FailureExitCode"

@@ -66,11 +66,11 @@ def test_tasks_are_added_while_inputs_still_upload(
         records = offline_azure.batch.request_log[before:]
         return sum(r.operation == "Tasks_CreateTaskCollection" for r in records)
 
-    def upload(self: Any, path: Path, *args: Any, **kwargs: Any) -> Any:
+    def upload(self: Any, ledger: Any, path: Path, *args: Any, **kwargs: Any) -> Any:
         if path == inputs[-1]:  # the last input waits until tasks of the others were added
             wait_until(lambda: collections() > 0, timeout=20, what="a task collection")
             collections_when_last_started.append(collections())
-        return original(self, path, *args, **kwargs)
+        return original(self, ledger, path, *args, **kwargs)
 
     monkeypatch.setattr(staging_module.Staging, "_upload", upload)
     with TranscodeSession(offline_azure.config(upload_concurrency=1)) as session:

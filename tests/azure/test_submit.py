@@ -15,7 +15,7 @@ import pytest
 from batch_transcode import AzureConfig, AzureError, RetryPolicy, ServiceUnavailableError
 from batch_transcode._azure import builders, submit
 from batch_transcode._azure._clients import make_batch_client
-from batch_transcode._azure.submit import TaskFeed, submit_tasks
+from batch_transcode._azure.submit import TaskFeed
 from batch_transcode._config import AptFFmpeg
 from batch_transcode._presets import PRESETS
 from helpers import ScriptedEndpoint, wait_until
@@ -65,6 +65,15 @@ def _result(task: dict[str, Any], status: str = "success", code: str | None = No
     return out
 
 
+def _submit(client: Any, tasks: list[Any], config: AzureConfig) -> int:
+    """Add ``tasks`` through a feed that sends only full collections (and the rest at
+    close); the number of collections."""
+    feed = TaskFeed(client, "job", config.retry, linger=None)
+    for task in tasks:
+        feed.add(task)
+    return feed.close()
+
+
 def ok(tasks: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return 200, {"value": [_result(t) for t in tasks]}
 
@@ -72,7 +81,7 @@ def ok(tasks: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
 def test_250_tasks_in_three_collections(serve: Serve) -> None:
     endpoint, config = serve(ok)
     client = make_batch_client(config, retry_total=0)
-    assert submit_tasks(client, "job", _tasks(250, config), config.retry) == 3
+    assert _submit(client, _tasks(250, config), config) == 3
     assert sorted(len(b) for b in _collections(endpoint)) == [50, 100, 100]
     ids = [t["id"] for body in _collections(endpoint) for t in body]
     assert len(set(ids)) == 250
@@ -83,7 +92,7 @@ def test_task_exists_is_success(serve: Serve) -> None:
         lambda tasks: (200, {"value": [_result(t, "clienterror", "TaskExists") for t in tasks]})
     )
     client = make_batch_client(config, retry_total=0)
-    submit_tasks(client, "job", _tasks(5, config), config.retry)
+    _submit(client, _tasks(5, config), config)
     assert len(_collections(endpoint)) == 1
 
 
@@ -105,7 +114,7 @@ def test_server_errors_resubmit_only_those_tasks(
 
     endpoint, config = serve(answer)
     client = make_batch_client(config, retry_total=0)
-    submit_tasks(client, "job", _tasks(10, config), config.retry)
+    _submit(client, _tasks(10, config), config)
     assert [len(b) for b in _collections(endpoint)] == [10, 5]
     assert [t["id"] for t in _collections(endpoint)[1]] == [f"t{i:06d}" for i in (1, 3, 5, 7, 9)]
 
@@ -116,7 +125,7 @@ def test_persistent_5xx_is_bounded(serve: Serve) -> None:
     )
     client = make_batch_client(config, retry_total=0)
     with pytest.raises(ServiceUnavailableError, match="503"):
-        submit_tasks(client, "job", _tasks(150, config), config.retry)
+        _submit(client, _tasks(150, config), config)
     # two collections, each tried exactly `attempts` times: no hot re-queue loop
     assert len(_collections(endpoint)) == 2 * config.retry.attempts
 
@@ -133,7 +142,7 @@ def test_client_error_names_the_task(serve: Serve) -> None:
     )
     client = make_batch_client(config, retry_total=0)
     with pytest.raises(AzureError, match="t000000: InvalidPropertyValue"):
-        submit_tasks(client, "job", _tasks(3, config), config.retry)
+        _submit(client, _tasks(3, config), config)
     assert len(_collections(endpoint)) == 1
 
 
@@ -145,7 +154,7 @@ def test_request_body_too_large_splits(serve: Serve) -> None:
 
     endpoint, config = serve(answer)
     client = make_batch_client(config, retry_total=0)
-    submit_tasks(client, "job", _tasks(100, config), config.retry)
+    _submit(client, _tasks(100, config), config)
     accepted = [len(b) for b in _collections(endpoint) if len(b) <= 30]
     assert sum(accepted) == 100
 

@@ -227,3 +227,21 @@ def test_every_option_and_command_has_help() -> None:
         with pytest.raises(SystemExit) as info:
             main([command, "--help"])
         assert info.value.code == 0
+
+
+def test_the_cli_goes_through_the_public_api_not_the_azure_layers() -> None:
+    """``sessions`` and ``cleanup`` use ``batch_transcode.list_sessions`` / ``cleanup``,
+    which open and close their clients; the CLI imports nothing of ``_azure`` itself."""
+    import ast
+
+    import batch_transcode._cli as cli
+
+    tree = ast.parse(Path(cli.__file__).read_text(encoding="utf-8"))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m.startswith("batch_transcode._azure")]
+
+
+def test_cleanup_needs_the_azure_settings() -> None:
+    proc = run_python("-m", "batch_transcode", "cleanup", "--dry-run", env=env_without_azure())
+    assert proc.returncode == 2 and "AZURE_BATCH_ENDPOINT" in proc.stderr, proc.stderr

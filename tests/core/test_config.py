@@ -36,7 +36,7 @@ def test_from_env_reads_conventional_variables() -> None:
     assert cfg.batch_endpoint == ENV["AZURE_BATCH_ENDPOINT"]
     assert cfg.batch_account == "myacct"
     assert cfg.batch_key == ENV["AZURE_BATCH_ACCESS_KEY"]
-    assert cfg.uses_shared_key
+    assert cfg.batch_key is not None
 
 
 def test_from_env_names_every_missing_variable() -> None:
@@ -52,7 +52,7 @@ def test_from_env_names_every_missing_variable() -> None:
 
 def test_from_env_without_key_means_entra_id() -> None:
     env = {k: v for k, v in ENV.items() if k != "AZURE_BATCH_ACCESS_KEY"}
-    assert not AzureConfig.from_env(env).uses_shared_key
+    assert AzureConfig.from_env(env).batch_key is None
 
 
 def test_loopback_endpoint_with_key_needs_account() -> None:

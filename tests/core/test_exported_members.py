@@ -1,4 +1,8 @@
+import subprocess
+import sys
 import types
+
+import pytest
 
 import batch_transcode
 
@@ -36,3 +40,22 @@ def test_version_comes_from_metadata() -> None:
     from importlib.metadata import version
 
     assert batch_transcode.__version__ == version("batch-transcode")
+
+
+def test_import_does_not_load_the_azure_sdk() -> None:
+    """``import batch_transcode`` stays fast: the Azure SDK comes with the first Azure call
+    (the maintenance names that need it, like ``SessionInfo``, load on first use)."""
+    code = (
+        "import sys, batch_transcode\n"
+        "assert not [m for m in sys.modules if m.startswith(('azure', 'tenacity'))], sys.modules\n"
+        "assert batch_transcode.cleanup and batch_transcode.list_sessions and batch_transcode.CleanupReport\n"
+        "from batch_transcode import OrphanKind, SessionInfo\n"
+        "assert OrphanKind.POOL == 'pool' and SessionInfo.__module__.startswith('batch_transcode._azure')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        batch_transcode.no_such_name  # noqa: B018

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import _thread
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from batch_transcode import (
+    ConfigError,
     FileResult,
     LocalConfig,
     MissingInputError,
@@ -203,11 +206,31 @@ def test_an_input_newer_than_its_output_is_converted_again(
     assert not result.skipped and (out / "a.mp3").stat().st_size > 1000
 
 
-def test_open_sessions_are_closed_at_interpreter_exit() -> None:
-    from batch_transcode import _session
+_FORGOTTEN_SESSION = """
+import logging, sys
+from batch_transcode import LocalConfig, TranscodeSession
 
-    s = TranscodeSession(LocalConfig()).open()
-    assert s in _session._OPEN_SESSIONS
-    _session._close_open_sessions()
-    assert s not in _session._OPEN_SESSIONS
-    assert "closed" in repr(s)
+logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(message)s")
+kept = TranscodeSession(LocalConfig()).open()  # never closed: the program just ends
+closed = TranscodeSession(LocalConfig()).open()
+closed.close()
+"""
+
+
+def test_open_sessions_are_closed_at_interpreter_exit() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _FORGOTTEN_SESSION], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    closing = [line for line in done.stdout.splitlines() if "at interpreter exit" in line]
+    assert closing == [
+        "closing <TranscodeSession backend=local state=open> at interpreter exit; "
+        "use sessions in a 'with' block"
+    ]
+
+
+def test_a_local_session_has_no_session_id_and_cannot_attach(tmp_path: Path) -> None:
+    with TranscodeSession(LocalConfig()) as s:
+        assert s.session_id is None and s.backend == "local"
+    with pytest.raises(ConfigError, match="nothing running to attach to"):
+        TranscodeSession.attach("bt-x", LocalConfig(), output_dir=tmp_path)  # type: ignore[arg-type]

@@ -19,24 +19,24 @@ def _touch(p: Path) -> Path:
 def test_layout_is_kept_relative_to_common_parent(tmp_path: Path) -> None:
     a = _touch(tmp_path / "in" / "day1" / "talk.mp4")
     b = _touch(tmp_path / "in" / "day2" / "talk.mp4")
-    items = plan_work([a, b], tmp_path / "out", "mp3")
-    assert [i.output for i in items] == [tmp_path / "out/day1/talk.mp3", tmp_path / "out/day2/talk.mp3"]
-    assert [i.relative_output for i in items] == ["day1/talk.mp3", "day2/talk.mp3"]
+    items = plan_work([a, b], tmp_path / "out", ["mp3"])
+    assert [i.outputs[0] for i in items] == [tmp_path / "out/day1/talk.mp3", tmp_path / "out/day2/talk.mp3"]
+    assert [i.relative_outputs[0] for i in items] == ["day1/talk.mp3", "day2/talk.mp3"]
     assert [i.relative_source for i in items] == ["day1/talk.mp4", "day2/talk.mp4"]
 
 
 def test_inner_dots_are_kept(tmp_path: Path) -> None:
     a = _touch(tmp_path / "a.b.c.mp4")
     noext = _touch(tmp_path / "README")
-    items = plan_work([a, noext], tmp_path / "out", "mp3")
-    assert [i.output.name for i in items] == ["a.b.c.mp3", "README.mp3"]
+    items = plan_work([a, noext], tmp_path / "out", ["mp3"])
+    assert [i.outputs[0].name for i in items] == ["a.b.c.mp3", "README.mp3"]
 
 
 def test_two_inputs_for_one_output_raise_before_work(tmp_path: Path) -> None:
     a = _touch(tmp_path / "song.mp4")
     b = _touch(tmp_path / "song.mkv")
     with pytest.raises(OutputCollisionError) as info:
-        plan_work([a, b], tmp_path / "out", "mp3")
+        plan_work([a, b], tmp_path / "out", ["mp3"])
     assert "song.mp3" in str(info.value)
     assert not (tmp_path / "out").exists()
 
@@ -44,14 +44,14 @@ def test_two_inputs_for_one_output_raise_before_work(tmp_path: Path) -> None:
 def test_output_may_not_overwrite_its_source(tmp_path: Path) -> None:
     a = _touch(tmp_path / "song.flac")
     with pytest.raises(OutputCollisionError):
-        plan_work([a], tmp_path, "flac")
+        plan_work([a], tmp_path, ["flac"])
 
 
 def test_names_equal_after_case_folding_do_not_collide(tmp_path: Path) -> None:
     a = _touch(tmp_path / "Song.mp4")
     b = _touch(tmp_path / "song.mp4")
-    items = plan_work([a, b], tmp_path / "out", "mp3")
-    assert len({i.output for i in items}) == 2
+    items = plan_work([a, b], tmp_path / "out", ["mp3"])
+    assert len({i.outputs[0] for i in items}) == 2
 
 
 def test_missing_inputs_are_all_named(tmp_path: Path) -> None:
@@ -98,9 +98,9 @@ names = st.text(name_chars, min_size=1, max_size=20).filter(lambda s: s not in {
 def test_distinct_sources_in_distinct_folders_map_to_distinct_outputs(pairs: list[tuple[str, str]]) -> None:
     root = Path("/data/in")
     sources = [root / d / f"{n}.mp4" for d, n in pairs]
-    items = plan_work(sources, "/data/out", "mp3")
-    assert len({i.output for i in items}) == len(sources)
+    items = plan_work(sources, "/data/out", ["mp3"])
+    assert len({i.outputs[0] for i in items}) == len(sources)
     for item, (d, n) in zip(items, pairs, strict=True):
-        assert item.output.parent.name == d or len({p[0] for p in pairs}) == 1
-        assert item.output.name == f"{n}.mp3"
-        assert item.output.is_relative_to("/data/out")
+        assert item.outputs[0].parent.name == d or len({p[0] for p in pairs}) == 1
+        assert item.outputs[0].name == f"{n}.mp3"
+        assert item.outputs[0].is_relative_to("/data/out")

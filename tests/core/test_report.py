@@ -9,7 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from batch_transcode import FileResult, Report
+from batch_transcode import FileResult, Report, TranscodeFailedError
+from batch_transcode._report import STATUSES, Status  # Status is not exported (yet)
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
 
@@ -141,3 +142,40 @@ def test_the_schema_refuses_what_the_docs_rule_out(report: Report) -> None:
     del data["summary"]["cancelled"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, SCHEMA)
+
+
+def test_failed_and_cancelled_are_separate_and_agree_with_the_counts(report: Report) -> None:
+    counts = report.counts()
+    assert [r.status for r in report.failed] == ["failed"] == ["failed"] * counts["failed"]
+    assert [r.status for r in report.cancelled] == ["cancelled"] * counts["cancelled"]
+    assert len(report.succeeded) == counts["converted"] + counts["skipped"]
+    assert not report.ok  # a cancelled file is not done either
+    with pytest.raises(TranscodeFailedError) as raised:
+        report.raise_for_failures()
+    assert [r.status for r in raised.value.failed] == ["failed", "cancelled"]  # failures first
+
+
+def test_status_is_a_string_enum(tmp_path: Path) -> None:
+    result = FileResult(source=tmp_path / "a.mp4", output=None, status="cancelled", error="stopped")
+    assert result.status is Status.CANCELLED and result.status == "cancelled"
+    assert result.cancelled and not result.ok and not result.skipped
+    assert f"{result.status}" == "cancelled" and json.dumps(result.status) == '"cancelled"'
+    assert [str(s) for s in STATUSES] == ["converted", "skipped", "failed", "cancelled"]
+    assert tuple(Status) == STATUSES
+    with pytest.raises(ValueError, match="status must be one of converted, skipped, failed, cancelled"):
+        FileResult(source=tmp_path / "a.mp4", output=None, status="done")
+
+
+def test_a_result_needs_its_status(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        FileResult(source=tmp_path / "a.mp4", output=None, ok=True)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="first of outputs"):
+        FileResult(
+            source=tmp_path / "a.mp4",
+            output=tmp_path / "a.opus",
+            status=Status.CONVERTED,
+            outputs=[tmp_path / "a.mp3", tmp_path / "a.opus"],
+        )
+    mp3 = tmp_path / "a.mp3"
+    both = FileResult(source=tmp_path / "a.mp4", output=None, status="converted", outputs=[mp3])
+    assert both.output == tmp_path / "a.mp3" and both.outputs == (tmp_path / "a.mp3",)

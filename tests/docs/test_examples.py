@@ -128,7 +128,7 @@ def test_fastapi_example_converts_in_the_background(tmp_path: Path, fastapi_exam
         url = response.json()["status"]
         body = _poll(client, url, lambda b: b["state"] != "running")
         assert body["state"] == "done"
-        assert body["progress"] == {"total": 4, "done": 4, "failed": 1}
+        assert body["progress"] == {"total": 4, "done": 4, "failed": 1, "cancelled": 0}
         assert len(body["finished"]) == 4
         assert body["report"]["summary"]["converted"] == 3 and body["report"]["summary"]["failed"] == 1
         assert {Path(f["source"]).name: f["status"] for f in body["report"]["files"]}[

@@ -23,7 +23,7 @@ from batch_transcode import TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
 from batch_transcode.samples import decoded_duration
 from batch_transcode.testing import Faults, OfflineAzure, StorageFaults
-from helpers import copy_file, make_clip, session_resources
+from helpers import copy_file, make_clip, session_jobs, session_resources
 
 __all__ = ["SWITCHES", "Outcome", "check_outputs", "duplicate_tasks", "make_clip", "run_e2e", "with_seed"]
 
@@ -153,10 +153,9 @@ def run_e2e(
     oa.set_storage_faults(storage_faults)
     try:
         with TranscodeSession(config) as session:
-            backend: Any = session._backend
             report = session.convert(inputs, output_dir=out, preset="mp3")
-            session_id = str(backend.session_id)
-            job_ids = list(backend.job_ids)
+            session_id = str(session.session_id)
+            job_ids = session_jobs(oa, session_id)
             duplicates, requeues = duplicate_tasks(oa, job_ids, {f"t{i:06d}" for i in range(files)})
     finally:
         oa.set_faults(None)

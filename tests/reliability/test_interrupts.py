@@ -24,7 +24,7 @@ from batch_transcode._azure import staging as staging_module
 from batch_transcode._azure import submit as submit_module
 from batch_transcode._job import TranscodeJob
 from batch_transcode.testing import Faults, OfflineAzure
-from helpers import NOTHING_LEFT, MediaFactory
+from helpers import NOTHING_LEFT, MediaFactory, session_jobs
 
 pytestmark = pytest.mark.azure
 
@@ -77,13 +77,13 @@ def _interrupt_before(fn: Callable[..., Any], log: list[str], name: str) -> Call
 def _interrupted(
     oa: OfflineAzure, tmp_path: Path, make_media: MediaFactory, **overrides: Any
 ) -> tuple[Any, BaseException]:
-    """Convert; the patched phase interrupts; return the session's backend and the interrupt."""
+    """Convert; the patched phase interrupts; return the session and the interrupt."""
     assert oa.leaks() == NOTHING_LEFT
     inputs = [make_media(tmp_path / "in" / f"clip{i:02d}.mp4") for i in range(FILES)]
     session = TranscodeSession(oa.config(**overrides))
     with pytest.raises(KeyboardInterrupt) as info, session:
         session.convert(inputs, output_dir=tmp_path / "out")
-    return session._backend, info.value
+    return session, info.value
 
 
 def _run_interrupted(oa: OfflineAzure, tmp_path: Path, make_media: MediaFactory, **overrides: Any) -> Any:
@@ -97,10 +97,10 @@ def test_interrupt_while_staging(
     uploads: list[Path] = []
     interrupting = _interrupt_before(staging_module.Staging._upload, fired, "upload")
 
-    def counted(self: Any, path: Path, *args: Any, **kwargs: Any) -> Any:
+    def counted(self: Any, ledger: Any, path: Path, *args: Any, **kwargs: Any) -> Any:
         uploads.append(path)
         time.sleep(0.3)  # an upload of real size takes a while
-        return interrupting(self, path, *args, **kwargs)
+        return interrupting(self, ledger, path, *args, **kwargs)
 
     monkeypatch.setattr(staging_module.Staging, "_upload", counted)
     before = len(offline.batch.request_log)
@@ -126,9 +126,9 @@ def test_interrupt_during_pool_creation(
         "create_session_pool",
         _interrupt_after(opened_module.create_session_pool, fired, "pool"),
     )
-    backend = _run_interrupted(offline, tmp_path, make_media)
+    session = _run_interrupted(offline, tmp_path, make_media)
     assert fired == ["pool"]
-    assert backend.job_ids == []  # it never got as far as a job
+    assert session_jobs(offline, str(session.session_id)) == []  # it never got as far as a job
     assert offline.leaks(timeout=30) == NOTHING_LEFT
 
 
@@ -162,26 +162,27 @@ def test_interrupt_while_monitoring(
 
     monkeypatch.setattr(run_module, "job_counts", job_counts)
     before = len(offline.batch.request_log)
-    backend = _run_interrupted(offline, tmp_path, make_media, dedicated_nodes=1, task_slots_per_node=1)
+    session = _run_interrupted(offline, tmp_path, make_media, dedicated_nodes=1, task_slots_per_node=1)
     assert fired == ["monitor"]
     assert offline.leaks(timeout=30) == NOTHING_LEFT
     # the watch stopped: it read no finished task after the job was deleted
     ops = [r.operation for r in offline.batch.request_log[before:]]
     assert "Tasks_ListTasks" not in ops[ops.index("Jobs_DeleteJob") :]
-    assert backend.job_ids and len(list((tmp_path / "out").rglob("*.mp3"))) < FILES
+    assert session_jobs(offline, str(session.session_id))
+    assert len(list((tmp_path / "out").rglob("*.mp3"))) < FILES
 
 
 def test_interrupt_while_downloading(
     offline: OfflineAzure, tmp_path: Path, make_media: MediaFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fired: list[str] = []
-    interrupting = _interrupt_before(staging_module.Staging._download_one, fired, "download")
+    interrupting = _interrupt_before(staging_module.Staging.download, fired, "download")
 
     def slow(self: Any, item: Any) -> Any:
         time.sleep(0.3)  # a download of real size takes a while
         return interrupting(self, item)
 
-    monkeypatch.setattr(staging_module.Staging, "_download_one", slow)
+    monkeypatch.setattr(staging_module.Staging, "download", slow)
     _run_interrupted(offline, tmp_path, make_media, download_concurrency=2)
     assert fired == ["download"]
     assert len(list((tmp_path / "out").rglob("*.mp3"))) <= 5 < FILES, "no download may start once cancelled"
@@ -210,18 +211,19 @@ def test_interrupt_with_failing_deletes_names_what_remains(
 
     monkeypatch.setattr(run_module, "job_counts", job_counts)
     try:
-        backend, interrupt = _interrupted(offline, tmp_path, make_media)
+        session, interrupt = _interrupted(offline, tmp_path, make_media)
         notes = "\n".join(getattr(interrupt, "__notes__", []))
     finally:
         offline.set_faults(None)
     assert fired == ["monitor"]
-    session_id = backend.session_id
-    assert f"pool {session_id}" in notes or backend.pool_id in notes
-    assert backend.job_ids[0] in notes
+    session_id = str(session.session_id)
+    pool_id, job_ids = f"{session_id}-pool", session_jobs(offline, session_id)
+    assert f"pool {pool_id}" in notes
+    assert job_ids[0] in notes
     command = f"batch-transcode cleanup --session {session_id} --older-than 0s"
     assert command in notes
     remaining = offline.leaks()
-    assert remaining["pools"] == [backend.pool_id] and remaining["jobs"] == backend.job_ids
+    assert remaining["pools"] == [pool_id] and remaining["jobs"] == job_ids
     # the command it printed removes them
     assert run_cleanup(offline, session_id) == 0
     assert offline.leaks(timeout=30) == NOTHING_LEFT

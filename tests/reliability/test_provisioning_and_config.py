@@ -19,7 +19,7 @@ from batch_transcode import (
 from batch_transcode._config import RetryPolicy
 from batch_transcode.testing import Faults, OfflineAzure
 from batch_transcode.testing._azurite import free_port
-from helpers import NOTHING_LEFT, MediaFactory
+from helpers import NOTHING_LEFT, MediaFactory, session_jobs
 
 pytestmark = pytest.mark.azure
 
@@ -89,7 +89,7 @@ def test_preempted_tasks_are_rerun(faulty: OfflineAzure, tmp_path: Path, make_me
     inputs = _inputs(tmp_path, make_media, 8)
     with TranscodeSession(faulty.config(dedicated_nodes=0, spot_nodes=2)) as session:
         report = session.convert(inputs, output_dir=tmp_path / "out")
-        job_id = session._backend.job_ids[0]  # type: ignore[attr-defined]
+        (job_id,) = session_jobs(faulty, str(session.session_id))
         tasks = faulty.batch.tasks(job_id)
     assert report.ok, report.summary()
     assert sum(t.requeue_count for t in tasks) > 0, "the fault did not preempt anything"

@@ -7,18 +7,18 @@ import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.core import exceptions as az
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
 from batch_transcode import AzureConfig, RetryPolicy, TeardownError
-from batch_transcode._azure.staging import (
-    StagedInput,
-    Staging,
-    blob_path,
-    make_blob_service_client,
-)
+from batch_transcode._azure._clients import make_blob_service_client
+from batch_transcode._azure.cleanup import delete_container
+from batch_transcode._azure.containers import Containers, create_containers
+from batch_transcode._azure.names import SessionNames, blob_path, output_blobs
+from batch_transcode._azure.staging import StagedInput, Staging, UploadLedger
 from batch_transcode._naming import WorkItem, plan_work
 from batch_transcode._redact import redact
 from batch_transcode._teardown import Teardown
@@ -54,27 +54,43 @@ def _session_id() -> str:
     return f"bt-20260101t0000-{next(_counter):08x}"
 
 
-def _staging(oa: OfflineAzure, **kwargs: object) -> Staging:
-    config = oa.config(retry=RetryPolicy(wait_initial=0.01, wait_max=0.05))
+POLICY = RetryPolicy(wait_initial=0.01, wait_max=0.05)
+
+
+def _staging(oa: OfflineAzure, **overrides: Any) -> Staging:
+    """A staging of a new session on ``oa`` (``overrides`` go to its config); its
+    containers are not made."""
+    config = oa.config(retry=POLICY, upload_concurrency=8, download_concurrency=8, **overrides)
     service, key = make_blob_service_client(config)
     _open_clients.append(service)
-    options: dict[str, object] = {
-        "session_id": _session_id(),
-        "prefix": "bt",
-        "expiry": dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
-        "account_key": key,
-        "concurrency": 8,
-    }
-    options.update(kwargs)
-    return Staging(service, **options)  # type: ignore[arg-type]
+    names = SessionNames(session_id=_session_id(), created_at=dt.datetime.now(dt.UTC))
+    return Staging.connect(
+        service,
+        Containers.of(config, names),
+        expiry=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1),
+        account_key=key,
+        node_identity=None,
+        upload_concurrency=config.upload_concurrency,
+        download_concurrency=config.download_concurrency,
+    )
 
 
-def _with_containers(oa: OfflineAzure, **kwargs: object) -> tuple[Staging, Teardown]:
+def _session_of(staging: Staging) -> SessionNames:
+    session_id = staging.containers.output.removesuffix("-out")
+    return SessionNames(session_id=session_id, created_at=dt.datetime.now(dt.UTC))
+
+
+def _with_containers(oa: OfflineAzure, **overrides: Any) -> tuple[Staging, Teardown]:
     """A staging whose containers are created, and the teardown that deletes them."""
-    staging = _staging(oa, **kwargs)
+    staging = _staging(oa, **overrides)
     teardown = Teardown()
-    staging.create_containers(teardown)
+    create_containers(staging.containers, staging.service, _session_of(staging), POLICY, teardown)
     return staging, teardown
+
+
+def _delete_containers(staging: Staging) -> None:
+    for name in staging.containers.owned:
+        delete_container(staging.service, name, POLICY)
 
 
 def _files(root: Path, names: list[str], size: int = 1000) -> list[WorkItem]:
@@ -84,7 +100,7 @@ def _files(root: Path, names: list[str], size: int = 1000) -> list[WorkItem]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(hashlib.sha256(name.encode()).digest() * (size // 32) + bytes([i]))
         paths.append(path)
-    return plan_work(paths, root / "out", "mp3")
+    return plan_work(paths, root / "out", ["mp3"])
 
 
 @pytest.fixture
@@ -95,40 +111,36 @@ def oa(offline_azure: OfflineAzure) -> OfflineAzure:
 def test_containers_created_with_metadata_and_deleted_by_teardown(oa: OfflineAzure) -> None:
     staging, teardown = _with_containers(oa)
     inspect = oa.blob_service_client()
-    names = {staging.input_container_name, staging.output_container_name}
+    session = _session_of(staging)
+    names = {staging.containers.input, staging.containers.output}
     assert names <= set(oa.containers())
+    created = set()
     for name in names:
-        assert name.startswith(staging.session_id) and len(name) <= 63 and name == name.lower()
+        assert name.startswith(session.session_id) and len(name) <= 63 and name == name.lower()
         meta = inspect.get_container_client(name).get_container_properties().metadata
         assert meta["createdby"] == "batch-transcode"
-        assert meta["session"] == staging.session_id
-        assert dt.datetime.fromisoformat(meta["createdat"].replace("Z", "+00:00"))
+        assert meta["session"] == session.session_id
+        created.add(meta["createdat"])
+    assert len(created) == 1 and dt.datetime.fromisoformat(created.pop().replace("Z", "+00:00"))
     assert teardown.pending() == [
-        f"container {staging.output_container_name}",
-        f"container {staging.input_container_name}",
+        f"container {staging.containers.output}",
+        f"container {staging.containers.input}",
     ]
-    staging.delete_containers()  # gone before teardown runs: teardown still succeeds
+    _delete_containers(staging)  # gone before teardown runs: teardown still succeeds
     teardown.close()
     assert not names & set(oa.containers())
-    staging.delete_containers()  # idempotent
-
-
-def test_container_names_from_odd_session_ids(oa: OfflineAzure) -> None:
-    staging = _staging(oa, session_id="Weird__Session--ID" + "x" * 80, prefix="bt")
-    for name in (staging.input_container_name, staging.output_container_name):
-        assert 3 <= len(name) <= 63
-        assert name[0].isalnum() and "--" not in name and name == name.lower()
+    _delete_containers(staging)  # idempotent
 
 
 def test_hostile_names_round_trip_through_upload_and_sas(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, HOSTILE)
     staging, teardown = _with_containers(oa)
     try:
-        staged = staging.upload_inputs(items)
+        staged = staging.upload_inputs(items, UploadLedger())
         assert [s.index for s in staged] == [i.index for i in items]
         assert all(s.uploaded for s in staged)
-        assert staging.bytes_uploaded == sum(i.source.stat().st_size for i in items)
-        container = oa.blob_service_client().get_container_client(staging.input_container_name)
+        assert sum(s.size for s in staged) == sum(i.source.stat().st_size for i in items)
+        container = oa.blob_service_client().get_container_client(staging.containers.input)
         assert sorted(b.name for b in container.list_blobs()) == sorted(
             "inputs/" + blob_path(n) for n in HOSTILE
         )
@@ -146,30 +158,28 @@ def test_hostile_names_round_trip_through_upload_and_sas(oa: OfflineAzure, tmp_p
             assert sig not in repr(s)
     finally:
         teardown.close()
-    assert not any(c.startswith(staging.session_id) for c in oa.containers())
+    assert not any(c.startswith(_session_of(staging).session_id) for c in oa.containers())
 
 
 def test_persistent_input_container_second_run_uploads_nothing(oa: OfflineAzure, tmp_path: Path) -> None:
     items = _files(tmp_path, [f"clip{i}.mp4" for i in range(12)])
     first, t1 = _with_containers(oa, input_container="bt-persistent-inputs")
-    first.upload_inputs(items)
+    assert all(s.uploaded for s in first.upload_inputs(items, UploadLedger()))
     t1.close()
-    assert first.bytes_uploaded > 0 and first.uploads_skipped == 0
     assert "bt-persistent-inputs" in oa.containers()  # kept
 
     items[0].source.write_bytes(b"changed")  # one input changed since
     second, t2 = _with_containers(oa, input_container="bt-persistent-inputs")
-    staged = second.upload_inputs(items)
+    staged = second.upload_inputs(items, UploadLedger())
     t2.close()
-    assert second.bytes_uploaded == len(b"changed")
-    assert second.uploads_skipped == 11
     assert [s.uploaded for s in staged] == [True] + [False] * 11
+    assert staged[0].size == len(b"changed")
 
     third, t3 = _with_containers(oa, input_container="bt-persistent-inputs")
-    third.upload_inputs(items)
-    third.upload_inputs(items)  # twice in one session: still nothing
+    ledger = UploadLedger()
+    again = [*third.upload_inputs(items, ledger), *third.upload_inputs(items, ledger)]
     t3.close()
-    assert third.bytes_uploaded == 0 and third.uploads_skipped == 24
+    assert not any(s.uploaded for s in again)  # twice in one session: still nothing
     oa.blob_service_client().delete_container("bt-persistent-inputs")
 
 
@@ -177,7 +187,7 @@ def test_input_sas_reads_but_cannot_write(oa: OfflineAzure, tmp_path: Path) -> N
     items = _files(tmp_path, ["a.mp4"])
     staging, teardown = _with_containers(oa)
     try:
-        (staged,) = staging.upload_inputs(items)
+        (staged,) = staging.upload_inputs(items, UploadLedger())
         with BlobClient.from_blob_url(staged.sas_url, retry_total=0) as blob:
             assert blob.download_blob().readall() == items[0].source.read_bytes()
             with pytest.raises(az.HttpResponseError) as info:
@@ -208,15 +218,17 @@ def test_output_sas_creates_and_writes_but_cannot_read_or_list(oa: OfflineAzure)
         assert staging.read_output_blob("outputs/x.mp3") == b"data2"
         assert staging.read_output_blob("outputs/missing") is None
         assert "sig=REDACTED" in redact(url) and sas.split("sig=")[1] not in redact(url)
-        assert base.endswith("/" + staging.output_container_name)
+        assert base.endswith("/" + staging.containers.output)
     finally:
         teardown.close()
 
 
 def _put_outputs(staging: Staging, items: list[WorkItem], service: BlobServiceClient) -> None:
-    container = service.get_container_client(staging.output_container_name)
+    container = service.get_container_client(staging.containers.output)
     for item in items:
-        container.upload_blob(staging.output_blob_name(item), b"mp3:" + item.relative_output.encode())
+        container.upload_blob(
+            output_blobs(item.relative_outputs)[0], b"mp3:" + item.relative_outputs[0].encode()
+        )
 
 
 def test_download_outputs_atomic_with_missing_blob(oa: OfflineAzure, tmp_path: Path) -> None:
@@ -225,16 +237,15 @@ def test_download_outputs_atomic_with_missing_blob(oa: OfflineAzure, tmp_path: P
     try:
         _put_outputs(staging, items[:-1], oa.blob_service_client())
         missing = items[-1]
-        missing.output.parent.mkdir(parents=True, exist_ok=True)
-        missing.output.write_bytes(b"previous")
-        result = staging.download_outputs(items)
-        assert set(result) == {i.index for i in items}
+        missing.outputs[0].parent.mkdir(parents=True, exist_ok=True)
+        missing.outputs[0].write_bytes(b"previous")
+        result = {item.index: staging.download(item) for item in items}
         for item in items[:-1]:
-            assert result[item.index].status == "downloaded"
-            assert item.output.read_bytes() == b"mp3:" + item.relative_output.encode()
-        assert result[missing.index].status == "failed"
+            assert result[item.index].ok and result[item.index].size > 0
+            assert item.outputs[0].read_bytes() == b"mp3:" + item.relative_outputs[0].encode()
+        assert not result[missing.index].ok
         assert "not found" in (result[missing.index].error or "")
-        assert missing.output.read_bytes() == b"previous"
+        assert missing.outputs[0].read_bytes() == b"previous"
         assert partial_files(tmp_path) == []
     finally:
         teardown.close()
@@ -250,10 +261,10 @@ def test_download_failures_leave_no_partial_files(
     # 503s only: after a dropped connection azure-storage-blob can leave a streamed
     # download's socket unclosed (a ResourceWarning), which is the SDK's, not ours
     oa.set_storage_faults(StorageFaults(failure_rate=1.0, seed=1, drop_share=0.0))
-    result = staging.download_outputs(items)
-    assert all(result[i.index].status == "failed" for i in items)
+    result = {item.index: staging.download(item) for item in items}
+    assert not any(result[i.index].ok for i in items)
     assert all("sig=" not in (result[i.index].error or "") for i in items)
-    assert not any(i.output.exists() for i in items)
+    assert not any(i.outputs[0].exists() for i in items)
     assert partial_files(tmp_path) == []
     oa.set_storage_faults(None)
     teardown.close()
@@ -265,7 +276,7 @@ def test_uploads_survive_injected_503s_and_drops(
     oa = offline_azure_factory(storage_faults=StorageFaults(failure_rate=0.2, seed=7))
     items = _files(tmp_path, [f"f{i}.mp4" for i in range(20)], size=64 * 1024)
     staging, teardown = _with_containers(oa)
-    staged = staging.upload_inputs(items)
+    staged = staging.upload_inputs(items, UploadLedger())
     proxy = oa.storage_proxy
     assert proxy is not None and proxy.failures_injected + proxy.connections_dropped > 0
     oa.set_storage_faults(None)
@@ -280,29 +291,24 @@ def test_upload_file_returns_a_read_sas(oa: OfflineAzure, tmp_path: Path) -> Non
     tool.write_bytes(os.urandom(300_000))
     staging, teardown = _with_containers(oa)
     try:
-        url = staging.upload_file(tool, ".bt-tools/ffmpeg")
+        ledger = UploadLedger()
+        url = staging.upload_file(ledger, tool, ".bt-tools/ffmpeg")
         with BlobClient.from_blob_url(url) as blob:
             assert blob.download_blob().readall() == tool.read_bytes()
-        staging.upload_file(tool, ".bt-tools/ffmpeg")
-        assert staging.uploads_skipped == 1
+            etag = blob.get_blob_properties().etag
+            staging.upload_file(ledger, tool, ".bt-tools/ffmpeg")  # identical: not uploaded again
+            assert blob.get_blob_properties().etag == etag
     finally:
         teardown.close()
 
 
-def test_config_form_and_keep_outputs(oa: OfflineAzure) -> None:
-    config = oa.config(keep_outputs_in_storage=True, upload_concurrency=3)
-    service, key = make_blob_service_client(config)
-    _open_clients.append(service)
-    staging = Staging.from_config(
-        config, service, account_key=key, session_id=_session_id(), expiry=dt.datetime.now(dt.UTC)
-    )
-    assert staging.concurrency == 3
-    teardown = Teardown()
-    staging.create_containers(teardown)
-    assert teardown.pending() == [f"container {staging.input_container_name}"]
+def test_keep_outputs_leaves_the_output_container(oa: OfflineAzure) -> None:
+    staging, teardown = _with_containers(oa, keep_outputs_in_storage=True)
+    assert staging.upload_concurrency == 8
+    assert teardown.pending() == [f"container {staging.containers.input}"]
     teardown.close()
-    assert staging.output_container_name in oa.containers()
-    staging.delete_containers()
+    assert staging.containers.output in oa.containers()
+    delete_container(staging.service, staging.containers.output, POLICY)
 
 
 def test_teardown_reports_a_container_it_cannot_delete(
@@ -315,7 +321,7 @@ def test_teardown_reports_a_container_it_cannot_delete(
         teardown.close()
     assert len(info.value.remaining) == 2
     oa.set_storage_faults(None)
-    staging.delete_containers()
+    _delete_containers(staging)
 
 
 def test_make_blob_service_client_variants() -> None:
@@ -349,3 +355,11 @@ def test_redact() -> None:
     assert redact("https://x/y?SIG=1") == "https://x/y?SIG=REDACTED"
     s = StagedInput(index=0, blob_name="b", sas_url=url, uploaded=True, size=1)
     assert "abc" not in repr(s)
+
+
+def test_repr_names_the_containers_and_no_secret(oa: OfflineAzure) -> None:
+    staging = _staging(oa)
+    text = repr(staging)
+    assert staging.containers.input in text and staging.containers.output in text
+    assert staging.account_key is not None and staging.account_key not in text
+    assert "sig=" not in text and "AccountKey" not in text

@@ -1,4 +1,9 @@
-"""The Batch client from an :class:`AzureConfig` (the Blob client is staging's)."""
+"""The Batch and Blob Storage clients of an :class:`AzureConfig`.
+
+Both pipelines keep a short transport retry of their own; operations are retried on
+top by :func:`batch_transcode._retry.call`, and both wait by the one backoff formula,
+:func:`batch_transcode._retry.backoff`.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,17 @@ from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model
 from azure.core.credentials import AzureNamedKeyCredential
+from azure.core.pipeline.transport import RequestsTransport
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
-from batch_transcode._config import AzureConfig
+from batch_transcode import _retry
+from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import ConfigError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-__all__ = ["make_batch_client", "make_credential"]
+__all__ = ["make_batch_client", "make_blob_service_client", "make_credential", "storage_retry_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +85,94 @@ def make_batch_client(config: AzureConfig, **kwargs: Any) -> BatchClient:
         "Shared Key" if config.batch_key is not None else "Microsoft Entra ID",
     )
     return client
+
+
+# -- storage --------------------------------------------------------------------------
+
+
+class _PolicyRetry(ExponentialRetry):
+    """The storage client's transport retry, waiting by :func:`batch_transcode._retry.backoff`.
+
+    The SDK's default (15 s, base 3) makes one ``503 ServerBusy`` cost 15-18 s; these
+    waits follow the session's :class:`RetryPolicy` instead.
+    """
+
+    def __init__(self, policy: RetryPolicy, retry_total: int) -> None:
+        super().__init__(initial_backoff=0, increment_base=2, retry_total=retry_total, random_jitter_range=0)
+        self._policy = policy
+
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        return _retry.backoff(self._policy, max(1, int(settings.get("count", 0))))
+
+
+def storage_retry_policy(policy: RetryPolicy, retry_total: int = 5) -> ExponentialRetry:
+    """The storage client's transport retry, paced by ``policy`` (see module notes)."""
+    return _PolicyRetry(policy, retry_total)
+
+
+class _PooledTransport(RequestsTransport):  # type: ignore[misc]  # requests is untyped
+    """The SDK's requests transport with a connection pool as large as our thread pools
+    (requests keeps 10 connections per host; more threads would reconnect each time)."""
+
+    def __init__(self, pool_size: int, **kwargs: Any) -> None:
+        self._pool_size = pool_size
+        super().__init__(**kwargs)
+
+    def _init_session(self, session: Any) -> None:
+        super()._init_session(session)
+        for adapter in session.adapters.values():
+            init = getattr(adapter, "init_poolmanager", None)
+            if callable(init):
+                init(self._pool_size, self._pool_size)
+
+
+def make_blob_service_client(config: AzureConfig, **kwargs: Any) -> tuple[BlobServiceClient, str | None]:
+    """The ``BlobServiceClient`` for ``config`` and the account key, if there is one.
+
+    A connection string; or ``storage_account`` (endpoint
+    ``https://{account}.blob.core.windows.net`` unless ``storage_endpoint``) with
+    ``storage_key``; or with ``credential`` / ``DefaultAzureCredential``.
+    """
+    pool = 2 * max(config.upload_concurrency, config.download_concurrency, 8)
+    options: dict[str, Any] = {
+        "retry_policy": storage_retry_policy(config.retry),
+        # the transport verifies https against ``ca_bundle`` when one is given
+        "transport": _PooledTransport(
+            pool, **({"connection_verify": config.ca_bundle} if config.ca_bundle is not None else {})
+        ),
+    }
+    options.update(kwargs)
+    if config.storage_connection_string:
+        try:
+            client = BlobServiceClient.from_connection_string(config.storage_connection_string, **options)
+        except ValueError:
+            raise ConfigError(
+                "storage_connection_string is not a valid Azure Storage connection string "
+                "(AZURE_STORAGE_CONNECTION_STRING)"
+            ) from None  # the message of ``exc`` may quote the key
+        key = getattr(client.credential, "account_key", None)
+        log.debug("Blob client for %s (connection string)", client.url)
+        return client, key if isinstance(key, str) else None
+    account = config.storage_account
+    endpoint = config.storage_endpoint or (f"https://{account}.blob.core.windows.net" if account else None)
+    if endpoint is None:
+        raise ConfigError(
+            "no storage account configured; pass AzureConfig(storage_connection_string=...) or "
+            "storage_account=..., or export AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
+        )
+    if config.storage_key:
+        if not account:
+            raise ConfigError("storage_key needs storage_account; export AZURE_STORAGE_ACCOUNT")
+        from azure.core.credentials import AzureNamedKeyCredential
+
+        credential: Any = AzureNamedKeyCredential(account, config.storage_key)
+        log.debug("Blob client for %s (account key)", endpoint)
+        return BlobServiceClient(endpoint, credential=credential, **options), config.storage_key
+    if config.credential is not None:
+        credential = config.credential
+    else:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    log.debug("Blob client for %s (Microsoft Entra ID)", endpoint)
+    return BlobServiceClient(endpoint, credential=credential, **options), None

@@ -12,53 +12,32 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 
 from azure.batch import BatchClient
 
+from batch_transcode._azure import names
 from batch_transcode._azure._calls import call
-from batch_transcode._azure._clients import make_batch_client
+from batch_transcode._azure._clients import make_batch_client, make_blob_service_client
 from batch_transcode._azure._errors import azure_errors
-from batch_transcode._azure.cleanup import cleanup_command
-from batch_transcode._azure.manifest import MANIFEST_PREFIX, Manifest, manifest_blob_name
+from batch_transcode._azure.containers import Containers
+from batch_transcode._azure.manifest import Manifest
 from batch_transcode._azure.opened import OpenSession, adopt_session
-from batch_transcode._azure.staging import Staging, make_blob_service_client
+from batch_transcode._azure.staging import Staging
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import AttachError
 from batch_transcode._teardown import Teardown
 
-__all__ = ["attach", "parse_id"]
+__all__ = ["attach"]
 
 log = logging.getLogger(__name__)
 
-#: ``{prefix}-{yyyymmddThhmm}-{8 hex}``, optionally followed by ``-job`` or ``-jobN``.
-_ID = re.compile(
-    r"^(?P<session>(?P<prefix>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)-\d{8}t\d{4}-[0-9a-f]{8})"
-    r"(?P<job>-job(?:[2-9]|[1-9]\d+)?)?$"
-)
-
-
-def parse_id(ident: str) -> tuple[str, str, str | None]:
-    """``(prefix, session_id, job_id or None)`` of a session or job id."""
-    m = _ID.match(ident.strip().lower())
-    if m is None:
-        raise AttachError(
-            f"{ident!r} is not a batch-transcode session or job id; they look like "
-            "'bt-20261101t1200-1a2b3c4d' (session) or 'bt-20261101t1200-1a2b3c4d-job' (job). "
-            "The id is in the log of the run ('Azure session ...: opening') and in the "
-            "names of its pool and containers",
-            ident=ident,
-        )
-    job = m.group("session") + m.group("job") if m.group("job") else None
-    return m.group("prefix"), m.group("session"), job
-
 
 def _read_manifest(staging: Staging, ident: str, job_id: str) -> Manifest:
-    data = staging.read_output_blob(manifest_blob_name(job_id))
+    data = staging.read_output_blob(names.manifest_blob(job_id))
     if data is None:
         raise AttachError(
             f"no job {job_id} to attach to: its manifest is not in container "
-            f"{staging.output_container_name} (a wrong id, a session that finished and removed "
+            f"{staging.containers.output} (a wrong id, a session that finished and removed "
             "its resources, or a session of a batch-transcode version without manifests)",
             ident=ident,
         )
@@ -83,8 +62,8 @@ def _job_state(config: AzureConfig, batch: BatchClient, job_id: str) -> str | No
 
 
 def _manifest_job_ids(staging: Staging) -> list[str]:
-    names = staging.list_output_blobs(MANIFEST_PREFIX)
-    return sorted(n[len(MANIFEST_PREFIX) : -len(".json")] for n in names if n.endswith(".json"))
+    found = (names.manifest_job_id(n) for n in staging.list_output_blobs(names.MANIFEST_PREFIX))
+    return sorted(job_id for job_id in found if job_id is not None)
 
 
 def _choose_job(
@@ -94,7 +73,7 @@ def _choose_job(
     job_ids = _manifest_job_ids(staging)
     if not job_ids:
         raise AttachError(
-            f"no session {session_id} to attach to: container {staging.output_container_name} "
+            f"no session {session_id} to attach to: container {staging.containers.output} "
             "holds no job manifest (a wrong id, or the session finished and removed its resources)",
             ident=ident,
         )
@@ -119,31 +98,33 @@ def attach(config: AzureConfig, ident: str, teardown: Teardown) -> tuple[OpenSes
 
     Raises :class:`AttachError` (nothing adopted) when there is no such job.
     """
-    prefix, session_id, job_id = parse_id(ident)
+    parsed = names.parse_id(ident)
+    session_id = parsed.session_id
     batch = make_batch_client(config)
     teardown.push("close the Batch client", batch.close)  # runs last: the deletes need it
     with azure_errors("connect to storage"):
         blobs, account_key = make_blob_service_client(config)
     teardown.push("close the storage client", blobs.close)
+    # the session's default containers: where its manifests are (reading them needs no SAS)
+    session = names.SessionNames(
+        session_id=session_id, created_at=dt.datetime.now(dt.UTC), prefix=parsed.prefix
+    )
     staging = Staging(
-        blobs,
-        session_id=session_id,
-        prefix=prefix,
-        expiry=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=config.session_timeout),
+        service=blobs,
+        containers=Containers(input=session.input_container, output=session.output_container),
+        expiry=dt.datetime.now(dt.UTC),
         account_key=account_key,
     )
-    with azure_errors(f"read the manifest of {ident}"):
-        if job_id is None:
-            job_id = _choose_job(config, batch, staging, ident, session_id)
-        manifest = _read_manifest(staging, ident, job_id)
+    job_id = parsed.job_id or _choose_job(config, batch, staging, ident, session_id)
+    manifest = _read_manifest(staging, ident, job_id)
     state = _job_state(config, batch, job_id)
     if state is None:
         raise AttachError(
             f"job {job_id} no longer exists (deleted, or never created because the submitting "
-            f"process stopped first); remove what remains with: {cleanup_command(session_id)}",
+            f"process stopped first); remove what remains with: {names.cleanup_command(session_id)}",
             ident=ident,
         )
-    session = adopt_session(config, batch, blobs, account_key, manifest, teardown)
+    adopted = adopt_session(config, batch, blobs, account_key, manifest, teardown)
     log.info(
         "attached to job %s of session %s (%s, %d file(s)); its resources are removed when "
         "this session closes",
@@ -152,4 +133,4 @@ def attach(config: AzureConfig, ident: str, teardown: Teardown) -> tuple[OpenSes
         state,
         len(manifest.files),
     )
-    return session, manifest
+    return adopted, manifest

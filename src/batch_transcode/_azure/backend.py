@@ -1,34 +1,33 @@
-"""The Azure Batch backend: the :class:`~batch_transcode._backend.Backend` of an Azure session.
+"""The Azure Batch backend: the :class:`~batch_transcode._backend.AttachableBackend` of an
+Azure session.
 
 ``open`` provisions the session (:func:`~batch_transcode._azure.opened.open_session`)
 or ``attach`` takes one over (:func:`~batch_transcode._azure.attach.attach`); either
 way the backend then holds one frozen :class:`~batch_transcode._azure.opened.OpenSession`.
-``run`` converts a batch of files as one job (:class:`~batch_transcode._azure.run.AzureRun`),
-``resume`` collects an adopted job.
+``run`` converts a request as one job (:class:`~batch_transcode._azure.run.AzureRun`),
+``resume`` collects an adopted job. What the session's runs share and change (the jobs
+made so far, the blobs already uploaded) lives here, not in the frozen session.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 from batch_transcode._azure import attach as attaching
 from batch_transcode._azure.manifest import Manifest
 from batch_transcode._azure.opened import OpenSession, open_session
 from batch_transcode._azure.run import AzureRun
+from batch_transcode._azure.staging import UploadLedger
+from batch_transcode._backend import RunRequest
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import SessionStateError
-from batch_transcode._naming import WorkItem
-from batch_transcode._presets import Preset
-from batch_transcode._progress import ProgressSink
-from batch_transcode._report import FileResult
 from batch_transcode._teardown import Teardown
 
 __all__ = ["AzureBackend"]
 
 
 class AzureBackend:
-    """Runs each file as one Azure Batch task, one job per batch of files."""
+    """Runs each file as one Azure Batch task, one job per request."""
 
     name = "azure"
 
@@ -36,6 +35,7 @@ class AzureBackend:
         self.config = config
         self._session: OpenSession | None = None
         self._job_ids: list[str] = []
+        self._ledger = UploadLedger()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -63,7 +63,7 @@ class AzureBackend:
             return list(self._job_ids)
 
     def open(self, teardown: Teardown) -> None:
-        self._session = open_session(self.config, teardown)
+        self._session = open_session(self.config, teardown, self._ledger)
 
     def attach(self, ident: str, teardown: Teardown) -> Manifest:
         """Take over the job ``ident`` names (see :mod:`batch_transcode._azure.attach`)."""
@@ -72,28 +72,13 @@ class AzureBackend:
             self._job_ids.append(manifest.job_id)
         return manifest
 
-    def run(
-        self,
-        items: Sequence[WorkItem],
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        teardown: Teardown,
-        cancel: threading.Event,
-    ) -> list[FileResult]:
+    def run(self, request: RunRequest) -> None:
         session = self.session
         with self._lock:
             job_id = session.names.job_id(len(self._job_ids) + 1)
             self._job_ids.append(job_id)
-        return AzureRun(session, job_id, items, presets, progress, teardown, cancel).run()
+        AzureRun(session, self._ledger, job_id, request).run()
 
-    def resume(
-        self,
-        job_id: str,
-        items: Sequence[WorkItem],
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        teardown: Teardown,
-        cancel: threading.Event,
-    ) -> list[FileResult]:
-        """Watch the adopted job ``job_id`` and return one result per item, in order."""
-        return AzureRun(self.session, job_id, items, presets, progress, teardown, cancel).resume()
+    def resume(self, job_id: str, request: RunRequest) -> None:
+        """Watch the adopted job ``job_id`` and report one result per item."""
+        AzureRun(self.session, self._ledger, job_id, request).resume()

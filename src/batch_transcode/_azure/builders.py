@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 import shlex
 from collections.abc import Sequence
 from pathlib import PurePath
@@ -23,33 +22,27 @@ from typing import Any
 import attrs
 from azure.batch import models as bm
 
+from batch_transcode._azure.names import SessionNames, diagnostics_path, task_id
 from batch_transcode._commands import SEEK_FRACTION_WORD, ffmpeg_argv, shell_line
 from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
 from batch_transcode._ffmpeg import DURATION_UNKNOWN_LINE, EMPTY_OUTPUT_LINE
 from batch_transcode._presets import Preset
 
 __all__ = [
-    "CREATED_BY",
-    "DIAGNOSTICS_PREFIX",
     "FFmpegSetup",
-    "SessionNames",
     "autoscale_formula",
     "ffmpeg_setup",
     "job_create_options",
+    "job_terminate_when_done",
     "metadata_items",
-    "new_session_id",
     "node_identity_reference",
     "pool_create_options",
+    "pool_info",
     "pool_specification",
     "task_create_options",
-    "task_id",
     "task_script",
 ]
 
-#: Value of the ``createdby`` metadata item on everything a session creates.
-CREATED_BY = "batch-transcode"
-#: Where a failed task's stdout/stderr are uploaded in the output container.
-DIAGNOSTICS_PREFIX = ".bt-diagnostics"
 #: The shell every task runs under (the Batch command line itself is not run by a shell).
 SHELL = "/bin/bash"
 #: Where the staged ffmpeg lives on a node; expanded by the task's shell.
@@ -60,48 +53,9 @@ STAGED_FFMPEG_FILE = "ffmpeg"
 _SAFE_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
 
 
-def _utc(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.UTC) if now.tzinfo else now.replace(tzinfo=dt.UTC)
-
-
-def new_session_id(prefix: str, now: dt.datetime, token: str | None = None) -> str:
-    """``{prefix}-{yyyymmddThhmm}-{8 hex}``: sortable by time, unique, valid for every
-    Batch and Storage name it is part of (lowercase letters, digits, single hyphens)."""
-    token = secrets.token_hex(4) if token is None else token
-    return f"{prefix}-{_utc(now):%Y%m%dt%H%M}-{token}"
-
-
-@attrs.define(frozen=True, kw_only=True)
-class SessionNames:
-    """The ids of what a session creates, derived from its id."""
-
-    session_id: str
-    created_at: dt.datetime
-
-    @property
-    def pool_id(self) -> str:
-        return f"{self.session_id}-pool"
-
-    def job_id(self, run: int = 1) -> str:
-        return f"{self.session_id}-job" if run == 1 else f"{self.session_id}-job{run}"
-
-    @property
-    def auto_pool_prefix(self) -> str:
-        # autoPoolIdPrefix: at most 20 characters; Batch appends a unique suffix.
-        return self.session_id[-20:].lstrip("-")
-
-    @property
-    def created_at_text(self) -> str:
-        return _utc(self.created_at).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def metadata_items(names: SessionNames) -> list[bm.BatchMetadataItem]:
-    """The tags the orphan sweep (``batch-transcode cleanup``) recognises."""
-    return [
-        bm.BatchMetadataItem(name="createdby", value=CREATED_BY),
-        bm.BatchMetadataItem(name="session", value=names.session_id),
-        bm.BatchMetadataItem(name="createdat", value=names.created_at_text),
-    ]
+    """The session's tags (:attr:`SessionNames.tags`), which the orphan sweep recognises."""
+    return [bm.BatchMetadataItem(name=k, value=v) for k, v in names.tags.items()]
 
 
 # -- ffmpeg provisioning ----------------------------------------------------------------
@@ -255,7 +209,7 @@ def _pool_fields(config: AzureConfig, names: SessionNames, setup: FFmpegSetup) -
     """What a session pool and an auto-pool specification have in common (all but the id)."""
     scale = _scale(config)
     return {
-        "display_name": f"batch-transcode session {names.session_id}",
+        "display_name": names.display_name,
         "vm_size": config.vm_size,
         "virtual_machine_configuration": _virtual_machine_configuration(config, setup),
         "task_slots_per_node": config.task_slots_per_node,
@@ -298,33 +252,26 @@ def job_create_options(
     names: SessionNames,
     info: bm.BatchPoolInfo,
     max_wall_clock: dt.timedelta,
-    terminate_when_done: bool = False,
 ) -> bm.BatchJobCreateOptions:
     """A job bounded in time. Created with ``noaction`` on completion and switched to
-    ``terminatejob`` once every task is added (``terminate_when_done=False``): a job
+    ``terminatejob`` once every task is added (:func:`job_terminate_when_done`): a job
     set to terminate when created can end between two task collections."""
     return bm.BatchJobCreateOptions(
         id=job_id,
-        display_name=f"batch-transcode session {names.session_id}",
+        display_name=names.display_name,
         pool_info=info,
         constraints=bm.BatchJobConstraints(max_wall_clock_time=max(max_wall_clock, dt.timedelta(minutes=1))),
-        all_tasks_complete_mode="terminatejob" if terminate_when_done else "noaction",
+        all_tasks_complete_mode="noaction",
         metadata=metadata_items(names),
     )
 
 
 def job_terminate_when_done() -> bm.BatchJobUpdateOptions:
+    """Every task is added: the job ends itself when they complete."""
     return bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob")
 
 
 # -- tasks --------------------------------------------------------------------------------
-
-
-def task_id(index: int) -> str:
-    """Deterministic and valid for Batch (letters and digits, <= 64): ``t000042``."""
-    if index < 0:
-        raise ValueError("index must be >= 0")
-    return f"t{index:06d}"
 
 
 def input_file_name(source: str | PurePath) -> str:
@@ -392,10 +339,6 @@ def node_identity_reference(config: AzureConfig) -> bm.BatchNodeIdentityReferenc
     return bm.BatchNodeIdentityReference(resource_id=config.node_identity)
 
 
-def diagnostics_path(job_id: str, tid: str, name: str) -> str:
-    return f"{DIAGNOSTICS_PREFIX}/{job_id}/{tid}/{name}"
-
-
 def task_create_options(
     *,
     config: AzureConfig,
@@ -450,9 +393,3 @@ def task_create_options(
         ),
         container_settings=setup.task_container,
     )
-
-
-def chunks(
-    seq: Sequence[bm.BatchTaskCreateOptions], size: int = 100
-) -> list[list[bm.BatchTaskCreateOptions]]:
-    return [list(seq[i : i + size]) for i in range(0, len(seq), size)]

@@ -10,9 +10,11 @@ when they were created), older than ``--older-than``, optionally of one
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,7 +22,7 @@ from azure.batch import BatchClient
 from azure.core import exceptions as az
 
 from batch_transcode._azure._calls import call
-from batch_transcode._azure.builders import CREATED_BY
+from batch_transcode._azure.names import CREATED_BY
 from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import ConfigError, TranscodeError
 
@@ -29,11 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Orphan",
-    "cleanup_command",
+    "OrphanKind",
+    "delete_container",
     "delete_job",
     "delete_pool",
     "find_orphans",
     "parse_age",
+    "remove_orphans",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,6 @@ log = logging.getLogger(__name__)
 #: How long a session's exit waits for the service to finish deleting (it goes on regardless).
 JOB_DELETE_WAIT = 120.0
 POOL_DELETE_WAIT = 120.0
-
-
-def cleanup_command(session_id: str) -> str:
-    """The exact command that removes what a session left behind."""
-    return f"batch-transcode cleanup --session {session_id} --older-than 0s"
 
 
 def _never(exc: BaseException) -> bool:
@@ -85,26 +84,30 @@ def delete_job(
     client: BatchClient, job_id: str, policy: RetryPolicy, *, wait: float = JOB_DELETE_WAIT
 ) -> None:
     """Delete a job (its tasks go with it); 'not found' is success."""
-    _delete(
-        f"job {job_id}",
-        lambda: client.begin_delete_job(job_id, polling_interval=1),
-        policy,
-        wait,
-        job_id=job_id,
-    )
+    begin = partial(client.begin_delete_job, job_id, polling_interval=1)
+    _delete(f"job {job_id}", begin, policy, wait, job_id=job_id)
 
 
 def delete_pool(
     client: BatchClient, pool_id: str, policy: RetryPolicy, *, wait: float = POOL_DELETE_WAIT
 ) -> None:
     """Delete a pool (its nodes are released and billing stops); 'not found' is success."""
-    _delete(
-        f"pool {pool_id}",
-        lambda: client.begin_delete_pool(pool_id, polling_interval=1),
-        policy,
-        wait,
-        pool_id=pool_id,
-    )
+    begin = partial(client.begin_delete_pool, pool_id, polling_interval=1)
+    _delete(f"pool {pool_id}", begin, policy, wait, pool_id=pool_id)
+
+
+def delete_container(blobs: BlobServiceClient, name: str, policy: RetryPolicy) -> None:
+    """Delete a container (its blobs go with it); 'not found' is success. The one
+    container delete: a session's teardown and the orphan sweep both use it."""
+
+    def delete() -> bool:
+        blobs.delete_container(name)
+        return True
+
+    if call(policy, f"delete container {name}", delete, missing_ok=True):
+        log.info("deleted container %s", name)
+    else:
+        log.debug("container %s was already gone", name)
 
 
 # -- the orphan sweep ---------------------------------------------------------------------
@@ -121,9 +124,19 @@ def parse_age(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=float(m.group(1)) * unit)
 
 
+class OrphanKind(enum.StrEnum):
+    """What an orphan is, in the order the sweep removes them (jobs free their pools)."""
+
+    JOB = "job"
+    POOL = "pool"
+    CONTAINER = "container"
+
+
 @attrs.define(frozen=True, kw_only=True)
 class Orphan:
-    kind: str  # "job", "pool" or "container"
+    """A resource a session left behind, found by its tags."""
+
+    kind: OrphanKind
     name: str
     session: str
     created_at: dt.datetime | None
@@ -144,7 +157,7 @@ def _parse_time(value: str | None) -> dt.datetime | None:
 
 
 def _match(
-    kind: str,
+    kind: OrphanKind,
     name: str,
     tags: Mapping[str, str],
     fallback_time: dt.datetime | None,
@@ -178,21 +191,28 @@ def find_orphans(
         tags = {m.name: m.value for m in job.metadata or []}
         if job.state == "deleting":
             continue
-        orphan = _match("job", job.id or "", tags, job.creation_time, cutoff=cutoff, session=session)
+        orphan = _match(OrphanKind.JOB, job.id or "", tags, job.creation_time, cutoff=cutoff, session=session)
         if orphan is not None:
             found.append(orphan)
     for pool in batch.list_pools(select=["id", "metadata", "creationTime", "state"]):
         tags = {m.name: m.value for m in pool.metadata or []}
         if pool.state == "deleting":
             continue
-        orphan = _match("pool", pool.id or "", tags, pool.creation_time, cutoff=cutoff, session=session)
+        orphan = _match(
+            OrphanKind.POOL, pool.id or "", tags, pool.creation_time, cutoff=cutoff, session=session
+        )
         if orphan is not None:
             found.append(orphan)
     if blobs is not None:
         for container in blobs.list_containers(include_metadata=True):
             tags = dict(container.metadata or {})
             orphan = _match(
-                "container", container.name, tags, container.last_modified, cutoff=cutoff, session=session
+                OrphanKind.CONTAINER,
+                container.name,
+                tags,
+                container.last_modified,
+                cutoff=cutoff,
+                session=session,
             )
             if orphan is not None:
                 found.append(orphan)
@@ -204,24 +224,15 @@ def remove_orphans(
 ) -> list[tuple[Orphan, BaseException]]:
     """Delete jobs first, then pools, then containers; return what failed."""
     failures: list[tuple[Orphan, BaseException]] = []
-    order = {"job": 0, "pool": 1, "container": 2}
-    for orphan in sorted(orphans, key=lambda o: order[o.kind]):
+    order = list(OrphanKind)
+    for orphan in sorted(orphans, key=lambda o: order.index(o.kind)):
         try:
-            if orphan.kind == "job":
+            if orphan.kind is OrphanKind.JOB:
                 delete_job(batch, orphan.name, policy, wait=0)
-            elif orphan.kind == "pool":
+            elif orphan.kind is OrphanKind.POOL:
                 delete_pool(batch, orphan.name, policy, wait=0)
             elif blobs is not None:
-                _delete_container(blobs, orphan.name, policy)
+                delete_container(blobs, orphan.name, policy)
         except (TranscodeError, az.AzureError) as exc:
             failures.append((orphan, exc))
     return failures
-
-
-def _delete_container(blobs: BlobServiceClient, name: str, policy: RetryPolicy) -> None:
-    def delete() -> bool:
-        blobs.delete_container(name)
-        return True
-
-    if call(policy, f"delete container {name}", delete, missing_ok=True):
-        log.info("deleted container %s", name)

@@ -4,8 +4,7 @@ can attach to the job after the one that submitted it is gone.
 One JSON blob per job, ``.bt-manifest/<job id>.json`` in the session's output
 container, written before the job is created. It holds ids, container names, the
 presets and, per file, its index (the task id), source path and relative output
-paths: never a SAS token, key or URL. A job with several presets also writes the
-first as ``preset`` and the first output as ``relative_output``.
+paths: never a SAS token, key or URL.
 """
 
 from __future__ import annotations
@@ -17,24 +16,14 @@ from typing import Any
 
 import attrs
 
+from batch_transcode._azure import names
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 
-__all__ = [
-    "MANIFEST_PREFIX",
-    "Manifest",
-    "ManifestFile",
-    "manifest_blob_name",
-]
+__all__ = ["Manifest", "ManifestFile"]
 
-#: Where job manifests live in the output container.
-MANIFEST_PREFIX = ".bt-manifest/"
 #: Version of the manifest format; a reader refuses versions it does not know.
 FORMAT = 1
-
-
-def manifest_blob_name(job_id: str) -> str:
-    return f"{MANIFEST_PREFIX}{job_id}.json"
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -42,12 +31,7 @@ class ManifestFile:
     index: int
     source: str
     relative_source: str
-    relative_output: str
-    relative_outputs: tuple[str, ...] = ()
-
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        return self.relative_outputs or (self.relative_output,)
+    relative_outputs: tuple[str, ...]
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -72,7 +56,7 @@ class Manifest:
     @property
     def blob_name(self) -> str:
         """Where the manifest is kept in the output container."""
-        return manifest_blob_name(self.job_id)
+        return names.manifest_blob(self.job_id)
 
     def work_items(self, output_dir: Path) -> list[WorkItem]:
         """The job's files with their outputs under ``output_dir`` (the inputs' layout)."""
@@ -81,11 +65,9 @@ class Manifest:
             WorkItem(
                 index=f.index,
                 source=Path(f.source),
-                output=root.joinpath(*f.relative_output.split("/")),
-                relative_output=f.relative_output,
                 relative_source=f.relative_source,
-                outputs=tuple(root.joinpath(*r.split("/")) for r in f.outputs),
-                relative_outputs=f.outputs,
+                outputs=tuple(root.joinpath(*r.split("/")) for r in f.relative_outputs),
+                relative_outputs=f.relative_outputs,
             )
             for f in self.files
         ]
@@ -103,7 +85,6 @@ class Manifest:
             "delete_input_container": self.delete_input_container,
             "output_container": self.output_container,
             "delete_output_container": self.delete_output_container,
-            "preset": _preset_json(self.presets[0]),
             "presets": [_preset_json(p) for p in self.presets],
             "files": [attrs.asdict(f) for f in self.files],
         }
@@ -116,7 +97,6 @@ class Manifest:
             body = json.loads(data.decode("utf-8"))
             if body.get("format") != FORMAT:
                 raise ValueError(f"unknown manifest format {body.get('format')!r}")
-            presets = body.get("presets") or [body["preset"]]
             return cls(
                 session_id=str(body["session_id"]),
                 job_id=str(body["job_id"]),
@@ -128,14 +108,13 @@ class Manifest:
                 delete_input_container=bool(body["delete_input_container"]),
                 output_container=str(body["output_container"]),
                 delete_output_container=bool(body["delete_output_container"]),
-                presets=tuple(_preset_from_json(p) for p in presets),
+                presets=tuple(_preset_from_json(p) for p in body["presets"]),
                 files=tuple(
                     ManifestFile(
                         index=int(f["index"]),
                         source=str(f["source"]),
                         relative_source=str(f["relative_source"]),
-                        relative_output=str(f["relative_output"]),
-                        relative_outputs=tuple(str(r) for r in f.get("relative_outputs", ())),
+                        relative_outputs=tuple(str(r) for r in f["relative_outputs"]),
                     )
                     for f in body["files"]
                 ),
@@ -148,24 +127,9 @@ def _preset_json(preset: Preset) -> dict[str, Any]:
     return attrs.asdict(preset, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v)
 
 
-#: Preset fields a manifest may carry beyond the first release's four.
-_OPTIONAL_PRESET_FIELDS = (
-    "video_only",
-    "bitrate",
-    "channels",
-    "sample_rate",
-    "loudness",
-    "seek",
-    "seek_fraction",
-)
-
-
 def _preset_from_json(body: dict[str, Any]) -> Preset:
-    optional = {k: body[k] for k in _OPTIONAL_PRESET_FIELDS if body.get(k) is not None}
-    return Preset(
-        name=str(body["name"]),
-        extension=str(body["extension"]),
-        args=[str(a) for a in body["args"]],
-        audio_only=bool(body["audio_only"]),
-        **optional,
-    )
+    fields = {a.name for a in attrs.fields(Preset)}
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in body.items() if k in fields
+    }
+    return Preset(**values)

@@ -12,17 +12,14 @@ drive only the progress bar; which tasks finished is read with
 :func:`list_finished`: ``state eq 'completed'``, and after the first listing only
 tasks whose ``stateTransitionTime`` is at or after the newest one seen minus a
 margin (the REST docs' "OData filters in Batch" list both for List Tasks), with
-``$select``. :func:`wait_for_job` and :func:`final_states` are the barrier form:
-wait for the counts, then list the job's tasks once.
+``$select``. A task's state and result are the SDK's enums
+(``BatchTaskState``, ``BatchTaskExecutionResult``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-import time
-from collections.abc import Callable
 
 import attrs
 from azure.batch import BatchClient
@@ -32,7 +29,7 @@ from azure.core import exceptions as az
 from batch_transcode._azure._calls import call
 from batch_transcode._azure.preflight import resize_error_advice
 from batch_transcode._config import AzureConfig
-from batch_transcode._errors import ProvisioningError, RunTimeoutError
+from batch_transcode._errors import ProvisioningError
 from batch_transcode._ffmpeg import stderr_tail
 
 __all__ = [
@@ -40,12 +37,10 @@ __all__ = [
     "TaskOutcome",
     "auto_pool_id",
     "check_pool",
-    "final_states",
     "job_counts",
     "list_finished",
     "log_counts",
     "start_task_stderr",
-    "wait_for_job",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,8 +63,8 @@ class TaskOutcome:
     """What the final listing says about one task."""
 
     task_id: str
-    state: str
-    result: str | None = None
+    state: bm.BatchTaskState
+    result: bm.BatchTaskExecutionResult | None = None
     exit_code: int | None = None
     failure_code: str | None = None
     failure_message: str | None = None
@@ -79,7 +74,11 @@ class TaskOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.state == "completed" and self.result == "success" and self.exit_code in (0, None)
+        return (
+            self.state is bm.BatchTaskState.COMPLETED
+            and self.result is bm.BatchTaskExecutionResult.SUCCESS
+            and self.exit_code in (0, None)
+        )
 
 
 def start_task_stderr(client: BatchClient, pool_id: str, node_id: str) -> str | None:
@@ -185,62 +184,6 @@ def log_counts(job_id: str, counts: Counts, total: int) -> None:
     )
 
 
-def wait_for_job(
-    client: BatchClient,
-    *,
-    job_id: str,
-    pool_id: str | None,
-    total: int,
-    config: AzureConfig,
-    deadline: float,
-    cancel: threading.Event,
-    on_progress: Callable[[Counts], None] | None = None,
-) -> bool:
-    """Poll until ``total`` tasks completed (True) or ``cancel`` is set (False).
-
-    ``pool_id`` None means an auto-pool: its id is read from the job once it
-    exists. Raises :class:`ProvisioningError` for a broken pool and
-    :class:`RunTimeoutError` when the monotonic ``deadline`` passes.
-    """
-    interval = config.poll_interval
-    last: Counts | None = None
-    while True:
-        counts = job_counts(client, job_id, config)
-        moved = counts != last
-        if moved:
-            log_counts(job_id, counts, total)
-            if on_progress is not None:
-                on_progress(counts)
-        if counts.completed >= total:
-            return True
-        if pool_id is None:
-            pool_id = auto_pool_id(client, job_id, config)
-        if pool_id is not None and (last is None or not moved or counts.completed == last.completed):
-            check_pool(client, pool_id, config)
-        last = counts
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise RunTimeoutError(
-                f"job {job_id} did not finish within the session timeout "
-                f"({counts.completed}/{total} done); raise AzureConfig(session_timeout=...) "
-                "or add nodes"
-            )
-        interval = (
-            max(config.poll_interval, interval / 2)
-            if moved
-            else min(config.poll_interval_max, interval * 1.5)
-        )
-        if cancel.wait(min(interval, remaining)):
-            return False
-
-
-def _text(value: object) -> str | None:
-    """An enum's wire value (``"completed"``), not its name."""
-    if value is None:
-        return None
-    return str(getattr(value, "value", value))
-
-
 #: What a listing of finished tasks asks for.
 TASK_SELECT = ["id", "state", "stateTransitionTime", "executionInfo"]
 
@@ -253,24 +196,14 @@ def _outcome(task: bm.BatchTask) -> TaskOutcome:
         seconds = (info.end_time - info.start_time).total_seconds()
     return TaskOutcome(
         task_id=task.id or "",
-        state=_text(task.state) or "",
-        result=_text(info.result) if info is not None else None,
+        state=bm.BatchTaskState(task.state),
+        result=bm.BatchTaskExecutionResult(info.result) if info is not None and info.result else None,
         exit_code=info.exit_code if info is not None else None,
         failure_code=failure.code if failure is not None else None,
         failure_message=failure.message if failure is not None else None,
         seconds=seconds,
         changed_at=task.state_transition_time,
     )
-
-
-def final_states(client: BatchClient, job_id: str, config: AzureConfig) -> dict[str, TaskOutcome]:
-    """Every task's outcome, from ONE listing of the job's tasks with ``$select``."""
-
-    def listing() -> list[bm.BatchTask]:
-        return list(client.list_tasks(job_id, select=["id", "state", "executionInfo"]))
-
-    tasks = call(config.retry, f"list tasks of job {job_id}", listing, job_id=job_id)
-    return {task.id or "": _outcome(task) for task in tasks}
 
 
 def odata_time(value: dt.datetime) -> str:

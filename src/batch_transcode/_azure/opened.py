@@ -29,24 +29,23 @@ from azure.storage.blob import BlobServiceClient
 
 from batch_transcode._azure import builders
 from batch_transcode._azure._calls import call
-from batch_transcode._azure._clients import make_batch_client
+from batch_transcode._azure._clients import make_batch_client, make_blob_service_client
 from batch_transcode._azure._errors import azure_errors
-from batch_transcode._azure.cleanup import cleanup_command, delete_job, delete_pool
+from batch_transcode._azure.cleanup import delete_job, delete_pool
+from batch_transcode._azure.containers import Containers, create_containers, own_containers
 from batch_transcode._azure.manifest import Manifest, ManifestFile
+from batch_transcode._azure.names import STAGED_FFMPEG_BLOB, SessionNames, cleanup_command
 from batch_transcode._azure.preflight import check_image_support, spot_note
-from batch_transcode._azure.staging import Staging, make_blob_service_client
+from batch_transcode._azure.staging import Staging, UploadLedger
 from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import ConfigError
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._teardown import Teardown
 
-__all__ = ["STAGED_FFMPEG_BLOB", "OpenSession", "adopt_session", "connect_storage", "open_session"]
+__all__ = ["OpenSession", "adopt_session", "open_session"]
 
 log = logging.getLogger(__name__)
-
-#: Blob name of the staged ffmpeg binary (StagedFFmpeg) in the input container.
-STAGED_FFMPEG_BLOB = ".bt-tools/ffmpeg"
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -54,7 +53,7 @@ class OpenSession:
     """What an open Azure session is: its names, deadlines, pool, ffmpeg set-up and clients."""
 
     config: AzureConfig
-    names: builders.SessionNames
+    names: SessionNames
     #: When the session must be done: ``time.monotonic()`` seconds, and the same instant in UTC
     #: (jobs carry it as their max wall-clock time).
     deadline: float
@@ -73,7 +72,7 @@ class OpenSession:
 
     def manifest(self, job_id: str, items: Sequence[WorkItem], presets: Sequence[Preset]) -> Manifest:
         """The manifest of a job this session is about to create."""
-        staging = self.staging
+        containers = self.staging.containers
         return Manifest(
             session_id=self.session_id,
             job_id=job_id,
@@ -81,18 +80,17 @@ class OpenSession:
             deadline=self.deadline_utc,
             pool_id=self.pool_id,
             delete_pool=self.owns_pool,
-            input_container=staging.input_container_name,
-            delete_input_container=not staging.persistent_input,
-            output_container=staging.output_container_name,
-            delete_output_container=not staging.keep_outputs,
+            input_container=containers.input,
+            delete_input_container=not containers.persistent_input,
+            output_container=containers.output,
+            delete_output_container=not containers.keep_outputs,
             presets=tuple(presets),
             files=tuple(
                 ManifestFile(
                     index=i.index,
                     source=str(i.source),
                     relative_source=i.relative_source,
-                    relative_output=i.relative_output,
-                    relative_outputs=i.relative_outputs if len(i.relative_outputs) > 1 else (),
+                    relative_outputs=i.relative_outputs,
                 )
                 for i in items
             ),
@@ -107,24 +105,13 @@ def _existing_pool_setup(config: AzureConfig) -> builders.FFmpegSetup:
     return builders.ffmpeg_setup(config.ffmpeg, None)
 
 
-def connect_storage(config: AzureConfig, *, session_id: str, expiry: dt.datetime) -> Staging:
-    """The staging of session ``session_id`` with its default container names."""
-    with azure_errors("connect to storage"):
-        blobs, account_key = make_blob_service_client(config)
-    return Staging.from_config(config, blobs, session_id=session_id, expiry=expiry, account_key=account_key)
-
-
-def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
+def open_session(config: AzureConfig, teardown: Teardown, ledger: UploadLedger) -> OpenSession:
     """Provision a new session (see the module docstring)."""
-    now = dt.datetime.now(dt.UTC)
-    names = builders.SessionNames(
-        session_id=builders.new_session_id(config.resource_prefix, now), created_at=now
-    )
+    names = SessionNames.new(config.resource_prefix)
     deadline = time.monotonic() + config.session_timeout
-    deadline_utc = now + dt.timedelta(seconds=config.session_timeout)
+    deadline_utc = names.created_at + dt.timedelta(seconds=config.session_timeout)
     teardown.cleanup_command = cleanup_command(names.session_id)
     log.info("Azure session %s: opening (Batch %s)", names.session_id, config.batch_endpoint)
-
     if (
         config.pool_id is None
         and isinstance(config.ffmpeg, StagedFFmpeg)
@@ -142,21 +129,14 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
     else:
         # the pool this session makes (or its job's auto pool) must use a supported image
         check_image_support(config, batch)
-    staging = connect_storage(config, session_id=names.session_id, expiry=deadline_utc)
-    teardown.push("close the storage client", staging.service.close)
-    with azure_errors("create the storage containers"):
-        staging.create_containers(teardown)
-    with azure_errors("get a user delegation key (to sign SAS for the tasks)"):
-        staging.check_signing()
-
+    staging = _connect_storage(config, names, deadline_utc, teardown)
     pool_id: str | None
     if config.pool_id is not None:
         pool_id, setup = config.pool_id, _existing_pool_setup(config)
     else:
         staged_url = None
         if isinstance(config.ffmpeg, StagedFFmpeg):
-            with azure_errors("upload the ffmpeg binary"):
-                staged_url = staging.upload_file(config.ffmpeg.binary, STAGED_FFMPEG_BLOB)
+            staged_url = staging.upload_file(ledger, config.ffmpeg.binary, STAGED_FFMPEG_BLOB)
         setup = builders.ffmpeg_setup(config.ffmpeg, staged_url)
         pool_id = None if config.auto_pool else create_session_pool(config, batch, names, setup, teardown)
     return OpenSession(
@@ -169,6 +149,37 @@ def open_session(config: AzureConfig, teardown: Teardown) -> OpenSession:
         setup=setup,
         batch=batch,
         staging=staging,
+    )
+
+
+def _connect_storage(
+    config: AzureConfig, names: SessionNames, expiry: dt.datetime, teardown: Teardown
+) -> Staging:
+    """The storage client (its close step on ``teardown``), the session's containers, and
+    the staging over them."""
+    with azure_errors("connect to storage"):
+        blobs, account_key = make_blob_service_client(config)
+    teardown.push("close the storage client", blobs.close)
+    containers = Containers.of(config, names)
+    create_containers(containers, blobs, names, config.retry, teardown)
+    return _staging(config, blobs, containers, expiry, account_key)
+
+
+def _staging(
+    config: AzureConfig,
+    blobs: BlobServiceClient,
+    containers: Containers,
+    expiry: dt.datetime,
+    account_key: str | None,
+) -> Staging:
+    return Staging.connect(
+        blobs,
+        containers,
+        expiry=expiry,
+        account_key=account_key,
+        node_identity=config.node_identity,
+        upload_concurrency=config.upload_concurrency,
+        download_concurrency=config.download_concurrency,
     )
 
 
@@ -209,7 +220,7 @@ def _check_user_pool(config: AzureConfig, batch: BatchClient, pool_id: str) -> N
 def create_session_pool(
     config: AzureConfig,
     batch: BatchClient,
-    names: builders.SessionNames,
+    names: SessionNames,
     setup: builders.FFmpegSetup,
     teardown: Teardown,
 ) -> str:
@@ -255,37 +266,32 @@ def adopt_session(
     ``teardown`` in the original session's order (containers, pool, job), so they unwind
     job first."""
     now = dt.datetime.now(dt.UTC)
-    adopted = Staging(
-        blobs,
-        session_id=manifest.session_id,
-        prefix=config.resource_prefix,
-        # SAS made while attached outlive a deadline that already passed by an hour
-        expiry=max(manifest.deadline, now + dt.timedelta(hours=1)),
-        concurrency=config.upload_concurrency,
-        download_concurrency=config.download_concurrency,
-        input_container=manifest.input_container,
+    containers = Containers(
+        input=manifest.input_container,
+        output=manifest.output_container,
         persistent_input=not manifest.delete_input_container,
-        output_container=manifest.output_container,
         keep_outputs=not manifest.delete_output_container,
-        account_key=account_key,
-        node_identity=config.node_identity,
     )
     teardown.cleanup_command = cleanup_command(manifest.session_id)
-    adopted.own_containers(teardown)
+    own_containers(containers, blobs, config.retry, teardown)
     if manifest.delete_pool and manifest.pool_id is not None:
         pool_id = manifest.pool_id
         teardown.push(f"pool {pool_id}", lambda: delete_pool(batch, pool_id, config.retry))
     job_id = manifest.job_id
     teardown.push(f"job {job_id}", lambda: delete_job(batch, job_id, config.retry))
+    # SAS made while attached outlive a deadline that already passed by an hour
+    expiry = max(manifest.deadline, now + dt.timedelta(hours=1))
     remaining = (manifest.deadline - now).total_seconds()
     return OpenSession(
         config=config,
-        names=builders.SessionNames(session_id=manifest.session_id, created_at=manifest.created_at),
+        names=SessionNames(
+            session_id=manifest.session_id, created_at=manifest.created_at, prefix=config.resource_prefix
+        ),
         deadline=time.monotonic() + remaining,
         deadline_utc=manifest.deadline,
         pool_id=manifest.pool_id,
         owns_pool=manifest.delete_pool,
         setup=_existing_pool_setup(config),
         batch=batch,
-        staging=adopted,
+        staging=_staging(config, blobs, containers, expiry, account_key),
     )

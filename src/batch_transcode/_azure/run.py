@@ -27,42 +27,35 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import attrs
 from azure.batch import models as bm
-from azure.core import exceptions as az
 
-from batch_transcode._azure import builders
+from batch_transcode._azure import builders, names
 from batch_transcode._azure._calls import call
-from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.cleanup import delete_job
 from batch_transcode._azure.monitor import (
     Counts,
     TaskOutcome,
     auto_pool_id,
     check_pool,
-    final_states,
     job_counts,
     list_finished,
     log_counts,
-    wait_for_job,
 )
 from batch_transcode._azure.opened import OpenSession
-from batch_transcode._azure.staging import StagedInput, StagingCancelled
-from batch_transcode._azure.submit import TaskFeed, submit_tasks
-from batch_transcode._errors import AzureError, RunTimeoutError
+from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
+from batch_transcode._azure.submit import TaskFeed
+from batch_transcode._backend import RunRequest
+from batch_transcode._errors import AzureError, RunTimeoutError, TranscodeError
 from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
-from batch_transcode._presets import Preset
-from batch_transcode._progress import ProgressSink
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
-from batch_transcode._teardown import Teardown
 
 __all__ = ["AzureRun"]
 
 log = logging.getLogger(__name__)
 
-#: The streaming order (``False``: the barrier order, kept to measure against).
-STREAMING = True
 #: Finished tasks are listed at least this often (seconds), even when the task counts,
 #: which may lag, do not move.
 LIST_AT_LEAST_EVERY = 5.0
@@ -76,42 +69,29 @@ LISTING_GAP = 3 * LISTING_MARGIN.total_seconds()
 
 
 class AzureRun:
-    """The files ``items`` of job ``job_id`` on ``session``."""
+    """The files of ``request`` as job ``job_id`` on ``session``."""
 
-    def __init__(
-        self,
-        session: OpenSession,
-        job_id: str,
-        items: Sequence[WorkItem],
-        presets: Sequence[Preset],
-        progress: ProgressSink,
-        teardown: Teardown,
-        cancel: threading.Event,
-    ) -> None:
+    def __init__(self, session: OpenSession, ledger: UploadLedger, job_id: str, request: RunRequest) -> None:
         self.session = session
         self.config = session.config
+        self.ledger = ledger
         self.job_id = job_id
-        self.items = list(items)
-        self.presets = tuple(presets)
-        self.progress = progress
-        self.teardown = teardown
-        self.cancel = cancel
+        self.request = request
+        self.items = list(request.items)
+        self.presets = request.presets
+        self.progress = request.progress
+        self.cancel = request.cancel
         #: Set when the run fails or ends while staging or downloads are still under way.
         self.halt = threading.Event()
         #: What staging, task submission and downloads stop on: ``cancel`` or ``halt``.
-        self.stop = _Either(cancel, self.halt)
-
-    def _cancelled(self, items: Sequence[WorkItem]) -> list[FileResult]:
-        return [FileResult.cancellation(item.source) for item in items]
+        self.stop = _Either(request.cancel, self.halt)
 
     # -- a new job -------------------------------------------------------------------------
 
-    def run(self) -> list[FileResult]:
-        """Stage, submit, watch and collect at once; one result per item, in order."""
-        if not STREAMING:
-            return self._run_in_phases()
+    def run(self) -> None:
+        """Stage, submit, watch and collect at once; each result reported as it is known."""
         if self.cancel.is_set():
-            return self._cancelled(self.items)
+            return
         staging = self.session.staging
         out_url = self._create_job()
         feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
@@ -121,14 +101,13 @@ class AzureRun:
 
         def produce() -> None:
             try:
-                with azure_errors("upload the inputs"):
-                    staging.upload_inputs(self.items, cancel=self.stop, on_staged=staged)
+                staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
             finally:
                 feed.close()  # what landed is added (unless halted), errors or not
             if not self.stop.is_set():
                 self._terminate_when_done()
 
-        return _Collector(self, self.items, produce, hurry=feed.hurry).collect()
+        _Collector(self, self.items, produce, hurry=feed.hurry).collect()
 
     def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
         return builders.task_create_options(
@@ -139,45 +118,25 @@ class AzureRun:
             source_name=item.relative_source,
             input_url=input_url,
             output_container_url=out_url,
-            output_blob_names=self.session.staging.output_blob_names(item),
+            output_blob_names=names.output_blobs(item.relative_outputs),
             presets=self.presets,
         )
-
-    def _run_in_phases(self) -> list[FileResult]:
-        """The barrier order (every upload, then every task, then wait for all, then one
-        listing, then every download): kept to measure the streaming order against."""
-        staging = self.session.staging
-        try:
-            with azure_errors("upload the inputs"):
-                staged = {s.index: s for s in staging.upload_inputs(self.items, cancel=self.cancel)}
-        except StagingCancelled:
-            return self._cancelled(self.items)
-        if self.cancel.is_set():
-            return self._cancelled(self.items)
-        out_url = self._create_job()
-        with azure_errors("prepare the tasks"):
-            tasks = [self._task(item, staged[item.index].sas_url, out_url) for item in self.items]
-        submit_tasks(self.session.batch, self.job_id, tasks, self.config.retry, cancel=self.cancel)
-        if self.cancel.is_set():
-            self._stop_job()
-            return self._cancelled(self.items)
-        self._terminate_when_done()
-        return self._watch_and_collect(self.items)
 
     def _create_job(self) -> str:
         """Write the job's manifest, create the job; the output container's SAS URL for
         its tasks."""
         session, job_id = self.session, self.job_id
-        with azure_errors("write the job manifest"):
-            manifest = session.manifest(job_id, self.items, self.presets)
-            session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
+        manifest = session.manifest(job_id, self.items, self.presets)
+        session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
             names=session.names,
             info=builders.pool_info(self.config, session.names, session.setup),
             max_wall_clock=session.deadline_utc - dt.datetime.now(dt.UTC),
         )
-        self.teardown.push(f"job {job_id}", lambda: delete_job(session.batch, job_id, self.config.retry))
+        self.request.teardown.push(
+            f"job {job_id}", lambda: delete_job(session.batch, job_id, self.config.retry)
+        )
         call(
             self.config.retry,
             f"create job {job_id}",
@@ -186,12 +145,11 @@ class AzureRun:
             job_id=job_id,
         )
         log.info("job %s created with %d task(s) to add", job_id, len(self.items))
-        with azure_errors("prepare the tasks"):
-            return session.staging.output_container_sas_url()
+        return session.staging.output_container_sas_url()
 
     # -- a job another process submitted ---------------------------------------------------
 
-    def resume(self) -> list[FileResult]:
+    def resume(self) -> None:
         """Watch the existing job and collect; files whose task was never added fail."""
         batch, job_id = self.session.batch, self.job_id
 
@@ -199,35 +157,27 @@ class AzureRun:
             return {t.id or "" for t in batch.list_tasks(job_id, select=["id"])}
 
         present = call(self.config.retry, f"list tasks of job {job_id}", listing, job_id=job_id)
-        added = [i for i in self.items if builders.task_id(i.index) in present]
-        missing = len(self.items) - len(added)
-        if missing:
+        added = [i for i in self.items if names.task_id(i.index) in present]
+        never = [i for i in self.items if names.task_id(i.index) not in present]
+        if never:
             log.warning(
                 "job %s: %d of %d file(s) were never added to the job (the submitting process "
                 "stopped first); convert them again",
                 job_id,
-                missing,
+                len(never),
                 len(self.items),
             )
-        self._terminate_when_done()  # the submitting process may have stopped before it did
-        if STREAMING:
-            results = _Collector(self, added, None, keep_existing=True).collect()
-        else:
-            results = self._watch_and_collect(added)
-        collected = dict(zip((i.index for i in added), results, strict=True))
-        out: list[FileResult] = []
-        for item in self.items:
-            result = collected.get(item.index)
-            if result is None:
-                result = FileResult.failure(
+        for item in never:
+            self.progress.finished(
+                FileResult.failure(
                     item.source,
                     "not converted: the file was never added to the job before the submitting "
                     "process stopped; convert it again",
-                    task_id=builders.task_id(item.index),
+                    task_id=names.task_id(item.index),
                 )
-                self.progress.finished(result)
-            out.append(result)
-        return out
+            )
+        self._terminate_when_done()  # the submitting process may have stopped before it did
+        _Collector(self, added, None, keep_existing=True).collect()
 
     # -- both --------------------------------------------------------------------------------
 
@@ -250,39 +200,15 @@ class AzureRun:
         except AzureError as exc:
             log.warning("could not delete job %s: %s", self.job_id, exc)
 
-    def _watch_and_collect(self, items: list[WorkItem]) -> list[FileResult]:
-        """Wait for the job's tasks (all of ``items``), then list them once and download
-        the outputs."""
-
-        def on_progress(counts: Counts) -> None:
-            # The bar follows the task counts; per-file events follow the final listing.
-            self.progress.counts(counts.completed, counts.failed)
-
-        finished = wait_for_job(
-            self.session.batch,
-            job_id=self.job_id,
-            pool_id=self.session.pool_id,
-            total=len(items),
-            config=self.config,
-            deadline=self.session.deadline,
-            cancel=self.cancel,
-            on_progress=on_progress,
-        )
-        if not finished:
-            self._stop_job()
-            return self._cancelled(items)
-        outcomes = final_states(self.session.batch, self.job_id, self.config)
-        return self._collect(items, outcomes)
-
     def _stderr(self, task_id: str) -> str:
         """A failed task's stderr: uploaded to the output container on failure, else read
         through the task file API."""
-        blob = builders.diagnostics_path(self.job_id, task_id, "stderr.txt")
+        blob = names.diagnostics_path(self.job_id, task_id, "stderr.txt")
         try:
             data = self.session.staging.read_output_blob(blob)
             if data is not None:
                 return data.decode("utf-8", "replace")
-        except az.AzureError as exc:
+        except TranscodeError as exc:
             log.debug("stderr of task %s not in the output container: %s", task_id, exc)
         batch, job_id = self.session.batch, self.job_id
         try:
@@ -302,8 +228,8 @@ class AzureRun:
     def _failure_text(self, outcome: TaskOutcome | None) -> str:
         if outcome is None:
             return "the task was not found in the job (it was never added)"
-        if outcome.state != "completed":
-            return f"the task did not complete (state {outcome.state})"
+        if outcome.state is not bm.BatchTaskState.COMPLETED:
+            return f"the task did not complete (state {outcome.state.value})"
         if outcome.exit_code not in (None, 0):
             text = describe_ffmpeg_failure(outcome.exit_code, self._stderr(outcome.task_id), self.presets)
             return f"{text}\n(task {outcome.task_id}, exit code {outcome.exit_code})"
@@ -321,18 +247,18 @@ class AzureRun:
     ) -> FileResult:
         """The result of one finished task: its output downloaded (or kept, when
         ``keep_existing`` and a complete output is there), or why it failed."""
-        tid = builders.task_id(item.index)
+        tid = names.task_id(item.index)
         seconds = outcome.seconds if outcome is not None else None
         if outcome is None or not outcome.succeeded:
             return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
         if keep_existing and _complete_output(item):
-            return FileResult.already_done(item.source, item.output, outputs=item.outputs, task_id=tid)
+            return FileResult.already_done(item.source, item.outputs[0], outputs=item.outputs, task_id=tid)
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
             )
-        download = self.session.staging.download_output(item)
-        if download.status == "failed":
+        download = self.session.staging.download(item)
+        if not download.ok:
             return FileResult.failure(
                 item.source,
                 f"converted, but the output could not be downloaded: {download.error}",
@@ -340,17 +266,8 @@ class AzureRun:
                 task_id=tid,
             )
         return FileResult.converted(
-            item.source, item.output, outputs=item.outputs, seconds=seconds, task_id=tid
+            item.source, item.outputs[0], outputs=item.outputs, seconds=seconds, task_id=tid
         )
-
-    def _collect(self, items: list[WorkItem], outcomes: dict[str, TaskOutcome]) -> list[FileResult]:
-        workers = min(self.config.download_concurrency, len(items)) or 1
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bt-download") as pool:
-            results = list(pool.map(lambda i: self.finish(i, outcomes.get(builders.task_id(i.index))), items))
-        for result in results:
-            self.progress.finished(result)
-        _log_done(self.job_id, results)
-        return results
 
 
 class _Either:
@@ -371,9 +288,12 @@ def _complete_output(item: WorkItem) -> bool:
         return False
 
 
-def _log_done(job_id: str, results: Sequence[FileResult]) -> None:
+def _log_done(job_id: str, results: Sequence[FileResult], total: int) -> None:
     done = sum(r.ok for r in results)
-    log.info("job %s: %d/%d converted, %d failed", job_id, done, len(results), len(results) - done)
+    failed = len(results) - done
+    log.info(
+        "job %s: %d/%d converted, %d failed, %d not done", job_id, done, total, failed, total - len(results)
+    )
 
 
 class _Collector:
@@ -398,7 +318,7 @@ class _Collector:
         #: Called when the job has no task waiting while inputs are still staged.
         self.hurry = hurry
         self.keep_existing = keep_existing
-        self.by_task = {builders.task_id(i.index): i for i in self.items}
+        self.by_task = {names.task_id(i.index): i for i in self.items}
         self.results: dict[int, FileResult] = {}
         self.pending: dict[Future[FileResult], WorkItem] = {}
         #: Downloads that ended, in the order they did (so that collecting them never
@@ -411,7 +331,9 @@ class _Collector:
             max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
         )
 
-    def collect(self) -> list[FileResult]:
+    def collect(self) -> None:
+        """Watch and collect until every task is accounted for or the run is cancelled
+        (files not reported by then are the job's to mark cancelled)."""
         run = self.run
         producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-stage")
         produced = producer.submit(self.produce) if self.produce is not None else None
@@ -424,11 +346,7 @@ class _Collector:
             self._harvest()
         if not finished:
             run._stop_job()
-        results = [
-            self.results.get(item.index) or FileResult.cancellation(item.source) for item in self.items
-        ]
-        _log_done(run.job_id, results)
-        return results
+        _log_done(run.job_id, list(self.results.values()), len(self.items))
 
     def _harvest(self, fut: Future[FileResult] | None = None) -> None:
         """Report the downloads that ended (``fut`` first)."""
@@ -485,71 +403,98 @@ class _Collector:
 
     def _watch(self, produced: Future[None] | None) -> bool:
         """Poll until every task is accounted for (True) or the run is cancelled (False)."""
-        run, config = self.run, self.run.config
-        batch, job_id = run.session.batch, run.job_id
-        pool_id = run.session.pool_id
-        interval = config.poll_interval
-        last: Counts | None = None
-        next_poll = next_list = time.monotonic()
-        last_list = next_list - LIST_AT_LEAST_EVERY
-        behind = missed = last_found = False
+        run = self.run
+        poll = _PollState(pool_id=run.session.pool_id, interval=run.config.poll_interval)
         while True:
             self._harvest()
-            if produced is not None and produced.done():
-                error = produced.exception()
-                if isinstance(error, StagingCancelled):
-                    return False
-                if error is not None:
-                    raise error
-            if run.cancel.is_set():
-                return False
+            ended = self._ended(produced)
+            if ended is not None:
+                return ended
             staging_done = produced is None or produced.done()
-            if staging_done and len(self.seen) >= len(self.items):
-                while self.pending:  # the last downloads
-                    self._sleep(1.0)
-                    if run.cancel.is_set():
-                        return False
-                return True
             now = time.monotonic()
-            if now >= next_poll:
-                counts = job_counts(batch, job_id, config)
-                moved = counts != last
-                if moved:
-                    log_counts(job_id, counts, len(self.items))
-                    run.progress.counts(counts.completed, counts.failed)
-                if counts.active == 0 and not staging_done and self.hurry is not None:
-                    self.hurry()  # no task waits for a node: add the staged ones now
-                if counts.completed > len(self.seen):
-                    # the counts know of finished tasks not read yet: list, but never twice
-                    # within the margin, so that each task is read at most about twice
-                    # (a listing that found nothing has nothing to read again, and the
-                    # listing of the last tasks is read once: no gap then)
-                    last_ones = staging_done and counts.completed >= len(self.items)
-                    gap = LISTING_GAP if last_found and not last_ones else 0.0
-                    next_list = min(next_list, last_list + gap)
-                    behind = True
-                if pool_id is None:
-                    pool_id = auto_pool_id(batch, job_id, config)
-                unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
-                if pool_id is not None and unfinished and (last is None or not moved):
-                    check_pool(batch, pool_id, config)
-                last = counts
-                interval = config.poll_interval if moved else min(config.poll_interval_max, interval * 1.5)
-                next_poll = now + interval
-            if now >= next_list:
+            if now >= poll.next_poll:
+                self._poll(poll, now, staging_done)
+            if now >= poll.next_list:
                 # A listing that finds nothing new while the counts say tasks finished
                 # that were not read: read them all next time (a task whose change the
                 # margin did not cover is found then, so completion never hangs on it).
-                found = self._list(full=missed)
-                missed, last_found = behind and not found, found > 0
-                behind = False
-                last_list, next_list = now, now + LIST_AT_LEAST_EVERY
+                found = self._list(full=poll.missed)
+                poll.missed, poll.last_found = poll.behind and not found, found > 0
+                poll.behind = False
+                poll.last_list, poll.next_list = now, now + LIST_AT_LEAST_EVERY
             remaining = run.session.deadline - time.monotonic()
             if remaining <= 0:
                 raise RunTimeoutError(
-                    f"job {job_id} did not finish within the session timeout "
+                    f"job {run.job_id} did not finish within the session timeout "
                     f"({len(self.seen)}/{len(self.items)} done); raise AzureConfig(session_timeout=...) "
                     "or add nodes"
                 )
-            wake = min(next_poll, next_list) - time.monotonic()
+            wake = min(poll.next_poll, poll.next_list) - time.monotonic()
             self._sleep(max(0.0, min(wake, remaining)))  # downloads are reported as they land
+
+    def _ended(self, produced: Future[None] | None) -> bool | None:
+        """True once every task is accounted for and downloaded, False when the run is
+        cancelled, None while it goes on; raises what staging raised."""
+        run = self.run
+        if produced is not None and produced.done():
+            error = produced.exception()
+            if isinstance(error, StagingCancelled):
+                return False
+            if error is not None:
+                raise error
+        if run.cancel.is_set():
+            return False
+        if (produced is None or produced.done()) and len(self.seen) >= len(self.items):
+            while self.pending:  # the last downloads
+                self._sleep(1.0)
+                if run.cancel.is_set():
+                    return False
+            return True
+        return None
+
+    def _poll(self, poll: _PollState, now: float, staging_done: bool) -> None:
+        """Read the task counts (and, when they stall, the pool's health); plan the next
+        listing and poll."""
+        run, config = self.run, self.run.config
+        batch, job_id = run.session.batch, run.job_id
+        counts = job_counts(batch, job_id, config)
+        moved = counts != poll.last
+        if moved:
+            log_counts(job_id, counts, len(self.items))
+            run.progress.counts(counts.completed, counts.failed)
+        if counts.active == 0 and not staging_done and self.hurry is not None:
+            self.hurry()  # no task waits for a node: add the staged ones now
+        if counts.completed > len(self.seen):
+            # the counts know of finished tasks not read yet: list, but never twice
+            # within the margin, so that each task is read at most about twice
+            # (a listing that found nothing has nothing to read again, and the
+            # listing of the last tasks is read once: no gap then)
+            last_ones = staging_done and counts.completed >= len(self.items)
+            gap = LISTING_GAP if poll.last_found and not last_ones else 0.0
+            poll.next_list = min(poll.next_list, poll.last_list + gap)
+            poll.behind = True
+        if poll.pool_id is None:
+            poll.pool_id = auto_pool_id(batch, job_id, config)
+        unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
+        if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
+            check_pool(batch, poll.pool_id, config)
+        poll.last = counts
+        poll.interval = config.poll_interval if moved else min(config.poll_interval_max, poll.interval * 1.5)
+        poll.next_poll = now + poll.interval
+
+
+@attrs.define(kw_only=True)
+class _PollState:
+    """Where a collector's watch stands: the last counts, when to poll and list next."""
+
+    pool_id: str | None
+    interval: float
+    last: Counts | None = None
+    next_poll: float = attrs.field(factory=time.monotonic)
+    next_list: float = attrs.field(factory=time.monotonic)
+    last_list: float = attrs.field(factory=lambda: time.monotonic() - LIST_AT_LEAST_EVERY)
+    #: The counts know of finished tasks the listings have not read.
+    behind: bool = False
+    #: The last listing found nothing new although the counts were ahead: list all next.
+    missed: bool = False
+    last_found: bool = False

@@ -17,7 +17,8 @@ import attrs
 from azure.batch import BatchClient
 
 from batch_transcode._azure._calls import call
-from batch_transcode._azure.cleanup import Orphan, cleanup_command, find_orphans
+from batch_transcode._azure.cleanup import Orphan, OrphanKind, find_orphans
+from batch_transcode._azure.names import cleanup_command
 from batch_transcode._config import RetryPolicy
 
 if TYPE_CHECKING:
@@ -139,15 +140,15 @@ def list_sessions(
     sessions = []
     for session_id, resources in by_session.items():
         times = [o.created_at for o in resources if o.created_at is not None]
-        pools = [_pool_state(batch, o.name, policy) for o in resources if o.kind == "pool"]
-        jobs = [_job_state(batch, o.name, policy) for o in resources if o.kind == "job"]
+        pools = [_pool_state(batch, o.name, policy) for o in resources if o.kind is OrphanKind.POOL]
+        jobs = [_job_state(batch, o.name, policy) for o in resources if o.kind is OrphanKind.JOB]
         sessions.append(
             SessionInfo(
                 session_id=session_id,
                 created_at=min(times) if times else None,
                 pools=tuple(sorted((p for p in pools if p is not None), key=lambda p: p.id)),
                 jobs=tuple(sorted((j for j in jobs if j is not None), key=lambda j: j.id)),
-                containers=tuple(sorted(o.name for o in resources if o.kind == "container")),
+                containers=tuple(sorted(o.name for o in resources if o.kind is OrphanKind.CONTAINER)),
             )
         )
     far_past = dt.datetime.min.replace(tzinfo=dt.UTC)

@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
@@ -30,7 +29,7 @@ from batch_transcode._azure.staging import CancelFlag
 from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import AzureError
 
-__all__ = ["MAX_TASKS_PER_REQUEST", "TaskFeed", "submit_tasks"]
+__all__ = ["MAX_TASKS_PER_REQUEST", "TaskFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -216,23 +215,3 @@ class TaskFeed:
                 "added %d tasks to job %s in %d collection(s)", self.tasks, self._job_id, self.collections
             )
         return self.collections
-
-
-def submit_tasks(
-    client: BatchClient,
-    job_id: str,
-    tasks: Sequence[bm.BatchTaskCreateOptions],
-    policy: RetryPolicy,
-    *,
-    concurrency: int = 4,
-    cancel: CancelFlag | None = None,
-) -> int:
-    """Add ``tasks`` to ``job_id`` in collections of at most 100, ``concurrency`` at once.
-
-    Returns the number of collection requests; raises a batch_transcode error when some
-    tasks could not be added.
-    """
-    feed = TaskFeed(client, job_id, policy, cancel=cancel, linger=None, concurrency=concurrency)
-    for task in tasks:
-        feed.add(task)
-    return feed.close()

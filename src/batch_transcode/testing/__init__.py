@@ -13,7 +13,14 @@ Azurite comes from npm (``npm install azurite@3.37.0``); see ``AzuriteNotFoundEr
 The pytest plugin (``offline_azure``, ``offline_azure_factory``) is registered
 automatically when batch_transcode is installed. ``OfflineAzure(entra_id=True)`` is
 keyless: Microsoft Entra ID tokens from ``OfflineCredential``, roles in ``RoleAssignments``.
+
+``set_testing(True)`` turns batch_transcode's retry waits off for your own tests (like
+``stamina.set_testing``): an operation that keeps failing still stops at
+``RetryPolicy.attempts``, only without waiting between attempts. ``set_testing(False)``
+turns the waits back on.
 """
+
+from batch_transcode._retry import set_testing
 
 from ._azurite import AzuriteNotFoundError
 from ._batch_emulator import BatchEmulator, Faults
@@ -30,4 +37,5 @@ __all__ = [
     "RoleAssignments",
     "StorageFaults",
     "StorageProxy",
+    "set_testing",
 ]

@@ -9,7 +9,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,6 +19,7 @@ from batch_transcode._errors import SessionStateError
 
 from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
 from ._entra import STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
+from ._serving import StartStop
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -67,7 +67,7 @@ class StorageFaults:
     bandwidth: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
-class OfflineAzure:
+class OfflineAzure(StartStop):
     """Azurite (blob service) and the Batch emulator on free loopback ports.
 
     ``OfflineAzure(faults=None, allocation_delay=0.0, tls=False, storage_faults=None,
@@ -240,17 +240,6 @@ class OfflineAzure:
         if self._workdir_arg is None and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         log.info("OfflineAzure stopped")
-
-    def __enter__(self) -> OfflineAzure:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _require_open(self) -> None:
         if self._state != "open":

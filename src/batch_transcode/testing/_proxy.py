@@ -29,7 +29,6 @@ from __future__ import annotations
 import http.client
 import logging
 import random
-import socket
 import ssl
 import threading
 import time
@@ -37,6 +36,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from ._serving import StartStop, drop_connection
 
 if TYPE_CHECKING:
     from ._entra import RoleAssignments
@@ -140,28 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
             decision = proxy._authorize(self.headers.get("Authorization", ""), self.path)
         if decision in _REFUSALS:
             code, message, payload = _REFUSALS[decision]
-            self.send_response(403, message)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("x-ms-error-code", code)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            self._send_error(403, message, code, payload, head=self.command == "HEAD")
             return
         if decision == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            drop_connection(self)
             return
         if decision == "busy":
-            self.send_response(503, "Server Busy")
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(_SERVER_BUSY)))
-            self.send_header("x-ms-error-code", "ServerBusy")
-            self.end_headers()
-            self.wfile.write(_SERVER_BUSY)
+            self._send_error(503, "Server Busy", "ServerBusy", _SERVER_BUSY)
             return
         upstream = proxy._connect()
         response: http.client.HTTPResponse | None = None
@@ -207,6 +193,17 @@ class _Handler(BaseHTTPRequestHandler):
                 response.close()
             upstream.close()
 
+    def _send_error(self, status: int, reason: str, code: str, payload: bytes, *, head: bool = False) -> None:
+        """A storage error answer: ``x-ms-error-code`` ``code`` and the XML ``payload`` (but
+        its length alone with ``head``)."""
+        self.send_response(status, reason)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("x-ms-error-code", code)
+        self.end_headers()
+        if not head:
+            self.wfile.write(payload)
+
     def _read_body(self, link: _Link) -> bytes | None:
         length = self.headers.get("Content-Length")
         if length is not None:
@@ -247,7 +244,7 @@ def _check(latency: float, failure_rate: float, drop_share: float, bandwidth: fl
         raise ValueError("bandwidth must be > 0 bytes per second, or None for no cap")
 
 
-class StorageProxy:
+class StorageProxy(StartStop):
     """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0, bandwidth=None)``.
 
     Every request waits ``latency`` seconds; request and response bodies of the client's
@@ -410,9 +407,3 @@ class StorageProxy:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> StorageProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

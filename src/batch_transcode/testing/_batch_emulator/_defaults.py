@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-JSON = dict[str, Any]
+from ._json import JSON, map_objects
 
 #: The service's "infinite" duration.
 INFINITE = "P10675199DT2H48M5.4775807S"
@@ -237,10 +237,10 @@ def _fill(model: str, doc: JSON, root: JSON) -> None:
 
 def _tidy(node: Any) -> Any:
     """Service casing of enums, canonical durations, no secrets (at any depth)."""
-    if isinstance(node, list):
-        return [_tidy(item) for item in node]
-    if not isinstance(node, dict):
-        return node
+    return map_objects(node, _tidy_object)
+
+
+def _tidy_object(node: JSON) -> JSON:
     out: JSON = {}
     for key, value in node.items():
         if key in HIDDEN:

@@ -11,8 +11,9 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from batch_transcode.testing._serving import StartStop
 
 from ._auth import entra_check
 from ._executor import NodeStorage
@@ -31,7 +32,7 @@ LOG = logging.getLogger(__name__)
 DEFAULT_KEY = "ZW11bGF0b3Ita2V5LWZvci1iYXRjaC10cmFuc2NvZGUtdGVzdHMtb25seS0wMDAwMA=="
 
 
-class BatchEmulator:
+class BatchEmulator(StartStop):
     """An Azure Batch account served on a loopback port.
 
     ``BatchEmulator(account="devbatch", key=..., workdir=None, tls=None, faults=None,
@@ -154,17 +155,6 @@ class BatchEmulator:
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         LOG.info("Batch emulator for account %s stopped", self.account)
-
-    def __enter__(self) -> BatchEmulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ properties
 

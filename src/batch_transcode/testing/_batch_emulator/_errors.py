@@ -37,33 +37,38 @@ class BatchServiceError(Exception):
         return json.dumps(doc).encode("utf-8")
 
 
+#: The messages of the errors about one kind of resource, by error code.
+_MESSAGES = {
+    "PoolNotFound": "The specified pool does not exist.",
+    "JobNotFound": "The specified job does not exist.",
+    "TaskNotFound": "The specified task does not exist.",
+    "NodeNotFound": "The specified node does not exist.",
+    "FileNotFound": "The specified file does not exist.",
+    "PoolExists": "The specified pool already exists.",
+    "JobExists": "The specified job already exists.",
+    "TaskExists": "The specified task already exists.",
+    "PoolBeingDeleted": "The specified pool has been marked for deletion and is being reclaimed.",
+    "JobBeingDeleted": "The specified job has been marked for deletion and is being garbage collected.",
+}
+
+
+def _about(status: int, code: str) -> BatchServiceError:
+    return BatchServiceError(status, code, _MESSAGES[code])
+
+
 def not_found(kind: str, ident: str) -> BatchServiceError:
     """``PoolNotFound`` / ``JobNotFound`` / ``TaskNotFound`` / ``NodeNotFound`` / ``FileNotFound``."""
-    messages = {
-        "Pool": "The specified pool does not exist.",
-        "Job": "The specified job does not exist.",
-        "Task": "The specified task does not exist.",
-        "Node": "The specified node does not exist.",
-        "File": "The specified file does not exist.",
-    }
-    return BatchServiceError(404, f"{kind}NotFound", messages[kind])
+    return _about(404, f"{kind}NotFound")
 
 
 def exists(kind: str) -> BatchServiceError:
-    messages = {
-        "Pool": "The specified pool already exists.",
-        "Job": "The specified job already exists.",
-        "Task": "The specified task already exists.",
-    }
-    return BatchServiceError(409, f"{kind}Exists", messages[kind])
+    """``PoolExists`` / ``JobExists`` / ``TaskExists``."""
+    return _about(409, f"{kind}Exists")
 
 
 def being_deleted(kind: str) -> BatchServiceError:
-    messages = {
-        "Pool": "The specified pool has been marked for deletion and is being reclaimed.",
-        "Job": "The specified job has been marked for deletion and is being garbage collected.",
-    }
-    return BatchServiceError(409, f"{kind}BeingDeleted", messages[kind])
+    """``PoolBeingDeleted`` / ``JobBeingDeleted``."""
+    return _about(409, f"{kind}BeingDeleted")
 
 
 def invalid_query(name: str, value: str, reason: str | None = None) -> BatchServiceError:

@@ -16,10 +16,10 @@ import uuid
 
 from batch_transcode._process import kill_process_group
 
-from ._errors import BatchServiceError, exists, invalid_value
+from ._errors import BatchServiceError, invalid_value
 from ._model import Job, now
-from ._odata import apply_select, duration_seconds
-from ._rest import Call, Operations, Reply, check_id
+from ._odata import duration_seconds
+from ._rest import Call, Operations, Reply, new_id, replace_properties, update_properties
 from ._state import DELETE_DELAY
 
 LOG = logging.getLogger(__name__)
@@ -41,10 +41,8 @@ class JobOperations(Operations):
 
     def op_Jobs_CreateJob(self, call: Call) -> Reply:
         spec = call.body
-        job_id = check_id(spec["id"])
         with self.state.lock:
-            if job_id.lower() in self.state.jobs:
-                raise exists("Job")
+            job_id = new_id(spec["id"], self.state.jobs, "Job")
             pool_info = spec.get("poolInfo") or {}
             constraints = spec.get("constraints") or {}
             deadline = None
@@ -69,20 +67,14 @@ class JobOperations(Operations):
             self.state.jobs[job_id.lower()] = job
             LOG.info("job %s created on pool %s", job_id, job.pool_id)
             self.state.changed.notify_all()
-            url = f"{self.state.endpoint}/jobs/{job.id}"
-            return Reply(201, None, {**self._entity_headers(job, url), "Location": url})
+            return self._created(job)
 
     def op_Jobs_GetJob(self, call: Call) -> Reply:
         with self.state.lock:
-            job = self.state.job(call.params["jobId"])
-            doc = apply_select(job.to_json(self.state.endpoint), call.query.get("$select"))
-            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#jobs/@Element"
-            return Reply(200, doc, self._entity_headers(job))
+            return self._get(call, self.state.job(call.params["jobId"]), "jobs")
 
     def op_Jobs_ListJobs(self, call: Call) -> Reply:
-        with self.state.lock:
-            docs = [j.to_json(self.state.endpoint) for j in self.state.jobs.values()]
-        return self._list(call, docs, "jobs", "/jobs")
+        return self._list_all(call, self.state.jobs, "jobs")
 
     def op_Jobs_DeleteJob(self, call: Call) -> Reply:
         with self.state.lock:
@@ -109,24 +101,20 @@ class JobOperations(Operations):
             if job.state == "terminating":
                 raise BatchServiceError(409, "JobBeingTerminated", "The specified job is being terminated.")
             self.state.terminate_job(job, body.get("terminateReason") or "UserTerminate")
-            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+            return self._reply(202, job)
 
     def op_Jobs_UpdateJob(self, call: Call) -> Reply:
         body = call.body or {}
         with self.state.lock:
             job = self.state.writable_job(call.params["jobId"])
-            for key, value in body.items():
-                if key == "poolInfo":
-                    continue
-                job.spec[key] = copy.deepcopy(value)
+            update_properties(job.spec, body, keep=("poolInfo",))
             if "constraints" in body and "maxWallClockTime" in body["constraints"]:
                 seconds = duration_seconds(
                     body["constraints"]["maxWallClockTime"], "constraints.maxWallClockTime"
                 )
                 job.deadline = job.creation_time.timestamp() - time.time() + time.monotonic() + seconds
-            job.touch()
             self.state.changed.notify_all()
-            return Reply(200, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+            return self._touched(200, job)
 
     def op_Jobs_ReplaceJob(self, call: Call) -> Reply:
         """Replace Job: the updatable properties take the body's values, and those it
@@ -135,19 +123,14 @@ class JobOperations(Operations):
         body = call.body or {}
         with self.state.lock:
             job = self.state.writable_job(call.params["jobId"])
-            for key in REPLACEABLE_JOB_PROPERTIES:
-                if key in body:
-                    job.spec[key] = copy.deepcopy(body[key])
-                else:
-                    job.spec.pop(key, None)
+            replace_properties(job.spec, body, REPLACEABLE_JOB_PROPERTIES)
             constraints = body.get("constraints") or {}
             job.deadline = None
             if "maxWallClockTime" in constraints:
                 seconds = duration_seconds(constraints["maxWallClockTime"], "constraints.maxWallClockTime")
                 job.deadline = job.creation_time.timestamp() - time.time() + time.monotonic() + seconds
-            job.touch()
             self.state.changed.notify_all()
-            return Reply(200, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+            return self._touched(200, job)
 
     def op_Jobs_ListJobPreparationAndReleaseTaskStatus(self, call: Call) -> Reply:
         """The emulator stores a job's preparation and release tasks but does not run
@@ -173,7 +156,7 @@ class JobOperations(Operations):
                     task.kill_reason = "requeue" if option == "requeue" else "terminate"
                     kill_process_group(task.proc)
             job.set_state("disabled")
-            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+            return self._reply(202, job)
 
     def op_Jobs_EnableJob(self, call: Call) -> Reply:
         with self.state.lock:
@@ -181,7 +164,7 @@ class JobOperations(Operations):
             if job.state == "disabled":
                 job.set_state("active")
                 self.state.changed.notify_all()
-            return Reply(202, None, self._entity_headers(job, f"{self.state.endpoint}/jobs/{job.id}"))
+            return self._reply(202, job)
 
     def op_Jobs_GetJobTaskCounts(self, call: Call) -> Reply:
         with self.state.lock:

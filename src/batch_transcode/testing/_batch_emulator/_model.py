@@ -44,14 +44,62 @@ def _drop_none(doc: JSON) -> JSON:
 
 @dataclass
 class Resource:
+    """What pools, nodes, jobs and tasks all have: an id, an ETag, times, and a state
+    with the time it was entered."""
+
     id: str
     etag: str = field(default_factory=new_etag)
     last_modified: datetime = field(default_factory=now)
     creation_time: datetime = field(default_factory=now)
+    state: str = "active"
+    state_time: datetime = field(default_factory=now)
 
     def touch(self) -> None:
         self.etag = new_etag()
         self.last_modified = now()
+
+    def set_state(self, state: str) -> None:
+        """Enter ``state``; a new ETag if that changes it."""
+        if state != self.state:
+            self.state = state
+            self.state_time = now()
+            self.touch()
+
+    def _properties(self, url: str | None) -> JSON:
+        """The properties every pool, job and task answers with, in the service's order."""
+        return {
+            "id": self.id,
+            "url": url,
+            "eTag": self.etag,
+            "lastModified": iso(self.last_modified),
+            "creationTime": iso(self.creation_time),
+            "state": self.state,
+            "stateTransitionTime": iso(self.state_time),
+        }
+
+
+@dataclass
+class _Tracked(Resource):
+    """A resource that answers with its previous state too (jobs and tasks)."""
+
+    previous_state: str | None = None
+    previous_state_time: datetime | None = None
+
+    def set_state(self, state: str) -> None:
+        """Enter ``state``, remembering the one left; a new ETag even if the state stays."""
+        if state == self.state:
+            self.touch()
+            return
+        self.previous_state = self.state
+        self.previous_state_time = self.state_time
+        super().set_state(state)
+
+    def _properties(self, url: str | None) -> JSON:
+        return {
+            **super()._properties(url),
+            "previousState": self.previous_state,
+            "previousStateTransitionTime": iso(self.previous_state_time),
+        }
 
 
 @dataclass
@@ -59,7 +107,6 @@ class Node(Resource):
     pool_id: str = ""
     dedicated: bool = True
     state: str = "creating"
-    state_time: datetime = field(default_factory=now)
     ready_at: float = 0.0  # monotonic time the VM is up
     root: Path = Path()
     running: dict[str, int] = field(default_factory=dict)  # "job/task" -> slots
@@ -69,12 +116,6 @@ class Node(Resource):
     recent: list[JSON] = field(default_factory=list)
     preempted_until: float = 0.0
     start_proc: subprocess.Popen[bytes] | None = None
-
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
-            self.state_time = now()
-            self.touch()
 
     def used_slots(self) -> int:
         return sum(self.running.values())
@@ -141,8 +182,6 @@ class Node(Resource):
 @dataclass
 class Pool(Resource):
     spec: JSON = field(default_factory=dict)
-    state: str = "active"
-    state_time: datetime = field(default_factory=now)
     allocation_state: str = "steady"
     allocation_time: datetime = field(default_factory=now)
     target_dedicated: int = 0
@@ -158,6 +197,11 @@ class Pool(Resource):
     def slots_per_node(self) -> int:
         return int(self.spec.get("taskSlotsPerNode", 1))
 
+    @property
+    def path(self) -> str:
+        """The pool's URL path (after the account endpoint)."""
+        return f"/pools/{self.id}"
+
     def set_allocation(self, state: str) -> None:
         if state != self.allocation_state:
             self.allocation_state = state
@@ -167,17 +211,22 @@ class Pool(Resource):
     def new_node_id(self) -> str:
         return f"tvmps_{uuid.uuid4().hex[:20]}_{next(self.node_counter)}d"
 
+    def snapshot(self) -> PoolSnapshot:
+        return PoolSnapshot(
+            id=self.id,
+            state=self.state,
+            allocation_state=self.allocation_state,
+            node_states={n.id: n.state for n in self.nodes.values()},
+            resize_errors=copy.deepcopy(self.resize_errors),
+            auto_for_job=self.auto_for_job,
+            metadata=metadata_dict(self.spec),
+        )
+
     def to_json(self, endpoint: str) -> JSON:
         doc = copy.deepcopy(self.spec)
         doc.update(
             {
-                "id": self.id,
-                "url": f"{endpoint}/pools/{self.id}",
-                "eTag": self.etag,
-                "lastModified": iso(self.last_modified),
-                "creationTime": iso(self.creation_time),
-                "state": self.state,
-                "stateTransitionTime": iso(self.state_time),
+                **self._properties(endpoint + self.path),
                 "allocationState": self.allocation_state,
                 "allocationStateTransitionTime": iso(self.allocation_time),
                 "resizeErrors": copy.deepcopy(self.resize_errors) or None,
@@ -193,13 +242,9 @@ class Pool(Resource):
 
 
 @dataclass
-class Task(Resource):
+class Task(_Tracked):
     job_id: str = ""
     spec: JSON = field(default_factory=dict)
-    state: str = "active"
-    state_time: datetime = field(default_factory=now)
-    previous_state: str | None = None
-    previous_state_time: datetime | None = None
     execution: JSON = field(default_factory=lambda: {"retryCount": 0, "requeueCount": 0})
     node_info: JSON | None = None
     node_key: tuple[str, str] | None = None  # (pool id, node id) while running
@@ -209,16 +254,12 @@ class Task(Resource):
     run_serial: int = 0
 
     @property
+    def path(self) -> str:
+        return f"/jobs/{self.job_id}/tasks/{self.id}"
+
+    @property
     def required_slots(self) -> int:
         return int(self.spec.get("requiredSlots", 1))
-
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.previous_state = self.state
-            self.previous_state_time = self.state_time
-            self.state = state
-            self.state_time = now()
-        self.touch()
 
     def complete(self, *, result: str, failure: tuple[str, str, str] | None) -> None:
         """Move to ``completed`` with ``result``; ``failure`` is (category, code, message)."""
@@ -248,15 +289,7 @@ class Task(Resource):
         }
         return {
             **self.spec,
-            "id": self.id,
-            "url": url,
-            "eTag": self.etag,
-            "lastModified": iso(self.last_modified),
-            "creationTime": iso(self.creation_time),
-            "state": self.state,
-            "stateTransitionTime": iso(self.state_time),
-            "previousState": self.previous_state,
-            "previousStateTransitionTime": iso(self.previous_state_time),
+            **self._properties(url),
             "constraints": constraints,
             "requiredSlots": self.required_slots,
             "executionInfo": _drop_none(self.execution),
@@ -271,6 +304,18 @@ class Task(Resource):
 
     def to_json(self, endpoint: str, job: Job) -> JSON:
         return answer("BatchTask", _drop_none(self._fields(job, f"{endpoint}/jobs/{job.id}/tasks/{self.id}")))
+
+    def snapshot(self) -> TaskSnapshot:
+        return TaskSnapshot(
+            id=self.id,
+            job_id=self.job_id,
+            state=self.state,
+            exit_code=self.execution.get("exitCode"),
+            result=self.execution.get("result"),
+            retry_count=int(self.execution.get("retryCount", 0)),
+            requeue_count=int(self.execution.get("requeueCount", 0)),
+            node_id=(self.node_info or {}).get("nodeId"),
+        )
 
 
 class _TaskView(Mapping[str, Any]):
@@ -306,12 +351,8 @@ class _TaskView(Mapping[str, Any]):
 
 
 @dataclass
-class Job(Resource):
+class Job(_Tracked):
     spec: JSON = field(default_factory=dict)
-    state: str = "active"
-    state_time: datetime = field(default_factory=now)
-    previous_state: str | None = None
-    previous_state_time: datetime | None = None
     pool_id: str = ""
     auto_pool: bool = False
     tasks: dict[str, Task] = field(default_factory=dict)  # lower-case id -> task
@@ -320,13 +361,14 @@ class Job(Resource):
     delete_due: float = 0.0
     deadline: float | None = None  # monotonic maxWallClockTime expiry
 
-    def set_state(self, state: str) -> None:
-        if state != self.state:
-            self.previous_state = self.state
-            self.previous_state_time = self.state_time
-            self.state = state
-            self.state_time = now()
-        self.touch()
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(
+            id=self.id,
+            state=self.state,
+            pool_id=self.pool_id,
+            terminate_reason=self.terminate_reason,
+            metadata=metadata_dict(self.spec),
+        )
 
     def to_json(self, endpoint: str) -> JSON:
         doc = copy.deepcopy(self.spec)
@@ -336,27 +378,26 @@ class Job(Resource):
             "poolId": self.pool_id or None,
             "terminateReason": self.terminate_reason,
         }
-        doc.update(
-            {
-                "id": self.id,
-                "url": f"{endpoint}/jobs/{self.id}",
-                "eTag": self.etag,
-                "lastModified": iso(self.last_modified),
-                "creationTime": iso(self.creation_time),
-                "state": self.state,
-                "stateTransitionTime": iso(self.state_time),
-                "previousState": self.previous_state,
-                "previousStateTransitionTime": iso(self.previous_state_time),
-                "executionInfo": _drop_none(execution),
-            }
-        )
+        doc.update({**self._properties(endpoint + self.path), "executionInfo": _drop_none(execution)})
         return answer("BatchJob", _drop_none(doc))
+
+    @property
+    def path(self) -> str:
+        return f"/jobs/{self.id}"
 
 
 @dataclass(frozen=True)
-class PoolSnapshot:
+class _Snapshot:
+    """What pool and job snapshots share: copies, safe to keep after the call."""
+
     id: str
     state: str
+
+
+@dataclass(frozen=True)
+class PoolSnapshot(_Snapshot):
+    """A pool as :meth:`BatchEmulator.pools` reports it."""
+
     allocation_state: str
     metadata: dict[str, str]
     node_states: dict[str, str]
@@ -365,9 +406,9 @@ class PoolSnapshot:
 
 
 @dataclass(frozen=True)
-class JobSnapshot:
-    id: str
-    state: str
+class JobSnapshot(_Snapshot):
+    """A job as :meth:`BatchEmulator.jobs` reports it."""
+
     pool_id: str
     metadata: dict[str, str]
     terminate_reason: str | None
@@ -375,6 +416,8 @@ class JobSnapshot:
 
 @dataclass(frozen=True)
 class TaskSnapshot:
+    """A task as :meth:`BatchEmulator.tasks` reports it."""
+
     id: str
     job_id: str
     state: str

@@ -126,19 +126,19 @@ class _Parser:
         return pred
 
     def or_expr(self) -> Predicate:
-        left = self.and_expr()
-        while (tok := self.peek()) and tok[0] == "word" and tok[1].lower() == "or":
-            self.i += 1
-            right = self.and_expr()
-            left = (lambda a, b: lambda d: a(d) or b(d))(left, right)
-        return left
+        return self._chain("or", self.and_expr, lambda a, b: lambda d: a(d) or b(d))
 
     def and_expr(self) -> Predicate:
-        left = self.unary()
-        while (tok := self.peek()) and tok[0] == "word" and tok[1].lower() == "and":
+        return self._chain("and", self.unary, lambda a, b: lambda d: a(d) and b(d))
+
+    def _chain(
+        self, word: str, operand: Callable[[], Predicate], join: Callable[[Predicate, Predicate], Predicate]
+    ) -> Predicate:
+        """``operand (word operand)*``, joined left to right by ``join``."""
+        left = operand()
+        while (tok := self.peek()) and tok[0] == "word" and tok[1].lower() == word:
             self.i += 1
-            right = self.unary()
-            left = (lambda a, b: lambda d: a(d) and b(d))(left, right)
+            left = join(left, operand())
         return left
 
     def unary(self) -> Predicate:

@@ -13,12 +13,12 @@ targets and mark it for deletion.
 from __future__ import annotations
 
 import copy
-from urllib.parse import quote
+from pathlib import Path
 
-from ._errors import BatchServiceError, being_deleted, exists
+from ._errors import BatchServiceError, being_deleted
 from ._model import JSON, iso, now
-from ._odata import apply_select, duration_seconds
-from ._rest import Call, Operations, Reply, check_id
+from ._odata import duration_seconds
+from ._rest import Call, FileOperations, Operations, Reply, new_id, replace_properties, update_properties
 
 
 def _image(
@@ -85,22 +85,13 @@ class PoolOperations(Operations):
     """``Pools_*``: pools, autoscale, supported images, node counts."""
 
     def op_Pools_CreatePool(self, call: Call) -> Reply:
-        spec = call.body
-        pool_id = check_id(spec["id"])
         with self.state.lock:
-            if pool_id.lower() in self.state.pools:
-                raise exists("Pool")
-            pool = self.state.new_pool(pool_id, spec)
-            url = f"{self.state.endpoint}/pools/{pool.id}"
-            return Reply(201, None, {**self._entity_headers(pool, url), "Location": url})
+            pool_id = new_id(call.body["id"], self.state.pools, "Pool")
+            return self._created(self.state.new_pool(pool_id, call.body))
 
     def op_Pools_GetPool(self, call: Call) -> Reply:
         with self.state.lock:
-            pool = self.state.pool(call.params["poolId"])
-            doc = pool.to_json(self.state.endpoint)
-            doc = apply_select(doc, call.query.get("$select"))
-            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#pools/@Element"
-            return Reply(200, doc, self._entity_headers(pool))
+            return self._get(call, self.state.pool(call.params["poolId"]), "pools")
 
     def op_Pools_PoolExists(self, call: Call) -> Reply:
         with self.state.lock:
@@ -110,9 +101,7 @@ class PoolOperations(Operations):
             return Reply(200, None, self._entity_headers(pool))
 
     def op_Pools_ListPools(self, call: Call) -> Reply:
-        with self.state.lock:
-            docs = [p.to_json(self.state.endpoint) for p in self.state.pools.values()]
-        return self._list(call, docs, "pools", "/pools")
+        return self._list_all(call, self.state.pools, "pools")
 
     def op_Pools_DeletePool(self, call: Call) -> Reply:
         with self.state.lock:
@@ -142,40 +131,31 @@ class PoolOperations(Operations):
                 int(body.get("targetDedicatedNodes", pool.target_dedicated)),
                 int(body.get("targetLowPriorityNodes", pool.target_low_priority)),
             )
-            url = f"{self.state.endpoint}/pools/{pool.id}"
-            return Reply(202, None, self._entity_headers(pool, url))
+            return self._reply(202, pool)
 
     def op_Pools_StopPoolResize(self, call: Call) -> Reply:
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
             self.state.stop_resize(pool)
-            return Reply(202, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            return self._reply(202, pool)
 
     def op_Pools_UpdatePool(self, call: Call) -> Reply:
         body = call.body or {}
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
-            for key, value in body.items():
-                pool.spec[key] = copy.deepcopy(value)
-            pool.touch()
-            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            update_properties(pool.spec, body)
+            return self._touched(200, pool)
 
     def op_Pools_ReplacePoolProperties(self, call: Call) -> Reply:
         body = call.body or {}
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
-            for key in (
-                "startTask",
-                "metadata",
-                "applicationPackageReferences",
-                "targetNodeCommunicationMode",
-            ):
-                if key in body:
-                    pool.spec[key] = copy.deepcopy(body[key])
-                else:
-                    pool.spec.pop(key, None)
-            pool.touch()
-            return Reply(204, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            replace_properties(
+                pool.spec,
+                body,
+                ("startTask", "metadata", "applicationPackageReferences", "targetNodeCommunicationMode"),
+            )
+            return self._touched(204, pool)
 
     def op_Pools_EnablePoolAutoScale(self, call: Call) -> Reply:
         body = call.body or {}
@@ -192,16 +172,14 @@ class PoolOperations(Operations):
                 pool.spec["autoScaleEvaluationInterval"] = body["autoScaleEvaluationInterval"]
             pool.spec.pop("targetDedicatedNodes", None)
             pool.spec.pop("targetLowPriorityNodes", None)
-            pool.touch()
             self.state.changed.notify_all()
-            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            return self._touched(200, pool)
 
     def op_Pools_DisablePoolAutoScale(self, call: Call) -> Reply:
         with self.state.lock:
             pool = self.state.writable_pool(call.params["poolId"])
             pool.spec["enableAutoScale"] = False
-            pool.touch()
-            return Reply(200, None, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            return self._touched(200, pool)
 
     def op_Pools_EvaluatePoolAutoScale(self, call: Call) -> Reply:
         body = call.body or {}
@@ -216,7 +194,7 @@ class PoolOperations(Operations):
                 "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
                 "$NodeDeallocationOption=requeue",
             }
-            return Reply(200, run, self._entity_headers(pool, f"{self.state.endpoint}/pools/{pool.id}"))
+            return self._reply(200, pool, run)
 
     def op_Pools_ListSupportedImages(self, call: Call) -> Reply:
         return self._list(call, copy.deepcopy(SUPPORTED_IMAGES), "supportedimages", "/supportedimages")
@@ -243,8 +221,13 @@ class PoolOperations(Operations):
         return self._list(call, docs, "poolnodecounts", "/nodecounts")
 
 
-class NodeOperations(Operations):
+class NodeOperations(FileOperations):
     """``Nodes_*``: compute nodes and the files on them."""
+
+    op_Nodes_GetNodeFile = FileOperations.get_file
+    op_Nodes_GetNodeFileProperties = FileOperations.get_file_properties
+    op_Nodes_DeleteNodeFile = FileOperations.delete_file
+    op_Nodes_ListNodeFiles = FileOperations.list_files
 
     def op_Nodes_ListNodes(self, call: Call) -> Reply:
         with self.state.lock:
@@ -256,33 +239,9 @@ class NodeOperations(Operations):
         with self.state.lock:
             pool = self.state.pool(call.params["poolId"])
             node = self.state.node(pool, call.params["nodeId"])
-            doc = apply_select(node.to_json(self.state.endpoint, pool), call.query.get("$select"))
-            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#nodes/@Element"
-            return Reply(200, doc)
+            return Reply(200, self._element(call, node.to_json(self.state.endpoint, pool), "nodes"))
 
-    def op_Nodes_GetNodeFile(self, call: Call, head: bool = False) -> Reply:
-        with self.state.lock:
-            pool = self.state.pool(call.params["poolId"])
-            node = self.state.node(pool, call.params["nodeId"])
-            rel = call.params["filePath"]
-            url = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files/{quote(rel)}"
-            return self._file_reply(node.root, rel, url, head, call.headers)
-
-    def op_Nodes_DeleteNodeFile(self, call: Call) -> Reply:
-        with self.state.lock:
-            pool = self.state.pool(call.params["poolId"])
-            node = self.state.node(pool, call.params["nodeId"])
-            recursive = (call.query.get("recursive") or "false").lower() == "true"
-            return self._delete_file(node.root, call.params["filePath"], recursive)
-
-    def op_Nodes_GetNodeFileProperties(self, call: Call) -> Reply:
-        return self.op_Nodes_GetNodeFile(call, head=True)
-
-    def op_Nodes_ListNodeFiles(self, call: Call) -> Reply:
-        with self.state.lock:
-            pool = self.state.pool(call.params["poolId"])
-            node = self.state.node(pool, call.params["nodeId"])
-            prefix = f"{self.state.endpoint}/pools/{pool.id}/nodes/{node.id}/files"
-            return self._list_files(
-                call, node.root, prefix, "files", f"/pools/{pool.id}/nodes/{node.id}/files"
-            )
+    def _files(self, call: Call) -> tuple[Path, str]:
+        pool = self.state.pool(call.params["poolId"])
+        node = self.state.node(pool, call.params["nodeId"])
+        return node.root, f"/pools/{pool.id}/nodes/{node.id}/files"

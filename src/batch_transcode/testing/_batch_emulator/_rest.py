@@ -14,16 +14,17 @@ carries the next ``$skiptoken``.
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ._errors import BatchServiceError, invalid_query, invalid_value, not_found
+from ._errors import BatchServiceError, exists, invalid_query, invalid_value, not_found
 from ._model import JSON, Job, Pool, Task, iso, rfc1123
 from ._odata import apply_select, parse_filter
 from ._state import AccountState
@@ -74,6 +75,33 @@ def check_id(value: Any, prop: str = "id") -> str:
     return value
 
 
+def new_id(value: Any, existing: Mapping[str, object], kind: str) -> str:
+    """``value`` if it is a valid id that no ``kind`` in ``existing`` (by lower-case id)
+    has yet: ``InvalidPropertyValue``, then ``<kind>Exists``, as the service checks."""
+    ident = check_id(value)
+    if ident.lower() in existing:
+        raise exists(kind)
+    return ident
+
+
+def update_properties(spec: JSON, body: JSON, *, keep: Collection[str] = ()) -> None:
+    """An Update (PATCH): each property of ``body`` replaces the resource's, but those in
+    ``keep``; the properties the body leaves out stay."""
+    for key, value in body.items():
+        if key not in keep:
+            spec[key] = copy.deepcopy(value)
+
+
+def replace_properties(spec: JSON, body: JSON, properties: Iterable[str]) -> None:
+    """A Replace (PUT): each of ``properties`` takes the body's value, and those the body
+    leaves out go back to their defaults (are removed)."""
+    for key in properties:
+        if key in body:
+            spec[key] = copy.deepcopy(body[key])
+        else:
+            spec.pop(key, None)
+
+
 class Operations:
     """A group of REST operations on the account ``state``."""
 
@@ -91,6 +119,37 @@ class Operations:
         if url:
             headers["DataServiceId"] = url
         return headers
+
+    def _reply(self, status: int, res: Pool | Job | Task, body: JSON | None = None) -> Reply:
+        """``status`` with ``res``'s entity headers, its URL as ``DataServiceId``."""
+        return Reply(status, body, self._entity_headers(res, f"{self.state.endpoint}{res.path}"))
+
+    def _touched(self, status: int, res: Pool | Job | Task) -> Reply:
+        """The answer to a change of ``res``'s properties: a new ETag, then :meth:`_reply`."""
+        res.touch()
+        return self._reply(status, res)
+
+    def _created(self, res: Pool | Job | Task) -> Reply:
+        """A Create's answer: 201, with the new resource's URL as ``Location`` too."""
+        url = f"{self.state.endpoint}{res.path}"
+        return Reply(201, None, {**self._entity_headers(res, url), "Location": url})
+
+    def _element(self, call: Call, doc: JSON, kind: str) -> JSON:
+        """A Get's document: ``doc`` with the call's ``$select``, an element of ``kind``."""
+        doc = apply_select(doc, call.query.get("$select"))
+        doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#{kind}/@Element"
+        return doc
+
+    def _get(self, call: Call, res: Pool | Job, kind: str) -> Reply:
+        """Get Pool / Get Job (under the lock): ``res``, its ETag and Last-Modified."""
+        doc = self._element(call, res.to_json(self.state.endpoint), kind)
+        return Reply(200, doc, self._entity_headers(res))
+
+    def _list_all(self, call: Call, resources: Mapping[str, Pool] | Mapping[str, Job], kind: str) -> Reply:
+        """List Pools / List Jobs: every one of ``resources`` that the call asks for."""
+        with self.state.lock:
+            docs = [r.to_json(self.state.endpoint) for r in resources.values()]
+        return self._list(call, docs, kind, f"/{kind}")
 
     @staticmethod
     def _paging(call: Call) -> tuple[str | None, int]:
@@ -243,3 +302,35 @@ class Operations:
                     }
                 docs.append(doc)
         return self._list(call, docs, kind, path)
+
+
+class FileOperations(Operations):
+    """Get File, Get File Properties, Delete File and List Files of a directory on a node:
+    a compute node's disk (``Nodes_*``) or a task's directory (``Tasks_*``). A subclass
+    says where the call's files are (:meth:`_files`) and names the four operations after
+    its group (``op_Nodes_ListNodeFiles = FileOperations.list_files``)."""
+
+    def _files(self, call: Call) -> tuple[Path, str]:
+        """The directory of the call's files and the path of their URLs (under the lock)."""
+        raise NotImplementedError
+
+    def get_file(self, call: Call, head: bool = False) -> Reply:
+        with self.state.lock:
+            base, path = self._files(call)
+            rel = call.params["filePath"]
+            url = f"{self.state.endpoint}{path}/{quote(rel)}"
+            return self._file_reply(base, rel, url, head, call.headers)
+
+    def get_file_properties(self, call: Call) -> Reply:
+        return self.get_file(call, head=True)
+
+    def delete_file(self, call: Call) -> Reply:
+        with self.state.lock:
+            base, _ = self._files(call)
+            recursive = (call.query.get("recursive") or "false").lower() == "true"
+            return self._delete_file(base, call.params["filePath"], recursive)
+
+    def list_files(self, call: Call) -> Reply:
+        with self.state.lock:
+            base, path = self._files(call)
+            return self._list_files(call, base, f"{self.state.endpoint}{path}", "files", path)

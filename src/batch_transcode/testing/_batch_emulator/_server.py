@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import ssl
 import threading
 import time
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from batch_transcode.testing._serving import drop_connection
 
 from ._auth import authenticate
 from ._errors import BatchServiceError
@@ -136,20 +137,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._handle()
 
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_PATCH(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def do_HEAD(self) -> None:
-        self._handle()
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
 
     # ------------------------------------------------------------------
 
@@ -292,11 +280,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.records.append(record)
         if dropped and reply.status < 400:
             LOG.debug("dropping the connection after %s %s", method, path)
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            drop_connection(self)
             return
         self.send_response(reply.status)
         out_headers = {

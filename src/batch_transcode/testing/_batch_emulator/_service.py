@@ -13,19 +13,17 @@ versions are made up.
 
 from __future__ import annotations
 
-import copy
 import time
-from pathlib import Path
+from typing import Unpack
 
 from batch_transcode._process import kill_process_group
 
-from ._faults import Faults
 from ._jobs import JobOperations
-from ._model import Job, JobSnapshot, Pool, PoolSnapshot, TaskSnapshot, metadata_dict
+from ._model import Job, JobSnapshot, Pool, PoolSnapshot, TaskSnapshot
 from ._pools import NodeOperations, PoolOperations
 from ._rest import Handler
 from ._scheduler import Scheduler
-from ._state import AccountState, PoolAllocationMode
+from ._state import AccountSettings, AccountState
 from ._tasks import TaskOperations
 
 
@@ -33,22 +31,8 @@ class Service(AccountState):
     """One emulated Batch account: its state, the operations that answer requests, and the
     scheduler that runs its pools, jobs and tasks."""
 
-    def __init__(
-        self,
-        *,
-        account: str,
-        workdir: Path,
-        faults: Faults,
-        allocation_delay: float,
-        pool_allocation_mode: PoolAllocationMode = "UserSubscription",
-    ) -> None:
-        super().__init__(
-            account=account,
-            workdir=workdir,
-            faults=faults,
-            allocation_delay=allocation_delay,
-            pool_allocation_mode=pool_allocation_mode,
-        )
+    def __init__(self, **settings: Unpack[AccountSettings]) -> None:
+        super().__init__(**settings)
         self._scheduler = Scheduler(self)
         self._handlers: dict[str, Handler] = {}
         for group in (PoolOperations(self), NodeOperations(self), JobOperations(self), TaskOperations(self)):
@@ -114,50 +98,19 @@ class Service(AccountState):
         return pool
 
     # ------------------------------------------------------------------ snapshots
+    # what the emulator's inspection calls answer: copies, made under the lock
 
     def snapshot_pools(self) -> list[PoolSnapshot]:
         with self.lock:
-            return [
-                PoolSnapshot(
-                    id=p.id,
-                    state=p.state,
-                    allocation_state=p.allocation_state,
-                    metadata=metadata_dict(p.spec),
-                    node_states={n.id: n.state for n in p.nodes.values()},
-                    resize_errors=copy.deepcopy(p.resize_errors),
-                    auto_for_job=p.auto_for_job,
-                )
-                for p in self.pools.values()
-            ]
+            return [p.snapshot() for p in self.pools.values()]
 
     def snapshot_jobs(self) -> list[JobSnapshot]:
         with self.lock:
-            return [
-                JobSnapshot(
-                    id=j.id,
-                    state=j.state,
-                    pool_id=j.pool_id,
-                    metadata=metadata_dict(j.spec),
-                    terminate_reason=j.terminate_reason,
-                )
-                for j in self.jobs.values()
-            ]
+            return [j.snapshot() for j in self.jobs.values()]
 
     def snapshot_tasks(self, job_id: str) -> list[TaskSnapshot]:
         with self.lock:
             job = self.jobs.get(job_id.lower())
             if job is None:
                 return []
-            return [
-                TaskSnapshot(
-                    id=t.id,
-                    job_id=job.id,
-                    state=t.state,
-                    exit_code=t.execution.get("exitCode"),
-                    result=t.execution.get("result"),
-                    retry_count=int(t.execution.get("retryCount", 0)),
-                    requeue_count=int(t.execution.get("requeueCount", 0)),
-                    node_id=(t.node_info or {}).get("nodeId"),
-                )
-                for t in job.tasks.values()
-            ]
+            return [t.snapshot() for t in job.tasks.values()]

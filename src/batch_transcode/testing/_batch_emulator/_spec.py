@@ -22,11 +22,10 @@ from typing import Any
 import jsonschema
 
 from ._errors import BatchServiceError
+from ._json import JSON, map_objects
 
 API_VERSION = "2025-06-01"
 SPEC_FILE = "batch-service-2025-06-01.json"
-
-JSON = dict[str, Any]
 
 
 @functools.cache
@@ -105,10 +104,10 @@ def match_route(method: str, path: str) -> tuple[Route | None, dict[str, str], b
 
 def _close_schema(node: Any) -> Any:
     """Turn an OpenAPI 2.0 schema fragment into a closed JSON Schema fragment."""
-    if isinstance(node, list):
-        return [_close_schema(x) for x in node]
-    if not isinstance(node, dict):
-        return node
+    return map_objects(node, _close_object)
+
+
+def _close_object(node: JSON) -> JSON:
     out: JSON = {}
     read_only = {
         name

@@ -27,16 +27,16 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NotRequired, TypedDict, TypeVar
 
 from batch_transcode._process import kill_process_group
 
 from ._errors import BatchServiceError, being_deleted, invalid_value, not_found
 from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
-from ._model import JSON, Job, Node, Pool, Task, now
+from ._model import JSON, Job, Node, Pool, Resource, Task, now
 from ._odata import duration_seconds
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +71,34 @@ _LITERAL_FORMULA = re.compile(
     r"^\s*(?:\$(?:TargetDedicatedNodes|TargetLowPriorityNodes|NodeDeallocationOption)\s*=\s*\w+\s*;?\s*)+$"
 )
 _SUBNET_SUBSCRIPTION = re.compile(r"^/subscriptions/([^/]+)/", re.IGNORECASE)
+
+
+_R = TypeVar("_R", bound=Resource)
+
+
+def _look_up(resources: Mapping[str, _R], key: str, kind: str, ident: str) -> _R:
+    """The resource under ``key``, or ``<kind>NotFound`` (for the id ``ident`` asked for)."""
+    res = resources.get(key)
+    if res is None:
+        raise not_found(kind, ident)
+    return res
+
+
+def _writable(res: _R, kind: str) -> _R:
+    """``res`` unless it is being deleted (then ``<kind>BeingDeleted``)."""
+    if res.state == "deleting":
+        raise being_deleted(kind)
+    return res
+
+
+class AccountSettings(TypedDict):
+    """The keyword arguments of :class:`AccountState`, for the classes built on it."""
+
+    account: str
+    workdir: Path
+    faults: Faults
+    allocation_delay: float
+    pool_allocation_mode: NotRequired[PoolAllocationMode]
 
 
 class AccountState:
@@ -129,44 +157,26 @@ class AccountState:
     # ------------------------------------------------------------------ look-ups
 
     def pool(self, pool_id: str) -> Pool:
-        pool = self.pools.get(pool_id.lower())
-        if pool is None:
-            raise not_found("Pool", pool_id)
-        return pool
+        return _look_up(self.pools, pool_id.lower(), "Pool", pool_id)
 
     def writable_pool(self, pool_id: str) -> Pool:
-        pool = self.pool(pool_id)
-        if pool.state == "deleting":
-            raise being_deleted("Pool")
-        return pool
+        return _writable(self.pool(pool_id), "Pool")
 
     def node(self, pool: Pool, node_id: str) -> Node:
-        node = pool.nodes.get(node_id)
-        if node is None:
-            raise not_found("Node", node_id)
-        return node
+        return _look_up(pool.nodes, node_id, "Node", node_id)
 
     def node_root(self, pool_id: str, node_id: str) -> Path:
         """The directory that is the node's disk."""
         return self.workdir / "nodes" / pool_id / node_id
 
     def job(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id.lower())
-        if job is None:
-            raise not_found("Job", job_id)
-        return job
+        return _look_up(self.jobs, job_id.lower(), "Job", job_id)
 
     def writable_job(self, job_id: str) -> Job:
-        job = self.job(job_id)
-        if job.state == "deleting":
-            raise being_deleted("Job")
-        return job
+        return _writable(self.job(job_id), "Job")
 
     def task(self, job: Job, task_id: str) -> Task:
-        task = job.tasks.get(task_id.lower())
-        if task is None:
-            raise not_found("Task", task_id)
-        return task
+        return _look_up(job.tasks, task_id.lower(), "Task", task_id)
 
     # ------------------------------------------------------------------ pools
 

@@ -13,25 +13,27 @@ from __future__ import annotations
 import copy
 from functools import partial
 from pathlib import Path
-from urllib.parse import quote
 
 from batch_transcode._process import kill_process_group
 
-from ._errors import BatchServiceError, exists, invalid_value
+from ._errors import BatchServiceError, invalid_value
 from ._model import JSON, Job, Task, iso
-from ._odata import apply_select, duration_seconds
-from ._rest import Call, Operations, Reply, check_id
+from ._odata import duration_seconds
+from ._rest import Call, FileOperations, Reply, new_id
 
 MAX_TASKS_PER_COLLECTION = 100
 
 
-class TaskOperations(Operations):
+class TaskOperations(FileOperations):
     """``Tasks_*``: tasks and their files."""
 
+    op_Tasks_GetTaskFile = FileOperations.get_file
+    op_Tasks_GetTaskFileProperties = FileOperations.get_file_properties
+    op_Tasks_DeleteTaskFile = FileOperations.delete_file
+    op_Tasks_ListTaskFiles = FileOperations.list_files
+
     def _add_task(self, job: Job, spec: JSON) -> Task:
-        task_id = check_id(spec.get("id"))
-        if task_id.lower() in job.tasks:
-            raise exists("Task")
+        task_id = new_id(spec.get("id"), job.tasks, "Task")
         constraints = spec.get("constraints") or {}
         for prop in ("maxWallClockTime", "retentionTime"):
             if prop in constraints:
@@ -69,8 +71,7 @@ class TaskOperations(Operations):
             job = self._job_for_add(call.params["jobId"])
             task = self._add_task(job, call.body)
             self.state.changed.notify_all()
-            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}"
-            return Reply(201, None, {**self._entity_headers(task, url), "Location": url})
+            return self._created(task)
 
     def op_Tasks_CreateTaskCollection(self, call: Call) -> Reply:
         values = call.body.get("value") or []
@@ -126,11 +127,8 @@ class TaskOperations(Operations):
         with self.state.lock:
             job = self.state.job(call.params["jobId"])
             task = self.state.task(job, call.params["taskId"])
-            doc = apply_select(task.to_json(self.state.endpoint, job), call.query.get("$select"))
-            doc["odata.metadata"] = f"{self.state.endpoint}/$metadata#tasks/@Element"
-            return Reply(
-                200, doc, self._entity_headers(task, f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}")
-            )
+            doc = self._element(call, task.to_json(self.state.endpoint, job), "tasks")
+            return self._reply(200, task, doc)
 
     def op_Tasks_ListTasks(self, call: Call) -> Reply:
         with self.state.lock:
@@ -168,8 +166,7 @@ class TaskOperations(Operations):
                     result="failure",
                     failure=("usererror", "TaskEnded", "Task Was Ended by User Request"),
                 )
-            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}"
-            return Reply(204, None, self._entity_headers(task, url))
+            return self._reply(204, task)
 
     def op_Tasks_ReactivateTask(self, call: Call) -> Reply:
         with self.state.lock:
@@ -194,9 +191,7 @@ class TaskOperations(Operations):
             task.execution = {"retryCount": 0, "requeueCount": 0}
             task.set_state("active")
             self.state.changed.notify_all()
-            return Reply(
-                204, None, self._entity_headers(task, f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}")
-            )
+            return self._reply(204, task)
 
     def _task_dir(self, job: Job, task: Task) -> Path:
         if task.last_node is None:
@@ -209,29 +204,7 @@ class TaskOperations(Operations):
         pool_id, node_id = task.last_node
         return self.state.node_root(pool_id, node_id) / "workitems" / job.id / "job-1" / task.id
 
-    def op_Tasks_GetTaskFile(self, call: Call, head: bool = False) -> Reply:
-        with self.state.lock:
-            job = self.state.job(call.params["jobId"])
-            task = self.state.task(job, call.params["taskId"])
-            base = self._task_dir(job, task)
-            rel = call.params["filePath"]
-            url = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}/files/{quote(rel)}"
-            return self._file_reply(base, rel, url, head, call.headers)
-
-    def op_Tasks_DeleteTaskFile(self, call: Call) -> Reply:
-        with self.state.lock:
-            job = self.state.job(call.params["jobId"])
-            task = self.state.task(job, call.params["taskId"])
-            recursive = (call.query.get("recursive") or "false").lower() == "true"
-            return self._delete_file(self._task_dir(job, task), call.params["filePath"], recursive)
-
-    def op_Tasks_GetTaskFileProperties(self, call: Call) -> Reply:
-        return self.op_Tasks_GetTaskFile(call, head=True)
-
-    def op_Tasks_ListTaskFiles(self, call: Call) -> Reply:
-        with self.state.lock:
-            job = self.state.job(call.params["jobId"])
-            task = self.state.task(job, call.params["taskId"])
-            base = self._task_dir(job, task)
-            prefix = f"{self.state.endpoint}/jobs/{job.id}/tasks/{task.id}/files"
-            return self._list_files(call, base, prefix, "files", f"/jobs/{job.id}/tasks/{task.id}/files")
+    def _files(self, call: Call) -> tuple[Path, str]:
+        job = self.state.job(call.params["jobId"])
+        task = self.state.task(job, call.params["taskId"])
+        return self._task_dir(job, task), f"/jobs/{job.id}/tasks/{task.id}/files"
