@@ -8,7 +8,19 @@ avoided (a Batch task command line) :func:`shell_line` quotes every word.
 One run reads the input once and writes every output: ffmpeg takes any number
 of outputs after one ``-i``, each with its own options before its name
 (https://ffmpeg.org/ffmpeg.html#Synopsis), and decodes each input stream once
-for all of them.
+for all of them. Several video outputs (renditions) take the decoded video from
+one ``split`` filter, each through its own scale chain.
+
+A video preset's output (:meth:`Preset.video`):
+
+- streams: the first video stream that is not a cover picture (``-map 0:V:0``) and
+  the first audio stream if there is one (``-map 0:a:0?``); subtitles, data and
+  attachments are left out;
+- size: at most ``max_width`` x ``max_height``, the aspect ratio kept, never
+  upscaled, both dimensions even (4:2:0 video needs them): the nearest even sizes
+  that fit, so a source kept at its size loses an odd row or column;
+- pixel format: the first of the codec's formats nearest the source's (a ``format``
+  filter lets ffmpeg choose): a 10-bit source stays 10-bit where the codec allows it.
 """
 
 from __future__ import annotations
@@ -16,9 +28,23 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from batch_transcode._presets import DEFAULT_LOUDNESS_SAMPLE_RATE, Preset
+from batch_transcode._presets import (
+    DEFAULT_LOUDNESS_SAMPLE_RATE,
+    VIDEO_AUDIO_ENCODERS,
+    VIDEO_CODECS,
+    Preset,
+)
 
-__all__ = ["SEEK_FRACTION_WORD", "ffmpeg_argv", "loudnorm_filter", "output_args", "shell_line"]
+__all__ = [
+    "SEEK_FRACTION_WORD",
+    "ffmpeg_argv",
+    "loudnorm_filter",
+    "output_args",
+    "renditions_graph",
+    "shell_line",
+    "size_note",
+    "video_filters",
+]
 
 #: Options an audio option of a preset replaces in its ``args`` (option -> words it takes).
 _BITRATE_OPTIONS = ("-b:a", "-ab", "-q:a", "-aq", "-qscale:a")
@@ -71,10 +97,81 @@ def _seek(preset: Preset, duration: float | None) -> str | None:
     return f"{preset.seek_fraction * duration:.3f}"
 
 
-def output_args(preset: Preset) -> list[str]:
+def _scale(preset: Preset) -> str:
+    """The scale filter of a video preset: inside ``max_width`` x ``max_height`` (each
+    ``min``-ed with the source's own, so nothing is upscaled), aspect ratio kept, both
+    dimensions the nearest even numbers that fit (https://ffmpeg.org/ffmpeg-filters.html#scale-1)."""
+    width = "iw" if preset.max_width is None else f"min(iw\\,{preset.max_width})"
+    height = "ih" if preset.max_height is None else f"min(ih\\,{preset.max_height})"
+    return f"scale=w={width}:h={height}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+
+
+def video_filters(preset: Preset) -> str:
+    """The filter chain of a video preset's video: ``fps`` (when it sets one), scale, then
+    a ``format`` filter listing the pixel formats its codec may write, in preference
+    order; ffmpeg picks the one nearest the source's."""
+    if preset.video_codec is None:
+        raise ValueError(f"preset {preset.name!r} is not a video preset")
+    codec = VIDEO_CODECS[preset.video_codec]
+    chain = [f"fps={preset.fps:g}"] if preset.fps is not None else []
+    chain += [_scale(preset), "format=" + "|".join(codec.pixel_formats)]
+    return ",".join(chain)
+
+
+def renditions_graph(presets: Sequence[Preset]) -> str:
+    """A ``-filter_complex`` decoding the first video stream once for each of the video
+    ``presets``: ``split`` into one branch each, then each branch's own chain, ending at
+    the labels ``[o0]``, ``[o1]``... in the presets' order."""
+    count = len(presets)
+    parts = [f"[0:V:0]split={count}" + "".join(f"[v{n}]" for n in range(count))]
+    parts += [f"[v{n}]{video_filters(p)}[o{n}]" for n, p in enumerate(presets)]
+    return ";".join(parts)
+
+
+def _doubled(bitrate: str) -> str:
+    """``bitrate`` times two, in the same unit (``"5M"`` -> ``"10M"``): a VBV buffer of two
+    seconds at the cap."""
+    unit = bitrate[-1] if bitrate[-1] in "kKmM" else ""
+    return f"{int(bitrate.removesuffix(unit)) * 2}{unit}"
+
+
+def _video_args(preset: Preset, video: str | None) -> list[str]:
+    """A video preset's options before its extra ``args``: streams, filters, encoder,
+    audio encoder, container flags."""
+    assert preset.video_codec is not None  # noqa: S101 - output_args checked it
+    codec = VIDEO_CODECS[preset.video_codec]
+    words = ["-map", "0:V:0", "-vf", video_filters(preset)] if video is None else ["-map", video]
+    if preset.audio is not None:
+        words += ["-map", "0:a:0?"]
+    crf = codec.default_crf if preset.crf is None else preset.crf
+    speed = codec.default_speed if preset.speed is None else preset.speed
+    cap = preset.max_bitrate
+    words += ["-c:v", codec.encoder]
+    if codec.name == "vp9":
+        # -b:v 0: constant quality; with a cap, constrained quality up to it. -row-mt 1
+        # spreads one frame over the cores (https://trac.ffmpeg.org/wiki/Encode/VP9).
+        words += ["-crf", str(crf), "-b:v", cap or "0", "-row-mt", "1"]
+        words += ["-deadline", "good", "-cpu-used", str(speed)]
+    else:
+        words += ["-preset", str(speed), "-crf", str(crf)]
+        if cap is not None:  # capped CRF: the cap with a two-second buffer
+            words += ["-maxrate", cap, "-bufsize", _doubled(cap)]
+    ext = preset.extension.lower()
+    if codec.name == "hevc" and ext in ("mp4", "mov"):
+        words += ["-tag:v", "hvc1"]  # Apple's players open HEVC tagged hvc1 only
+    if preset.audio is not None:
+        words += ["-c:a", VIDEO_AUDIO_ENCODERS[preset.audio]]
+    if ext in ("mp4", "mov"):
+        words += ["-movflags", "+faststart"]  # the index first: playback starts before the download ends
+    return words
+
+
+def output_args(preset: Preset, *, video: str | None = None) -> list[str]:
     """The options of one output: the preset's ``args`` with its audio options applied
-    (each replaces what ``args`` says on the same point)."""
-    args = list(preset.args)
+    (each replaces what ``args`` says on the same point). A video preset's options come
+    from its fields, then its ``args``; ``video`` is the filter graph output feeding it
+    (renditions, see :func:`renditions_graph`), else it filters the input itself."""
+    args = [*_video_args(preset, video), *preset.args] if preset.is_video else list(preset.args)
     tail: list[str] = []
     if preset.bitrate is not None:
         args = _without(args, _BITRATE_OPTIONS)
@@ -113,16 +210,24 @@ def ffmpeg_argv(
     instead of decoding up to the time), and takes its first video stream, if any
     (``-map N:v:0?``); other outputs with a start time seek as an output option, decoding
     up to it (https://ffmpeg.org/ffmpeg.html#Main-options, #Advanced-options).
+
+    Two or more video presets (renditions) share one decoding of the video through a
+    ``split`` (:func:`renditions_graph`); one video preset filters its own (``-vf``).
     """
     if not outputs:
         raise ValueError("ffmpeg_argv needs at least one output")
     url = _file_url(source)
     inputs = ["-i", url]
     count = 1
+    videos = [n for n, (_, p) in enumerate(outputs) if p.is_video]
+    labels: dict[int, str] = {}
     words: list[str] = []
-    for output, preset in outputs:
+    if len(videos) > 1:
+        words += ["-filter_complex", renditions_graph([outputs[n][1] for n in videos])]
+        labels = {n: f"[o{k}]" for k, n in enumerate(videos)}
+    for n, (output, preset) in enumerate(outputs):
         seek = _seek(preset, duration)
-        options = output_args(preset)
+        options = output_args(preset, video=labels.get(n))
         if seek is not None and preset.video_only:
             inputs += ["-ss", seek, "-i", url]
             options = ["-map", f"{count}:v:0?", *options]
@@ -131,6 +236,28 @@ def ffmpeg_argv(
             options = ["-ss", seek, *options]
         words += [*options, _file_url(output)]
     return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs, *words]
+
+
+def size_note(preset: Preset, width: int, height: int) -> str | None:
+    """What to tell about a video output whose source (``width`` x ``height``, as shown)
+    is smaller than its preset's size cap in every capped dimension: it keeps the
+    source's size (rounded down to even), it is not upscaled. ``None`` otherwise."""
+    caps = [(preset.max_width, width), (preset.max_height, height)]
+    capped = [(cap, have) for cap, have in caps if cap is not None]
+    if not preset.is_video or not capped or any(have >= cap for cap, have in capped):
+        return None
+    if preset.max_width is not None and preset.max_height is not None:
+        limit = f"{preset.max_width}x{preset.max_height}"
+    elif preset.max_height is not None:
+        limit = f"{preset.max_height} pixels high"
+    else:
+        limit = f"{preset.max_width} pixels wide"
+    kept = f"{width - width % 2}x{height - height % 2}"
+    rounded = f" (rounded down to even: {kept})" if kept != f"{width}x{height}" else ""
+    return (
+        f"{preset.name}: the source is {width}x{height}, smaller than {limit}: "
+        f"kept at its size{rounded}, not upscaled"
+    )
 
 
 def shell_line(argv: Sequence[str]) -> str:

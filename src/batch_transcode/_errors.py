@@ -16,6 +16,7 @@ catches them all::
     │   └── ProvisioningError                 pool/nodes could not be made ready
     ├── AttachError (also LookupError)        no job to attach to under that id
     ├── RunTimeoutError (also TimeoutError)   the run did not finish in time
+    ├── QualityError                          a quality measurement failed (the output is kept)
     ├── TranscodeFailedError                  raised by Report.raise_for_failures()
     └── TeardownError                         some resources could not be removed
 
@@ -40,6 +41,7 @@ __all__ = [
     "MissingInputError",
     "OutputCollisionError",
     "ProvisioningError",
+    "QualityError",
     "RunTimeoutError",
     "ServiceUnavailableError",
     "SessionStateError",
@@ -172,6 +174,31 @@ class AttachError(TranscodeError, LookupError):
 
 class RunTimeoutError(TranscodeError, TimeoutError):
     """The run did not finish within its time limit."""
+
+
+class QualityError(TranscodeError):
+    """Measuring an output's quality (VMAF, PSNR, SSIM) against its source failed.
+
+    The conversion itself is fine: the output stays, only its scores are missing (a
+    run records this as a note on the output, never as a failed file). ``source`` and
+    ``output`` name the pair measured, where known; ``stderr_tail`` is the end of
+    ffmpeg's standard error, where there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        output: str | None = None,
+        stderr_tail: str | None = None,
+    ) -> None:
+        if stderr_tail:
+            message = f"{message}\n{stderr_tail}"
+        super().__init__(message)
+        self.source = source
+        self.output = output
+        self.stderr_tail = stderr_tail
 
 
 class _Failed(Protocol):

@@ -11,14 +11,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from batch_transcode._backend import RunRequest
-from batch_transcode._commands import ffmpeg_argv
+from batch_transcode._commands import ffmpeg_argv, size_note
 from batch_transcode._config import LocalConfig
 from batch_transcode._ffmpeg import (
     DURATION_UNKNOWN_LINE,
     EMPTY_OUTPUT_LINE,
+    InputInfo,
+    check_encoders,
     describe_ffmpeg_failure,
     find_ffmpeg,
-    probe_duration,
+    probe_input,
     temporary_output,
 )
 from batch_transcode._naming import WorkItem
@@ -29,6 +31,15 @@ from batch_transcode._teardown import Teardown
 __all__ = ["LocalBackend"]
 
 log = logging.getLogger(__name__)
+
+#: How long asking ffmpeg for its encoders and filters may take at most.
+BUILD_CHECK_TIMEOUT = 30.0
+
+
+def _ffmpeg_env() -> dict[str, str]:
+    """ffmpeg's environment: ours, with SVT-AV1's own log held to errors (it prints a
+    banner and its settings to stderr whatever ffmpeg's ``-loglevel``) unless set."""
+    return {**os.environ, "SVT_LOG": os.environ.get("SVT_LOG", "1")}
 
 
 def _written(path: Path) -> bool:
@@ -59,7 +70,12 @@ class LocalBackend:
 
     def run(self, request: RunRequest) -> None:
         """Convert ``request.items``, at most ``workers`` at a time over all runs, reporting
-        each result (files cancelled before they ran too) through ``request.progress``."""
+        each result (files cancelled before they ran too) through ``request.progress``.
+
+        Raises :class:`ConfigError` before any file runs if this ffmpeg lacks an encoder
+        or filter of the presets (asked once per ffmpeg executable)."""
+        timeout = min(BUILD_CHECK_TIMEOUT, self.config.timeout or BUILD_CHECK_TIMEOUT)
+        check_encoders(self.ffmpeg, request.presets, where="on this machine", timeout=timeout)
         _LocalRun(self, request).run()
 
 
@@ -84,19 +100,21 @@ class _LocalRun:
             return FileResult.cancellation(item.source, "cancelled before it started")
         self.progress.started(item.source)
         started = time.monotonic()
-        duration = None
-        if any(p.seek_fraction is not None for p in self.presets):
-            duration = probe_duration(self.backend.ffmpeg, str(item.source))
-            if duration is None:
-                why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
-                return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
+        placed = any(p.seek_fraction is not None for p in self.presets)
+        capped = any(p.max_width is not None or p.max_height is not None for p in self.presets)
+        header = probe_input(self.backend.ffmpeg, str(item.source)) if placed or capped else InputInfo()
+        if placed and header.duration is None:
+            why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
+            return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
+        for note in self._size_notes(header):
+            log.info("%s: %s", item.source, note)
         item.outputs[0].parent.mkdir(parents=True, exist_ok=True)
         tmps = [temporary_output(output) for output in item.outputs]
         argv = ffmpeg_argv(
             self.backend.ffmpeg,
             str(item.source),
             [(str(tmp), preset) for tmp, preset in zip(tmps, self.presets, strict=True)],
-            duration=duration,
+            duration=header.duration,
         )
         try:
             try:
@@ -108,6 +126,14 @@ class _LocalRun:
             for tmp in tmps:
                 tmp.unlink(missing_ok=True)
 
+    def _size_notes(self, header: InputInfo) -> list[str]:
+        """A note per video output that keeps its source's size, smaller than its preset's
+        cap (it is not upscaled)."""
+        if header.video_size is None:
+            return []
+        notes = (size_note(p, *header.video_size) for p in self.presets)
+        return [n for n in notes if n is not None]
+
     def _ffmpeg(self, argv: list[str]) -> tuple[int | None, str]:
         """Run ffmpeg to its end, its timeout or a cancel (:meth:`stop_all` kills it):
         its exit code (``None``: stopped at the timeout) and its stderr."""
@@ -116,6 +142,7 @@ class _LocalRun:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=_ffmpeg_env(),
             start_new_session=True,  # Ctrl-C reaches us, and we stop the children ourselves
         )
         with self._lock:

@@ -10,8 +10,9 @@ from pathlib import Path
 import attrs
 
 from batch_transcode._errors import InputError, MissingInputError, OutputCollisionError
+from batch_transcode._presets import Preset
 
-__all__ = ["MEDIA_EXTENSIONS", "WorkItem", "discover", "plan_work", "validate_inputs"]
+__all__ = ["MEDIA_EXTENSIONS", "WorkItem", "discover", "output_suffixes", "plan_work", "validate_inputs"]
 
 #: File extensions picked up when a directory is given to the CLI.
 MEDIA_EXTENSIONS = frozenset(
@@ -83,17 +84,30 @@ def _common_parent(sources: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([str(s.parent) for s in sources]))
 
 
-def plan_work(
-    sources: Sequence[Path], output_dir: str | os.PathLike[str], extensions: Sequence[str]
-) -> list[WorkItem]:
-    """Map each source to its outputs under ``output_dir``, one output per extension
-    (as many as the run has presets).
+def output_suffixes(presets: Sequence[Preset]) -> tuple[str, ...]:
+    """What follows a source's stem in each output's name, one per preset in order: the
+    preset's extension (``mp3``), or, when another preset of the run writes the same
+    extension (renditions), its name and extension (``h264-720p.mp4``).
+    :func:`~batch_transcode._presets.resolve_presets` made sure those names differ."""
+    counts: dict[str, int] = defaultdict(int)
+    for p in presets:
+        counts[p.extension.lower()] += 1
+    return tuple(
+        f"{p.name}.{p.extension}" if counts[p.extension.lower()] > 1 else p.extension for p in presets
+    )
 
-    Every output of a source has the source's stem and its own extension. Outputs
-    keep the sources' directory layout relative to their common parent
-    and keep inner dots (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to
-    one output, or an output that would overwrite its own source, raise
-    :class:`OutputCollisionError` before any work starts.
+
+def plan_work(
+    sources: Sequence[Path], output_dir: str | os.PathLike[str], suffixes: Sequence[str]
+) -> list[WorkItem]:
+    """Map each source to its outputs under ``output_dir``, one output per suffix (as
+    many as the run has presets: :func:`output_suffixes`; an extension is a suffix).
+
+    Every output of a source is named ``<stem>.<suffix>``. Outputs keep the sources'
+    directory layout relative to their common parent and keep inner dots
+    (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to one output, two outputs of
+    one source with one name, or an output that would overwrite its own source,
+    raise :class:`OutputCollisionError` before any work starts.
     """
     out_root = Path(output_dir).absolute()
     root = _common_parent(sources)
@@ -102,7 +116,7 @@ def plan_work(
     for index, source in enumerate(sources):
         rel = source.relative_to(root)
         stem = rel.stem if rel.suffix else rel.name
-        rel_outs = [rel.with_name(f"{stem}.{ext}") for ext in extensions]
+        rel_outs = [rel.with_name(f"{stem}.{suffix}") for suffix in suffixes]
         outputs = [out_root / r for r in rel_outs]
         for output in outputs:
             by_output[output].append(source)

@@ -118,6 +118,8 @@ def output_bytes_estimate(input_bytes: int, preset: Preset) -> int:
     the preset's bit rate (its ``bitrate``, else the format's usual one)."""
     if preset.video_only:
         return THUMBNAIL_BYTES
+    if preset.is_video:  # its bitrate is its audio's: assume the input's own size
+        return input_bytes
     seconds = input_bytes * 8 / (ASSUMED_INPUT_KBPS * 1000)
     kbps = _kbps(preset.bitrate) if preset.bitrate else OUTPUT_KBPS.get(preset.extension.lower())
     if kbps is None:  # a custom format (video, say): assume the input's own size

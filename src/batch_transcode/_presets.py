@@ -15,20 +15,145 @@ from batch_transcode._errors import ConfigError
 __all__ = [
     "DEFAULT_LOUDNESS_SAMPLE_RATE",
     "PRESETS",
+    "VIDEO_CODECS",
     "Preset",
     "PresetSpec",
+    "VideoCodec",
     "resolve_preset",
     "resolve_presets",
 ]
 
 _EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
 _BITRATE = re.compile(r"^[1-9][0-9]{0,6}[kK]?$")
+_VIDEO_BITRATE = re.compile(r"^[1-9][0-9]{0,6}[kKmM]?$")
+#: A preset name that can stand in a file name (``<stem>.<name>.<ext>`` for renditions).
+_FILE_NAME_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 #: The sample rate of a loudness-normalised output whose preset sets none. ffmpeg's
 #: loudnorm filter upsamples to 192 kHz in its dynamic (single-pass) mode
 #: (https://ffmpeg.org/ffmpeg-filters.html#loudnorm); 48 kHz suits every built-in
 #: audio format, Opus included.
 DEFAULT_LOUDNESS_SAMPLE_RATE = 48000
+
+#: The audio of a video preset unless told otherwise: stereo (a 5.1 source is downmixed
+#: by ffmpeg's default matrix) at a bit rate transparent for stereo AAC and Opus.
+VIDEO_AUDIO_BITRATE = "128k"
+VIDEO_AUDIO_CHANNELS = 2
+
+_X26X_SPEEDS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+
+
+@attrs.frozen(kw_only=True)
+class VideoCodec:
+    """What a video preset knows of its codec: the ffmpeg encoder, the pixel formats it
+    may write (in preference order; ffmpeg picks the one nearest the source's), the
+    ``crf`` range and defaults, what ``speed`` means, the containers it goes in (the
+    first is the default) and the audio codec it pairs with by default."""
+
+    name: str
+    encoder: str
+    pixel_formats: tuple[str, ...]
+    crf_max: int
+    default_crf: int
+    #: x264/x265 preset names (fastest first), or else ``speed_range``: whole numbers.
+    speed_names: tuple[str, ...] = ()
+    speed_range: tuple[int, int] = (0, 0)
+    default_speed: str | int
+    containers: tuple[str, ...]
+    default_audio: str
+
+    def speed_ok(self, speed: object) -> bool:
+        if self.speed_names:
+            return speed in self.speed_names
+        low, high = self.speed_range
+        return isinstance(speed, int) and not isinstance(speed, bool) and low <= speed <= high
+
+    def speed_help(self) -> str:
+        if self.speed_names:
+            return "one of " + ", ".join(self.speed_names)
+        low, high = self.speed_range
+        return f"a whole number from {low} (slowest, smallest files) to {high} (fastest)"
+
+
+#: The codecs of :meth:`Preset.video`, by the name it takes.
+VIDEO_CODECS: dict[str, VideoCodec] = {
+    c.name: c
+    for c in (
+        # 8-bit only: every H.264 decoder plays 4:2:0 8-bit; few play High 10.
+        VideoCodec(
+            name="h264",
+            encoder="libx264",
+            pixel_formats=("yuv420p",),
+            crf_max=51,
+            default_crf=23,
+            speed_names=_X26X_SPEEDS,
+            default_speed="medium",
+            containers=("mp4", "mkv", "mov"),
+            default_audio="aac",
+        ),
+        VideoCodec(
+            name="hevc",
+            encoder="libx265",
+            pixel_formats=("yuv420p10le", "yuv420p"),
+            crf_max=51,
+            default_crf=28,
+            speed_names=_X26X_SPEEDS,
+            default_speed="medium",
+            containers=("mp4", "mkv", "mov"),
+            default_audio="aac",
+        ),
+        VideoCodec(
+            name="av1",
+            encoder="libsvtav1",
+            pixel_formats=("yuv420p10le", "yuv420p"),
+            crf_max=63,
+            default_crf=35,
+            speed_range=(0, 13),
+            default_speed=6,
+            containers=("mp4", "mkv", "webm"),
+            default_audio="opus",
+        ),
+        VideoCodec(
+            name="vp9",
+            encoder="libvpx-vp9",
+            pixel_formats=("yuv420p10le", "yuv420p"),
+            crf_max=63,
+            default_crf=31,
+            speed_range=(0, 8),
+            default_speed=2,
+            containers=("webm", "mkv", "mp4"),
+            default_audio="opus",
+        ),
+    )
+}
+
+#: Other names :meth:`Preset.video` takes for its codecs (the encoders' among them).
+_CODEC_ALIASES = {
+    "avc": "h264", "x264": "h264", "libx264": "h264",
+    "h265": "hevc", "x265": "hevc", "libx265": "hevc",
+    "svt-av1": "av1", "svtav1": "av1", "libsvtav1": "av1",
+    "libvpx-vp9": "vp9",
+}  # fmt: skip
+
+#: The audio of a video preset (``audio=``) -> the ffmpeg encoder (``copy``: as it is).
+VIDEO_AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus", "copy": "copy"}
+#: Audio codecs a container cannot hold (the others it takes).
+_CONTAINER_REFUSES = {"webm": {"aac"}, "mov": {"opus"}}
+
+
+def _codec_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    name = str(value).lower()
+    name = _CODEC_ALIASES.get(name, name)
+    if name not in VIDEO_CODECS:
+        raise ConfigError(
+            f"unknown video codec {value!r}; use one of {', '.join(VIDEO_CODECS)} (or its encoder's "
+            "name, e.g. libx264), or write the ffmpeg options yourself: Preset.custom(extension, args)"
+        )
+    return name
 
 
 def _args(value: Sequence[str]) -> tuple[str, ...]:
@@ -60,6 +185,10 @@ def _copies_audio(args: Sequence[str]) -> bool:
     )
 
 
+#: The fields only a video preset has (``Preset.video``).
+_VIDEO_FIELDS = ("crf", "speed", "max_width", "max_height", "max_bitrate", "fps", "audio")
+
+
 @attrs.define(frozen=True, kw_only=True)
 class Preset:
     """An output format: a file extension plus the ffmpeg arguments that produce it.
@@ -79,6 +208,11 @@ class Preset:
 
         PRESETS["mp3"].with_audio(bitrate="96k", channels=1, loudness=-16)
 
+    A video preset (:meth:`Preset.video`; ``video_codec`` is set) keeps its settings
+    as plain fields (``crf``, ``speed``, ``max_width``, ``max_height``,
+    ``max_bitrate``, ``fps``, ``audio``), from which the command builder writes the
+    ffmpeg options; its ``args`` are extra options after those.
+
     >>> Preset.custom("mkv", ["-c:v", "libx264", "-crf", "28", "-c:a", "copy"])
     Preset(name='mkv', extension='mkv', args=(...), audio_only=False, ...)
     """
@@ -94,6 +228,14 @@ class Preset:
     loudness: float | None = None
     seek: float | None = None
     seek_fraction: float | None = None
+    video_codec: str | None = attrs.field(default=None, converter=_codec_name)
+    crf: int | None = None
+    speed: str | int | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    max_bitrate: str | None = None
+    fps: float | None = None
+    audio: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if not _EXT.match(self.extension):
@@ -122,10 +264,66 @@ class Preset:
                 f"preset {self.name!r} writes no audio: bitrate, channels, sample_rate and "
                 "loudness do not apply to it"
             )
+        if self.video_codec is None:
+            given = [f for f in _VIDEO_FIELDS if getattr(self, f) is not None]
+            if given:
+                raise ConfigError(
+                    f"preset {self.name!r}: {', '.join(given)} apply to video presets only; "
+                    "make one with Preset.video(codec=..., ...)"
+                )
+        else:
+            self._check_video(VIDEO_CODECS[self.video_codec])
+
+    def _check_video(self, codec: VideoCodec) -> None:
+        """The settings of a video preset make sense together (``video_codec`` is set)."""
+        if self.audio_only or self.video_only:
+            raise ConfigError(
+                f"video preset {self.name!r} writes video and, when the input has it, audio: it is "
+                "neither audio_only nor video_only (for no audio, pass Preset.video(audio=None))"
+            )
+        if self.extension.lower() not in codec.containers:
+            raise ConfigError(
+                f"{codec.name} video goes in {', '.join(codec.containers)} files here, not "
+                f".{self.extension}; pass container= one of them"
+            )
+        _whole("crf", self.crf, 0, codec.crf_max)
+        if self.speed is not None and not codec.speed_ok(self.speed):
+            raise ConfigError(f"speed of {codec.name} must be {codec.speed_help()}, got {self.speed!r}")
+        _whole("max_width", self.max_width, 16, 16384)
+        _whole("max_height", self.max_height, 16, 16384)
+        if self.max_bitrate is not None and not (
+            isinstance(self.max_bitrate, str) and _VIDEO_BITRATE.match(self.max_bitrate)
+        ):
+            raise ConfigError(
+                "max_bitrate must be bits per second like '5M', '2500k' or '800000', "
+                f"got {self.max_bitrate!r}"
+            )
+        _number("fps", self.fps, 1.0, 240.0, "frames per second")
+        if self.audio is not None and self.audio not in VIDEO_AUDIO_ENCODERS:
+            raise ConfigError(
+                "audio of a video preset must be 'aac', 'opus', 'copy' or None (no audio), "
+                f"got {self.audio!r}"
+            )
+        if self.audio in _CONTAINER_REFUSES.get(self.extension.lower(), set()):
+            raise ConfigError(
+                f".{self.extension} files cannot hold {self.audio} audio; pass audio='opus' or 'aac' "
+                "to suit the container, or another container="
+            )
+        if self.audio in (None, "copy") and self.has_audio_options:
+            what = "writes no audio" if self.audio is None else "copies the audio as it is"
+            raise ConfigError(
+                f"video preset {self.name!r} {what}: bitrate, channels, sample_rate and loudness "
+                "need the audio re-encoded; pass audio='aac' or 'opus'"
+            )
 
     @property
     def has_audio_options(self) -> bool:
         return any(v is not None for v in (self.bitrate, self.channels, self.sample_rate, self.loudness))
+
+    @property
+    def is_video(self) -> bool:
+        """A video preset (made by :meth:`Preset.video`)."""
+        return self.video_codec is not None
 
     def with_audio(
         self,
@@ -155,6 +353,73 @@ class Preset:
         """A preset of your own: ``extension`` of the outputs and ffmpeg ``args``."""
         ext = extension.lstrip(".")
         return cls(name=name or ext, extension=ext, args=_args(args), audio_only=audio_only)
+
+    @classmethod
+    def video(
+        cls,
+        *,
+        codec: str,
+        crf: int | None = None,
+        speed: str | int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        max_bitrate: str | None = None,
+        fps: float | None = None,
+        audio: str | None = "auto",
+        container: str | None = None,
+        name: str | None = None,
+        args: Sequence[str] = (),
+    ) -> Preset:
+        """A video output: the input's first video stream encoded with ``codec``, and its
+        first audio stream, if it has one, as stereo AAC or Opus.
+
+        ``codec`` is ``"h264"`` (libx264), ``"hevc"`` (libx265), ``"av1"`` (SVT-AV1) or
+        ``"vp9"`` (libvpx-vp9). ``crf`` is the constant quality (lower: better and
+        bigger; the default is the named preset's); ``speed`` the encoder's speed
+        (x264/x265 preset names such as ``"medium"`` or ``"veryfast"``, SVT-AV1 presets
+        0-13, VP9 ``cpu-used`` 0-8). ``height`` and ``width`` cap the size, keeping the
+        aspect ratio and never upscaling (both dimensions even: the nearest that fit).
+        ``max_bitrate`` (``"5M"``) caps the bit rate of the constant quality; ``fps``
+        changes the frame rate. ``audio`` is ``"aac"``, ``"opus"``, ``"copy"`` (as it
+        is) or ``None`` (no audio); ``"auto"`` is AAC with H.264 and HEVC, Opus with AV1
+        and VP9. ``container`` is the file extension (``mp4``, ``mkv``, ``webm``,
+        ``mov``: those the codec goes in); ``name`` names the preset (by default the
+        codec and its size cap: ``h264-720p``); ``args`` are more ffmpeg output options,
+        after the generated ones (``["-map", "0:s?", "-c:s", "copy"]`` in an MKV keeps
+        subtitles). Audio options can follow with :meth:`with_audio`.
+        """
+        spec = VIDEO_CODECS[_codec_name(codec) or ""]
+        if audio == "auto":
+            audio = spec.default_audio
+        ext = (container or spec.containers[0]).lstrip(".").lower()
+        if name is None:
+            size = (
+                f"-{width}x{height}"
+                if width is not None and height is not None
+                else f"-{height}p"
+                if height is not None
+                else f"-{width}w"
+                if width is not None
+                else ""
+            )
+            name = spec.name + size
+        encoded = audio in ("aac", "opus")
+        return cls(
+            name=name,
+            extension=ext,
+            args=_args(args),
+            audio_only=False,
+            video_codec=spec.name,
+            crf=spec.default_crf if crf is None else crf,
+            speed=spec.default_speed if speed is None else speed,
+            max_width=width,
+            max_height=height,
+            max_bitrate=max_bitrate,
+            fps=fps,
+            audio=audio,
+            bitrate=VIDEO_AUDIO_BITRATE if encoded else None,
+            channels=VIDEO_AUDIO_CHANNELS if encoded else None,
+        )
 
     @classmethod
     def thumbnail(
@@ -198,6 +463,13 @@ PRESETS: dict[str, Preset] = {
         Preset(name="flac", extension="flac", args=("-vn", "-c:a", "flac")),
         Preset(name="wav", extension="wav", args=("-vn", "-c:a", "pcm_s16le")),
         Preset.thumbnail(),
+        Preset.video(codec="h264"),
+        Preset.video(codec="h264", height=1080),
+        Preset.video(codec="h264", height=720),
+        Preset.video(codec="h264", height=480),
+        Preset.video(codec="hevc"),
+        Preset.video(codec="av1"),
+        Preset.video(codec="vp9"),
     )
 }
 
@@ -214,14 +486,19 @@ def resolve_preset(preset: str | Preset) -> Preset:
     except (KeyError, AttributeError):
         names = ", ".join(sorted(PRESETS))
         raise ConfigError(
-            f"unknown preset {preset!r}; use one of {names}, or Preset.custom(extension, args)"
+            f"unknown preset {preset!r}; use one of {names}, Preset.video(codec=...), "
+            "or Preset.custom(extension, args)"
         ) from None
 
 
 def resolve_presets(preset: PresetSpec) -> tuple[Preset, ...]:
     """The presets of one run, in order: one for a name or a :class:`Preset`, each of a
-    sequence's otherwise. Every output of an input carries its preset's extension, so
-    two presets with one extension raise :class:`ConfigError`."""
+    sequence's otherwise.
+
+    Presets may share an extension (renditions: ``["h264-1080p", "h264-720p"]``); their
+    outputs are then named ``<stem>.<preset name>.<ext>``, so those presets need names
+    that differ (ignoring case) and can stand in a file name; otherwise this raises
+    :class:`ConfigError`."""
     if isinstance(preset, (str, Preset)):
         return (resolve_preset(preset),)
     try:
@@ -232,14 +509,26 @@ def resolve_presets(preset: PresetSpec) -> tuple[Preset, ...]:
         ) from None
     if not chosen:
         raise ConfigError("preset is an empty list; give at least one preset, e.g. preset=['mp3']")
-    seen: dict[str, str] = {}
+    by_extension: dict[str, list[Preset]] = {}
     for p in chosen:
-        ext = p.extension.lower()
-        if ext in seen:
-            raise ConfigError(
-                f"presets {seen[ext]!r} and {p.name!r} both write .{ext} files, so their outputs "
-                "would have the same name; keep one of them, or give one another extension "
-                "(Preset.custom(extension, args))"
-            )
-        seen[ext] = p.name
+        by_extension.setdefault(p.extension.lower(), []).append(p)
+    for ext, sharing in by_extension.items():
+        if len(sharing) < 2:
+            continue
+        seen: dict[str, str] = {}
+        for p in sharing:
+            if not _FILE_NAME_SAFE.match(p.name):
+                raise ConfigError(
+                    f"presets {', '.join(repr(s.name) for s in sharing)} all write .{ext} files, so "
+                    f"their outputs are named <stem>.<preset name>.{ext}; {p.name!r} cannot stand in a "
+                    "file name: name it with letters, digits, '-' and '_' (name=...)"
+                )
+            key = p.name.lower()
+            if key in seen:
+                raise ConfigError(
+                    f"presets {seen[key]!r} and {p.name!r} both write .{ext} files under one name, so "
+                    "their outputs would have the same name; keep one of them, or give one a name of "
+                    "its own: Preset.video(..., name=...) or Preset.custom(extension, args, name=...)"
+                )
+            seen[key] = p.name
     return chosen

@@ -6,13 +6,17 @@ import enum
 import html
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
 from batch_transcode._errors import TranscodeFailedError
+
+if TYPE_CHECKING:  # value types only: the report never measures anything
+    from batch_transcode._quality import Metric, Score
 
 __all__ = ["STATUSES", "FileResult", "ProgressEvent", "Report", "Status"]
 
@@ -62,6 +66,13 @@ class FileResult:
     several outputs per input (``preset=["mp3", "opus", "thumbnail"]``); ``output`` is
     the first. Both are empty/``None`` unless ``ok``.
 
+    ``quality`` holds, when the run measured quality (``quality=("vmaf", ...)``), one
+    entry per output in the same order: a read-only mapping of metric name (``"vmaf"``,
+    ``"psnr"``, ``"ssim"``) to its :class:`~batch_transcode._quality.Score`, or ``None``
+    for an output that was not measured (an audio output, or a measurement that failed:
+    ``notes`` then says why). It is empty when quality was not measured. ``notes`` are
+    remarks that do not change the status (a measurement that failed, say).
+
     Made with a status (a :class:`Status` or its value), or by :meth:`converted`,
     :meth:`already_done`, :meth:`failure` and :meth:`cancellation`.
     """
@@ -73,6 +84,9 @@ class FileResult:
     seconds: float | None = None
     task_id: str | None = None
     outputs: tuple[Path, ...] = ()
+    # Mappings are not hashable: a result hashes by its other fields.
+    quality: tuple[Mapping[str, Score] | None, ...] = attrs.field(default=(), hash=False)
+    notes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -84,6 +98,8 @@ class FileResult:
         seconds: float | None = None,
         task_id: str | None = None,
         outputs: Sequence[Path] | None = None,
+        quality: Sequence[Mapping[Metric, Score] | Mapping[str, Score] | None] | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         try:
             status = Status(status)
@@ -97,6 +113,11 @@ class FileResult:
                 output = all_outputs[0]
             elif all_outputs and output != all_outputs[0]:
                 raise ValueError("output must be the first of outputs")
+        quality = quality or ()
+        if quality and len(quality) != len(all_outputs):
+            raise ValueError(
+                f"quality must have one entry per output ({len(all_outputs)}), got {len(quality)}"
+            )
         self.__attrs_init__(
             source=source,
             output=output,
@@ -105,6 +126,10 @@ class FileResult:
             seconds=seconds,
             task_id=task_id,
             outputs=all_outputs,
+            quality=tuple(
+                None if q is None else MappingProxyType({str(k): v for k, v in q.items()}) for q in quality
+            ),
+            notes=tuple(notes),
         )
 
     @property
@@ -218,7 +243,9 @@ class Report:
 
     def summary(self) -> str:
         """One line of counts, then one line per file that did not convert (failures
-        first, then cancelled files), sources relative to their common folder."""
+        first, then cancelled files), sources relative to their common folder; when the
+        run measured quality, a last line with each metric's mean over the outputs
+        measured (each output's own mean, averaged) and the lowest output."""
         counts = self.counts()
         line = f"{len(self.succeeded)}/{len(self)} converted in {_took(self.seconds)}"
         if counts["skipped"]:
@@ -234,6 +261,41 @@ class Report:
             for r in not_ok:
                 first = (r.error or r.status).splitlines()[0]
                 line += f"\n  {_relative(r.source, base)}: {first}"
+        quality = self._quality_line()
+        if quality:
+            line += f"\n{quality}"
+        return line
+
+    def _quality_line(self) -> str | None:
+        """``quality of 3 outputs: VMAF 93.41 (lowest 88.02: a.mp4), ...; 1 output not
+        measured``, or None when the run measured no quality."""
+        means: dict[str, list[tuple[float, Path]]] = {}
+        measured: set[Path] = set()
+        unmeasured = 0
+        for r in self.results:
+            if not r.quality:
+                continue
+            for output, scores in zip(r.outputs, r.quality, strict=True):
+                if scores is None:
+                    unmeasured += 1
+                    continue
+                measured.add(output)
+                for name, score in scores.items():
+                    means.setdefault(name, []).append((score.mean, output))
+        if not means and not unmeasured:
+            return None
+        out_base = _common_folder(sorted(measured))
+        parts = []
+        for name in sorted(means, key=_metric_order):
+            values = means[name]
+            part = f"{_LABELS.get(name, name)} {_shown(name, sum(v for v, _ in values) / len(values))}"
+            if len(values) > 1:
+                low, where = min(values, key=lambda v: v[0])
+                part += f" (lowest {_shown(name, low)}: {_relative(where, out_base)})"
+            parts.append(part)
+        line = f"quality of {_outputs(len(measured))}: {', '.join(parts)}" if parts else "quality"
+        if unmeasured:
+            line += f"{'; ' if parts else ': '}{_outputs(unmeasured)} not measured"
         return line
 
     def __str__(self) -> str:
@@ -244,13 +306,18 @@ class Report:
 
             {"summary": {"total", "converted", "skipped", "failed", "cancelled", "seconds"},
              "files": [{"source", "output", "outputs", "status", "error", "seconds",
-                        "task_id"}, ...]}
+                        "task_id", "quality", "notes"}, ...]}
 
         Paths are absolute strings; ``output`` is ``null`` unless the output is there,
         ``outputs`` lists every output (several with a list of presets; empty unless ok),
         ``error`` is ``null`` unless the file failed or was cancelled; ``seconds``
         (the file's conversion time) and ``task_id`` (its Azure Batch task) are
-        ``null`` where unknown. Files are in input order.
+        ``null`` where unknown. ``quality`` is empty unless the run measured quality;
+        then it has one entry per output, in the order of ``outputs``: ``null`` for an
+        output not measured, else ``{"vmaf": {"mean", "min", "p5", "frames"}, "psnr":
+        {...}, "ssim": {...}}`` with a key for each metric measured (``p5``: the 5th
+        percentile of the frames' scores; ``frames``: how many were compared). ``notes``
+        lists remarks that do not change the status. Files are in input order.
         """
         return {
             "summary": {
@@ -267,6 +334,8 @@ class Report:
                     "error": r.error,
                     "seconds": None if r.seconds is None else round(r.seconds, 3),
                     "task_id": r.task_id,
+                    "quality": [None if q is None else _quality_dict(q) for q in r.quality],
+                    "notes": list(r.notes),
                 }
                 for r in self.results
             ],
@@ -277,7 +346,9 @@ class Report:
 
     def _repr_html_(self) -> str:
         """A table for notebooks: files that did not convert first; sources and outputs
-        relative to their common folders (the full path on hover), seconds, output sizes."""
+        relative to their common folders (the full path on hover), seconds, output sizes,
+        quality (each output's means; min, 5th percentile and frames on hover), errors
+        and notes."""
         rows = sorted(self.results, key=lambda r: ("failed", "cancelled").index(r.status) if not r.ok else 2)
         src_base = self._base()
         out_base = _common_folder([r.output for r in self.results if r.output is not None])
@@ -285,7 +356,7 @@ class Report:
         body = "".join(
             "<tr><td title='{}'>{}</td><td title='{}'>{}</td><td title='{}'>{}</td>"
             "<td style='text-align:right'>{}</td><td style='text-align:right'>{}</td>"
-            "<td><pre style='margin:0'>{}</pre></td></tr>".format(
+            "<td title='{}'>{}</td><td><pre style='margin:0'>{}</pre></td></tr>".format(
                 r.status,
                 mark[r.status],
                 html.escape(str(r.source), quote=True),
@@ -294,7 +365,9 @@ class Report:
                 html.escape(_relative(r.output, out_base) if r.output else ""),
                 "" if r.seconds is None else f"{r.seconds:.1f}",
                 _output_size(r.output),
-                html.escape(r.error or ""),
+                html.escape(_quality_detail(r), quote=True),
+                "<br>".join(html.escape(_quality_cell(q)) for q in r.quality),
+                html.escape("\n".join(t for t in (r.error, *r.notes) if t)),
             )
             for r in rows
         )
@@ -306,8 +379,65 @@ class Report:
         return (
             f"<p>{html.escape(self.summary().splitlines()[0].rstrip(':'))}{folders}</p>"
             "<table><thead><tr><th></th><th>source</th><th>output</th><th>seconds</th>"
-            f"<th>size</th><th>error</th></tr></thead><tbody>{body}</tbody></table>"
+            f"<th>size</th><th>quality</th><th>error</th></tr></thead><tbody>{body}</tbody></table>"
         )
+
+
+#: How each metric is named, ordered and rounded in reports (others: as they come, 3 digits).
+_LABELS = {"vmaf": "VMAF", "psnr": "PSNR", "ssim": "SSIM"}
+_DIGITS = {"vmaf": 3, "psnr": 3, "ssim": 6}
+_SHOWN_DIGITS = {"vmaf": 2, "psnr": 2, "ssim": 4}
+_UNITS = {"psnr": " dB"}
+
+
+def _metric_order(name: str) -> tuple[int, str]:
+    order = list(_LABELS)
+    return (order.index(name) if name in order else len(order), name)
+
+
+def _shown(name: str, value: float) -> str:
+    return f"{value:.{_SHOWN_DIGITS.get(name, 2)}f}{_UNITS.get(name, '')}"
+
+
+def _outputs(n: int) -> str:
+    return f"{n} output" if n == 1 else f"{n} outputs"
+
+
+def _quality_dict(scores: Mapping[str, Score]) -> dict[str, dict[str, float | int]]:
+    return {
+        name: {
+            "mean": round(score.mean, _DIGITS.get(name, 3)),
+            "min": round(score.min, _DIGITS.get(name, 3)),
+            "p5": round(score.p5, _DIGITS.get(name, 3)),
+            "frames": score.frames,
+        }
+        for name, score in sorted(scores.items(), key=lambda item: _metric_order(item[0]))
+    }
+
+
+def _quality_cell(scores: Mapping[str, Score] | None) -> str:
+    """``VMAF 93.41 · PSNR 41.20 dB`` for one output; ``not measured`` for None."""
+    if scores is None:
+        return "not measured"
+    return " · ".join(
+        f"{_LABELS.get(name, name)} {_shown(name, scores[name].mean)}"
+        for name in sorted(scores, key=_metric_order)
+    )
+
+
+def _quality_detail(result: FileResult) -> str:
+    """One line per output measured, each metric with its mean, min, 5th percentile, frames."""
+    lines = []
+    for output, scores in zip(result.outputs, result.quality, strict=False):  # quality may be empty
+        if scores is None:
+            continue
+        figures = "; ".join(
+            f"{_LABELS.get(name, name)} mean {_shown(name, s.mean)}, min {_shown(name, s.min)}, "
+            f"5th percentile {_shown(name, s.p5)} over {s.frames} frames"
+            for name, s in sorted(scores.items(), key=lambda item: _metric_order(item[0]))
+        )
+        lines.append(f"{output.name}: {figures}")
+    return "\n".join(lines)
 
 
 def _took(seconds: float) -> str:

@@ -19,7 +19,7 @@ from batch_transcode._backend import AttachableBackend, Backend
 from batch_transcode._config import AzureConfig, LocalConfig
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
 from batch_transcode._job import BackendRun, TranscodeJob
-from batch_transcode._naming import WorkItem, plan_work, validate_inputs
+from batch_transcode._naming import WorkItem, output_suffixes, plan_work, validate_inputs
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
 from batch_transcode._presets import Preset, PresetSpec, resolve_presets
 from batch_transcode._progress import ProgressCallback
@@ -341,7 +341,7 @@ class TranscodeSession:
         if self._state is _State.CLOSED:
             self._require_open()
         chosen = resolve_presets(preset)
-        items = plan_work(validate_inputs(paths), output_dir, [p.extension for p in chosen])
+        items = plan_work(validate_inputs(paths), output_dir, output_suffixes(chosen))
         return make_plan(
             items,
             self.config,
@@ -374,7 +374,7 @@ class TranscodeSession:
             )
         chosen = resolve_presets(preset)
         sources = validate_inputs(paths)
-        items = plan_work(sources, output_dir, [p.extension for p in chosen])
+        items = plan_work(sources, output_dir, output_suffixes(chosen))
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         done: dict[int, FileResult] = {}
         if skip_existing:

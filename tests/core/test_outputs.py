@@ -88,12 +88,22 @@ def test_thumbnail_time_and_width(tmp_path: Path, ffmpeg_exe: str) -> None:
     assert "32x24" in stream_info(ffmpeg_exe, report[0].output)
 
 
-def test_two_presets_with_one_extension_is_a_config_error(tmp_path: Path, make_media: MediaFactory) -> None:
+def test_two_presets_with_one_extension_are_named_by_preset(
+    tmp_path: Path, make_media: MediaFactory, duration_of: DurationOf
+) -> None:
+    """Presets sharing an extension name their outputs <stem>.<preset name>.<ext>; the
+    others keep <stem>.<ext>. Two with one name and one extension are refused."""
     source = make_media(tmp_path / "a.mp4")
     low = Preset.custom("mp3", ["-vn", "-c:a", "libmp3lame", "-b:a", "64k"], name="mp3-64k", audio_only=True)
-    with TranscodeSession(LocalConfig(workers=1)) as s, pytest.raises(ConfigError, match=r"both write \.mp3"):
-        s.convert([source], output_dir=tmp_path / "out", preset=["mp3", low])
-    assert not (tmp_path / "out").exists()
+    with TranscodeSession(LocalConfig(workers=1)) as s:
+        report = s.convert([source], output_dir=tmp_path / "out", preset=["mp3", low, "opus"])
+        assert report.ok, report.summary()
+        assert [o.name for o in report[0].outputs] == ["a.mp3.mp3", "a.mp3-64k.mp3", "a.opus"]
+        assert all(duration_of(o) for o in report[0].outputs)
+        same = PRESETS["mp3"].with_audio(bitrate="64k")
+        with pytest.raises(ConfigError, match=r"both write \.mp3 files under one name"):
+            s.convert([source], output_dir=tmp_path / "out2", preset=["mp3", same])
+    assert not (tmp_path / "out2").exists()
 
 
 def test_skip_existing_needs_every_output(tmp_path: Path, make_media: MediaFactory) -> None:

@@ -11,12 +11,15 @@ from batch_transcode._commands import ffmpeg_argv, output_args, shell_line
 from batch_transcode._ffmpeg import describe_ffmpeg_failure
 from batch_transcode._presets import resolve_preset, resolve_presets
 
+VIDEO_PRESETS = {"h264", "h264-1080p", "h264-720p", "h264-480p", "hevc", "av1", "vp9"}
+
 
 def test_builtin_presets() -> None:
-    assert set(PRESETS) == {"mp3", "aac", "opus", "flac", "wav", "thumbnail"}
+    assert set(PRESETS) == {"mp3", "aac", "opus", "flac", "wav", "thumbnail"} | VIDEO_PRESETS
     assert resolve_preset("MP3").extension == "mp3"
     assert resolve_preset("aac").extension == "m4a"
-    assert all(p.audio_only for n, p in PRESETS.items() if n != "thumbnail")
+    assert all(p.audio_only for n, p in PRESETS.items() if n != "thumbnail" and n not in VIDEO_PRESETS)
+    assert not any(PRESETS[n].audio_only or PRESETS[n].video_only for n in VIDEO_PRESETS)
     thumb = PRESETS["thumbnail"]
     assert (thumb.extension, thumb.video_only, thumb.audio_only, thumb.seek) == ("jpg", True, False, None)
     assert thumb.args[thumb.args.index("-vf") + 1] == "thumbnail"
@@ -149,8 +152,15 @@ def test_resolve_presets() -> None:
         PRESETS["opus"],
         PRESETS["thumbnail"],
     )
-    with pytest.raises(ConfigError, match=r"both write \.mp3"):
-        resolve_presets(["mp3", Preset.custom("mp3", ["-c:a", "libmp3lame"], name="mp3-low")])
+    # one extension, two names: renditions, named <stem>.<preset name>.<ext>
+    low = Preset.custom("mp3", ["-c:a", "libmp3lame"], name="mp3-low")
+    assert resolve_presets(["mp3", low]) == (PRESETS["mp3"], low)
+    with pytest.raises(ConfigError, match=r"both write \.mp3 files under one name"):
+        resolve_presets(["mp3", PRESETS["mp3"].with_audio(bitrate="96k")])
+    with pytest.raises(ConfigError, match=r"both write \.mp4 files under one name"):
+        resolve_presets(["h264-720p", Preset.video(codec="h264", height=720, crf=28)])
+    with pytest.raises(ConfigError, match="cannot stand in a file name"):
+        resolve_presets(["h264", Preset.video(codec="h264", name="small/one")])
     with pytest.raises(ConfigError, match="empty"):
         resolve_presets([])
     with pytest.raises(ConfigError, match="unknown preset"):

@@ -6,10 +6,12 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import attrs
 import jsonschema
 import pytest
 
 from batch_transcode import FileResult, Report, TranscodeFailedError
+from batch_transcode._quality import Metric, Score
 from batch_transcode._report import STATUSES, Status  # Status is not exported (yet)
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
@@ -95,12 +97,13 @@ def test_html_table_relative_paths_full_on_hover_seconds_sizes(report: Report, t
     html = report._repr_html_()
     table = Table()
     table.feed(html)
-    assert table.headers == ["", "source", "output", "seconds", "size", "error"]
+    assert table.headers == ["", "source", "output", "seconds", "size", "quality", "error"]
     rows = [r for r in table.rows if r]
     assert [row[0][1] for row in rows] == ["failed", "cancelled", "converted", "skipped"]  # failures first
     failed, cancelled, converted, skipped = rows
     assert failed[1] == ("broken <1>.mp4", str(tmp_path / "talks" / "broken <1>.mp4"))
-    assert "the output" in failed[5][0] and ".bt-" not in html
+    assert "the output" in failed[6][0] and ".bt-" not in html
+    assert [row[5] for row in rows] == [("", ""), ("", ""), ("", ""), ("", "")]  # not measured
     assert cancelled[1][0] == "day 2/q&a.mp4"
     assert converted[2] == ("keynote.mp3", str(tmp_path / "mp3s" / "keynote.mp3"))
     assert converted[3][0] == "2.5" and converted[4][0] == "2.9 KiB"
@@ -124,6 +127,8 @@ def test_to_dict_is_json_that_follows_the_schema(report: Report, tmp_path: Path)
         "error": None,
         "seconds": 2.5,
         "task_id": "t000000",
+        "quality": [],
+        "notes": [],
     }
     assert [f["outputs"] for f in data["files"][2:]] == [[], []]  # failed, cancelled: none
     assert [f["status"] for f in data["files"]] == ["converted", "skipped", "cancelled", "failed"]
@@ -179,3 +184,129 @@ def test_a_result_needs_its_status(tmp_path: Path) -> None:
     mp3 = tmp_path / "a.mp3"
     both = FileResult(source=tmp_path / "a.mp4", output=None, status="converted", outputs=[mp3])
     assert both.output == tmp_path / "a.mp3" and both.outputs == (tmp_path / "a.mp3",)
+
+
+# -- quality ---------------------------------------------------------------------------
+
+
+def score(mean: float, low: float | None = None, frames: int = 50) -> Score:
+    low = mean - 5 if low is None else low
+    return Score(mean=mean, min=low, p5=(mean + low) / 2, frames=frames)
+
+
+@pytest.fixture
+def measured(tmp_path: Path) -> Report:
+    """Three files: one with two video outputs and an audio one, one whose measurement
+    failed, one failed conversion."""
+    src, out = tmp_path / "talks", tmp_path / "out"
+    outputs = [out / "keynote-720p.mp4", out / "keynote-480p.mp4", out / "keynote.mp3"]
+    return Report(
+        [
+            FileResult.converted(
+                src / "keynote.mp4",
+                outputs[0],
+                outputs=outputs,
+                quality=[
+                    {
+                        Metric.VMAF: score(95.123456),
+                        Metric.PSNR: score(42.5),
+                        Metric.SSIM: score(0.9912345, 0.98),
+                    },
+                    {"vmaf": score(88.0), "psnr": score(38.25), "ssim": score(0.97, 0.95)},
+                    None,  # audio: not measured
+                ],
+            ),
+            FileResult.converted(
+                src / "panel.mp4",
+                out / "panel.mp4",
+                quality=[None],
+                notes=["quality not measured: ffmpeg could not measure quality (exit code 1)"],
+            ),
+            FileResult.failure(src / "broken.mp4", "ffmpeg cannot read this file as media"),
+        ],
+        seconds=3.0,
+    )
+
+
+def test_quality_is_in_the_json_under_the_metric_names_and_follows_the_schema(
+    measured: Report, tmp_path: Path
+) -> None:
+    data = json.loads(json.dumps(measured.to_dict()))
+    jsonschema.validate(data, SCHEMA)
+    keynote, panel, broken = data["files"]
+    assert keynote["quality"][0] == {
+        "vmaf": {"mean": 95.123, "min": 90.123, "p5": 92.623, "frames": 50},
+        "psnr": {"mean": 42.5, "min": 37.5, "p5": 40.0, "frames": 50},
+        "ssim": {"mean": 0.991235, "min": 0.98, "p5": 0.985617, "frames": 50},
+    }
+    assert list(keynote["quality"][0]) == ["vmaf", "psnr", "ssim"]  # a fixed order
+    assert keynote["quality"][1]["vmaf"]["mean"] == 88.0 and keynote["quality"][2] is None
+    assert len(keynote["quality"]) == len(keynote["outputs"])
+    assert panel["quality"] == [None] and panel["notes"] == [
+        "quality not measured: ffmpeg could not measure quality (exit code 1)"
+    ]
+    assert broken["quality"] == [] and broken["notes"] == []
+    assert data["summary"] == {**data["summary"], "converted": 2, "failed": 1}  # counts only
+
+
+def test_the_schema_refuses_malformed_quality(measured: Report) -> None:
+    for change in (
+        lambda d: d["files"][0]["quality"][0]["vmaf"].pop("p5"),
+        lambda d: d["files"][0]["quality"][0].update(vmaf=95.0),  # a score is an object
+        lambda d: d["files"][0]["quality"].__setitem__(0, {}),  # measured means some metric
+        lambda d: d["files"][2].update(quality=[None]),  # a failed file has no output to measure
+    ):
+        data = measured.to_dict()
+        change(data)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(data, SCHEMA)
+
+
+def test_summary_adds_a_quality_line_with_means_and_the_lowest_output(measured: Report) -> None:
+    lines = measured.summary().splitlines()
+    assert lines[0] == "2/3 converted in 3.00s, 1 failed:"
+    assert lines[1] == "  broken.mp4: ffmpeg cannot read this file as media"
+    assert lines[2] == (
+        "quality of 2 outputs: VMAF 91.56 (lowest 88.00: keynote-480p.mp4), "
+        "PSNR 40.38 dB (lowest 38.25 dB: keynote-480p.mp4), SSIM 0.9806 (lowest 0.9700: keynote-480p.mp4); "
+        "2 outputs not measured"
+    )
+    assert len(lines) == 3
+    assert "quality" not in Report(list(measured)[2:]).summary()  # nothing measured: no line
+
+
+def test_html_shows_quality_per_output_with_details_on_hover(measured: Report) -> None:
+    table = Table()
+    table.feed(measured._repr_html_())
+    assert table.headers[5] == "quality"
+    broken, keynote, panel = (r for r in table.rows if r)
+    text, title = keynote[5]
+    assert (
+        text == "VMAF 95.12 · PSNR 42.50 dB · SSIM 0.9912VMAF 88.00 · PSNR 38.25 dB · SSIM 0.9700not measured"
+    )
+    assert title is not None and title.splitlines()[0] == (
+        "keynote-720p.mp4: VMAF mean 95.12, min 90.12, 5th percentile 92.62 over 50 frames; "
+        "PSNR mean 42.50 dB, min 37.50 dB, 5th percentile 40.00 dB over 50 frames; "
+        "SSIM mean 0.9912, min 0.9800, 5th percentile 0.9856 over 50 frames"
+    )
+    assert len(title.splitlines()) == 2  # the audio output has no line
+    assert panel[5][0] == "not measured" and "could not measure quality" in panel[6][0]  # the note
+    assert broken[5] == ("", "")
+
+
+def test_quality_has_one_entry_per_output_and_is_read_only(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    with pytest.raises(ValueError, match=r"one entry per output \(2\), got 1"):
+        FileResult.converted(tmp_path / "s.mp4", a, outputs=[a, b], quality=[None])
+    with pytest.raises(ValueError, match=r"one entry per output \(0\), got 1"):
+        FileResult.failure(tmp_path / "s.mp4", "broken", quality=[None])
+    scores = {Metric.VMAF: score(90.0)}
+    result = FileResult.converted(tmp_path / "s.mp4", a, quality=[scores])
+    scores[Metric.PSNR] = score(40.0)  # the result kept its own copy
+    assert list(result.quality[0] or {}) == ["vmaf"] and result.quality[0] == {"vmaf": score(90.0)}
+    with pytest.raises(TypeError):
+        result.quality[0]["psnr"] = score(40.0)  # type: ignore[index]
+    assert hash(result) == hash(FileResult.converted(tmp_path / "s.mp4", a))  # still hashable
+    later = attrs.evolve(FileResult.converted(tmp_path / "s.mp4", a), quality=[scores], notes=["n"])
+    assert later.quality[0] == {"vmaf": score(90.0), "psnr": score(40.0)} and later.notes == ("n",)
+    assert FileResult.converted(tmp_path / "s.mp4", a).quality == ()  # not measured
