@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import os
-import time
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -146,6 +146,24 @@ def test_bad_settings_are_refused() -> None:
         StorageFaults(failure_rate=-1)
 
 
+class _CountingClock:
+    """A clock whose waits return at once and only move its own time on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0.0
+        self.slept = 0.0
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float, /) -> None:
+        with self._lock:
+            self.now += seconds
+            self.slept += seconds
+
+
 def test_bandwidth_cap_paces_the_clients_transfers_and_spares_the_nodes(
     offline_azure: OfflineAzure,
 ) -> None:
@@ -153,22 +171,24 @@ def test_bandwidth_cap_paces_the_clients_transfers_and_spares_the_nodes(
 
     data = os.urandom(192 * 1024)
     rate = 512 * 1024  # bytes per second, each way
-    with StorageProxy(offline_azure.azurite_port, bandwidth=rate) as capped:
+    clock = _CountingClock()
+    with StorageProxy(offline_azure.azurite_port, bandwidth=rate, clock=clock) as capped:
         with _client(capped.port) as client:
             client.create_container("capped")
             blob = client.get_blob_client("capped", "x.bin")
-            started = time.monotonic()
             blob.upload_blob(data)
             assert blob.download_blob().readall() == data
-            # a cap is a floor on the time: 192 KiB up and 192 KiB down at 512 KiB/s each way
-            assert time.monotonic() - started >= 2 * len(data) / rate * 0.95
+            # the link held the transfers as long as the cap says: 192 KiB up and 192 KiB
+            # down at 512 KiB/s each way (a clock that counts the waits, not the wall)
+            assert clock.slept >= 2 * len(data) / rate * 0.999
             up, down = capped.link_bytes
             assert up >= len(data) and down >= len(data)
+        held = clock.slept
         # a node's transfer (its User-Agent says so) does not cross the client's link
         with _client(capped.port, user_agent=NODE_USER_AGENT) as node:
             assert node.get_blob_client("capped", "x.bin").download_blob().readall() == data
             node.delete_container("capped")
-        assert capped.link_bytes == (up, down)
+        assert capped.link_bytes == (up, down) and clock.slept == held
         capped.set_faults(bandwidth=None)
         assert capped.bandwidth is None and capped.link_bytes == (0, 0)
 

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ._serving import StartStop, drop_connection
@@ -83,12 +83,22 @@ _REFUSALS = {
 }
 
 
+class Clock(Protocol):
+    """Where the proxy reads the time and waits (the :mod:`time` module; a test may pass a
+    clock that only counts the waits)."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+
 class _Link:
     """One direction of a link: ``rate`` bytes per second (``None``: unlimited) shared, first
     come first served, by every transfer through it."""
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, clock: Clock = time) -> None:
         self.rate = rate
+        self._clock = clock
         self._lock = threading.Lock()
         self._free_at = 0.0
         #: Bytes that crossed the link so far.
@@ -101,12 +111,12 @@ class _Link:
             return
         with self._lock:
             self.carried += size
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._free_at = max(now, self._free_at) + size / rate
             done = self._free_at
-        delay = done - time.monotonic()
+        delay = done - self._clock.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            self._clock.sleep(delay)
 
 
 class _Server(ThreadingHTTPServer):
@@ -133,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         decision = proxy._decide()
         if proxy.latency > 0:
-            time.sleep(proxy.latency)
+            proxy.clock.sleep(proxy.latency)
         capped = NODE_USER_AGENT not in self.headers.get("User-Agent", "")
         up, down = (proxy._up, proxy._down) if capped else (_UNLIMITED, _UNLIMITED)
         body = self._read_body(up)
@@ -256,7 +266,8 @@ class StorageProxy(StartStop):
     ``connections_dropped`` count what happened.
 
     ``tls`` (certificate, key), ``ca_bundle``, ``roles`` and ``storage_roles``: see the
-    module notes (Microsoft Entra ID mode).
+    module notes (Microsoft Entra ID mode). ``clock`` is where latency and the cap read the
+    time and wait (:class:`Clock`; the :mod:`time` module by default).
     """
 
     def __init__(
@@ -272,16 +283,19 @@ class StorageProxy(StartStop):
         roles: RoleAssignments | None = None,
         storage_roles: Iterable[str] = (),
         bandwidth: float | None = None,
+        clock: Clock = time,
     ):
         _check(latency, failure_rate, drop_share, bandwidth)
+        #: Where latency and the bandwidth cap read the time and wait.
+        self.clock = clock
         self.target_port = target_port
         self.tls = tls
         self._ca_bundle = ca_bundle
         self._roles = roles
         self._storage_roles = frozenset(storage_roles)
         self.refused = 0
-        self._up = _Link(bandwidth)
-        self._down = _Link(bandwidth)
+        self._up = _Link(bandwidth, clock)
+        self._down = _Link(bandwidth, clock)
         self.latency = latency
         self.failure_rate = failure_rate
         self.drop_share = drop_share
@@ -322,8 +336,8 @@ class StorageProxy(StartStop):
         from ``seed``)."""
         _check(latency, failure_rate, drop_share, bandwidth)
         with self._lock:
-            self._up = _Link(bandwidth)
-            self._down = _Link(bandwidth)
+            self._up = _Link(bandwidth, self.clock)
+            self._down = _Link(bandwidth, self.clock)
             self.latency = latency
             self.failure_rate = failure_rate
             self.drop_share = drop_share
