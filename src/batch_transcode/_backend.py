@@ -19,6 +19,7 @@ import attrs
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressSink
+from batch_transcode._quality import Metric
 from batch_transcode._teardown import Teardown
 
 __all__ = ["AttachableBackend", "AttachedJob", "Backend", "RunRequest"]
@@ -34,7 +35,8 @@ class RunRequest:
     known, through ``progress.finished``: that is the only way results reach the job.
     ``teardown`` takes the delete step of anything the run creates, the moment it
     exists; once ``cancel`` is set the run stops promptly (the job marks what was not
-    reported as cancelled).
+    reported as cancelled). ``quality`` names the metrics to measure each video output
+    by against its input, where the encode ran (none: not measured).
     """
 
     items: tuple[WorkItem, ...] = attrs.field(converter=tuple[WorkItem, ...])
@@ -42,6 +44,7 @@ class RunRequest:
     progress: ProgressSink
     teardown: Teardown
     cancel: threading.Event
+    quality: tuple[Metric, ...] = attrs.field(default=(), converter=tuple[Metric, ...])
 
 
 class Backend(Protocol):

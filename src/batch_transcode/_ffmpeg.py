@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -27,10 +27,12 @@ __all__ = [
     "EMPTY_OUTPUT_LINE",
     "FFmpegBuild",
     "InputInfo",
+    "check_build",
     "check_encoders",
     "describe_ffmpeg_failure",
     "ffmpeg_build",
     "find_ffmpeg",
+    "parse_build",
     "parse_duration",
     "parse_input",
     "probe_duration",
@@ -279,14 +281,20 @@ def _run_listing(ffmpeg: str, option: str, timeout: float) -> str | None:
     return out.decode("utf-8", "replace") if proc.returncode == 0 else None
 
 
+def parse_build(encoders: str, filters: str) -> FFmpegBuild | None:
+    """The build that printed ``encoders`` (``ffmpeg -encoders``) and ``filters``
+    (``ffmpeg -filters``); ``None`` when either lists nothing."""
+    build = FFmpegBuild(encoders=_listed(encoders), filters=_listed(filters))
+    return build if build.encoders and build.filters else None
+
+
 @functools.lru_cache(maxsize=32)
 def _build(ffmpeg: str, _changed: tuple[int, int], timeout: float) -> FFmpegBuild | None:
     encoders = _run_listing(ffmpeg, "-encoders", timeout)
     filters = _run_listing(ffmpeg, "-filters", timeout) if encoders is not None else None
     if encoders is None or filters is None:
         return None
-    build = FFmpegBuild(encoders=_listed(encoders), filters=_listed(filters))
-    return build if build.encoders and build.filters else None
+    return parse_build(encoders, filters)
 
 
 def ffmpeg_build(ffmpeg: str, *, timeout: float = 30.0) -> FFmpegBuild | None:
@@ -325,11 +333,26 @@ def check_encoders(
     is (``"on this machine"``). The build is asked once per executable
     (:func:`ffmpeg_build`); when it cannot tell, nothing is refused (a warning is logged
     and ffmpeg's own error will say it per file)."""
-    build = ffmpeg_build(ffmpeg, timeout=timeout)
+    check_build(ffmpeg_build(ffmpeg, timeout=timeout), presets, where=f"{where} ({ffmpeg})", hint=hint)
+
+
+def check_build(
+    build: FFmpegBuild | None,
+    presets: Sequence[Preset],
+    *,
+    where: str,
+    hint: str,
+    extra: Mapping[str, str] | None = None,
+) -> None:
+    """:func:`check_encoders` for a build already listed (``where`` names it: "on this
+    machine (/usr/bin/ffmpeg)", "on the nodes of pool p"); ``extra`` filters are needed
+    besides the presets' own, each for what it names (``{"quality metric vmaf": "libvmaf"}``)."""
     if build is None:
-        log.warning("could not list the encoders and filters of %s; not checking them", ffmpeg)
+        log.warning("could not list the encoders and filters of the ffmpeg %s; not checking them", where)
         return
-    problems: list[str] = []
+    problems: list[str] = [
+        f"{what} needs the {f} filter" for what, f in (extra or {}).items() if f not in build.filters
+    ]
     alone: set[str] = set()
     for preset in presets:
         filters = required_filters([preset])
@@ -344,7 +367,7 @@ def check_encoders(
         f"presets {_names(presets)} together need the {f} filter" for f in sorted(together - build.filters)
     ]
     if problems:
-        raise ConfigError(f"{'; '.join(problems)}, which the ffmpeg {where} ({ffmpeg}) lacks; {hint}")
+        raise ConfigError(f"{'; '.join(problems)}, which the ffmpeg {where} lacks; {hint}")
 
 
 #: A line the backends add to ffmpeg's stderr when it exits 0 without writing an output.

@@ -50,11 +50,13 @@ from batch_transcode._ffmpeg import stderr_tail
 from batch_transcode._process import kill_process_group
 
 __all__ = [
+    "FILTERS",
     "PIXEL_FORMAT",
     "PSNR_CAP",
     "Metric",
     "OutputQuality",
     "Score",
+    "filters_needed",
     "log_names",
     "measure",
     "parse_logs",
@@ -416,3 +418,13 @@ def measure(
             return parse_logs(chosen, _reader(folder))
         except QualityError as exc:
             raise QualityError(str(exc), source=src, output=out, stderr_tail=tail or None) from None
+
+
+#: The ffmpeg filter each metric is measured with.
+FILTERS: Mapping[Metric, str] = {Metric.VMAF: "libvmaf", Metric.PSNR: "psnr", Metric.SSIM: "ssim"}
+
+
+def filters_needed(metrics: Iterable[Metric]) -> dict[str, str]:
+    """What measuring ``metrics`` needs of an ffmpeg build, for
+    :func:`~batch_transcode._ffmpeg.check_build`: ``{"quality metric vmaf": "libvmaf"}``."""
+    return {f"quality metric {m.value}": FILTERS[m] for m in metrics}

@@ -5,9 +5,12 @@ against the models and the official REST spec.
 
 Hostile file names never reach a node: each task's resource file puts its
 input at a fixed safe path (``input/source.<ext>``), ffmpeg writes
-``output.<ext>`` (one per preset; their extensions differ) in the task's working
-directory, and each output file's *destination blob* carries the real name. The
-command line is still built from the one ffmpeg argv builder with every word quoted.
+``output.<suffix>`` (one per preset: its extension, or its name and extension for
+renditions sharing one) in the task's working directory, and each output file's
+*destination blob* carries the real name. The command line is still built from the one
+ffmpeg argv builder with every word quoted. With quality metrics, the task then measures
+each video output against its input on the node and uploads the logs
+(:mod:`batch_transcode._quality`), which the client parses.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from typing import Any
 import attrs
 from azure.batch import models as bm
 
-from batch_transcode._azure.names import SessionNames, diagnostics_path, task_id
+from batch_transcode._azure.names import SessionNames, diagnostics_path, quality_path, task_id
 from batch_transcode._commands import SEEK_FRACTION_WORD, ffmpeg_argv, shell_line
 from batch_transcode._config import AptFFmpeg, AzureConfig, ContainerFFmpeg, StagedFFmpeg
 from batch_transcode._ffmpeg import DURATION_UNKNOWN_LINE, EMPTY_OUTPUT_LINE
+from batch_transcode._naming import output_suffixes
 from batch_transcode._presets import Preset
+from batch_transcode._quality import Metric, log_names, quality_argv
 
 __all__ = [
     "FFmpegSetup",
@@ -75,12 +80,19 @@ def _bash(script: str) -> str:
     return f"{SHELL} -c {shlex.quote(script)}"
 
 
+#: Printed by the apt start task before the node's ``ffmpeg -encoders`` and ``-filters``
+#: (its stdout, ``startup/stdout.txt``), which the client checks before the first task.
+ENCODERS_MARK = "@bt-encoders@"
+FILTERS_MARK = "@bt-filters@"
+
 APT_SCRIPT = (
     "set -eu; export DEBIAN_FRONTEND=noninteractive; "
     "for i in 1 2 3; do "
     "apt-get update -qq && apt-get install -y -qq --no-install-recommends ffmpeg && break; "
     "sleep 15; done; "
-    "ffmpeg -hide_banner -version | head -n 1"
+    "ffmpeg -hide_banner -version | head -n 1; "
+    f"echo {ENCODERS_MARK}; ffmpeg -hide_banner -encoders; "
+    f"echo {FILTERS_MARK}; ffmpeg -hide_banner -filters"
 )
 
 STAGED_SCRIPT = (
@@ -281,8 +293,9 @@ def input_file_name(source: str | PurePath) -> str:
     return f"input/source.{suffix.lower()}" if _SAFE_EXT.match(suffix) else "input/source"
 
 
-def output_file_name(preset: Preset) -> str:
-    return f"output.{preset.extension}"
+def output_file_names(presets: Sequence[Preset]) -> list[str]:
+    """Where ffmpeg writes each preset's output in the task's working directory."""
+    return [f"output.{suffix}" for suffix in output_suffixes(presets)]
 
 
 #: Reads ``Duration: HH:MM:SS.ss,`` from ffmpeg's description of the input as seconds.
@@ -302,15 +315,21 @@ def _shell_word(word: str) -> str:
     return f'"$(awk -v d="$d" \'BEGIN {{ printf "%.3f", d * {found.group(1)} }}\')"'
 
 
-def task_script(setup: FFmpegSetup, input_name: str, presets: Sequence[Preset]) -> str:
+def task_script(
+    setup: FFmpegSetup, input_name: str, presets: Sequence[Preset], quality: Sequence[Metric] = ()
+) -> str:
     """The shell script a task runs: the shared ffmpeg argv, every word quoted; only the
     ffmpeg reference (``"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"`` when staged) is left to the shell.
 
     With one preset the shell becomes ffmpeg (``exec``). With several, an output ffmpeg
     left empty while exiting 0 fails the task, saying which (as the local backend does).
     An output at a fraction of the input's duration (a thumbnail half-way) has its time
-    computed on the node from the duration ffmpeg reads in the input's header."""
-    outputs = [(output_file_name(p), p) for p in presets]
+    computed on the node from the duration ffmpeg reads in the input's header.
+
+    With ``quality`` metrics, each video output is then measured against the input (one
+    ffmpeg run per output, writing ``quality-<n>-*`` logs); a measurement that fails
+    leaves its logs missing, which the client reports as a note: it never fails the task."""
+    outputs = list(zip(output_file_names(presets), presets, strict=True))
     argv = ffmpeg_argv("ffmpeg", input_name, outputs)
     line = " ".join([setup.command, *map(_shell_word, argv[1:])])
     probe = ""
@@ -321,14 +340,34 @@ def task_script(setup: FFmpegSetup, input_name: str, presets: Sequence[Preset]) 
             f"awk {shlex.quote(_DURATION_AWK)}); "
             f'[ -n "$d" ] || {{ echo {shlex.quote(DURATION_UNKNOWN_LINE)} >&2; exit 1; }}; '
         )
-    if len(outputs) == 1 and not presets[0].video_only:
+    measure = "".join(
+        f"; {{ {_quality_line(setup, input_name, name, n, quality)}; }} || true"
+        for n, (name, p) in enumerate(outputs)
+        if quality and p.is_video
+    )
+    if len(outputs) == 1 and not presets[0].video_only and not measure:
         return f"{probe}exec {line}"
     checks = "".join(
         f"; test -s {shlex.quote(name)} || "
         f"{{ echo {shlex.quote(EMPTY_OUTPUT_LINE.format(index=n, extension=p.extension))} >&2; exit 1; }}"
         for n, (name, p) in enumerate(outputs)
     )
-    return f"set -e; {probe}{line}{checks}"
+    return f"set -e; {probe}{line}{checks}{measure}"
+
+
+def _quality_line(
+    setup: FFmpegSetup, input_name: str, output: str, index: int, quality: Sequence[Metric]
+) -> str:
+    """The shell line measuring one output against the input, every word quoted."""
+    argv = quality_argv("ffmpeg", input_name, output, quality, index=index)
+    return " ".join([setup.command, *map(shlex.quote, argv[1:])])
+
+
+def quality_logs(presets: Sequence[Preset], quality: Sequence[Metric]) -> dict[int, dict[Metric, str]]:
+    """The quality log names of each measured output (by output index)."""
+    if not quality:
+        return {}
+    return {n: log_names(n, quality) for n, p in enumerate(presets) if p.is_video}
 
 
 def node_identity_reference(config: AzureConfig) -> bm.BatchNodeIdentityReference | None:
@@ -351,14 +390,16 @@ def task_create_options(
     output_blob_names: Sequence[str],
     presets: Sequence[Preset],
     display_name: str | None = None,
+    quality: Sequence[Metric] = (),
 ) -> bm.BatchTaskCreateOptions:
     """One file's task: fetch the input, run ffmpeg once, upload every output (one per
-    preset, to ``output_blob_names`` in order) on success and stdout/stderr on failure."""
+    preset, to ``output_blob_names`` in order) on success and stdout/stderr on failure;
+    with ``quality``, the measurement logs of its video outputs on success."""
     if not presets or len(presets) != len(output_blob_names):
         raise ValueError("a task needs one output blob name per preset, and at least one preset")
     tid = task_id(index)
     input_name = input_file_name(source_name)
-    script = task_script(setup, input_name, presets)
+    script = task_script(setup, input_name, presets, quality)
     identity = node_identity_reference(config)
 
     def upload(pattern: str, path: str, condition: str) -> bm.OutputFile:
@@ -381,8 +422,12 @@ def task_create_options(
         ],
         output_files=[
             *(
-                upload(output_file_name(p), blob, "tasksuccess")
-                for p, blob in zip(presets, output_blob_names, strict=True)
+                upload(name, blob, "tasksuccess")
+                for name, blob in zip(output_file_names(presets), output_blob_names, strict=True)
+            ),
+            *(
+                upload("quality-*", quality_path(job_id, tid, ""), "tasksuccess")
+                for _ in ([None] if quality_logs(presets, quality) else [])
             ),
             upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),
             upload("../stdout.txt", diagnostics_path(job_id, tid, "stdout.txt"), "taskfailure"),

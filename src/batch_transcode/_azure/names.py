@@ -41,6 +41,7 @@ __all__ = [
     "INPUT_PREFIX",
     "MANIFEST_PREFIX",
     "OUTPUT_PREFIX",
+    "QUALITY_PREFIX",
     "STAGED_FFMPEG_BLOB",
     "ParsedId",
     "SessionNames",
@@ -53,6 +54,7 @@ __all__ = [
     "new_session_id",
     "output_blobs",
     "parse_id",
+    "quality_path",
     "task_id",
 ]
 
@@ -65,6 +67,8 @@ OUTPUT_PREFIX = "outputs/"
 MANIFEST_PREFIX = ".bt-manifest/"
 #: Where a failed task's stdout/stderr are uploaded in the output container.
 DIAGNOSTICS_PREFIX = ".bt-diagnostics"
+#: Where a task's quality measurement logs are uploaded in the output container.
+QUALITY_PREFIX = ".bt-quality"
 #: Blob name of the staged ffmpeg binary (StagedFFmpeg) in the input container.
 STAGED_FFMPEG_BLOB = ".bt-tools/ffmpeg"
 
@@ -218,3 +222,9 @@ def manifest_job_id(blob_name: str) -> str | None:
 
 def diagnostics_path(job_id: str, tid: str, name: str) -> str:
     return f"{DIAGNOSTICS_PREFIX}/{job_id}/{tid}/{name}"
+
+
+def quality_path(job_id: str, tid: str, name: str) -> str:
+    """Where a task's quality log ``name`` lands in the output container (``name`` empty:
+    the folder, as an output file destination for a pattern)."""
+    return f"{QUALITY_PREFIX}/{job_id}/{tid}/{name}".rstrip("/")

@@ -32,6 +32,7 @@ from azure.batch import models as bm
 
 from batch_transcode._azure import builders, names
 from batch_transcode._azure._calls import call
+from batch_transcode._azure.capabilities import check_nodes, check_staged, nodes_report_their_build
 from batch_transcode._azure.cleanup import delete_job
 from batch_transcode._azure.monitor import (
     Counts,
@@ -46,9 +47,10 @@ from batch_transcode._azure.opened import OpenSession
 from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
 from batch_transcode._azure.submit import TaskFeed
 from batch_transcode._backend import RunRequest
-from batch_transcode._errors import AzureError, RunTimeoutError, TranscodeError
+from batch_transcode._errors import AzureError, QualityError, RunTimeoutError, TranscodeError
 from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
+from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
 
@@ -92,22 +94,64 @@ class AzureRun:
         """Stage, submit, watch and collect at once; each result reported as it is known."""
         if self.cancel.is_set():
             return
+        check_staged(self.config, self.presets, self.request.quality)
         staging = self.session.staging
         out_url = self._create_job()
         feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+        gate = _Gate(feed) if nodes_report_their_build(self.config, self.session.pool_id) else None
 
         def staged(item: WorkItem, inp: StagedInput) -> None:
-            feed.add(self._task(item, inp.sas_url, out_url))
+            task = self._task(item, inp.sas_url, out_url)
+            if gate is None:
+                feed.add(task)
+            else:
+                gate.add(task)
 
         def produce() -> None:
+            checking = self._check_nodes(gate)
             try:
                 staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
+            except StagingCancelled:
+                if gate is not None and gate.error is not None:
+                    raise gate.error from None
+                raise
             finally:
+                if checking is not None:
+                    checking.join()
                 feed.close()  # what landed is added (unless halted), errors or not
+            if gate is not None and gate.error is not None:
+                raise gate.error
             if not self.stop.is_set():
                 self._terminate_when_done()
 
         _Collector(self, self.items, produce, hurry=feed.hurry).collect()
+
+    def _check_nodes(self, gate: _Gate | None) -> threading.Thread | None:
+        """Check the nodes' ffmpeg in a thread of its own, while the inputs upload; the
+        gate holds the tasks until it passed (a failure halts the run)."""
+        if gate is None or self.session.pool_id is None:
+            return None
+        pool_id = self.session.pool_id
+
+        def check() -> None:
+            try:
+                if check_nodes(
+                    self.session.batch,
+                    pool_id,
+                    self.config,
+                    self.presets,
+                    self.request.quality,
+                    deadline=self.session.deadline,
+                    stop=self.stop,
+                ):
+                    gate.open()
+            except TranscodeError as exc:
+                gate.error = exc
+                self.halt.set()
+
+        thread = threading.Thread(target=check, name=f"bt-check-{self.job_id}", daemon=True)
+        thread.start()
+        return thread
 
     def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
         return builders.task_create_options(
@@ -120,6 +164,7 @@ class AzureRun:
             output_container_url=out_url,
             output_blob_names=names.output_blobs(item.relative_outputs),
             presets=self.presets,
+            quality=self.request.quality,
         )
 
     def _create_job(self) -> str:
@@ -265,9 +310,68 @@ class AzureRun:
                 seconds=seconds,
                 task_id=tid,
             )
+        quality, notes = self._quality(item, tid)
         return FileResult.converted(
-            item.source, item.outputs[0], outputs=item.outputs, seconds=seconds, task_id=tid
+            item.source,
+            item.outputs[0],
+            outputs=item.outputs,
+            seconds=seconds,
+            task_id=tid,
+            quality=quality,
+            notes=notes,
         )
+
+    def _quality(self, item: WorkItem, tid: str) -> tuple[list[dict[Metric, Score] | None] | None, list[str]]:
+        """The scores the task measured on the node, per output (``None`` for an output not
+        measured), read from its logs in the output container; a log that is missing or
+        unreadable is a note, never a failure."""
+        metrics = self.request.quality
+        logs = builders.quality_logs(self.presets, metrics)
+        if not logs:
+            return None, []
+        staging, job_id = self.session.staging, self.job_id
+
+        def read(name: str) -> str | None:
+            data = staging.read_output_blob(names.quality_path(job_id, tid, name))
+            return None if data is None else data.decode("utf-8", "replace")
+
+        scores: list[dict[Metric, Score] | None] = []
+        notes: list[str] = []
+        for n, output in enumerate(item.outputs):
+            if n not in logs:
+                scores.append(None)
+                continue
+            try:
+                scores.append(parse_logs(metrics, read, index=n))
+            except (QualityError, TranscodeError) as exc:
+                scores.append(None)
+                notes.append(f"quality not measured for {output.name}: {exc}")
+        return scores, notes
+
+
+class _Gate:
+    """Holds tasks until :meth:`open` (the nodes' ffmpeg was checked), then lets them
+    through to the feed."""
+
+    def __init__(self, feed: TaskFeed) -> None:
+        self._feed = feed
+        self._lock = threading.Lock()
+        self._held: list[bm.BatchTaskCreateOptions] | None = []
+        #: Why the check failed (the run then stops with it).
+        self.error: TranscodeError | None = None
+
+    def add(self, task: bm.BatchTaskCreateOptions) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(task)
+                return
+        self._feed.add(task)
+
+    def open(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+        for task in held:
+            self._feed.add(task)
 
 
 class _Either:
