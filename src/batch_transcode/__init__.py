@@ -34,6 +34,7 @@ from batch_transcode._errors import (
     MissingInputError,
     OutputCollisionError,
     ProvisioningError,
+    QualityError,
     RunTimeoutError,
     ServiceUnavailableError,
     SessionStateError,
@@ -46,6 +47,7 @@ from batch_transcode._maintenance import CleanupReport, cleanup, list_sessions
 from batch_transcode._naming import discover as find_media
 from batch_transcode._plan import Plan
 from batch_transcode._presets import PRESETS, Preset
+from batch_transcode._quality import Metric, Score
 from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._session import TranscodeSession
 
@@ -100,6 +102,7 @@ __all__ = [
     "JobProgress",
     "JobState",
     "LocalConfig",
+    "Metric",
     "MissingInputError",
     "Orphan",
     "OrphanKind",
@@ -109,9 +112,11 @@ __all__ = [
     "Preset",
     "ProgressEvent",
     "ProvisioningError",
+    "QualityError",
     "Report",
     "RetryPolicy",
     "RunTimeoutError",
+    "Score",
     "ServiceUnavailableError",
     "SessionInfo",
     "SessionStateError",

@@ -37,6 +37,7 @@ from batch_transcode._maintenance import DEFAULT_OLDER_THAN, as_age, cleanup, fo
 from batch_transcode._naming import discover
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND
 from batch_transcode._presets import PRESETS, Preset, resolve_preset
+from batch_transcode._quality import Metric, parse_metrics
 from batch_transcode._report import Report
 from batch_transcode._session import TranscodeSession
 from batch_transcode.samples import make_sample_media
@@ -96,6 +97,17 @@ def _duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
     return seconds
+
+
+def _metrics(text: str) -> tuple[Metric, ...]:
+    """``--quality vmaf,psnr``: known metric names, comma-separated."""
+    try:
+        metrics = parse_metrics(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not metrics:
+        raise argparse.ArgumentTypeError(f"{text!r} names no metric; use one or more of {', '.join(Metric)}")
+    return metrics
 
 
 def _ffmpeg_from(text: str) -> FFmpegProvisioning:
@@ -240,6 +252,14 @@ def _add_convert(
         action=argparse.BooleanOptionalAction,
         default=True,
         help="keep outputs already complete from an earlier run (default: yes)",
+    )
+    conv.add_argument(
+        "--quality",
+        type=_metrics,
+        default=None,
+        metavar="METRIC[,METRIC...]",
+        help=f"also measure each video output against its input: {', '.join(Metric)} (e.g. "
+        "vmaf,psnr); the scores are in the summary and the JSON report",
     )
     conv.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     _add_json(conv, "the report")
@@ -446,6 +466,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             preset=preset,
             show_progress=not args.no_progress,
             skip_existing=args.skip_existing,
+            quality=args.quality,
         )
     return _finish(report, out.absolute(), args)
 

@@ -35,6 +35,7 @@ __all__ = [
     "parse_build",
     "parse_duration",
     "parse_input",
+    "parse_version",
     "probe_duration",
     "probe_input",
     "required_encoders",
@@ -244,10 +245,22 @@ def required_filters(presets: Sequence[Preset]) -> set[str]:
 
 @attrs.frozen
 class FFmpegBuild:
-    """The encoders and filters an ffmpeg build lists (``-encoders``, ``-filters``)."""
+    """The encoders and filters an ffmpeg build lists (``-encoders``, ``-filters``), and
+    its release (``-version``: ``(7, 1)``; ``None`` for a build from a git snapshot)."""
 
     encoders: frozenset[str]
     filters: frozenset[str]
+    version: tuple[int, int] | None = None
+
+
+_VERSION = re.compile(r"ffmpeg version n?(\d+)\.(\d+)")
+
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    """The release ``ffmpeg -version`` names (``ffmpeg version 6.1.1-3ubuntu5``,
+    ``ffmpeg version n9.0.2-17-g...``), or None."""
+    found = _VERSION.search(text)
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def _listed(stdout: str) -> frozenset[str]:
@@ -281,10 +294,11 @@ def _run_listing(ffmpeg: str, option: str, timeout: float) -> str | None:
     return out.decode("utf-8", "replace") if proc.returncode == 0 else None
 
 
-def parse_build(encoders: str, filters: str) -> FFmpegBuild | None:
-    """The build that printed ``encoders`` (``ffmpeg -encoders``) and ``filters``
-    (``ffmpeg -filters``); ``None`` when either lists nothing."""
-    build = FFmpegBuild(encoders=_listed(encoders), filters=_listed(filters))
+def parse_build(encoders: str, filters: str, version: str = "") -> FFmpegBuild | None:
+    """The build that printed ``encoders`` (``ffmpeg -encoders``), ``filters``
+    (``ffmpeg -filters``) and ``version`` (``ffmpeg -version``); ``None`` when either
+    list is empty."""
+    build = FFmpegBuild(encoders=_listed(encoders), filters=_listed(filters), version=parse_version(version))
     return build if build.encoders and build.filters else None
 
 
@@ -294,7 +308,7 @@ def _build(ffmpeg: str, _changed: tuple[int, int], timeout: float) -> FFmpegBuil
     filters = _run_listing(ffmpeg, "-filters", timeout) if encoders is not None else None
     if encoders is None or filters is None:
         return None
-    return parse_build(encoders, filters)
+    return parse_build(encoders, filters, _run_listing(ffmpeg, "-version", timeout) or "")
 
 
 def ffmpeg_build(ffmpeg: str, *, timeout: float = 30.0) -> FFmpegBuild | None:
@@ -343,16 +357,22 @@ def check_build(
     where: str,
     hint: str,
     extra: Mapping[str, str] | None = None,
+    min_version: tuple[tuple[int, int], str] | None = None,
 ) -> None:
     """:func:`check_encoders` for a build already listed (``where`` names it: "on this
     machine (/usr/bin/ffmpeg)", "on the nodes of pool p"); ``extra`` filters are needed
-    besides the presets' own, each for what it names (``{"quality metric vmaf": "libvmaf"}``)."""
+    besides the presets' own, each for what it names (``{"quality metric vmaf": "libvmaf"}``);
+    ``min_version`` is a release the build must be at least, and what needs it."""
     if build is None:
         log.warning("could not list the encoders and filters of the ffmpeg %s; not checking them", where)
         return
     problems: list[str] = [
         f"{what} needs the {f} filter" for what, f in (extra or {}).items() if f not in build.filters
     ]
+    if min_version is not None and build.version is not None and build.version < min_version[0]:
+        (major, minor), what = min_version
+        have = ".".join(map(str, build.version))
+        problems.append(f"{what} needs FFmpeg {major}.{minor} or newer (this one is {have})")
     alone: set[str] = set()
     for preset in presets:
         filters = required_filters([preset])

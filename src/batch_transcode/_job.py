@@ -19,6 +19,7 @@ from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
+from batch_transcode._quality import Metric
 from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._teardown import Teardown
 
@@ -102,6 +103,7 @@ class TranscodeJob:
         run: BackendRun,
         *,
         presets: Sequence[Preset],
+        quality: Sequence[Metric] = (),
         teardown: Teardown,
         session: JobSession,
         progress: ProgressCallback | None,
@@ -111,8 +113,9 @@ class TranscodeJob:
         on_exit: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         """``items`` in input order, the results of those already ``done`` (skipped, by
-        their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``
-        and ``teardown``, once :meth:`start` is called. The session makes jobs."""
+        their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``,
+        the ``quality`` metrics to measure and ``teardown``, once :meth:`start` is
+        called. The session makes jobs."""
         self._session = session
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
@@ -135,7 +138,12 @@ class TranscodeJob:
         self._index_of = {item.source: item.index for item in todo}
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
         request = RunRequest(
-            items=todo, presets=presets, progress=self._sink, teardown=teardown, cancel=self._cancel
+            items=todo,
+            presets=presets,
+            progress=self._sink,
+            teardown=teardown,
+            cancel=self._cancel,
+            quality=quality,
         )
         self._thread = threading.Thread(target=self._run, args=(run, request), name=name, daemon=True)
         #: Called (from the worker thread) after each result and when the job stops.

@@ -1,4 +1,11 @@
-"""The local backend: a bounded pool of ffmpeg processes on this machine."""
+"""The local backend: a bounded pool of ffmpeg processes on this machine.
+
+Each file runs in one worker slot from start to end: its header is read (when a preset
+needs its duration or size), one ffmpeg run writes every output, and when the run asks
+for quality each video output is then measured against the source
+(:func:`~batch_transcode._quality.measure`) before the slot is freed, so ``workers``
+bounds the measurements' CPU too.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +14,33 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from batch_transcode._backend import RunRequest
 from batch_transcode._commands import ffmpeg_argv, size_note
 from batch_transcode._config import LocalConfig
+from batch_transcode._errors import QualityError
 from batch_transcode._ffmpeg import (
     DURATION_UNKNOWN_LINE,
     EMPTY_OUTPUT_LINE,
+    LOCAL_HINT,
     InputInfo,
-    check_encoders,
+    check_build,
     describe_ffmpeg_failure,
+    ffmpeg_build,
     find_ffmpeg,
     probe_input,
     temporary_output,
 )
 from batch_transcode._naming import WorkItem
 from batch_transcode._process import kill_process_group
-from batch_transcode._report import FileResult
+from batch_transcode._quality import OutputQuality, filters_needed, measure, version_needed
+from batch_transcode._report import FileResult, Status
 from batch_transcode._teardown import Teardown
 
-__all__ = ["LocalBackend"]
+__all__ = ["QUALITY_HINT", "LocalBackend", "quality_note"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +52,21 @@ def _ffmpeg_env() -> dict[str, str]:
     """ffmpeg's environment: ours, with SVT-AV1's own log held to errors (it prints a
     banner and its settings to stderr whatever ffmpeg's ``-loglevel``) unless set."""
     return {**os.environ, "SVT_LOG": os.environ.get("SVT_LOG", "1")}
+
+
+#: What to do about a missing encoder or filter when the run also measures quality.
+QUALITY_HINT = (
+    "pass LocalConfig(ffmpeg=...) an ffmpeg built with it; the bundled one has every encoder "
+    "and filter of the named presets, and libvmaf, psnr and ssim: pip install "
+    "'batch-transcode[local]', then LocalConfig(ffmpeg=imageio_ffmpeg.get_ffmpeg_exe()); a "
+    "quality metric can also be left out of quality="
+)
+
+
+def quality_note(output: Path, error: QualityError) -> str:
+    """The note a result carries for an output whose measurement failed."""
+    why = str(error).removeprefix("quality not measured: ")
+    return f"quality not measured for {output.name}: {why}"
 
 
 def _written(path: Path) -> bool:
@@ -73,9 +100,17 @@ class LocalBackend:
         each result (files cancelled before they ran too) through ``request.progress``.
 
         Raises :class:`ConfigError` before any file runs if this ffmpeg lacks an encoder
-        or filter of the presets (asked once per ffmpeg executable)."""
+        or filter of the presets, or the filter of a quality metric asked for (asked once
+        per ffmpeg executable)."""
         timeout = min(BUILD_CHECK_TIMEOUT, self.config.timeout or BUILD_CHECK_TIMEOUT)
-        check_encoders(self.ffmpeg, request.presets, where="on this machine", timeout=timeout)
+        check_build(
+            ffmpeg_build(self.ffmpeg, timeout=timeout),
+            request.presets,
+            where=f"on this machine ({self.ffmpeg})",
+            hint=QUALITY_HINT if request.quality else LOCAL_HINT,
+            extra=filters_needed(request.quality),
+            min_version=version_needed(request.quality),
+        )
         _LocalRun(self, request).run()
 
 
@@ -86,6 +121,7 @@ class _LocalRun:
         self.backend = backend
         self.items = request.items
         self.presets = request.presets
+        self.quality = request.quality
         self.progress = request.progress
         self.cancel = request.cancel
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -106,7 +142,8 @@ class _LocalRun:
         if placed and header.duration is None:
             why = describe_ffmpeg_failure(1, DURATION_UNKNOWN_LINE, self.presets)
             return FileResult.failure(item.source, why, seconds=time.monotonic() - started)
-        for note in self._size_notes(header):
+        notes = self._size_notes(header)
+        for note in notes:
             log.info("%s: %s", item.source, note)
         item.outputs[0].parent.mkdir(parents=True, exist_ok=True)
         tmps = [temporary_output(output) for output in item.outputs]
@@ -121,10 +158,50 @@ class _LocalRun:
                 code, stderr = self._ffmpeg(argv)
             except OSError as exc:
                 return FileResult.failure(item.source, f"could not start ffmpeg: {exc}")
-            return self._result(item, tmps, code, stderr, seconds=time.monotonic() - started)
+            result = self._result(item, tmps, code, stderr, seconds=time.monotonic() - started, notes=notes)
         finally:
             for tmp in tmps:
                 tmp.unlink(missing_ok=True)
+        if self.quality and result.status is Status.CONVERTED:
+            return self._measured(item, result)
+        return result
+
+    def _measured(self, item: WorkItem, result: FileResult) -> FileResult:
+        """``result`` with the scores of each video output against its source, measured
+        one output after another in this worker slot; audio outputs and thumbnails get
+        ``None``. A measurement that fails (or is cancelled) is a note: the file stays
+        converted."""
+        quality: list[OutputQuality | None] = []
+        notes = list(result.notes)
+        started = time.monotonic()
+        for output, preset in zip(item.outputs, self.presets, strict=True):
+            if not preset.is_video:
+                quality.append(None)
+                continue
+            try:
+                scores = measure(
+                    self.backend.ffmpeg,
+                    item.source,
+                    output,
+                    self.quality,
+                    timeout=self.backend.config.timeout,
+                    cancel=self.cancel,
+                )
+            except QualityError as exc:
+                quality.append(None)
+                notes.append(quality_note(output, exc))
+                log.warning("%s: %s", item.source, notes[-1].splitlines()[0])
+                continue
+            quality.append(scores)
+        log.debug("%s: quality measured in %.2f s", item.source, time.monotonic() - started)
+        return FileResult.converted(
+            item.source,
+            item.outputs[0],
+            outputs=item.outputs,
+            seconds=result.seconds,
+            quality=quality,
+            notes=notes,
+        )
 
     def _size_notes(self, header: InputInfo) -> list[str]:
         """A note per video output that keeps its source's size, smaller than its preset's
@@ -163,9 +240,17 @@ class _LocalRun:
         return code, err.decode("utf-8", "replace")
 
     def _result(
-        self, item: WorkItem, tmps: list[Path], code: int | None, stderr: str, *, seconds: float
+        self,
+        item: WorkItem,
+        tmps: list[Path],
+        code: int | None,
+        stderr: str,
+        *,
+        seconds: float,
+        notes: Sequence[str] = (),
     ) -> FileResult:
-        """What one ffmpeg run came to; complete outputs take their final names."""
+        """What one ffmpeg run came to; complete outputs take their final names (a
+        converted result carries ``notes``)."""
         if self.cancel.is_set():
             return FileResult.cancellation(item.source, seconds=seconds)
         if code == 0:
@@ -174,7 +259,7 @@ class _LocalRun:
                 for tmp, output in zip(tmps, item.outputs, strict=True):
                     os.replace(tmp, output)
                 return FileResult.converted(
-                    item.source, item.outputs[0], outputs=item.outputs, seconds=seconds
+                    item.source, item.outputs[0], outputs=item.outputs, seconds=seconds, notes=notes
                 )
             stderr += "".join(
                 "\n" + EMPTY_OUTPUT_LINE.format(index=n, extension=self.presets[n].extension) for n in empty

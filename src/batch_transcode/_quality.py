@@ -65,6 +65,7 @@ __all__ = [
     "parse_ssim_stats",
     "parse_vmaf_json",
     "quality_argv",
+    "version_needed",
 ]
 
 
@@ -422,6 +423,16 @@ def measure(
 
 #: The ffmpeg filter each metric is measured with.
 FILTERS: Mapping[Metric, str] = {Metric.VMAF: "libvmaf", Metric.PSNR: "psnr", Metric.SSIM: "ssim"}
+
+
+#: The release the measurement's filter graph needs: ``scale`` sized by a reference input
+#: (``rw``/``rh``) came with FFmpeg 7.1 (its Changelog).
+MIN_VERSION = (7, 1)
+
+
+def version_needed(metrics: Iterable[Metric]) -> tuple[tuple[int, int], str] | None:
+    """For :func:`~batch_transcode._ffmpeg.check_build`: the release quality needs."""
+    return (MIN_VERSION, "measuring quality") if tuple(metrics) else None
 
 
 def filters_needed(metrics: Iterable[Metric]) -> dict[str, str]:

@@ -268,16 +268,18 @@ class Report:
 
     def _quality_line(self) -> str | None:
         """``quality of 3 outputs: VMAF 93.41 (lowest 88.02: a.mp4), ...; 1 output not
-        measured``, or None when the run measured no quality."""
+        measured`` (a video output whose measurement failed: its note says why), or None
+        when the run measured no quality."""
         means: dict[str, list[tuple[float, Path]]] = {}
         measured: set[Path] = set()
         unmeasured = 0
         for r in self.results:
             if not r.quality:
                 continue
+            # a measurement that failed left a note (audio and thumbnails are not measured)
+            unmeasured += sum(note.startswith("quality not measured") for note in r.notes)
             for output, scores in zip(r.outputs, r.quality, strict=True):
                 if scores is None:
-                    unmeasured += 1
                     continue
                 measured.add(output)
                 for name, score in scores.items():

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from batch_transcode._aio import run_to_end
 from batch_transcode._backend import AttachableBackend, Backend
@@ -23,12 +23,16 @@ from batch_transcode._naming import WorkItem, output_suffixes, plan_work, valida
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
 from batch_transcode._presets import Preset, PresetSpec, resolve_presets
 from batch_transcode._progress import ProgressCallback
+from batch_transcode._quality import Metric, parse_metrics
 from batch_transcode._report import FileResult, Report
 from batch_transcode._teardown import Teardown
 
 __all__ = ["TranscodeSession"]
 
 T = TypeVar("T")
+
+#: What ``quality=`` takes: ``"vmaf,psnr"``, a sequence of names or :class:`Metric`, or None.
+QualitySpec: TypeAlias = "str | Iterable[str | Metric] | None"
 
 log = logging.getLogger("batch_transcode")
 
@@ -74,6 +78,19 @@ def _output_is_current(item: WorkItem) -> bool:
 
 def _names(presets: Sequence[Preset]) -> str:
     return "+".join(p.name for p in presets)
+
+
+def _quality(spec: QualitySpec, presets: Sequence[Preset]) -> tuple[Metric, ...]:
+    """The metrics ``quality=`` names, checked against the run's presets: measuring needs
+    a video output (a preset made by :meth:`Preset.video`, such as ``h264``)."""
+    metrics = parse_metrics(spec)
+    if metrics and not any(p.is_video for p in presets):
+        raise ConfigError(
+            f"quality={','.join(metrics)!r} measures video outputs, and the presets "
+            f"{_names(presets)} write none; add a video preset (h264, h264-720p, "
+            "Preset.video(...)) or leave quality out"
+        )
+    return metrics
 
 
 class _State(enum.Enum):
@@ -305,14 +322,17 @@ class TranscodeSession:
         desc: str,
         name: str,
         on_exit: Callable[[BaseException | None], None] | None = None,
+        quality: Sequence[Metric] = (),
     ) -> TranscodeJob:
         """Start a job in the background handing ``run`` a :class:`RunRequest` of ``items``
-        (less those ``done``) with ``presets`` and this session's teardown stack."""
+        (less those ``done``) with ``presets``, the ``quality`` metrics to measure and this
+        session's teardown stack."""
         job = TranscodeJob(
             items,
             done,
             run,
             presets=presets,
+            quality=quality,
             teardown=self._teardown,
             session=self,
             progress=progress,
@@ -359,12 +379,13 @@ class TranscodeSession:
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
         skip_existing: bool = True,
+        quality: QualitySpec = None,
     ) -> TranscodeJob:
         """Start converting ``paths`` in the background and return a :class:`TranscodeJob` at once.
 
-        Inputs are checked before it returns (bad ones raise here, nothing
-        started). Several jobs may run in one session, sharing its workers or
-        pool. Arguments as for :meth:`convert`.
+        Inputs, presets and ``quality`` are checked before it returns (bad ones raise
+        here, nothing started). Several jobs may run in one session, sharing its
+        workers or pool. Arguments as for :meth:`convert`.
         """
         self._require_open()
         if self._attached:
@@ -373,6 +394,7 @@ class TranscodeSession:
                 "attached to; convert new files in a session of their own"
             )
         chosen = resolve_presets(preset)
+        metrics = _quality(quality, chosen)
         sources = validate_inputs(paths)
         items = plan_work(sources, output_dir, output_suffixes(chosen))
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -394,6 +416,7 @@ class TranscodeSession:
             show_progress=show_progress,
             desc=f"to {_names(chosen)}",
             name=f"bt-job-{len(self._jobs) + 1}",
+            quality=metrics,
         )
 
     def convert(
@@ -405,6 +428,7 @@ class TranscodeSession:
         progress: ProgressCallback | None = None,
         show_progress: bool = False,
         skip_existing: bool = True,
+        quality: QualitySpec = None,
     ) -> Report:
         """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
 
@@ -425,6 +449,17 @@ class TranscodeSession:
         input) is not converted again: its result's status is ``"skipped"``. Pass
         ``skip_existing=False`` to convert everything.
 
+        ``quality`` names metrics to measure each video output by against its input:
+        ``"vmaf,psnr"``, ``("psnr", "ssim", "vmaf")`` or :class:`Metric` values. Each
+        output of a video preset is then scored after it is written, where it was
+        encoded (in the same worker slot locally; on the node on Azure), and
+        :attr:`FileResult.quality` holds a :class:`Score` per metric for it (``None``
+        for audio outputs and thumbnails). An unknown name, or quality without a
+        video preset, raises :class:`ConfigError` before anything starts; an ffmpeg
+        without a metric's filter (``libvmaf``) raises it before the first file. A
+        measurement that fails leaves the file converted, with a note in
+        :attr:`FileResult.notes`. Files skipped as already done are not measured.
+
         ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and
         leaving the session removes what it created.
         """
@@ -435,6 +470,7 @@ class TranscodeSession:
             progress=progress,
             show_progress=show_progress,
             skip_existing=skip_existing,
+            quality=quality,
         )
         report = job.wait()
         log.info("%s", report.summary().splitlines()[0])

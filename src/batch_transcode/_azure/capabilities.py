@@ -31,7 +31,7 @@ from batch_transcode._config import AptFFmpeg, AzureConfig, StagedFFmpeg
 from batch_transcode._errors import AzureError, RunTimeoutError
 from batch_transcode._ffmpeg import FFmpegBuild, check_build, ffmpeg_build, parse_build
 from batch_transcode._presets import Preset
-from batch_transcode._quality import Metric, filters_needed
+from batch_transcode._quality import Metric, filters_needed, version_needed
 
 __all__ = ["check_nodes", "check_staged", "node_build", "nodes_report_their_build"]
 
@@ -56,13 +56,14 @@ def check_staged(config: AzureConfig, presets: tuple[Preset, ...], quality: tupl
         presets,
         where=f"staged for the pool ({binary})",
         hint=STAGED_HINT,
-        extra=_extra(presets, quality),
+        extra=filters_needed(_measured(presets, quality)),
+        min_version=version_needed(_measured(presets, quality)),
     )
 
 
-def _extra(presets: tuple[Preset, ...], quality: tuple[Metric, ...]) -> dict[str, str]:
-    """The quality metrics' filters, when the run has a video output to measure."""
-    return filters_needed(quality) if any(p.is_video for p in presets) else {}
+def _measured(presets: tuple[Preset, ...], quality: tuple[Metric, ...]) -> tuple[Metric, ...]:
+    """The metrics measured: none without a video output."""
+    return quality if any(p.is_video for p in presets) else ()
 
 
 def nodes_report_their_build(config: AzureConfig, pool_id: str | None) -> bool:
@@ -90,9 +91,9 @@ def node_build(batch: BatchClient, pool_id: str, config: AzureConfig) -> FFmpegB
 
         data = call(config.retry, f"read the start task output of node {node_id}", read, pool_id=pool_id)
         text = data.decode("utf-8", "replace")
-        _, _, listed = text.partition(builders.ENCODERS_MARK)
+        version, _, listed = text.partition(builders.ENCODERS_MARK)
         encoders, _, filters = listed.partition(builders.FILTERS_MARK)
-        return parse_build(encoders, filters)
+        return parse_build(encoders, filters, version)
     return False
 
 
@@ -121,7 +122,8 @@ def check_nodes(
                 presets,
                 where=f"on the nodes of pool {pool_id} (AptFFmpeg)",
                 hint=APT_HINT,
-                extra=_extra(presets, quality),
+                extra=filters_needed(_measured(presets, quality)),
+                min_version=version_needed(_measured(presets, quality)),
             )
             log.info("pool %s: the nodes' ffmpeg has what the run needs", pool_id)
             return True
