@@ -73,6 +73,9 @@ class AttachedJob(Protocol):
     @property
     def presets(self) -> tuple[Preset, ...]: ...
 
+    @property
+    def quality(self) -> tuple[Metric, ...]: ...
+
     def work_items(self, output_dir: Path) -> list[WorkItem]: ...
 
 

@@ -303,6 +303,7 @@ class TranscodeSession:
             {},
             functools.partial(backend.resume, adopted.job_id),
             adopted.presets,
+            quality=adopted.quality,
             progress=progress,
             show_progress=show_progress,
             desc=f"{adopted.job_id} to {_names(adopted.presets)}",

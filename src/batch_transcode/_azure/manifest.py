@@ -4,7 +4,7 @@ can attach to the job after the one that submitted it is gone.
 One JSON blob per job, ``.bt-manifest/<job id>.json`` in the session's output
 container, written before the job is created. It holds ids, container names, the
 presets and, per file, its index (the task id), source path and relative output
-paths: never a SAS token, key or URL.
+paths and the quality metrics its tasks measure: never a SAS token, key or URL.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import attrs
 from batch_transcode._azure import names
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
+from batch_transcode._quality import Metric, parse_metrics
 
 __all__ = ["Manifest", "ManifestFile"]
 
@@ -52,6 +53,8 @@ class Manifest:
     delete_output_container: bool
     presets: tuple[Preset, ...]
     files: tuple[ManifestFile, ...]
+    #: The quality metrics the job's tasks measure on the nodes.
+    quality: tuple[Metric, ...] = ()
 
     @property
     def blob_name(self) -> str:
@@ -86,6 +89,7 @@ class Manifest:
             "output_container": self.output_container,
             "delete_output_container": self.delete_output_container,
             "presets": [_preset_json(p) for p in self.presets],
+            "quality": [m.value for m in self.quality],
             "files": [attrs.asdict(f) for f in self.files],
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -109,6 +113,7 @@ class Manifest:
                 output_container=str(body["output_container"]),
                 delete_output_container=bool(body["delete_output_container"]),
                 presets=tuple(_preset_from_json(p) for p in body["presets"]),
+                quality=parse_metrics(body["quality"]),
                 files=tuple(
                     ManifestFile(
                         index=int(f["index"]),

@@ -41,6 +41,7 @@ from batch_transcode._config import AzureConfig, StagedFFmpeg
 from batch_transcode._errors import ConfigError
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
+from batch_transcode._quality import Metric
 from batch_transcode._teardown import Teardown
 
 __all__ = ["OpenSession", "adopt_session", "open_session"]
@@ -70,7 +71,13 @@ class OpenSession:
     def session_id(self) -> str:
         return self.names.session_id
 
-    def manifest(self, job_id: str, items: Sequence[WorkItem], presets: Sequence[Preset]) -> Manifest:
+    def manifest(
+        self,
+        job_id: str,
+        items: Sequence[WorkItem],
+        presets: Sequence[Preset],
+        quality: Sequence[Metric] = (),
+    ) -> Manifest:
         """The manifest of a job this session is about to create."""
         containers = self.staging.containers
         return Manifest(
@@ -85,6 +92,7 @@ class OpenSession:
             output_container=containers.output,
             delete_output_container=not containers.keep_outputs,
             presets=tuple(presets),
+            quality=tuple(quality),
             files=tuple(
                 ManifestFile(
                     index=i.index,

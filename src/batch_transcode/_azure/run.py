@@ -171,7 +171,7 @@ class AzureRun:
         """Write the job's manifest, create the job; the output container's SAS URL for
         its tasks."""
         session, job_id = self.session, self.job_id
-        manifest = session.manifest(job_id, self.items, self.presets)
+        manifest = session.manifest(job_id, self.items, self.presets, self.request.quality)
         session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
