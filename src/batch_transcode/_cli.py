@@ -285,7 +285,8 @@ def _add_plan(
         type=_positive,
         default=DEFAULT_MB_PER_SECOND,
         metavar="MBPS",
-        help=f"assumed input MB/s per task slot (default {DEFAULT_MB_PER_SECOND:g})",
+        help="assumed input MB/s per task slot, for presets the CPU table lacks "
+        f"(default {DEFAULT_MB_PER_SECOND:g})",
     )
     _add_json(plan, "the plan")
 
