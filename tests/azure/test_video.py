@@ -28,9 +28,11 @@ def _clip(ffmpeg: str, path: Path, size: str = "640x480", seconds: float = 1.0) 
             "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}",
             "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
             "-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-ac", "2", "-shortest", str(path),
+            "-c:a", "aac", "-ac", "2", "-t", f"{seconds}", str(path),
         ],
         check=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
     )  # fmt: skip
     return path
 

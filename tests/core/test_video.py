@@ -40,6 +40,7 @@ def _ffmpeg(ffmpeg: str, *args: str) -> None:
         [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
         check=True,
         stdin=subprocess.DEVNULL,
+        timeout=120,  # a clip takes well under a second: fail fast rather than at the test timeout
     )
 
 
@@ -66,7 +67,7 @@ def make_video(
             "-i",
             f"sine=frequency=440:duration={seconds},aformat=channel_layouts={layout}",
         ]
-    args += [*video, *(audio if channels else ()), "-shortest", str(path)]
+    args += [*video, *(audio if channels else ()), "-t", f"{seconds}", str(path)]
     _ffmpeg(ffmpeg, *args)
     return path
 
@@ -100,7 +101,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str
         *("-f", "lavfi", "-i", "sine=frequency=880:duration=1,aformat=channel_layouts=mono"),
         *("-i", str(srt)),
         *("-map", "0", "-map", "1", "-map", "2", "-map", "3"),
-        *("-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-c:s", "srt", "-shortest", str(tracks)),
+        *("-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", "-c:s", "srt", "-t", "1", str(tracks)),
     )
     made["tracks"] = tracks
     return made
@@ -546,11 +547,12 @@ def test_a_missing_encoder_is_refused_before_any_file_runs(
             f"preset 'hevc' needs the libx265 encoder, which the ffmpeg on this machine ({fake})"
         )
         assert "LocalConfig(ffmpeg=imageio_ffmpeg.get_ffmpeg_exe())" in message
-        assert [line.split()[-1] for line in calls.read_text().splitlines()] == ["-encoders", "-filters"]
+        listed = [line.split()[-1] for line in calls.read_text().splitlines()]
+        assert listed == ["-encoders", "-filters", "-version"]
         assert not list((tmp_path / "out").iterdir())
         # what the build has still runs, and the build was asked once
         assert s.convert([clips["cfr"]], output_dir=tmp_path / "out", preset="h264-480p").ok
-    assert len(calls.read_text().splitlines()) == 4  # the listings, a header probe, the conversion
+    assert len(calls.read_text().splitlines()) == 5  # the listings, a header probe, the conversion
 
 
 def test_check_encoders_for_other_hosts(tmp_path: Path, ffmpeg_exe: str) -> None:
