@@ -10,6 +10,8 @@ unmodified ``azure.batch.BatchClient`` can talk to it. It
 - executes tasks for real: nodes are directories under ``workdir``, start tasks and
   tasks run as processes with the ``AZ_BATCH_*`` environment, resource files are
   downloaded through their SAS URLs, output files are uploaded to their container URLs;
+- runs task dependencies (``dependsOn``, exit conditions' ``dependencyAction``) as the
+  service documents them (``_dependencies``);
 - injects switchable, seeded faults (:class:`Faults`);
 - answers as the recorded service does: the values the service fills in come from one
   table per model (``_defaults``), enums in the service's casing, ``DataServiceVersion``

@@ -119,7 +119,15 @@ class JobOperations(Operations):
     def op_Jobs_ReplaceJob(self, call: Call) -> Reply:
         """Replace Job: the updatable properties take the body's values, and those it
         leaves out go back to their defaults (``priority`` 0, no constraints, ...). The
-        pool stays (a job changes pools only while disabled; the emulator keeps it)."""
+        pool stays (a job changes pools only while disabled; the emulator keeps it).
+
+        ``usesTaskDependencies`` is fixed when the job is created: the body (a ``BatchJob``)
+        may carry it, as it carries ``id`` or ``state``, but it is read-only there and not
+        an updatable property ("This fully replaces all the updatable properties of the
+        Job", https://learn.microsoft.com/rest/api/batchservice/jobs/replace-job), so a
+        different value is ignored, like the other read-only ones. Update Job cannot
+        name it at all: it is not a property of ``BatchJobUpdateOptions``, and the
+        request is refused as the spec's unknown properties are."""
         body = call.body or {}
         with self.state.lock:
             job = self.state.writable_job(call.params["jobId"])
@@ -150,12 +158,7 @@ class JobOperations(Operations):
             job = self.state.writable_job(call.params["jobId"])
             if job.state != "active":
                 raise BatchServiceError(409, "JobNotActive", "The specified job is not in active state.")
-            option = (call.body or {}).get("disableTasks", "requeue")
-            for task in job.tasks.values():
-                if task.proc is not None and option in ("requeue", "terminate"):
-                    task.kill_reason = "requeue" if option == "requeue" else "terminate"
-                    kill_process_group(task.proc)
-            job.set_state("disabled")
+            self.state.disable_job(job, (call.body or {}).get("disableTasks", "requeue"))
             return self._reply(202, job)
 
     def op_Jobs_EnableJob(self, call: Call) -> Reply:

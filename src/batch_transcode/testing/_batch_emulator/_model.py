@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ._defaults import DEFAULTS, answer
+from ._dependencies import ExitCondition
+from ._dependencies import dependency_action as resolve_dependency_action
 
 JSON = dict[str, Any]
 
@@ -252,6 +254,8 @@ class Task(_Tracked):
     proc: subprocess.Popen[bytes] | None = None
     kill_reason: str | None = None
     run_serial: int = 0
+    #: Once completed: "satisfy" or "block", what the task does to the tasks that depend on it.
+    dependency_action: str | None = None
 
     @property
     def path(self) -> str:
@@ -261,8 +265,17 @@ class Task(_Tracked):
     def required_slots(self) -> int:
         return int(self.spec.get("requiredSlots", 1))
 
-    def complete(self, *, result: str, failure: tuple[str, str, str] | None) -> None:
-        """Move to ``completed`` with ``result``; ``failure`` is (category, code, message)."""
+    def complete(
+        self, *, result: str, failure: tuple[str, str, str] | None, condition: ExitCondition = "exitCode"
+    ) -> None:
+        """Move to ``completed`` with ``result``; ``failure`` is (category, code, message);
+        ``condition`` is how the task ended, for its exit conditions (see ``_dependencies``)."""
+        self.dependency_action = resolve_dependency_action(
+            self.spec,
+            succeeded=result == "success",
+            exit_code=self.execution.get("exitCode"),
+            condition=condition,
+        )
         self.execution["endTime"] = iso(now())
         self.execution["result"] = result
         if failure is not None:
@@ -276,6 +289,10 @@ class Task(_Tracked):
         else:
             self.execution.pop("failureInfo", None)
         self.set_state("completed")
+
+    def satisfies_dependents(self) -> bool:
+        """Whether the task completed in a way that satisfies the tasks that depend on it."""
+        return self.state == "completed" and self.dependency_action == "satisfy"
 
     def _fields(self, job: Job, url: str | None = None) -> JSON:
         """The task's properties as the service answers them, sharing this task's own
@@ -360,6 +377,8 @@ class Job(_Tracked):
     terminate_reason: str | None = None
     delete_due: float = 0.0
     deadline: float | None = None  # monotonic maxWallClockTime expiry
+    #: Lower-case ids of deleted tasks that had satisfied their dependents (see ``_dependencies``).
+    satisfied_ids: set[str] = field(default_factory=set)
 
     def snapshot(self) -> JobSnapshot:
         return JobSnapshot(

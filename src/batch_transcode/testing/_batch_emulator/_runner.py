@@ -29,6 +29,7 @@ from typing import Any
 
 from batch_transcode._process import kill_process_group
 
+from ._dependencies import ExitCondition, job_action
 from ._executor import PreparationError, download_resource_files, launch, upload_output_files
 from ._model import JSON, Job, Node, Pool, Task, iso, now
 from ._odata import duration_seconds
@@ -285,6 +286,7 @@ class Runner:
                 self.state.changed.notify_all()
                 return
         succeeded = failure is None and exit_code == 0 and reason is None and not timed_out
+        upload_failed = False
         if failure is None and reason is None:
             try:
                 upload_output_files(
@@ -297,6 +299,7 @@ class Runner:
             except PreparationError as exc:
                 failure = (exc.category, exc.code, exc.message)
                 succeeded = False
+                upload_failed = True
         with self.state.lock:
             node.total_run += 1
             if succeeded:
@@ -341,9 +344,21 @@ class Runner:
                 LOG.info("task %s/%s exited %s; retry %d", job.id, task.id, exit_code, retries + 1)
                 self.state.changed.notify_all()
                 return
-            task.complete(result="success" if succeeded else "failure", failure=failure)
-            if failure is not None and job.spec.get("onTaskFailure") == "performexitoptionsjobaction":
-                action = ((task.spec.get("exitConditions") or {}).get("default") or {}).get("jobAction")
-                if action == "terminate" and job.state == "active":
+            condition: ExitCondition
+            if reason == "terminate" or timed_out:
+                condition = "other"
+            elif exit_code is None:
+                condition = "preProcessingError"  # a resource file or the program was missing
+            elif upload_failed:
+                condition = "fileUploadError"
+            else:
+                condition = "exitCode"
+            task.complete(result="success" if succeeded else "failure", failure=failure, condition=condition)
+            on_failure = str(job.spec.get("onTaskFailure", "noaction")).lower()
+            if failure is not None and on_failure == "performexitoptionsjobaction" and job.state == "active":
+                action = job_action(task.spec, exit_code=exit_code, condition=condition)
+                if action == "terminate":
                     self.state.terminate_job(job, "TaskFailed")
+                elif action == "disable":
+                    self.state.disable_job(job, "requeue")
             self.state.changed.notify_all()

@@ -12,8 +12,9 @@ Each tick, under the account lock, it
 - starts nodes that came up (or came back from preemption) through the runner's start task;
 - removes deleted pools and jobs, completes terminating jobs, and applies a job's
   ``maxWallClockTime`` and ``onAllTasksComplete``;
-- dispatches active tasks: jobs by priority, then age; tasks whose dependencies succeeded
-  ("Create task dependencies", https://learn.microsoft.com/azure/batch/batch-task-dependencies),
+- dispatches active tasks: jobs by priority, then age; tasks whose dependencies are met
+  (``_dependencies``: "Create task dependencies to run tasks that depend on other tasks",
+  https://learn.microsoft.com/azure/batch/batch-task-dependencies),
   within ``maxParallelTasks`` and the pool's task slots, onto the node that ``nodeFillType``
   picks ("Run tasks concurrently", https://learn.microsoft.com/azure/batch/batch-parallel-node-tasks).
 """
@@ -25,6 +26,7 @@ import shutil
 import threading
 import time
 
+from ._dependencies import Dependencies
 from ._executor import find_ffmpeg, make_node_image
 from ._model import Job, Node, Pool, Task, iso, now
 from ._runner import Runner
@@ -207,6 +209,7 @@ class Scheduler:
                 if limit != -1
                 else 0
             )
+            deps = Dependencies(job)
             for task in job.tasks.values():
                 if task.state != "active" or task.proc is not None or task.node_key is not None:
                     continue
@@ -214,7 +217,7 @@ class Scheduler:
                     break
                 if task.required_slots > capacity:
                     continue
-                if not self._dependencies_met(job, task):
+                if not deps.met(task):
                     continue
                 nodes = [
                     n
@@ -243,17 +246,6 @@ class Scheduler:
             ),
             default=0,
         )
-
-    def _dependencies_met(self, job: Job, task: Task) -> bool:
-        deps = task.spec.get("dependsOn") or {}
-        ids = [str(i).lower() for i in deps.get("taskIds") or []]
-        for r in deps.get("taskIdRanges") or []:
-            ids.extend(str(i) for i in range(int(r["start"]), int(r["end"]) + 1))
-        for dep_id in ids:
-            dep = job.tasks.get(dep_id)
-            if dep is None or dep.state != "completed" or dep.execution.get("result") != "success":
-                return False
-        return True
 
     def _assign(self, job: Job, task: Task, pool: Pool, node: Node) -> None:
         """Put ``task`` on ``node`` (``running``, ``nodeInfo``) and have the runner run it."""

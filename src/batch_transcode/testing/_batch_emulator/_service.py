@@ -18,6 +18,7 @@ from typing import Unpack
 
 from batch_transcode._process import kill_process_group
 
+from ._dependencies import Dependencies
 from ._jobs import JobOperations
 from ._model import Job, JobSnapshot, Pool, PoolSnapshot, TaskSnapshot
 from ._pools import NodeOperations, PoolOperations
@@ -69,23 +70,27 @@ class Service(AccountState):
         self.join_workers(timeout=10)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no task is running or waiting to run on a usable pool."""
+        """Wait until no task is running or waiting to run on a usable pool. A task whose
+        dependencies are not met is not waiting to run: what it waits for is running or
+        waiting itself, or it is blocked (a failed or missing task) and waits for ever."""
         deadline = time.monotonic() + timeout
         with self.lock:
             while True:
-                busy = any(
-                    t.state in ("running", "preparing")
-                    or (t.state == "active" and self._runnable_pool(j) is not None)
-                    for j in self.jobs.values()
-                    if j.state in ("active", "terminating")
-                    for t in j.tasks.values()
-                )
+                busy = any(self._busy(j) for j in self.jobs.values() if j.state in ("active", "terminating"))
                 if not busy:
                     return True
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self.changed.wait(min(left, 0.1))
+
+    def _busy(self, job: Job) -> bool:
+        deps = Dependencies(job)
+        pool = self._runnable_pool(job)
+        return any(
+            t.state in ("running", "preparing") or (t.state == "active" and pool is not None and deps.met(t))
+            for t in job.tasks.values()
+        )
 
     def _runnable_pool(self, job: Job) -> Pool | None:
         pool = self.pools.get(job.pool_id.lower())

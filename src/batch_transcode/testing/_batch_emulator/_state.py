@@ -339,6 +339,18 @@ class AccountState:
         LOG.info("job %s terminating (%s)", job.id, reason)
         self.changed.notify_all()
 
+    def disable_job(self, job: Job, option: str) -> None:
+        """Mark the job ``disabled``; its running tasks are requeued or terminated
+        (``disableTasks`` ``requeue``/``terminate``) or left to finish (``wait``)."""
+        option = option.lower()
+        for task in job.tasks.values():
+            if task.proc is not None and option in ("requeue", "terminate"):
+                task.kill_reason = option
+                kill_process_group(task.proc)
+        job.set_state("disabled")
+        LOG.info("job %s disabled (%s)", job.id, option)
+        self.changed.notify_all()
+
     def release_auto_pool(self, job: Job) -> None:
         """Delete the job's auto pool unless the job asked to keep it alive."""
         if not job.auto_pool:

@@ -5,7 +5,8 @@ terminates, reactivates and deletes them, and lists and reads the files in a tas
 directory on its node, as in the Azure Batch REST API reference, Tasks group
 (https://learn.microsoft.com/rest/api/batchservice/tasks; the collection limit is in
 Create Task Collection, https://learn.microsoft.com/rest/api/batchservice/tasks/create-task-collection).
-Running tasks is the scheduler's and the runner's work.
+Running tasks is the scheduler's and the runner's work; which tasks may run once their
+dependencies are met, and which dependencies a task may name, is ``_dependencies``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from batch_transcode._process import kill_process_group
 
+from ._dependencies import check_new_task
 from ._errors import BatchServiceError, invalid_value
 from ._model import JSON, Job, Task, iso
 from ._odata import duration_seconds
@@ -46,14 +48,7 @@ class TaskOperations(FileOperations):
                 slots,
                 "requiredSlots must be at least 1 and at most the pool's taskSlotsPerNode.",
             )
-        if spec.get("dependsOn") and not job.spec.get("usesTaskDependencies"):
-            raise BatchServiceError(
-                400,
-                "TaskDependenciesNotSpecifiedOnJob",
-                "A task was specified as depending on other tasks, but the job did not specify that it "
-                "would use "
-                "task dependencies.",
-            )
+        check_new_task(job.spec, spec)
         task = Task(id=task_id, job_id=job.id, spec=copy.deepcopy(spec))
         job.tasks[task_id.lower()] = task
         return task
@@ -146,6 +141,8 @@ class TaskOperations(FileOperations):
             if task.proc is not None:
                 task.kill_reason = "delete"
                 kill_process_group(task.proc)
+            if task.satisfies_dependents():
+                job.satisfied_ids.add(task.id.lower())  # see _dependencies: deleting does not undo it
             del job.tasks[task.id.lower()]
             self.state.changed.notify_all()
             return Reply(200, None)
@@ -165,6 +162,7 @@ class TaskOperations(FileOperations):
                 task.complete(
                     result="failure",
                     failure=("usererror", "TaskEnded", "Task Was Ended by User Request"),
+                    condition="other",
                 )
             return self._reply(204, task)
 
@@ -189,6 +187,7 @@ class TaskOperations(FileOperations):
                     "performed on successful tasks.",
                 )
             task.execution = {"retryCount": 0, "requeueCount": 0}
+            task.dependency_action = None
             task.set_state("active")
             self.state.changed.notify_all()
             return self._reply(204, task)
