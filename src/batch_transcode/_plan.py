@@ -345,6 +345,27 @@ def _assumptions(
     return text
 
 
+def _schedule(
+    items: Sequence[WorkItem],
+    config: LocalConfig | AzureConfig,
+    sizes: Sequence[int],
+    task_seconds: Sequence[float],
+    slots: int,
+) -> tuple[str, int, int, str | None, float | None, float]:
+    """Where and how long the tasks run: backend, bytes staged, nodes, VM size, pool
+    start-up (None locally) and the wall time, start-up included."""
+    work = sum(task_seconds)
+    longest = max(task_seconds, default=0.0)
+    if isinstance(config, LocalConfig):
+        return "local", 0, 1, None, None, max(work / slots, longest)
+    if config.autoscale:
+        nodes = max(1, min(config.max_nodes, math.ceil(len(items) / slots)))
+    else:
+        nodes = max(1, config.dedicated_nodes + config.spot_nodes)
+    startup = 0.0 if config.pool_id else POOL_STARTUP_SECONDS
+    return "azure", sum(sizes), nodes, config.vm_size, startup, startup + max(work / (nodes * slots), longest)
+
+
 def make_plan(
     items: Sequence[WorkItem],
     config: LocalConfig | AzureConfig,
@@ -372,21 +393,8 @@ def make_plan(
     # a video encoder uses every core it gets; an audio one, one
     per_task = 1.0 if cores is None else cores / slots if video else min(1.0, cores / slots)
     task_seconds = [TASK_OVERHEAD_SECONDS + sum(costs) / per_task for costs in per_file]
-    work = sum(task_seconds)
-    if isinstance(config, LocalConfig):
-        backend, staged, nodes, vm_size, startup = "local", 0, 1, None, None
-        seconds = max(work / slots, max(task_seconds, default=0.0))
-        node_hours = 0.0
-    else:
-        backend, staged, vm_size = "azure", sum(sizes), config.vm_size
-        if config.autoscale:
-            nodes = max(1, min(config.max_nodes, math.ceil(len(items) / slots)))
-        else:
-            nodes = max(1, config.dedicated_nodes + config.spot_nodes)
-        run_seconds = max(work / (nodes * slots), max(task_seconds, default=0.0))
-        startup = 0.0 if config.pool_id else POOL_STARTUP_SECONDS
-        seconds = startup + run_seconds
-        node_hours = nodes * seconds / 3600
+    backend, staged, nodes, vm_size, startup, seconds = _schedule(items, config, sizes, task_seconds, slots)
+    node_hours = 0.0 if backend == "local" else nodes * seconds / 3600
     assumptions = _assumptions(how, costed, cores, per_task, mb_per_second)
     if startup is not None:
         assumptions += f"; and {startup:g} s of pool start-up (billed)"

@@ -393,16 +393,7 @@ class Preset:
             audio = spec.default_audio
         ext = (container or spec.containers[0]).lstrip(".").lower()
         if name is None:
-            size = (
-                f"-{width}x{height}"
-                if width is not None and height is not None
-                else f"-{height}p"
-                if height is not None
-                else f"-{width}w"
-                if width is not None
-                else ""
-            )
-            name = spec.name + size
+            name = spec.name + _size_cap(width, height)
         encoded = audio in ("aac", "opus")
         return cls(
             name=name,
@@ -452,6 +443,15 @@ class Preset:
             seek=at,
             seek_fraction=fraction,
         )
+
+
+def _size_cap(width: int | None, height: int | None) -> str:
+    """How a video preset's default name says its size cap: ``-720p``, ``-640w``, ``-640x360``."""
+    if width is not None and height is not None:
+        return f"-{width}x{height}"
+    if height is not None:
+        return f"-{height}p"
+    return f"-{width}w" if width is not None else ""
 
 
 PRESETS: dict[str, Preset] = {

@@ -357,6 +357,39 @@ def _reader(folder: str) -> Callable[[str], str | None]:
     return read
 
 
+def _run_in(
+    folder: str,
+    argv: list[str],
+    errors: Path,
+    timeout: float | None,
+    cancel: threading.Event | None,
+    *,
+    source: str,
+    output: str,
+) -> tuple[subprocess.Popen[bytes], str | None]:
+    """Run ``argv`` in ``folder``, stderr into ``errors`` (a file, not a pipe: nothing to
+    drain while waiting), in a process group of its own; the process, and why it was
+    stopped early (None if it ran to its end)."""
+    with errors.open("wb") as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise QualityError(
+                f"could not start ffmpeg to measure quality: {exc}", source=source, output=output
+            ) from exc
+        try:
+            return proc, _wait(proc, timeout, cancel)
+        finally:
+            kill_process_group(proc)  # no-op once it exited
+
+
 def measure(
     ffmpeg: str,
     source: str | os.PathLike[str],
@@ -384,24 +417,7 @@ def measure(
     argv = quality_argv(ffmpeg, src, out, chosen, threads=threads)
     with tempfile.TemporaryDirectory(prefix="bt-quality-") as folder:
         errors = Path(folder, "ffmpeg-stderr.log")
-        with errors.open("wb") as err:  # a file, not a pipe: nothing to drain while waiting
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    cwd=folder,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise QualityError(
-                    f"could not start ffmpeg to measure quality: {exc}", source=src, output=out
-                ) from exc
-            try:
-                stopped = _wait(proc, timeout, cancel)
-            finally:
-                kill_process_group(proc)  # no-op once it exited
+        proc, stopped = _run_in(folder, argv, errors, timeout, cancel, source=src, output=out)
         graph = argv[argv.index("-filter_complex") + 1]
         stderr = errors.read_text(encoding="utf-8", errors="replace").replace(graph, "(the quality filters)")
         tail = stderr_tail(stderr)
