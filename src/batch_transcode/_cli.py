@@ -84,6 +84,11 @@ def _count(text: str) -> int:
     return int(_number(text, int, zero_ok=True))
 
 
+def _some(text: str) -> int:
+    """A whole number of at least 1."""
+    return int(_number(text, int, zero_ok=False))
+
+
 def _positive(text: str) -> float:
     return _number(text, float, zero_ok=False)
 
@@ -326,7 +331,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``demo``: sample videos to MP3, locally."""
     demo = sub.add_parser("demo", help="generate sample videos and convert them to MP3 locally")
     demo.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="default: ./demo-out")
-    demo.add_argument("--count", type=int, default=4, help="number of sample videos (default 4)")
+    demo.add_argument("--count", type=_some, default=4, help="number of sample videos (default 4)")
     demo.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
 
 

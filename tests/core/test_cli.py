@@ -245,3 +245,11 @@ def test_the_cli_goes_through_the_public_api_not_the_azure_layers() -> None:
 def test_cleanup_needs_the_azure_settings() -> None:
     proc = run_python("-m", "batch_transcode", "cleanup", "--dry-run", env=env_without_azure())
     assert proc.returncode == 2 and "AZURE_BATCH_ENDPOINT" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two"])
+def test_demo_needs_a_count_of_at_least_one(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--count", count])
+    assert info.value.code == 2
+    assert "--count" in capsys.readouterr().err
