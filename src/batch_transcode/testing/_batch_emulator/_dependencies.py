@@ -53,13 +53,35 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable, Mapping, Set
+from typing import Any, Literal, Protocol
 
 from ._errors import BatchServiceError, invalid_value
 
-if TYPE_CHECKING:
-    from ._model import JSON, Job, Task
+JSON = dict[str, Any]
+
+
+class _Task(Protocol):
+    """What the rules read of a task (the model's ``Task``, which imports this module)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def spec(self) -> JSON: ...
+
+    def satisfies_dependents(self) -> bool: ...
+
+
+class _Job(Protocol):
+    """What the rules read of a job (the model's ``Job``)."""
+
+    @property
+    def tasks(self) -> Mapping[str, _Task]: ...
+
+    @property
+    def satisfied_ids(self) -> Set[str]: ...
+
 
 #: The combined length of the ids a task's ``taskIds`` may hold.
 MAX_TASK_IDS_LENGTH = 64_000
@@ -183,7 +205,7 @@ class Dependencies:
     first use, once, however many dependent tasks ask.
     """
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: _Job) -> None:
         self._job = job
         self._numbers: list[int] | None = None
 
@@ -204,7 +226,7 @@ class Dependencies:
             self._numbers = sorted(found)
         return self._numbers
 
-    def met(self, task: Task) -> bool:
+    def met(self, task: _Task) -> bool:
         """Whether every task ``task`` depends on has satisfied it."""
         deps = task.spec.get("dependsOn")
         if not deps:
