@@ -36,11 +36,11 @@ from batch_transcode._ffmpeg import (
 )
 from batch_transcode._naming import WorkItem
 from batch_transcode._process import kill_process_group
-from batch_transcode._quality import OutputQuality, filters_needed, measure, quality_note, version_needed
+from batch_transcode._quality import OutputQuality, filters_needed, measure, version_needed
 from batch_transcode._report import FileResult, Status
 from batch_transcode._teardown import Teardown
 
-__all__ = ["QUALITY_HINT", "LocalBackend"]
+__all__ = ["QUALITY_HINT", "LocalBackend", "quality_note"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ QUALITY_HINT = (
     "'batch-transcode[local]', then LocalConfig(ffmpeg=imageio_ffmpeg.get_ffmpeg_exe()); a "
     "quality metric can also be left out of quality="
 )
+
+
+def quality_note(output: Path, error: QualityError) -> str:
+    """The note a result carries for an output whose measurement failed."""
+    why = str(error).removeprefix("quality not measured: ")
+    return f"quality not measured for {output.name}: {why}"
 
 
 def _written(path: Path) -> bool:

@@ -65,7 +65,6 @@ __all__ = [
     "parse_ssim_stats",
     "parse_vmaf_json",
     "quality_argv",
-    "quality_note",
     "version_needed",
 ]
 
@@ -456,10 +455,3 @@ def filters_needed(metrics: Iterable[Metric]) -> dict[str, str]:
     """What measuring ``metrics`` needs of an ffmpeg build, for
     :func:`~batch_transcode._ffmpeg.check_build`: ``{"quality metric vmaf": "libvmaf"}``."""
     return {f"quality metric {m.value}": FILTERS[m] for m in metrics}
-
-
-def quality_note(output: Path, error: Exception) -> str:
-    """The note a result carries for an output whose measurement failed (on either
-    backend): ``quality not measured for <name>: <why>``."""
-    why = str(error).removeprefix("quality not measured: ")
-    return f"quality not measured for {output.name}: {why}"

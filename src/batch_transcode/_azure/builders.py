@@ -426,9 +426,8 @@ def task_create_options(
                 for name, blob in zip(output_file_names(presets), output_blob_names, strict=True)
             ),
             *(
-                [upload("quality-*", quality_path(job_id, tid, ""), "tasksuccess")]
-                if quality_logs(presets, quality)
-                else []
+                upload("quality-*", quality_path(job_id, tid, ""), "tasksuccess")
+                for _ in ([None] if quality_logs(presets, quality) else [])
             ),
             upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),
             upload("../stdout.txt", diagnostics_path(job_id, tid, "stdout.txt"), "taskfailure"),

@@ -47,10 +47,10 @@ from batch_transcode._azure.opened import OpenSession
 from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
 from batch_transcode._azure.submit import TaskFeed
 from batch_transcode._backend import RunRequest
-from batch_transcode._errors import AzureError, RunTimeoutError, TranscodeError
+from batch_transcode._errors import AzureError, QualityError, RunTimeoutError, TranscodeError
 from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
-from batch_transcode._quality import Metric, Score, parse_logs, quality_note
+from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
 
@@ -343,9 +343,9 @@ class AzureRun:
                 continue
             try:
                 scores.append(parse_logs(metrics, read, index=n))
-            except TranscodeError as exc:  # a QualityError, or an unreadable log blob
+            except (QualityError, TranscodeError) as exc:
                 scores.append(None)
-                notes.append(quality_note(output, exc))
+                notes.append(f"quality not measured for {output.name}: {exc}")
         return scores, notes
 
 
