@@ -108,7 +108,9 @@ def check_nodes(
     stop: CancelFlag,
 ) -> bool:
     """Wait for the first node whose start task succeeded and check its ffmpeg; True once
-    checked (or not checkable), False if ``stop`` was set first. Raises ConfigError."""
+    checked (or not checkable), False if ``stop`` was set first. Raises ConfigError.
+    Nodes are looked at every ``poll_interval``, without backing off: the tasks wait on
+    this, so the gate opens as soon as a node could run them."""
     interval = config.poll_interval
     while not stop.is_set():
         try:
@@ -132,5 +134,4 @@ def check_nodes(
         until = time.monotonic() + interval
         while not stop.is_set() and time.monotonic() < until:
             time.sleep(0.1)
-        interval = min(config.poll_interval_max, interval * 1.5)
     return False

@@ -85,6 +85,8 @@ class AzureRun:
         self.cancel = request.cancel
         #: Set when the run fails or ends while staging or downloads are still under way.
         self.halt = threading.Event()
+        #: Set when tasks held for the node check are let through to the feed.
+        self.tasks_released = threading.Event()
         #: What staging, task submission and downloads stop on: ``cancel`` or ``halt``.
         self.stop = _Either(request.cancel, self.halt)
 
@@ -145,6 +147,7 @@ class AzureRun:
                     stop=self.stop,
                 ):
                     gate.open()
+                    self.tasks_released.set()  # the watch polls afresh: tasks start now
             except TranscodeError as exc:
                 gate.error = exc
                 self.halt.set()
@@ -511,6 +514,9 @@ class _Collector:
         poll = _PollState(pool_id=run.session.pool_id, interval=run.config.poll_interval)
         while True:
             self._harvest()
+            if run.tasks_released.is_set():  # held tasks just went in: no backed-off poll
+                run.tasks_released.clear()
+                poll.interval, poll.next_poll = run.config.poll_interval, time.monotonic()
             ended = self._ended(produced)
             if ended is not None:
                 return ended
