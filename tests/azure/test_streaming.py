@@ -28,8 +28,10 @@ def _inputs(tmp_path: Path, make_media: MediaFactory, n: int) -> list[Path]:
 def test_each_file_is_reported_while_other_tasks_still_run(
     offline_azure: OfflineAzure, tmp_path: Path, make_media: MediaFactory
 ) -> None:
-    n = 24
-    inputs = _inputs(tmp_path, make_media, n)
+    # a minute of media each: a task lasts long enough for a download to land meanwhile
+    # (one-second clips finish 24 tasks in well under a second, faster than any listing)
+    n = 16
+    inputs = [make_media(tmp_path / "in" / f"clip{i:02d}.mp4", "long") for i in range(n)]
     completed_at_report: list[int] = []
     lock = threading.Lock()
 
