@@ -37,6 +37,9 @@ class RunRequest:
     exists; once ``cancel`` is set the run stops promptly (the job marks what was not
     reported as cancelled). ``quality`` names the metrics to measure each video output
     by against its input, where the encode ran (none: not measured).
+    ``segment_seconds`` (``None``: never) splits each long video input into segments
+    of about that many seconds, encoded in parallel and stitched
+    (:mod:`batch_transcode._split`).
     """
 
     items: tuple[WorkItem, ...] = attrs.field(converter=tuple[WorkItem, ...])
@@ -45,6 +48,7 @@ class RunRequest:
     teardown: Teardown
     cancel: threading.Event
     quality: tuple[Metric, ...] = attrs.field(default=(), converter=tuple[Metric, ...])
+    segment_seconds: float | None = None
 
 
 class Backend(Protocol):

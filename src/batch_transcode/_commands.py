@@ -28,21 +28,29 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+import attrs
+
 from batch_transcode._presets import (
     DEFAULT_LOUDNESS_SAMPLE_RATE,
     VIDEO_AUDIO_ENCODERS,
     VIDEO_CODECS,
     Preset,
 )
+from batch_transcode._segments import Segment
 
 __all__ = [
     "SEEK_FRACTION_WORD",
+    "audio_once_argv",
+    "audio_preset",
+    "concat_list",
     "ffmpeg_argv",
     "loudnorm_filter",
     "output_args",
     "renditions_graph",
+    "segment_argv",
     "shell_line",
     "size_note",
+    "stitch_argv",
     "video_filters",
 ]
 
@@ -61,6 +69,10 @@ LOUDNORM_RANGE = 11.0
 #: when the command is built (a Batch task reads it on the node): ``{fraction:.6f}``
 #: fills it in; the task script replaces the word (see ``_azure.builders``).
 SEEK_FRACTION_WORD = "@bt-seek-fraction:{fraction:.6f}@"
+
+
+#: The words every command starts with after the executable.
+_QUIET = ("-hide_banner", "-nostdin", "-loglevel", "error", "-y")
 
 
 def _file_url(path: str) -> str:
@@ -235,7 +247,7 @@ def ffmpeg_argv(
         elif seek is not None:
             options = ["-ss", seek, *options]
         words += [*options, _file_url(output)]
-    return [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *inputs, *words]
+    return [ffmpeg, *_QUIET, *inputs, *words]
 
 
 def size_note(preset: Preset, width: int, height: int) -> str | None:
@@ -263,3 +275,92 @@ def size_note(preset: Preset, width: int, height: int) -> str | None:
 def shell_line(argv: Sequence[str]) -> str:
     """A POSIX shell line running ``argv`` with every word quoted."""
     return shlex.join(argv)
+
+
+# -- a video split into segments (see batch_transcode._segments) ---------------------------
+
+
+def _video_part(preset: Preset) -> Preset:
+    """``preset`` writing its video alone (a segment's encode): no audio, no audio options."""
+    return attrs.evolve(preset, audio=None, bitrate=None, channels=None, sample_rate=None, loudness=None)
+
+
+def audio_preset(preset: Preset) -> Preset | None:
+    """What the audio-once encode writes for a video ``preset``: its audio alone, with its
+    audio encoder and options, in its container (``None``: the preset writes no audio)."""
+    if preset.audio is None:
+        return None
+    return Preset(
+        name=f"{preset.name}-audio",
+        extension=preset.extension,
+        args=("-map", "0:a:0", "-vn", "-sn", "-dn", "-c:a", VIDEO_AUDIO_ENCODERS[preset.audio]),
+        bitrate=preset.bitrate,
+        channels=preset.channels,
+        sample_rate=preset.sample_rate,
+        loudness=preset.loudness,
+    )
+
+
+def segment_argv(
+    ffmpeg: str, source: str, outputs: Sequence[tuple[str, Preset]], segment: Segment
+) -> list[str]:
+    """The argv encoding ``segment``'s video into each ``(output, preset)`` of ``outputs``
+    (every video rendition of the input, one decoding shared through a ``split``).
+
+    The seek rule is :mod:`batch_transcode._segments`'s: ``-ss seek`` before ``-i``,
+    ``-ss skip`` and ``-frames:v`` after it (the first segment: no seek). Each output
+    keeps one frame per input frame (``-fps_mode passthrough``) and holds video only:
+    the audio is encoded once for the whole file (:func:`audio_once_argv`)."""
+    if not outputs or not all(p.is_video and p.fps is None for _, p in outputs):
+        raise ValueError("a segment is encoded to video presets without a frame rate change")
+    seek = ["-ss", f"{segment.seek_seconds:.6f}"] if segment.index else []
+    skip = ["-ss", f"{segment.skip_seconds:.6f}"] if segment.index else []
+    presets = [_video_part(p) for _, p in outputs]
+    words: list[str] = []
+    labels: list[str | None] = [None] * len(presets)
+    if len(presets) > 1:
+        words += ["-filter_complex", renditions_graph(presets)]
+        labels = [f"[o{n}]" for n in range(len(presets))]
+    for (output, _), preset, label in zip(outputs, presets, labels, strict=True):
+        words += [*skip, "-frames:v", str(segment.frames), "-fps_mode", "passthrough"]
+        words += [*output_args(preset, video=label), "-an", "-sn", "-dn", _file_url(output)]
+    return [ffmpeg, *_QUIET, *seek, "-i", _file_url(source), *words]
+
+
+def audio_once_argv(ffmpeg: str, source: str, outputs: Sequence[tuple[str, Preset]]) -> list[str]:
+    """The argv encoding the first audio stream of ``source`` once, whole, for each
+    ``(output, preset)`` (presets from :func:`audio_preset`)."""
+    return ffmpeg_argv(ffmpeg, source, outputs)
+
+
+def _concat_quote(path: str) -> str:
+    """``path`` as one token of ffmpeg's concat script: single-quoted, a ``'`` written
+    ``'\\''`` (https://ffmpeg.org/ffmpeg-formats.html#concat-1, ffmpeg-utils' quoting)."""
+    return "'" + path.replace("'", "'\\''") + "'"
+
+
+def concat_list(segments: Sequence[tuple[str, float]]) -> str:
+    """The concat demuxer's script joining ``(path, duration)`` segments in order. Each
+    file's ``duration`` (the planned one: its frames' span in the source) places the
+    next one, so the joins keep the source's timestamps."""
+    lines = ["ffconcat version 1.0"]
+    for path, duration in segments:
+        lines += [f"file {_concat_quote(path)}", f"duration {duration:.6f}"]
+    return "\n".join(lines) + "\n"
+
+
+def stitch_argv(ffmpeg: str, listing: str, audio: str | None, output: str, preset: Preset) -> list[str]:
+    """The argv joining the segments a concat script (:func:`concat_list`) names by stream
+    copy, then muxing ``audio`` (the audio-once encode's output, if any) into ``output``."""
+    inputs = ["-f", "concat", "-safe", "0", "-i", _file_url(listing)]
+    maps = ["-map", "0:v:0"]
+    if audio is not None:
+        inputs += ["-i", _file_url(audio)]
+        maps += ["-map", "1:a:0"]
+    words = [*maps, "-c", "copy"]
+    ext = preset.extension.lower()
+    if preset.video_codec == "hevc" and ext in ("mp4", "mov"):
+        words += ["-tag:v", "hvc1"]
+    if ext in ("mp4", "mov"):
+        words += ["-movflags", "+faststart"]
+    return [ffmpeg, *_QUIET, *inputs, *words, _file_url(output)]

@@ -17,6 +17,7 @@ catches them all::
     ├── AttachError (also LookupError)        no job to attach to under that id
     ├── RunTimeoutError (also TimeoutError)   the run did not finish in time
     ├── QualityError                          a quality measurement failed (the output is kept)
+    ├── StitchCheckError                      a split file's stitched output failed its check
     ├── TranscodeFailedError                  raised by Report.raise_for_failures()
     └── TeardownError                         some resources could not be removed
 
@@ -45,6 +46,7 @@ __all__ = [
     "RunTimeoutError",
     "ServiceUnavailableError",
     "SessionStateError",
+    "StitchCheckError",
     "TeardownError",
     "TranscodeError",
     "TranscodeFailedError",
@@ -199,6 +201,24 @@ class QualityError(TranscodeError):
         self.source = source
         self.output = output
         self.stderr_tail = stderr_tail
+
+
+class StitchCheckError(TranscodeError):
+    """The output of a video encoded in segments (``segment_seconds=``) is not what the
+    whole encode would have made: a frame lost or gained, its duration or its audio off.
+
+    The file fails and its output is not delivered; a run reports this as the file's
+    error, never raises it. ``source`` names the input, ``problems`` each check missed.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(
+            f"the output stitched from segments failed its check, so it was not kept:\n{lines}\n"
+            "convert this file without segment_seconds, and report the input if it is a valid video"
+        )
 
 
 class _Failed(Protocol):

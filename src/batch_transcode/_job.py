@@ -104,6 +104,7 @@ class TranscodeJob:
         *,
         presets: Sequence[Preset],
         quality: Sequence[Metric] = (),
+        segment_seconds: float | None = None,
         teardown: Teardown,
         session: JobSession,
         progress: ProgressCallback | None,
@@ -114,8 +115,8 @@ class TranscodeJob:
     ) -> None:
         """``items`` in input order, the results of those already ``done`` (skipped, by
         their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``,
-        the ``quality`` metrics to measure and ``teardown``, once :meth:`start` is
-        called. The session makes jobs."""
+        the ``quality`` metrics to measure, the ``segment_seconds`` to split long videos at
+        and ``teardown``, once :meth:`start` is called. The session makes jobs."""
         self._session = session
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
@@ -144,6 +145,7 @@ class TranscodeJob:
             teardown=teardown,
             cancel=self._cancel,
             quality=quality,
+            segment_seconds=segment_seconds,
         )
         self._thread = threading.Thread(target=self._run, args=(run, request), name=name, daemon=True)
         #: Called (from the worker thread) after each result and when the job stops.

@@ -34,10 +34,12 @@ from batch_transcode._ffmpeg import (
     probe_input,
     temporary_output,
 )
+from batch_transcode._local_split import SplitFile, queue_units
 from batch_transcode._naming import WorkItem
 from batch_transcode._process import kill_process_group
 from batch_transcode._quality import OutputQuality, filters_needed, measure, version_needed
 from batch_transcode._report import FileResult, Status
+from batch_transcode._split import plan_split
 from batch_transcode._teardown import Teardown
 
 __all__ = ["QUALITY_HINT", "LocalBackend", "quality_note"]
@@ -115,7 +117,10 @@ class LocalBackend:
 
 
 class _LocalRun:
-    """One request on the local backend; its ``cancel`` event stops it at once."""
+    """One request on the local backend; its ``cancel`` event stops it at once.
+
+    With ``segment_seconds``, each long video input is a :class:`SplitFile`: its segments
+    run as units of their own on the same pool (:mod:`batch_transcode._local_split`)."""
 
     def __init__(self, backend: LocalBackend, request: RunRequest) -> None:
         self.backend = backend
@@ -124,8 +129,42 @@ class _LocalRun:
         self.quality = request.quality
         self.progress = request.progress
         self.cancel = request.cancel
+        self.segment_seconds = request.segment_seconds
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+
+    # -- what a split file uses (SplitRunner) ------------------------------------------------
+
+    @property
+    def ffmpeg_exe(self) -> str:
+        return self.backend.ffmpeg
+
+    @property
+    def slots(self) -> threading.BoundedSemaphore:
+        return self.backend._slots
+
+    @property
+    def measures_quality(self) -> bool:
+        return bool(self.quality)
+
+    def run_ffmpeg(self, argv: list[str]) -> tuple[int | None, str]:
+        return self._ffmpeg(argv)
+
+    def measured(self, item: WorkItem, result: FileResult) -> FileResult:
+        return self._measured(item, result)
+
+    def _split_files(self) -> dict[int, SplitFile]:
+        """The items encoded in segments, by position (each input's keyframes read here)."""
+        if self.segment_seconds is None:
+            return {}
+        files: dict[int, SplitFile] = {}
+        for pos, item in enumerate(self.items):
+            if self.cancel.is_set():
+                break
+            plan = plan_split(item.source, self.presets, self.segment_seconds)
+            if plan is not None:
+                files[pos] = SplitFile(self, item, plan)
+        return files
 
     def _convert_one(self, item: WorkItem) -> FileResult:
         with self.backend._slots:
@@ -286,11 +325,15 @@ class _LocalRun:
         """Report every item once: as it finishes, and once stopped, the files that
         finished meanwhile and those that never ran (cancelled)."""
         reported: set[int] = set()
+        splits = self._split_files()
         pool = ThreadPoolExecutor(max_workers=self.backend.config.workers, thread_name_prefix="bt-ffmpeg")
-        futures: dict[Future[FileResult], int] = {}
+        futures: dict[Future[FileResult], int] = {f.future: pos for pos, f in splits.items()}
         try:
+            for unit in queue_units(list(splits.values())):  # segments first, longest first
+                pool.submit(unit)
             for pos, item in enumerate(self.items):
-                futures[pool.submit(self._convert_one, item)] = pos
+                if pos not in splits:
+                    futures[pool.submit(self._convert_one, item)] = pos
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -304,6 +347,8 @@ class _LocalRun:
             if self.cancel.is_set() or len(reported) < len(self.items):
                 self.stop_all()
             pool.shutdown(wait=True, cancel_futures=True)
+            for split in splits.values():
+                split.abandon()
         for fut, pos in futures.items():  # stopped early: what finished meanwhile, then the rest
             if pos not in reported:
                 item = self.items[pos]

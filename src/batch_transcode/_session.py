@@ -25,6 +25,7 @@ from batch_transcode._presets import Preset, PresetSpec, resolve_presets
 from batch_transcode._progress import ProgressCallback
 from batch_transcode._quality import Metric, parse_metrics
 from batch_transcode._report import FileResult, Report
+from batch_transcode._split import split_refusal
 from batch_transcode._teardown import Teardown
 
 __all__ = ["TranscodeSession"]
@@ -91,6 +92,26 @@ def _quality(spec: QualitySpec, presets: Sequence[Preset]) -> tuple[Metric, ...]
             "Preset.video(...)) or leave quality out"
         )
     return metrics
+
+
+def _segment_seconds(value: float | None, presets: Sequence[Preset]) -> float | None:
+    """``segment_seconds=`` checked: a positive number of seconds, and PyAV installed to read
+    keyframes when the presets let a run split (:func:`~batch_transcode._split.split_refusal`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"segment_seconds must be a positive number of seconds, not {value!r}")
+    refusal = split_refusal(presets)
+    if refusal is not None:
+        log.info("segment_seconds=%g: no input is split: %s", value, refusal)
+        return float(value)
+    try:
+        import av  # noqa: F401 - the split extra, checked before anything starts
+    except ImportError:
+        raise ConfigError(
+            "segment_seconds needs PyAV to read keyframes: pip install 'batch-transcode[split]'"
+        ) from None
+    return float(value)
 
 
 class _State(enum.Enum):
@@ -324,6 +345,7 @@ class TranscodeSession:
         name: str,
         on_exit: Callable[[BaseException | None], None] | None = None,
         quality: Sequence[Metric] = (),
+        segment_seconds: float | None = None,
     ) -> TranscodeJob:
         """Start a job in the background handing ``run`` a :class:`RunRequest` of ``items``
         (less those ``done``) with ``presets``, the ``quality`` metrics to measure and this
@@ -334,6 +356,7 @@ class TranscodeSession:
             run,
             presets=presets,
             quality=quality,
+            segment_seconds=segment_seconds,
             teardown=self._teardown,
             session=self,
             progress=progress,
@@ -381,6 +404,7 @@ class TranscodeSession:
         show_progress: bool = False,
         skip_existing: bool = True,
         quality: QualitySpec = None,
+        segment_seconds: float | None = None,
     ) -> TranscodeJob:
         """Start converting ``paths`` in the background and return a :class:`TranscodeJob` at once.
 
@@ -396,6 +420,7 @@ class TranscodeSession:
             )
         chosen = resolve_presets(preset)
         metrics = _quality(quality, chosen)
+        segments = _segment_seconds(segment_seconds, chosen)
         sources = validate_inputs(paths)
         items = plan_work(sources, output_dir, output_suffixes(chosen))
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -418,6 +443,7 @@ class TranscodeSession:
             desc=f"to {_names(chosen)}",
             name=f"bt-job-{len(self._jobs) + 1}",
             quality=metrics,
+            segment_seconds=segments,
         )
 
     def convert(
@@ -430,6 +456,7 @@ class TranscodeSession:
         show_progress: bool = False,
         skip_existing: bool = True,
         quality: QualitySpec = None,
+        segment_seconds: float | None = None,
     ) -> Report:
         """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
 
@@ -461,6 +488,15 @@ class TranscodeSession:
         measurement that fails leaves the file converted, with a note in
         :attr:`FileResult.notes`. Files skipped as already done are not measured.
 
+        ``segment_seconds`` (off by default) encodes each video input at least two
+        segments long in segments of about that many seconds, cut at its keyframes,
+        in parallel (on Azure: one task each), then stitches them by stream copy with
+        the audio encoded once. A stitched output must have exactly the source's
+        frames, its duration and its audio timing, or the file fails with a
+        :class:`StitchCheckError` as its error and no output. It needs PyAV (the
+        ``split`` extra) and applies when every preset is a video preset without
+        ``fps`` or extra ``args``; see the video guide.
+
         ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and
         leaving the session removes what it created.
         """
@@ -472,6 +508,7 @@ class TranscodeSession:
             show_progress=show_progress,
             skip_existing=skip_existing,
             quality=quality,
+            segment_seconds=segment_seconds,
         )
         report = job.wait()
         log.info("%s", report.summary().splitlines()[0])

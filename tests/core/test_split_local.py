@@ -1,0 +1,147 @@
+"""Long videos encoded in segments on the local backend: real ffmpeg on generated clips,
+each output held to its source (frames decoded, duration, audio start and length) and to
+the whole encode; the encode validator; a failing segment fails its file only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from batch_transcode import (
+    PRESETS,
+    ConfigError,
+    LocalConfig,
+    Preset,
+    Report,
+    StitchCheckError,
+    TranscodeSession,
+)
+from batch_transcode._commands import concat_list, segment_argv, stitch_argv
+from batch_transcode._split import check_stitched, plan_split, segment_file
+from split_media import H264, H264_SMALL, assert_like_source, make_split_clips
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
+    return make_split_clips(ffmpeg_exe, tmp_path_factory.mktemp("split-clips"))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path], ffmpeg_exe: str) -> Path:
+    """Every clip encoded whole (no segments), to compare with."""
+    out = tmp_path_factory.mktemp("whole")
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
+        s.convert(list(clips.values()), output_dir=out, preset=[H264, H264_SMALL]).raise_for_failures()
+    return out
+
+
+def _convert(
+    ffmpeg: str, sources: list[Path], out: Path, seconds: float, presets: Sequence[Preset] = (H264,)
+) -> Report:
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg)) as s:
+        return s.convert(sources, output_dir=out, preset=presets, segment_seconds=seconds)
+
+
+@pytest.mark.parametrize("name", ["cfr", "vfr", "silent"])
+def test_split_output_is_frame_exact(
+    clips: dict[str, Path], whole: Path, ffmpeg_exe: str, tmp_path: Path, name: str
+) -> None:
+    source = clips[name]
+    report = _convert(ffmpeg_exe, [source], tmp_path, 1.0, [H264, H264_SMALL])
+    report.raise_for_failures()
+    (result,) = report
+    assert any("segments cut at keyframes" in note for note in result.notes), result.notes
+    assert not list(tmp_path.glob(".bt-split-*"))  # the pieces are gone
+    for output in result.outputs:
+        assert_like_source(output, source, whole / output.name)
+
+
+def test_segments_of_one_gop(clips: dict[str, Path], whole: Path, ffmpeg_exe: str, tmp_path: Path) -> None:
+    plan = plan_split(clips["cfr"], [H264], 12 / 25)
+    assert plan is not None
+    assert [s.frames for s in plan.segments][:-1] == [12] * (len(plan.segments) - 1)
+    report = _convert(ffmpeg_exe, [clips["cfr"]], tmp_path, 12 / 25)
+    (result,) = report.raise_for_failures()
+    assert f"encoded in {len(plan.segments)} segments" in result.notes[0]
+    assert_like_source(result.outputs[0], clips["cfr"], whole / "cfr.h264.mp4")
+
+
+def test_a_short_input_is_encoded_whole(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path) -> None:
+    assert plan_split(clips["short"], [H264], 1.0) is None
+    (result,) = _convert(ffmpeg_exe, [clips["short"]], tmp_path, 1.0).raise_for_failures()
+    assert not result.notes
+    assert_like_source(result.outputs[0], clips["short"])
+
+
+def test_audio_presets_never_split(clips: dict[str, Path]) -> None:
+    assert plan_split(clips["cfr"], [PRESETS["mp3"]], 1.0) is None
+    assert plan_split(clips["cfr"], [H264, PRESETS["thumbnail"]], 1.0) is None
+    assert plan_split(clips["cfr"], [H264.with_audio(bitrate="96k")], 1.0) is not None
+
+
+def test_bad_segment_seconds(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path) -> None:
+    with TranscodeSession(LocalConfig(workers=1, ffmpeg=ffmpeg_exe)) as s:
+        for bad in (0, -1.0, "5"):
+            with pytest.raises(ConfigError, match="segment_seconds"):
+                s.submit([clips["cfr"]], output_dir=tmp_path, preset=[H264], segment_seconds=bad)  # type: ignore[arg-type]
+
+
+def test_validator_catches_a_lost_segment(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path) -> None:
+    """The stitch of every segment but one fails the check: frames and duration off."""
+    source = clips["cfr"]
+    plan = plan_split(source, [H264], 1.0)
+    assert plan is not None
+    for segment in plan.segments:
+        out = str(tmp_path / segment_file(segment.index, 0, H264))
+        subprocess.run(segment_argv(ffmpeg_exe, str(source), [(out, H264)], segment), check=True)
+    kept = plan.segments[:-1]
+    (tmp_path / "list.txt").write_text(
+        concat_list([(segment_file(s.index, 0, H264), s.duration) for s in kept])
+    )
+    stitched = tmp_path / "stitched.mp4"
+    subprocess.run(stitch_argv(ffmpeg_exe, str(tmp_path / "list.txt"), None, str(stitched), H264), check=True)
+    with pytest.raises(StitchCheckError, match="video frames, the source has 125") as caught:
+        check_stitched(plan, stitched, None)
+    assert any("lasts" in p for p in caught.value.problems)
+    # every segment: it passes
+    (tmp_path / "list.txt").write_text(
+        concat_list([(segment_file(s.index, 0, H264), s.duration) for s in plan.segments])
+    )
+    subprocess.run(stitch_argv(ffmpeg_exe, str(tmp_path / "list.txt"), None, str(stitched), H264), check=True)
+    check_stitched(plan, stitched, None)
+
+
+def _failing_ffmpeg(ffmpeg: str, folder: Path) -> Path:
+    """An ffmpeg that fails the segment starting at 2 s of any input named ``bad*`` (a
+    segment task failing on its own), and is the real one otherwise."""
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"-ss 1.920000 -i file:"*bad*) echo "segment exploded" >&2; exit 1;; esac\n'
+        f'exec {ffmpeg} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper
+
+
+def test_a_failed_segment_fails_its_file_only(
+    clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path
+) -> None:
+    (tmp_path / "in").mkdir()
+    bad = shutil.copyfile(clips["cfr"], tmp_path / "in" / "bad.mp4")
+    good = shutil.copyfile(clips["cfr"], tmp_path / "in" / "good.mp4")
+    wrapper = _failing_ffmpeg(ffmpeg_exe, tmp_path)
+    report = _convert(str(wrapper), [bad, good], tmp_path / "out", 1.0)
+    failed, converted = report
+    assert failed.status == "failed" and converted.ok
+    assert "segment exploded" in (failed.error or "")
+    assert "segment 3 of 5" in (failed.error or "")
+    assert not (tmp_path / "out" / "bad.h264.mp4").exists() and not (tmp_path / "out" / "bad.mp4").exists()
+    assert os.listdir(tmp_path / "out") == ["good.mp4"]
+    assert_like_source(converted.outputs[0], clips["cfr"])
