@@ -165,6 +165,14 @@ def _backend_options() -> argparse.ArgumentParser:
         help="normalise the audio outputs to this EBU R128 loudness (e.g. -16 podcasts, -23 broadcast)",
     )
     parent.add_argument(
+        "--segment-seconds",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="encode each video at least two segments long in segments of about S seconds, cut at "
+        "its keyframes, in parallel, then stitch and check them (video presets only; needs PyAV)",
+    )
+    parent.add_argument(
         "--backend",
         choices=("local", "azure"),
         default="local",
@@ -473,6 +481,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             skip_existing=args.skip_existing,
             quality=args.quality,
+            segment_seconds=args.segment_seconds,
         )
     return _finish(report, out.absolute(), args)
 
@@ -485,6 +494,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         preset=_preset(args),
         price_per_node_hour=args.price_per_node_hour,
         mb_per_second=args.mb_per_second,
+        segment_seconds=args.segment_seconds,
     )
     _write_json({**attrs.asdict(plan), "estimated_cost": plan.estimated_cost}, args.json)
     print(plan, file=_text_stream(args))

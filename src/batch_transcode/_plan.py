@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -24,6 +25,8 @@ from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._ffmpeg import InputInfo, find_ffmpeg, probe_input
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import PRESETS, VIDEO_CODECS, Preset
+from batch_transcode._segments import STITCH_SHARE, even_pieces
+from batch_transcode._split import MIN_SEGMENTS, split_refusal
 from batch_transcode._video_cost import (
     audio_key_of_video,
     cost_key,
@@ -96,6 +99,12 @@ class Plan:
     cpu_seconds_by_preset: tuple[tuple[str, float], ...] = ()
     #: The cores of one node (this machine's locally) the estimate spreads the CPU over.
     cores_per_node: int = 0
+    #: With ``segment_seconds``: the files it would split, into how many segments in all,
+    #: and the estimated wall time without splitting.
+    segment_seconds: float | None = None
+    split_files: int = 0
+    segments: int = 0
+    unsplit_seconds: float | None = None
 
     @property
     def estimated_cost(self) -> float | None:
@@ -116,10 +125,21 @@ class Plan:
             ("estimated wall time", _human_seconds(self.estimated_seconds)),
             ("node-hours", f"{self.node_hours:.2f}"),
         ]
+        if self.segment_seconds is not None:
+            rows.append(("segments", self._segments_note()))
         cost = self.estimated_cost
         if cost is not None:
             rows.append(("estimated cost", f"{cost:.2f} (at {self.price_per_node_hour} per node-hour)"))
         return rows
+
+    def _segments_note(self) -> str:
+        if not self.split_files:
+            return f"no file split at {self.segment_seconds:g} s"
+        unsplit = _human_seconds(self.unsplit_seconds or 0.0)
+        return (
+            f"{self.split_files} of {self.files} files split into {self.segments} segments of about "
+            f"{self.segment_seconds:g} s (wall time without splitting: {unsplit})"
+        )
 
     def _durations_note(self) -> str:
         if self.durations_from_headers == self.files:
@@ -345,6 +365,29 @@ def _assumptions(
     return text
 
 
+def _split_tasks(
+    media: Sequence[_Media], task_seconds: Sequence[float], seconds: float
+) -> tuple[list[float], dict[str, Any]]:
+    """The tasks of a run splitting long files into segments of about ``seconds``, as
+    :func:`~batch_transcode._segments.makespan` counts them (a keyframe everywhere): each
+    segment its share of the file's encode plus the task overhead, and the stitch after
+    the longest (so the longest task is a file's critical path); with the plan's fields
+    counting the files split and the segments in all."""
+    tasks: list[float] = []
+    split = segments = 0
+    for m, task in zip(media, task_seconds, strict=True):
+        pieces = even_pieces(m.seconds, seconds, MIN_SEGMENTS) if m.seconds > 0 else [m.seconds]
+        if len(pieces) < 2:
+            tasks.append(task)
+            continue
+        split, segments = split + 1, segments + len(pieces)
+        cpu = task - TASK_OVERHEAD_SECONDS
+        shares = [TASK_OVERHEAD_SECONDS + cpu * piece / m.seconds for piece in pieces]
+        shares[0] += TASK_OVERHEAD_SECONDS + cpu * STITCH_SHARE  # the stitch follows the longest
+        tasks += shares
+    return tasks, {"split_files": split, "segments": segments}
+
+
 def _schedule(
     items: Sequence[WorkItem],
     config: LocalConfig | AzureConfig,
@@ -352,14 +395,14 @@ def _schedule(
     task_seconds: Sequence[float],
     slots: int,
 ) -> tuple[str, int, int, str | None, float | None, float]:
-    """Where and how long the tasks run: backend, bytes staged, nodes, VM size, pool
-    start-up (None locally) and the wall time, start-up included."""
+    """Where and how long the tasks run (``task_seconds``: one per task): backend, bytes
+    staged, nodes, VM size, pool start-up (None locally) and the wall time, start-up included."""
     work = sum(task_seconds)
     longest = max(task_seconds, default=0.0)
     if isinstance(config, LocalConfig):
         return "local", 0, 1, None, None, max(work / slots, longest)
     if config.autoscale:
-        nodes = max(1, min(config.max_nodes, math.ceil(len(items) / slots)))
+        nodes = max(1, min(config.max_nodes, math.ceil(len(task_seconds) / slots)))
     else:
         nodes = max(1, config.dedicated_nodes + config.spot_nodes)
     startup = 0.0 if config.pool_id else POOL_STARTUP_SECONDS
@@ -374,6 +417,7 @@ def make_plan(
     price_per_node_hour: float | None = None,
     mb_per_second: float = DEFAULT_MB_PER_SECOND,
     read_headers: bool = True,
+    segment_seconds: float | None = None,
 ) -> Plan:
     """Estimate a run of ``items`` on ``config``'s backend, writing one output per preset
     of ``presets`` for each (none given: one MP3 each).
@@ -393,7 +437,11 @@ def make_plan(
     # a video encoder uses every core it gets; an audio one, one
     per_task = 1.0 if cores is None else cores / slots if video else min(1.0, cores / slots)
     task_seconds = [TASK_OVERHEAD_SECONDS + sum(costs) / per_task for costs in per_file]
-    backend, staged, nodes, vm_size, startup, seconds = _schedule(items, config, sizes, task_seconds, slots)
+    tasks, split = task_seconds, dict[str, Any]()
+    if segment_seconds is not None and split_refusal(costed) is None:
+        tasks, split = _split_tasks(media, task_seconds, segment_seconds)
+        split["unsplit_seconds"] = _schedule(items, config, sizes, task_seconds, slots)[-1]
+    backend, staged, nodes, vm_size, startup, seconds = _schedule(items, config, sizes, tasks, slots)
     node_hours = 0.0 if backend == "local" else nodes * seconds / 3600
     assumptions = _assumptions(how, costed, cores, per_task, mb_per_second)
     if startup is not None:
@@ -418,4 +466,6 @@ def make_plan(
             (p.name, sum(costs[n] for costs in per_file)) for n, p in enumerate(costed)
         ),
         cores_per_node=cores or 0,
+        segment_seconds=segment_seconds,
+        **split,
     )

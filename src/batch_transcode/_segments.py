@@ -93,6 +93,7 @@ __all__ = [
     "TINY_SEGMENT_SHARE",
     "Segment",
     "VideoIndex",
+    "even_pieces",
     "longest_first",
     "makespan",
     "plan_segments",
@@ -144,6 +145,8 @@ class VideoIndex:
     #: The pts of frame 0, and the end of the last frame (its pts plus its duration).
     first_pts: int
     end_pts: int
+    #: The pts of the last frame (0 when the index has a problem).
+    last_pts: int = 0
     #: The container's start time in seconds, where ffmpeg's ``-ss`` counts from.
     start_time: Fraction
     #: Whether the container's demuxer seeks by presentation time (its ``seek_to_pts`` flag).
@@ -157,6 +160,12 @@ class VideoIndex:
     def duration(self) -> float:
         """Seconds from frame 0 to the end of the last frame."""
         return float(self._span)
+
+    @property
+    def span(self) -> float:
+        """Seconds from frame 0 to the start of the last frame (a muxer may guess the last
+        frame's own duration; this is its timestamps alone)."""
+        return float((self.last_pts - self.first_pts) * self.time_base)
 
     @property
     def average_rate(self) -> Fraction | None:
@@ -320,6 +329,7 @@ def _index_from_packets(
         keyframe_dts=tuple(dts for _, _, dts in keyframes),
         first_pts=shown[0][0],
         end_pts=last_pts + last_duration,
+        last_pts=last_pts,
         start_time=start_time,
         seeks_by_pts=seeks_by_pts,
         vfr=bool(deltas) and max(deltas) - min(deltas) > 1,
@@ -416,7 +426,7 @@ def makespan(
     tasks: list[tuple[float, float, int]] = []  # (cost, file duration, file number)
     pending: dict[int, int] = {}  # split file -> segments not yet scheduled
     for number, duration in enumerate(durations_by_file.values()):
-        pieces = [duration] if seconds is None else _even_pieces(duration, seconds, min_segments)
+        pieces = [duration] if seconds is None else even_pieces(duration, seconds, min_segments)
         if len(pieces) > 1:
             pending[number] = len(pieces)
         tasks += [(piece, duration, number) for piece in pieces]
@@ -444,7 +454,7 @@ def makespan(
     return end
 
 
-def _even_pieces(duration: float, seconds: float, min_segments: int) -> list[float]:
+def even_pieces(duration: float, seconds: float, min_segments: int) -> list[float]:
     """``duration`` cut as :func:`plan_segments` cuts a video with a keyframe at every
     instant: pieces of ``seconds``, a tiny tail merged into the piece before it."""
     if duration < min_segments * seconds:

@@ -378,13 +378,17 @@ class TranscodeSession:
         preset: PresetSpec = "mp3",
         price_per_node_hour: float | None = None,
         mb_per_second: float = DEFAULT_MB_PER_SECOND,
+        segment_seconds: float | None = None,
     ) -> Plan:
         """Estimate a run before it starts: files, outputs, bytes to stage, nodes, slots,
         node-hours and (with ``price_per_node_hour``) the cost. Nothing is created.
-        Inputs are checked as by :meth:`convert`. Works on an unopened session too."""
+        Inputs are checked as by :meth:`convert`. Works on an unopened session too.
+        ``segment_seconds`` shows what splitting long videos would change: the files
+        split, their segments, and the wall time with and without."""
         if self._state is _State.CLOSED:
             self._require_open()
         chosen = resolve_presets(preset)
+        segments = _segment_seconds(segment_seconds, chosen)
         items = plan_work(validate_inputs(paths), output_dir, output_suffixes(chosen))
         return make_plan(
             items,
@@ -392,6 +396,7 @@ class TranscodeSession:
             presets=chosen,
             price_per_node_hour=price_per_node_hour,
             mb_per_second=mb_per_second,
+            segment_seconds=segments,
         )
 
     def submit(
@@ -487,19 +492,11 @@ class TranscodeSession:
         without a metric's filter (``libvmaf``) raises it before the first file. A
         measurement that fails leaves the file converted, with a note in
         :attr:`FileResult.notes`. Files skipped as already done are not measured.
+        ``segment_seconds`` (off by default) encodes long videos in segments of about
+        that many seconds, in parallel, and stitches them (checked; see the video guide).
 
-        ``segment_seconds`` (off by default) encodes each video input at least two
-        segments long in segments of about that many seconds, cut at its keyframes,
-        in parallel (on Azure: one task each), then stitches them by stream copy with
-        the audio encoded once. A stitched output must have exactly the source's
-        frames, its duration and its audio timing, or the file fails with a
-        :class:`StitchCheckError` as its error and no output. It needs PyAV (the
-        ``split`` extra) and applies when every preset is a video preset without
-        ``fps`` or extra ``args``; see the video guide.
-
-        ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and
-        leaving the session removes what it created.
-        """
+        ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and leaving the
+        session removes what it created."""
         job = self.submit(
             paths,
             output_dir=output_dir,

@@ -18,7 +18,10 @@ without ``segment_seconds``.
 The encode validator (:func:`check_stitched`) reads the stitched output's packets with
 PyAV (no decoding) and holds it to the whole encode: exactly the source's number of
 video frames, a duration within one frame of the source's (one frame: the source's
-mean frame duration), the audio starting within one frame of the video and lasting as
+mean frame duration; the duration from the first frame's start to the last's, as the
+timestamps say: the last frame's own duration is the muxer's guess from packet
+timing, which with B-frames and a variable frame rate differs from the source's even
+in a whole encode), the audio starting within one frame of the video and lasting as
 long as the audio-once encode's output within :data:`AUDIO_TOLERANCE` (the audio of the
 whole encode is that same encode, muxed). An output that fails is never delivered: the
 file fails with :class:`~batch_transcode.StitchCheckError` as its error.
@@ -159,12 +162,13 @@ def concat_file(rendition: int) -> str:
 
 @attrs.frozen
 class StreamSpan:
-    """A stream's packets with data (not marked discard): how many, the first's time and
-    the span from it to the end of the last (seconds)."""
+    """A stream's packets with data (not marked discard): how many, the first's time, the
+    span from it to the end of the last and to the start of the last (seconds)."""
 
     packets: int
     start: float
     duration: float
+    last_start: float = 0.0
 
 
 def probe_spans(path: str | os.PathLike[str]) -> dict[str, StreamSpan]:
@@ -189,8 +193,9 @@ def probe_spans(path: str | os.PathLike[str]) -> dict[str, StreamSpan]:
                 if times and stream.time_base is not None:
                     first = min(t for t, _ in times)
                     end = max(t + d for t, d in times)
+                    last = max(t for t, _ in times)
                     tb = float(stream.time_base)
-                    spans[kind] = StreamSpan(len(times), first * tb, (end - first) * tb)
+                    spans[kind] = StreamSpan(len(times), first * tb, (end - first) * tb, (last - first) * tb)
     except av.error.FFmpegError as exc:
         raise InputError(f"cannot read the packets of {os.fspath(path)!r}: {exc}") from exc
     return spans
@@ -212,8 +217,10 @@ def check_stitched(plan: SplitPlan, stitched: Path, audio_once: Path | None) -> 
     else:
         if video.packets != plan.frames:
             problems.append(f"{video.packets} video frames, the source has {plan.frames}")
-        if abs(video.duration - plan.duration) > frame + 1e-6:
-            problems.append(f"its video lasts {video.duration:.3f} s, the source's {plan.duration:.3f} s")
+        if abs(video.last_start - plan.index.span) > frame + 1e-6:
+            problems.append(
+                f"its last frame starts at {video.last_start:.3f} s, the source's at {plan.index.span:.3f} s"
+            )
     if audio_once is not None and audio is None:
         problems.append("its audio is missing")
     if audio is not None and video is not None and abs(audio.start - video.start) > frame + 1e-6:

@@ -108,7 +108,7 @@ def test_validator_catches_a_lost_segment(clips: dict[str, Path], ffmpeg_exe: st
     subprocess.run(stitch_argv(ffmpeg_exe, str(tmp_path / "list.txt"), None, str(stitched), H264), check=True)
     with pytest.raises(StitchCheckError, match="video frames, the source has 125") as caught:
         check_stitched(plan, stitched, None)
-    assert any("lasts" in p for p in caught.value.problems)
+    assert any("last frame starts at" in p for p in caught.value.problems)
     # every segment: it passes
     (tmp_path / "list.txt").write_text(
         concat_list([(segment_file(s.index, 0, H264), s.duration) for s in plan.segments])
@@ -145,3 +145,24 @@ def test_a_failed_segment_fails_its_file_only(
     assert not (tmp_path / "out" / "bad.h264.mp4").exists() and not (tmp_path / "out" / "bad.mp4").exists()
     assert os.listdir(tmp_path / "out") == ["good.mp4"]
     assert_like_source(converted.outputs[0], clips["cfr"])
+
+
+def test_plan_shows_what_splitting_changes(clips: dict[str, Path], ffmpeg_exe: str) -> None:
+    session = TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe))
+    sources = [clips["cfr"], clips["short"]]
+    plan = session.plan(sources, preset=[H264], segment_seconds=1)
+    assert (plan.split_files, plan.segments) == (1, 5)
+    assert plan.unsplit_seconds is not None
+    assert "1 of 2 files split into 5 segments of about 1 s" in str(plan)
+    assert session.plan(sources, preset=[H264]).segment_seconds is None
+    audio = session.plan(sources, preset="mp3", segment_seconds=1)
+    assert audio.split_files == 0 and "no file split" in str(audio)
+
+
+def test_cli_segment_seconds(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path) -> None:
+    from batch_transcode._cli import main
+
+    out = tmp_path / "out"
+    args = ["convert", str(clips["vfr"]), "--to", "h264", "--ffmpeg", ffmpeg_exe, "--no-progress"]
+    assert main([*args, "--segment-seconds", "1", "-o", str(out)]) == 0
+    assert_like_source(out / "vfr.mp4", clips["vfr"])
