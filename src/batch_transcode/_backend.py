@@ -80,6 +80,9 @@ class AttachedJob(Protocol):
     @property
     def quality(self) -> tuple[Metric, ...]: ...
 
+    @property
+    def segment_seconds(self) -> float | None: ...
+
     def work_items(self, output_dir: Path) -> list[WorkItem]: ...
 
 

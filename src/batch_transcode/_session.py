@@ -325,6 +325,7 @@ class TranscodeSession:
             functools.partial(backend.resume, adopted.job_id),
             adopted.presets,
             quality=adopted.quality,
+            segment_seconds=adopted.segment_seconds,
             progress=progress,
             show_progress=show_progress,
             desc=f"{adopted.job_id} to {_names(adopted.presets)}",

@@ -36,14 +36,20 @@ from batch_transcode._quality import Metric, log_names, quality_argv
 __all__ = [
     "FFmpegSetup",
     "autoscale_formula",
+    "bash_command",
+    "diagnostics_uploads",
     "ffmpeg_setup",
     "job_create_options",
     "job_terminate_when_done",
     "metadata_items",
     "node_identity_reference",
+    "output_upload",
     "pool_create_options",
     "pool_info",
     "pool_specification",
+    "quality_line",
+    "result_uploads",
+    "task_constraints",
     "task_create_options",
     "task_script",
 ]
@@ -76,7 +82,8 @@ class FFmpegSetup:
     task_container: bm.BatchTaskContainerSettings | None = None
 
 
-def _bash(script: str) -> str:
+def bash_command(script: str) -> str:
+    """The command line running ``script`` under :data:`SHELL`, the script one quoted word."""
     return f"{SHELL} -c {shlex.quote(script)}"
 
 
@@ -109,7 +116,7 @@ def ffmpeg_setup(strategy: AptFFmpeg | StagedFFmpeg | ContainerFFmpeg, staged_ur
         return FFmpegSetup(
             command="ffmpeg",
             start_task=bm.BatchStartTask(
-                command_line=_bash(APT_SCRIPT),
+                command_line=bash_command(APT_SCRIPT),
                 user_identity=bm.UserIdentity(
                     auto_user=bm.AutoUserSpecification(scope="pool", elevation_level="admin")
                 ),
@@ -123,7 +130,7 @@ def ffmpeg_setup(strategy: AptFFmpeg | StagedFFmpeg | ContainerFFmpeg, staged_ur
         return FFmpegSetup(
             command=STAGED_FFMPEG_REF,
             start_task=bm.BatchStartTask(
-                command_line=_bash(STAGED_SCRIPT),
+                command_line=bash_command(STAGED_SCRIPT),
                 resource_files=[
                     bm.ResourceFile(http_url=staged_url, file_path=STAGED_FFMPEG_FILE, file_mode="0755")
                 ],
@@ -264,10 +271,13 @@ def job_create_options(
     names: SessionNames,
     info: bm.BatchPoolInfo,
     max_wall_clock: dt.timedelta,
+    uses_task_dependencies: bool = False,
 ) -> bm.BatchJobCreateOptions:
     """A job bounded in time. Created with ``noaction`` on completion and switched to
     ``terminatejob`` once every task is added (:func:`job_terminate_when_done`): a job
-    set to terminate when created can end between two task collections."""
+    set to terminate when created can end between two task collections.
+    ``uses_task_dependencies`` (fixed at creation) lets a stitch task wait for the
+    segments of its input (``_azure.split``)."""
     return bm.BatchJobCreateOptions(
         id=job_id,
         display_name=names.display_name,
@@ -275,6 +285,7 @@ def job_create_options(
         constraints=bm.BatchJobConstraints(max_wall_clock_time=max(max_wall_clock, dt.timedelta(minutes=1))),
         all_tasks_complete_mode="noaction",
         metadata=metadata_items(names),
+        uses_task_dependencies=uses_task_dependencies or None,
     )
 
 
@@ -341,7 +352,7 @@ def task_script(
             f'[ -n "$d" ] || {{ echo {shlex.quote(DURATION_UNKNOWN_LINE)} >&2; exit 1; }}; '
         )
     measure = "".join(
-        f"; {{ {_quality_line(setup, input_name, name, n, quality)}; }} || true"
+        f"; {{ {quality_line(setup, input_name, name, n, quality)}; }} || true"
         for n, (name, p) in enumerate(outputs)
         if quality and p.is_video
     )
@@ -355,7 +366,7 @@ def task_script(
     return f"set -e; {probe}{line}{checks}{measure}"
 
 
-def _quality_line(
+def quality_line(
     setup: FFmpegSetup, input_name: str, output: str, index: int, quality: Sequence[Metric]
 ) -> str:
     """The shell line measuring one output against the input, every word quoted."""
@@ -401,40 +412,71 @@ def task_create_options(
     input_name = input_file_name(source_name)
     script = task_script(setup, input_name, presets, quality)
     identity = node_identity_reference(config)
-
-    def upload(pattern: str, path: str, condition: str) -> bm.OutputFile:
-        return bm.OutputFile(
-            file_pattern=pattern,
-            destination=bm.OutputFileDestination(
-                container=bm.OutputFileBlobContainerDestination(
-                    container_url=output_container_url, path=path, identity_reference=identity
-                )
-            ),
-            upload_options=bm.OutputFileUploadConfiguration(upload_condition=condition),
-        )
-
     return bm.BatchTaskCreateOptions(
         id=tid,
         display_name=(display_name or source_name)[-1024:],
-        command_line=_bash(script),
+        command_line=bash_command(script),
         resource_files=[
             bm.ResourceFile(http_url=input_url, file_path=input_name, identity_reference=identity)
         ],
         output_files=[
-            *(
-                upload(name, blob, "tasksuccess")
-                for name, blob in zip(output_file_names(presets), output_blob_names, strict=True)
-            ),
-            *(
-                upload("quality-*", quality_path(job_id, tid, ""), "tasksuccess")
-                for _ in ([None] if quality_logs(presets, quality) else [])
-            ),
-            upload("../stderr.txt", diagnostics_path(job_id, tid, "stderr.txt"), "taskfailure"),
-            upload("../stdout.txt", diagnostics_path(job_id, tid, "stdout.txt"), "taskfailure"),
+            *result_uploads(config, job_id, tid, output_container_url, output_blob_names, presets, quality),
+            *diagnostics_uploads(config, job_id, tid, output_container_url),
         ],
-        constraints=bm.BatchTaskConstraints(
-            max_wall_clock_time=dt.timedelta(seconds=config.task_timeout),
-            max_task_retry_count=config.max_task_retry_count,
-        ),
+        constraints=task_constraints(config),
         container_settings=setup.task_container,
+    )
+
+
+def output_upload(
+    config: AzureConfig, container_url: str, pattern: str, path: str, condition: str
+) -> bm.OutputFile:
+    """Upload the task's files matching ``pattern`` to ``path`` in the container on
+    ``condition`` (``tasksuccess``, ``taskfailure``)."""
+    return bm.OutputFile(
+        file_pattern=pattern,
+        destination=bm.OutputFileDestination(
+            container=bm.OutputFileBlobContainerDestination(
+                container_url=container_url, path=path, identity_reference=node_identity_reference(config)
+            )
+        ),
+        upload_options=bm.OutputFileUploadConfiguration(upload_condition=condition),
+    )
+
+
+def result_uploads(
+    config: AzureConfig,
+    job_id: str,
+    tid: str,
+    container_url: str,
+    output_blob_names: Sequence[str],
+    presets: Sequence[Preset],
+    quality: Sequence[Metric],
+) -> list[bm.OutputFile]:
+    """A file's outputs (one per preset) and its quality logs, uploaded on success."""
+    uploads = [
+        output_upload(config, container_url, name, blob, "tasksuccess")
+        for name, blob in zip(output_file_names(presets), output_blob_names, strict=True)
+    ]
+    if quality_logs(presets, quality):
+        uploads.append(
+            output_upload(config, container_url, "quality-*", quality_path(job_id, tid, ""), "tasksuccess")
+        )
+    return uploads
+
+
+def diagnostics_uploads(
+    config: AzureConfig, job_id: str, tid: str, container_url: str
+) -> list[bm.OutputFile]:
+    """A task's stdout and stderr, uploaded when it fails."""
+    return [
+        output_upload(config, container_url, f"../{name}", diagnostics_path(job_id, tid, name), "taskfailure")
+        for name in ("stderr.txt", "stdout.txt")
+    ]
+
+
+def task_constraints(config: AzureConfig) -> bm.BatchTaskConstraints:
+    return bm.BatchTaskConstraints(
+        max_wall_clock_time=dt.timedelta(seconds=config.task_timeout),
+        max_task_retry_count=config.max_task_retry_count,
     )

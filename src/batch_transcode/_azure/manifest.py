@@ -55,6 +55,8 @@ class Manifest:
     files: tuple[ManifestFile, ...]
     #: The quality metrics the job's tasks measure on the nodes.
     quality: tuple[Metric, ...] = ()
+    #: The segment length long videos were split at (``None``: not split).
+    segment_seconds: float | None = None
 
     @property
     def blob_name(self) -> str:
@@ -90,6 +92,7 @@ class Manifest:
             "delete_output_container": self.delete_output_container,
             "presets": [_preset_json(p) for p in self.presets],
             "quality": [m.value for m in self.quality],
+            "segment_seconds": self.segment_seconds,
             "files": [attrs.asdict(f) for f in self.files],
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -114,6 +117,7 @@ class Manifest:
                 delete_output_container=bool(body["delete_output_container"]),
                 presets=tuple(_preset_from_json(p) for p in body["presets"]),
                 quality=parse_metrics(body["quality"]),
+                segment_seconds=_seconds(body.get("segment_seconds")),
                 files=tuple(
                     ManifestFile(
                         index=int(f["index"]),
@@ -126,6 +130,10 @@ class Manifest:
             )
         except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a job manifest: {exc}") from exc
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _preset_json(preset: Preset) -> dict[str, Any]:

@@ -9,12 +9,15 @@ found again from its id alone (attaching after a crash, the orphan sweep):
 ====================  =============================================================
 pool                  ``{session}-pool``
 jobs                  ``{session}-job``, ``{session}-job2``, ...
-tasks                 ``t000042`` (the input's index)
+tasks                 ``t000042`` (the input's index); an input split into segments:
+                      ``t000042-s0003`` (a segment), ``t000042-a`` (its audio) and
+                      ``t000042`` (the stitch, the file's result)
 containers            ``{session}-in``, ``{session}-out``
 input blobs           ``inputs/<path relative to the inputs' common folder>``
 output blobs          ``outputs/<path relative to output_dir>``
 job manifests         ``.bt-manifest/<job id>.json`` (output container)
 diagnostics           ``.bt-diagnostics/<job id>/<task id>/stderr.txt`` (output container)
+segments              ``.bt-segments/<job id>/<file's task id>/<piece>`` (output container)
 tags                  ``createdby=batch-transcode``, ``session``, ``createdat`` (one
                       creation time per session, on its pool, jobs and containers)
 ====================  =============================================================
@@ -42,9 +45,11 @@ __all__ = [
     "MANIFEST_PREFIX",
     "OUTPUT_PREFIX",
     "QUALITY_PREFIX",
+    "SEGMENTS_PREFIX",
     "STAGED_FFMPEG_BLOB",
     "ParsedId",
     "SessionNames",
+    "audio_task_id",
     "blob_path",
     "cleanup_command",
     "diagnostics_path",
@@ -54,7 +59,10 @@ __all__ = [
     "new_session_id",
     "output_blobs",
     "parse_id",
+    "piece_parent",
     "quality_path",
+    "segment_task_id",
+    "segments_path",
     "task_id",
 ]
 
@@ -69,6 +77,9 @@ MANIFEST_PREFIX = ".bt-manifest/"
 DIAGNOSTICS_PREFIX = ".bt-diagnostics"
 #: Where a task's quality measurement logs are uploaded in the output container.
 QUALITY_PREFIX = ".bt-quality"
+#: Where the pieces of a split input (segments, audio, concat scripts) travel in the
+#: output container.
+SEGMENTS_PREFIX = ".bt-segments"
 #: Blob name of the staged ffmpeg binary (StagedFFmpeg) in the input container.
 STAGED_FFMPEG_BLOB = ".bt-tools/ffmpeg"
 
@@ -191,6 +202,32 @@ def task_id(index: int) -> str:
     if index < 0:
         raise ValueError("index must be >= 0")
     return f"t{index:06d}"
+
+
+def segment_task_id(index: int, segment: int) -> str:
+    """The task encoding segment ``segment`` of input ``index``: ``t000042-s0003``."""
+    return f"{task_id(index)}-s{segment:04d}"
+
+
+def audio_task_id(index: int) -> str:
+    """The task encoding the audio of split input ``index`` once: ``t000042-a``."""
+    return f"{task_id(index)}-a"
+
+
+_PIECE = re.compile(r"^(t\d{6,})-(?:s\d{4,}|a)$")
+
+
+def piece_parent(tid: str) -> str | None:
+    """The file's task id (its stitch) of a segment or audio task id; ``None`` for any
+    other id."""
+    found = _PIECE.match(tid)
+    return found.group(1) if found else None
+
+
+def segments_path(job_id: str, tid: str, name: str) -> str:
+    """Where a piece ``name`` of the split file whose task id is ``tid`` lands in the output
+    container (``name`` empty: the folder)."""
+    return f"{SEGMENTS_PREFIX}/{job_id}/{tid}/{name}".rstrip("/")
 
 
 def blob_path(relative: str) -> str:

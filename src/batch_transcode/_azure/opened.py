@@ -77,6 +77,7 @@ class OpenSession:
         items: Sequence[WorkItem],
         presets: Sequence[Preset],
         quality: Sequence[Metric] = (),
+        segment_seconds: float | None = None,
     ) -> Manifest:
         """The manifest of a job this session is about to create."""
         containers = self.staging.containers
@@ -93,6 +94,7 @@ class OpenSession:
             delete_output_container=not containers.keep_outputs,
             presets=tuple(presets),
             quality=tuple(quality),
+            segment_seconds=segment_seconds,
             files=tuple(
                 ManifestFile(
                     index=i.index,

@@ -44,6 +44,7 @@ from batch_transcode._azure.monitor import (
     log_counts,
 )
 from batch_transcode._azure.opened import OpenSession
+from batch_transcode._azure.split import SplitJob, uses_dependencies
 from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
 from batch_transcode._azure.submit import TaskFeed
 from batch_transcode._backend import RunRequest
@@ -89,6 +90,8 @@ class AzureRun:
         self.tasks_released = threading.Event()
         #: What staging, task submission and downloads stop on: ``cancel`` or ``halt``.
         self.stop = _Either(request.cancel, self.halt)
+        #: The inputs encoded in segments (``request.segment_seconds``).
+        self.split = SplitJob(session, job_id, request.presets, request.segment_seconds)
 
     # -- a new job -------------------------------------------------------------------------
 
@@ -103,11 +106,11 @@ class AzureRun:
         gate = _Gate(feed) if nodes_report_their_build(self.config, self.session.pool_id) else None
 
         def staged(item: WorkItem, inp: StagedInput) -> None:
-            task = self._task(item, inp.sas_url, out_url)
-            if gate is None:
-                feed.add(task)
-            else:
-                gate.add(task)
+            for task in self._tasks(item, inp.sas_url, out_url):
+                if gate is None:
+                    feed.add(task)
+                else:
+                    gate.add(task)
 
         def produce() -> None:
             checking = self._check_nodes(gate)
@@ -156,6 +159,15 @@ class AzureRun:
         thread.start()
         return thread
 
+    def _tasks(self, item: WorkItem, input_url: str, out_url: str) -> list[bm.BatchTaskCreateOptions]:
+        """The file's task, or the tasks of its segments, audio and stitch."""
+        plan = self.split.plan(item)
+        if plan is not None:
+            return self.split.tasks(
+                item, plan, input_url=input_url, output_container_url=out_url, quality=self.request.quality
+            )
+        return [self._task(item, input_url, out_url)]
+
     def _task(self, item: WorkItem, input_url: str, out_url: str) -> bm.BatchTaskCreateOptions:
         return builders.task_create_options(
             config=self.config,
@@ -174,13 +186,16 @@ class AzureRun:
         """Write the job's manifest, create the job; the output container's SAS URL for
         its tasks."""
         session, job_id = self.session, self.job_id
-        manifest = session.manifest(job_id, self.items, self.presets, self.request.quality)
+        manifest = session.manifest(
+            job_id, self.items, self.presets, self.request.quality, self.request.segment_seconds
+        )
         session.staging.write_output_blob(manifest.blob_name, manifest.to_json())
         job = builders.job_create_options(
             job_id=job_id,
             names=session.names,
             info=builders.pool_info(self.config, session.names, session.setup),
             max_wall_clock=session.deadline_utc - dt.datetime.now(dt.UTC),
+            uses_task_dependencies=uses_dependencies(self.presets, self.request.segment_seconds),
         )
         self.request.teardown.push(
             f"job {job_id}", lambda: delete_job(session.batch, job_id, self.config.retry)
@@ -205,6 +220,7 @@ class AzureRun:
             return {t.id or "" for t in batch.list_tasks(job_id, select=["id"])}
 
         present = call(self.config.retry, f"list tasks of job {job_id}", listing, job_id=job_id)
+        self.split.adopt(self.items, present)
         added = [i for i in self.items if names.task_id(i.index) in present]
         never = [i for i in self.items if names.task_id(i.index) not in present]
         if never:
@@ -305,15 +321,10 @@ class AzureRun:
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
             )
-        download = self.session.staging.download(item)
-        if not download.ok:
-            return FileResult.failure(
-                item.source,
-                f"converted, but the output could not be downloaded: {download.error}",
-                seconds=seconds,
-                task_id=tid,
-            )
-        quality, notes = self._quality(item, tid)
+        error, notes = self._download(item)
+        if error is not None:
+            return FileResult.failure(item.source, error, seconds=seconds, task_id=tid)
+        quality, quality_notes = self._quality(item, tid)
         return FileResult.converted(
             item.source,
             item.outputs[0],
@@ -321,8 +332,27 @@ class AzureRun:
             seconds=seconds,
             task_id=tid,
             quality=quality,
-            notes=notes,
+            notes=[*notes, *quality_notes],
         )
+
+    def _download(self, item: WorkItem) -> tuple[str | None, list[str]]:
+        """Download a converted file's outputs (a split file's checked first): why not, or
+        the notes of its result."""
+        if item.index in self.split.files:
+            return self.split.deliver(item), self.split.notes(item)
+        download = self.session.staging.download(item)
+        if not download.ok:
+            return f"converted, but the output could not be downloaded: {download.error}", []
+        return None, []
+
+    def piece_failed(self, item: WorkItem, outcome: TaskOutcome) -> FileResult:
+        """A segment or audio task of split ``item`` failed: the file fails with its error,
+        and its stitch, which would wait for ever, is ended."""
+        self.split.stop_stitch(item.index)
+        number = outcome.task_id.rsplit("-s", 1)[-1]
+        what = "its audio" if outcome.task_id.endswith("-a") else f"segment {int(number) + 1}"
+        text = f"{self._failure_text(outcome)}\n(encoding {what} of the split file; its stitch did not run)"
+        return FileResult.failure(item.source, text, seconds=outcome.seconds, task_id=outcome.task_id)
 
     def _quality(self, item: WorkItem, tid: str) -> tuple[list[dict[Metric, Score] | None] | None, list[str]]:
         """The scores the task measured on the node, per output (``None`` for an output not
@@ -432,6 +462,8 @@ class _Collector:
         #: walks every pending download).
         self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
         self.seen: set[str] = set()
+        #: The segment and audio tasks of split files read so far.
+        self.pieces_seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
         self._downloads = ThreadPoolExecutor(
@@ -495,15 +527,37 @@ class _Collector:
         for outcome in list_finished(run.session.batch, run.job_id, run.config, since):
             if outcome.changed_at is not None and (self.newest is None or outcome.changed_at > self.newest):
                 self.newest = outcome.changed_at
+            parent = names.piece_parent(outcome.task_id)
+            if parent is not None:  # a segment or audio task of a split file
+                new += self._piece(outcome, parent)
+                continue
             item = self.by_task.get(outcome.task_id)
             if item is None or outcome.task_id in self.seen:
                 continue
-            self.seen.add(outcome.task_id)
-            fut = self._downloads.submit(self._finish, item, outcome)
-            self.pending[fut] = item
-            fut.add_done_callback(self._landed.put)
+            self._collect(item, self._finish, outcome)
             new += 1
         return new
+
+    def _collect(
+        self, item: WorkItem, finish: Callable[[WorkItem, TaskOutcome], FileResult], outcome: TaskOutcome
+    ) -> None:
+        """The file's task (or a failed piece of it) is accounted for: its result is made
+        in a download thread."""
+        self.seen.add(names.task_id(item.index))
+        fut = self._downloads.submit(finish, item, outcome)
+        self.pending[fut] = item
+        fut.add_done_callback(self._landed.put)
+
+    def _piece(self, outcome: TaskOutcome, parent: str) -> int:
+        """A piece of a split file finished (1 when first read): a failed one fails the
+        file at once (its stitch would never run)."""
+        if outcome.task_id in self.pieces_seen:
+            return 0
+        self.pieces_seen.add(outcome.task_id)
+        item = self.by_task.get(parent)
+        if item is not None and not outcome.succeeded and parent not in self.seen:
+            self._collect(item, self.run.piece_failed, outcome)
+        return 1
 
     def _finish(self, item: WorkItem, outcome: TaskOutcome) -> FileResult:
         return self.run.finish(item, outcome, keep_existing=self.keep_existing)
@@ -569,23 +623,25 @@ class _Collector:
         batch, job_id = run.session.batch, run.job_id
         counts = job_counts(batch, job_id, config)
         moved = counts != poll.last
+        tasks = len(self.items) + run.split.pieces
         if moved:
-            log_counts(job_id, counts, len(self.items))
-            run.progress.counts(counts.completed, counts.failed)
+            log_counts(job_id, counts, tasks)
+            if not run.split.pieces:  # else tasks are not files: the bar moves by results
+                run.progress.counts(counts.completed, counts.failed)
         if counts.active == 0 and not staging_done and self.hurry is not None:
             self.hurry()  # no task waits for a node: add the staged ones now
-        if counts.completed > len(self.seen):
+        if counts.completed > len(self.seen) + len(self.pieces_seen):
             # the counts know of finished tasks not read yet: list, but never twice
             # within the margin, so that each task is read at most about twice
             # (a listing that found nothing has nothing to read again, and the
             # listing of the last tasks is read once: no gap then)
-            last_ones = staging_done and counts.completed >= len(self.items)
+            last_ones = staging_done and counts.completed >= tasks
             gap = LISTING_GAP if poll.last_found and not last_ones else 0.0
             poll.next_list = min(poll.next_list, poll.last_list + gap)
             poll.behind = True
         if poll.pool_id is None:
             poll.pool_id = auto_pool_id(batch, job_id, config)
-        unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
+        unfinished = counts.completed < tasks  # (an auto-pool goes with its job)
         if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
             check_pool(batch, poll.pool_id, config)
         poll.last = counts

@@ -330,7 +330,20 @@ class Staging:
             except az.ResourceNotFoundError:
                 return []
 
+    def delete_output_blobs(self, prefix: str) -> None:
+        """Delete the output container's blobs under ``prefix`` (those already gone too)."""
+        container = self.service.get_container_client(self.containers.output)
+        with azure_errors(f"delete the blobs under {prefix}"):
+            for name in self.list_output_blobs(prefix):
+                with contextlib.suppress(az.ResourceNotFoundError):
+                    container.delete_blob(name)
+
     # -- download -----------------------------------------------------------------------
+
+    def download_blob(self, name: str, target: Path) -> Download:
+        """Download one blob of the output container to ``target`` (through a temporary
+        name, then an atomic rename)."""
+        return self._download_blob(name, target)
 
     def download(self, item: WorkItem) -> Download:
         """Download every output of ``item`` to ``item.outputs`` (each to a temporary name,

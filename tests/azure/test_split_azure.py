@@ -1,0 +1,107 @@
+"""Long videos encoded in segments on the offline Azure: one task per segment, one for the
+audio, a stitch depending on them (the emulator runs them for real); each output held to
+its source (frames decoded, duration, audio start and length) and to the whole encode; a
+failed segment fails its file only, its stitch never runs, and the job still ends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batch_transcode import LocalConfig, StagedFFmpeg, TranscodeSession
+from batch_transcode._azure import names
+from batch_transcode.testing import OfflineAzure
+from helpers import batch_client
+from split_media import H264, H264_SMALL, assert_like_source, make_split_clips
+
+pytestmark = pytest.mark.azure
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
+    return make_split_clips(ffmpeg_exe, tmp_path_factory.mktemp("split-clips"))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path], ffmpeg_exe: str) -> Path:
+    """Every clip encoded whole (no segments), to compare with."""
+    out = tmp_path_factory.mktemp("whole")
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
+        s.convert(list(clips.values()), output_dir=out, preset=[H264, H264_SMALL]).raise_for_failures()
+    return out
+
+
+def _requests(oa: OfflineAzure, before: int, operation: str) -> list[dict[str, object]]:
+    return [
+        json.loads(r.request_body)
+        for r in oa.batch.request_log[before:]
+        if r.operation == operation and r.status in (200, 201)
+    ]
+
+
+def test_split_inputs_run_as_segment_audio_and_stitch_tasks(
+    offline: OfflineAzure, clips: dict[str, Path], whole: Path, tmp_path: Path
+) -> None:
+    sources = [clips["cfr"], clips["vfr"], clips["silent"], clips["short"]]
+    before = len(offline.batch.request_log)
+    with TranscodeSession(offline.config()) as session:
+        report = session.convert(
+            sources, output_dir=tmp_path / "out", preset=[H264, H264_SMALL], segment_seconds=1
+        )
+        blobs = offline.blob_service_client().get_container_client(f"{session.session_id}-out")
+        left = [b.name for b in blobs.list_blobs(name_starts_with=names.SEGMENTS_PREFIX)]
+    assert report.ok, report.summary()
+    (job,) = _requests(offline, before, "Jobs_CreateJob")
+    assert job["usesTaskDependencies"] is True
+    tasks = {
+        t["id"]: t for body in _requests(offline, before, "Tasks_CreateTaskCollection") for t in body["value"]
+    }  # type: ignore[attr-defined]
+    # cfr: 5 segments and its audio; silent: 4 segments, no audio task; short: one task
+    assert sorted(t for t in tasks if t.startswith("t000000")) == [
+        "t000000", "t000000-a", *(f"t000000-s{n:04d}" for n in range(5))
+    ]  # fmt: skip
+    assert "t000002-a" not in tasks and "t000002-s0000" in tasks
+    assert [t for t in tasks if t.startswith("t000003")] == ["t000003"]
+    assert "dependsOn" not in tasks["t000003"]
+    stitch = tasks["t000000"]
+    assert sorted(stitch["dependsOn"]["taskIds"]) == sorted(t for t in tasks if t.startswith("t000000-"))  # type: ignore[index]
+    assert all("sig=" in r["httpUrl"] and ".bt-segments" in r["httpUrl"] for r in stitch["resourceFiles"])  # type: ignore[attr-defined]
+    assert left == []  # each file's pieces are deleted once it has its result
+    for result in report:
+        assert bool(result.notes) == (result.source != clips["short"]), result.notes
+        for output in result.outputs:
+            assert_like_source(output, result.source, whole / output.name)
+
+
+def _failing_ffmpeg(ffmpeg: str, folder: Path) -> Path:
+    """A staged ffmpeg that fails every segment encode starting 1.92 s in (the third of the
+    CFR clip; no segment of the 29.97 fps clip starts there), the real one otherwise."""
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *"-ss 1.920000 -i file:input/"*) echo "segment exploded" >&2; exit 1;; esac\n'
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_failed_segment_fails_its_file_only(
+    offline: OfflineAzure, clips: dict[str, Path], tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    config = offline.config(ffmpeg=StagedFFmpeg(binary=_failing_ffmpeg(ffmpeg_exe, tmp_path)))
+    with TranscodeSession(config) as session:
+        report = session.convert(
+            [clips["cfr"], clips["silent"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=1
+        )
+        job_id = f"{session.session_id}-job"
+        stitch = batch_client(offline.batch).get_task(job_id, "t000000")
+        assert stitch.state == "completed"  # terminated: the job could end by itself
+    failed, converted = report
+    assert failed.status == "failed" and converted.ok, report.summary()
+    assert "segment exploded" in (failed.error or "") and "segment 3" in (failed.error or "")
+    assert failed.task_id == "t000000-s0002"
+    assert not (tmp_path / "out" / "cfr.mp4").exists()
+    assert_like_source(converted.outputs[0], clips["silent"])
