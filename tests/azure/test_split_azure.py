@@ -6,14 +6,19 @@ failed segment fails its file only, its stitch never runs, and the job still end
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from batch_transcode import LocalConfig, StagedFFmpeg, TranscodeSession
-from batch_transcode._azure import names
+from batch_transcode import AptFFmpeg, LocalConfig, StagedFFmpeg, TranscodeSession
+from batch_transcode._azure import builders, names
+from batch_transcode._azure.split import split_tasks
+from batch_transcode._naming import WorkItem
+from batch_transcode._split import plan_split
 from batch_transcode.testing import OfflineAzure
-from helpers import batch_client
+from helpers import azure_config, batch_client
 from split_media import H264, H264_SMALL, assert_like_source, make_split_clips
 
 pytestmark = pytest.mark.azure
@@ -105,3 +110,45 @@ def test_a_failed_segment_fails_its_file_only(
     assert failed.task_id == "t000000-s0002"
     assert not (tmp_path / "out" / "cfr.mp4").exists()
     assert_like_source(converted.outputs[0], clips["silent"])
+
+
+def test_split_tasks_are_valid_and_keep_names_and_keys_out_of_command_lines(
+    clips: dict[str, Path], spec_validate: Callable[[dict[str, Any], str], None]
+) -> None:
+    """Pure builders: every task matches the REST spec; the hostile file name is only in
+    display names and blob paths; SAS URLs only in resource files and output containers."""
+    plan = plan_split(clips["cfr"], [H264, H264_SMALL], 1.0)
+    assert plan is not None
+    hostile = "it's $(rm -rf ~) `x`.mp4"
+    item = WorkItem(
+        index=7,
+        source=clips["cfr"],
+        relative_source=hostile,
+        outputs=(Path("/out/a.mp4"), Path("/out/b.mp4")),
+        relative_outputs=("a.mp4", "b.mp4"),
+    )
+    tasks = split_tasks(
+        config=azure_config(),
+        setup=builders.ffmpeg_setup(AptFFmpeg(), None),
+        job_id="bt-20261201t1200-1a2b3c4d-job",
+        item=item,
+        plan=plan,
+        presets=[H264, H264_SMALL],
+        input_url="https://acct.blob.core.windows.net/in/inputs/x?sig=INPUTSIG",
+        output_container_url="https://acct.blob.core.windows.net/out?sig=OUTSIG",
+        output_blob_names=names.output_blobs(item.relative_outputs),
+        piece_url=lambda blob: f"https://acct.blob.core.windows.net/out/{blob}?sig=READSIG",
+        quality=["psnr"],
+    )
+    ids = [t.id for t in tasks]
+    assert ids == [*(f"t000007-s{s.index:04d}" for s in plan.schedule()), "t000007-a", "t000007"]
+    for task in tasks:
+        body = task.as_dict()
+        spec_validate(body, "BatchTaskCreateOptions")
+        assert "sig=" not in body["commandLine"] and "rm -rf" not in body["commandLine"]
+    stitch = tasks[-1].as_dict()
+    assert stitch["dependsOn"] == {"taskIds": ids[:-1]}
+    fetched = {r["filePath"]: r["httpUrl"] for r in stitch["resourceFiles"]}
+    assert fetched["segments-1.txt"].endswith("/t000007/segments-1.txt?sig=READSIG")
+    assert fetched["input/source.mp4"].endswith("sig=INPUTSIG")  # quality measures against it
+    assert {f"segment-{s.index:05d}-{r}.mp4" for s in plan.segments for r in (0, 1)} <= set(fetched)

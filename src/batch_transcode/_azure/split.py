@@ -31,7 +31,6 @@ with the output container when the session closes).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shlex
@@ -40,6 +39,7 @@ import threading
 from collections.abc import Callable, Sequence, Set
 from pathlib import Path
 
+import attrs
 from azure.batch import models as bm
 
 from batch_transcode._azure import builders, names
@@ -78,36 +78,6 @@ def _line(setup: builders.FFmpegSetup, argv: Sequence[str]) -> str:
     return " ".join([setup.command, *map(shlex.quote, argv[1:])])
 
 
-def _piece_task(
-    config: AzureConfig,
-    setup: builders.FFmpegSetup,
-    *,
-    job_id: str,
-    tid: str,
-    file_tid: str,
-    display_name: str,
-    script: str,
-    input_file: bm.ResourceFile,
-    container_url: str,
-    pattern: str,
-) -> bm.BatchTaskCreateOptions:
-    """A segment's or the audio's task: fetch the input, run ``script``, upload the pieces
-    matching ``pattern`` beside the file's others."""
-    folder = names.segments_path(job_id, file_tid, "")
-    return bm.BatchTaskCreateOptions(
-        id=tid,
-        display_name=display_name[-1024:],
-        command_line=builders.bash_command(script),
-        resource_files=[input_file],
-        output_files=[
-            builders.output_upload(config, container_url, pattern, folder, "tasksuccess"),
-            *builders.diagnostics_uploads(config, job_id, tid, container_url),
-        ],
-        constraints=builders.task_constraints(config),
-        container_settings=setup.task_container,
-    )
-
-
 def _stitch_script(
     setup: builders.FFmpegSetup,
     presets: Sequence[Preset],
@@ -132,6 +102,103 @@ def _stitch_script(
     return "set -e; " + "; ".join([*lines, *measure])
 
 
+@attrs.frozen(kw_only=True)
+class _FileTasks:
+    """What the tasks of one split input share."""
+
+    config: AzureConfig
+    setup: builders.FFmpegSetup
+    job_id: str
+    item: WorkItem
+    plan: SplitPlan
+    presets: tuple[Preset, ...]
+    #: The input, as the tasks fetch it.
+    source: bm.ResourceFile
+    container_url: str
+
+    @property
+    def file_tid(self) -> str:
+        return names.task_id(self.item.index)
+
+    def piece(self, tid: str, what: str, argv: Sequence[str], pattern: str) -> bm.BatchTaskCreateOptions:
+        """A segment's or the audio's task: fetch the input, run ``argv``, upload the
+        pieces matching ``pattern`` beside the file's others."""
+        folder = names.segments_path(self.job_id, self.file_tid, "")
+        return bm.BatchTaskCreateOptions(
+            id=tid,
+            display_name=f"{self.item.relative_source} ({what})"[-1024:],
+            command_line=builders.bash_command("set -e; " + _line(self.setup, argv)),
+            resource_files=[self.source],
+            output_files=[
+                builders.output_upload(self.config, self.container_url, pattern, folder, "tasksuccess"),
+                *builders.diagnostics_uploads(self.config, self.job_id, tid, self.container_url),
+            ],
+            constraints=builders.task_constraints(self.config),
+            container_settings=self.setup.task_container,
+        )
+
+    def pieces(self) -> list[bm.BatchTaskCreateOptions]:
+        """The segments' tasks, longest first, then the audio's (when the input has audio)."""
+        index, name = self.item.index, self.source.file_path or ""
+        tasks = []
+        for segment in self.plan.schedule():
+            outputs = [(segment_file(segment.index, n, p), p) for n, p in enumerate(self.presets)]
+            tasks.append(
+                self.piece(
+                    names.segment_task_id(index, segment.index),
+                    f"segment {segment.index + 1} of {len(self.plan.segments)}",
+                    segment_argv("ffmpeg", name, outputs, segment),
+                    "segment-*",
+                )
+            )
+        audio = [
+            (audio_file(n, p), a) for n, p in enumerate(self.presets) if (a := audio_preset(p)) is not None
+        ]
+        if self.plan.has_audio and audio:
+            tasks.append(
+                self.piece(
+                    names.audio_task_id(index), "audio", audio_once_argv("ffmpeg", name, audio), "audio-*"
+                )
+            )
+        return tasks
+
+    def stitch(
+        self,
+        pieces: Sequence[bm.BatchTaskCreateOptions],
+        output_blob_names: Sequence[str],
+        piece_url: Callable[[str], str],
+        quality: Sequence[Metric],
+    ) -> bm.BatchTaskCreateOptions:
+        """The stitch task, depending on ``pieces``."""
+        identity = builders.node_identity_reference(self.config)
+        resources = [
+            bm.ResourceFile(
+                http_url=piece_url(names.segments_path(self.job_id, self.file_tid, name)),
+                file_path=name,
+                identity_reference=identity,
+            )
+            for n, p in enumerate(self.presets)
+            for name in _stitch_inputs(self.plan, n, p)
+        ]
+        if quality:
+            resources.append(self.source)
+        script = _stitch_script(self.setup, self.presets, self.plan, self.source.file_path or "", quality)
+        config, job_id, tid, url = self.config, self.job_id, self.file_tid, self.container_url
+        return bm.BatchTaskCreateOptions(
+            id=tid,
+            display_name=self.item.relative_source[-1024:],
+            command_line=builders.bash_command(script),
+            resource_files=resources,
+            output_files=[
+                *builders.result_uploads(config, job_id, tid, url, output_blob_names, self.presets, quality),
+                *builders.diagnostics_uploads(config, job_id, tid, url),
+            ],
+            depends_on=bm.BatchTaskDependencies(task_ids=[t.id for t in pieces]),
+            constraints=builders.task_constraints(config),
+            container_settings=self.setup.task_container,
+        )
+
+
 def split_tasks(
     *,
     config: AzureConfig,
@@ -150,70 +217,20 @@ def split_tasks(
     its audio, its stitch (see the module notes). ``piece_url`` gives a read-only SAS URL
     of an output container blob; the concat scripts (:func:`concat_scripts`) must be there
     before the stitch runs."""
-    file_tid = names.task_id(item.index)
     input_name = builders.input_file_name(item.relative_source)
     identity = builders.node_identity_reference(config)
-    source = bm.ResourceFile(http_url=input_url, file_path=input_name, identity_reference=identity)
-    count = len(plan.segments)
-    piece = functools.partial(
-        _piece_task,
-        config,
-        setup,
+    tasks = _FileTasks(
+        config=config,
+        setup=setup,
         job_id=job_id,
-        file_tid=file_tid,
-        input_file=source,
+        item=item,
+        plan=plan,
+        presets=tuple(presets),
+        source=bm.ResourceFile(http_url=input_url, file_path=input_name, identity_reference=identity),
         container_url=output_container_url,
     )
-    tasks = []
-    for segment in plan.schedule():
-        outputs = [(segment_file(segment.index, n, p), p) for n, p in enumerate(presets)]
-        tasks.append(
-            piece(
-                tid=names.segment_task_id(item.index, segment.index),
-                display_name=f"{item.relative_source} (segment {segment.index + 1} of {count})",
-                script="set -e; " + _line(setup, segment_argv("ffmpeg", input_name, outputs, segment)),
-                pattern="segment-*",
-            )
-        )
-    audio = [(audio_file(n, p), a) for n, p in enumerate(presets) if (a := audio_preset(p)) is not None]
-    if plan.has_audio and audio:
-        tasks.append(
-            piece(
-                tid=names.audio_task_id(item.index),
-                display_name=f"{item.relative_source} (audio)",
-                script="set -e; " + _line(setup, audio_once_argv("ffmpeg", input_name, audio)),
-                pattern="audio-*",
-            )
-        )
-    pieces = [f for n, p in enumerate(presets) for f in _stitch_inputs(plan, n, p)]
-    resources = [
-        bm.ResourceFile(
-            http_url=piece_url(names.segments_path(job_id, file_tid, name)),
-            file_path=name,
-            identity_reference=identity,
-        )
-        for name in pieces
-    ]
-    if quality:
-        resources.append(source)
-    tasks.append(
-        bm.BatchTaskCreateOptions(
-            id=file_tid,
-            display_name=item.relative_source[-1024:],
-            command_line=builders.bash_command(_stitch_script(setup, presets, plan, input_name, quality)),
-            resource_files=resources,
-            output_files=[
-                *builders.result_uploads(
-                    config, job_id, file_tid, output_container_url, output_blob_names, presets, quality
-                ),
-                *builders.diagnostics_uploads(config, job_id, file_tid, output_container_url),
-            ],
-            depends_on=bm.BatchTaskDependencies(task_ids=[t.id for t in tasks]),
-            constraints=builders.task_constraints(config),
-            container_settings=setup.task_container,
-        )
-    )
-    return tasks
+    pieces = tasks.pieces()
+    return [*pieces, tasks.stitch(pieces, output_blob_names, piece_url, quality)]
 
 
 def _stitch_inputs(plan: SplitPlan, rendition: int, preset: Preset) -> list[str]:
