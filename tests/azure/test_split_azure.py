@@ -6,6 +6,10 @@ failed segment fails its file only, its stitch never runs, and the job still end
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,9 @@ from batch_transcode._azure import builders, names
 from batch_transcode._azure.split import split_tasks
 from batch_transcode._naming import WorkItem
 from batch_transcode._split import plan_split
-from batch_transcode.testing import OfflineAzure
-from helpers import azure_config, batch_client
-from split_media import H264, H264_SMALL, assert_like_source, make_split_clips
+from batch_transcode.testing import Faults, OfflineAzure
+from helpers import NOTHING_LEFT, azure_config, batch_client, session_jobs, wait_until
+from split_media import H264, H264_SMALL, OPEN_GOP, X264, assert_like_source, make_split_clips
 
 pytestmark = pytest.mark.azure
 
@@ -152,3 +156,81 @@ def test_split_tasks_are_valid_and_keep_names_and_keys_out_of_command_lines(
     assert fetched["segments-1.txt"].endswith("/t000007/segments-1.txt?sig=READSIG")
     assert fetched["input/source.mp4"].endswith("sig=INPUTSIG")  # quality measures against it
     assert {f"segment-{s.index:05d}-{r}.mp4" for s in plan.segments for r in (0, 1)} <= set(fetched)
+
+
+def test_preempted_segments_rerun_alone(
+    offline: OfflineAzure, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    offline.set_faults(Faults(preempt_rate=0.5, seed=3))
+    try:
+        with TranscodeSession(offline.config(dedicated_nodes=0, spot_nodes=2)) as session:
+            report = session.convert(
+                [clips["cfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=1
+            )
+            (job_id,) = session_jobs(offline, str(session.session_id))
+            tasks = offline.batch.tasks(job_id)
+    finally:
+        offline.set_faults(None)
+    (result,) = report
+    assert result.ok, result.error
+    requeued = {t.id for t in tasks if t.requeue_count}
+    assert requeued, "the fault did not preempt anything"
+    assert all(t.retry_count == 0 for t in tasks)  # requeued by the service, not retried as failures
+    assert_like_source(result.outputs[0], clips["cfr"])
+
+
+CLIENT = """
+import sys
+from pathlib import Path
+from batch_transcode import AzureConfig, Preset, TranscodeSession
+
+config = AzureConfig.from_env(poll_interval=0.2, poll_interval_max=0.5, dedicated_nodes=1,
+                              task_slots_per_node=1, session_timeout=600, task_timeout=300)
+preset = Preset.video(codec="h264", speed="ultrafast", name="h264")
+with TranscodeSession(config) as session:
+    session.convert([Path(sys.argv[1])], output_dir=sys.argv[2], preset=preset, segment_seconds=1)
+"""
+
+
+def test_attach_after_sigkill_while_segments_run(
+    offline: OfflineAzure, tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    source = tmp_path / "long.mp4"
+    subprocess.run(
+        [ffmpeg_exe, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc=size=160x120:rate=25:duration=12", "-f", "lavfi", "-i", "sine=duration=12",
+         "-c:a", "aac", *X264, *OPEN_GOP, str(source)],
+        check=True,
+    )  # fmt: skip
+    script = tmp_path / "client.py"
+    script.write_text(CLIENT)
+    before = len(offline.batch.request_log)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(source), str(tmp_path / "out")],
+        env={**os.environ, **offline.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def segments_running() -> bool:
+            ops = [r.operation for r in offline.batch.request_log[before:]]
+            return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
+
+        wait_until(segments_running, timeout=60, what="the client to watch its segments")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    job_id = next(j.id for j in offline.batch.jobs() if j.state != "deleting")
+    unfinished = [t.id for t in offline.batch.tasks(job_id) if t.state != "completed"]
+    assert any("-s" in t for t in unfinished), unfinished  # killed while segments ran
+    with TranscodeSession.attach(job_id, offline.config(), output_dir=tmp_path / "out") as job:
+        report = job.wait()
+    (result,) = report
+    assert result.ok, result.error
+    assert any("segments cut at keyframes" in n for n in result.notes)
+    assert_like_source(tmp_path / "out" / "long.mp4", source)
+    assert offline.leaks(timeout=30) == NOTHING_LEFT
