@@ -234,3 +234,16 @@ def test_attach_after_sigkill_while_segments_run(
     assert any("segments cut at keyframes" in n for n in result.notes)
     assert_like_source(tmp_path / "out" / "long.mp4", source)
     assert offline.leaks(timeout=30) == NOTHING_LEFT
+
+
+def test_quality_is_measured_on_the_stitched_output(
+    offline: OfflineAzure, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    with TranscodeSession(offline.config()) as session:
+        report = session.convert(
+            [clips["vfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=1, quality="psnr"
+        )
+    (result,) = report
+    assert result.ok, result.error
+    (scores,) = result.quality
+    assert scores is not None and scores["psnr"].frames == 88 and scores["psnr"].mean > 30

@@ -24,7 +24,8 @@ from batch_transcode import (
 )
 from batch_transcode._commands import concat_list, segment_argv, stitch_argv
 from batch_transcode._split import check_stitched, plan_split, segment_file
-from split_media import H264, H264_SMALL, assert_like_source, make_split_clips
+from helpers import wait_until
+from split_media import H264, H264_SMALL, X264, assert_like_source, make_split_clips
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +167,32 @@ def test_cli_segment_seconds(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: 
     args = ["convert", str(clips["vfr"]), "--to", "h264", "--ffmpeg", ffmpeg_exe, "--no-progress"]
     assert main([*args, "--segment-seconds", "1", "-o", str(out)]) == 0
     assert_like_source(out / "vfr.mp4", clips["vfr"])
+
+
+def test_quality_is_measured_on_the_stitched_output(
+    clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path
+) -> None:
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
+        (result,) = s.convert(
+            [clips["cfr"]], output_dir=tmp_path, preset=[H264], segment_seconds=1, quality="psnr"
+        ).raise_for_failures()
+    (scores,) = result.quality
+    assert scores is not None and scores["psnr"].frames == 125 and scores["psnr"].mean > 30
+
+
+def test_a_cancelled_split_leaves_no_pieces(ffmpeg_exe: str, tmp_path: Path) -> None:
+    source = tmp_path / "long.mp4"
+    subprocess.run(
+        [ffmpeg_exe, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc=size=320x240:rate=25:duration=30", *X264, "-g", "25", str(source)],
+        check=True,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    slow = Preset.video(codec="h264", speed="veryslow", name="slow")
+    with TranscodeSession(LocalConfig(workers=1, ffmpeg=ffmpeg_exe)) as s:
+        job = s.submit([source], output_dir=out, preset=[slow], segment_seconds=2)
+        wait_until(lambda: list(out.glob(".bt-split-*/segment-*")), timeout=60, what="a segment to start")
+        job.cancel()
+        (result,) = job.wait()
+    assert result.status == "cancelled"
+    assert os.listdir(out) == []
