@@ -162,8 +162,12 @@ class _LocalRun:
             if self.cancel.is_set():
                 break
             plan = plan_split(item.source, self.presets, self.segment_seconds)
-            if plan is not None:
+            if plan is None:
+                continue
+            try:
                 files[pos] = SplitFile(self, item, plan)
+            except OSError as exc:  # no room for the pieces: encoded whole, its error its own
+                log.warning("%s: not split: %s", item.source, exc)
         return files
 
     def _convert_one(self, item: WorkItem) -> FileResult:

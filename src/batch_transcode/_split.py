@@ -107,8 +107,11 @@ class SplitPlan:
 def _has_audio(path: Path) -> bool:
     import av
 
-    with av.open(os.fspath(path)) as container:
-        return bool(container.streams.audio)
+    try:
+        with av.open(os.fspath(path)) as container:
+            return bool(container.streams.audio)
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot read the streams of {os.fspath(path)!r}: {exc}") from exc
 
 
 def plan_split(source: Path, presets: Sequence[Preset], seconds: float) -> SplitPlan | None:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batch_transcode import (
     PRESETS,
@@ -196,3 +198,47 @@ def test_a_cancelled_split_leaves_no_pieces(ffmpeg_exe: str, tmp_path: Path) -> 
         (result,) = job.wait()
     assert result.status == "cancelled"
     assert os.listdir(out) == []
+
+
+def test_hostile_folder_names(clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path) -> None:
+    """The pieces live beside the outputs: quotes, spaces and shell characters in the
+    folders reach neither a shell nor the concat script."""
+    folder = tmp_path / "it's $(x) [1] \\ 'q'"
+    source = shutil.copyfile(clips["cfr"], tmp_path / "a 'b'.mp4")
+    (result,) = _convert(ffmpeg_exe, [source], folder, 1.0).raise_for_failures()
+    assert result.notes and result.outputs[0].parent == folder
+    assert_like_source(result.outputs[0], clips["cfr"])
+
+
+@given(
+    st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_concat_script_quotes_any_name(paths: list[str]) -> None:
+    """Each name is one single-quoted token of the concat script, read back as written
+    (ffmpeg's av_get_token: inside quotes all is literal; ``'\\''`` ends, escapes, reopens)."""
+    script = concat_list([(p, 1.5) for p in paths]).splitlines()
+    assert script[0] == "ffconcat version 1.0"
+    files = [line.removeprefix("file ") for line in script[1::2]]
+    assert [_unquote(token) for token in files] == paths
+    assert script[2::2] == ["duration 1.500000"] * len(paths)
+
+
+def _unquote(token: str) -> str:
+    """ffmpeg's av_get_token on one token (quotes and backslash escapes)."""
+    out, quoted, i = [], False, 0
+    while i < len(token):
+        c = token[i]
+        if c == "'":
+            quoted = not quoted
+        elif c == "\\" and not quoted:
+            i += 1
+            out.append(token[i])
+        else:
+            out.append(c)
+        i += 1
+    assert not quoted
+    return "".join(out)
