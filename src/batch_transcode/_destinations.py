@@ -91,15 +91,21 @@ def make_output_folder(path: Path) -> None:
     """Make ``path`` (and its parents) and prove it writable; :class:`OutputPathError` if not."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".bt-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        _probe(path)
     except OSError as exc:
         raise OutputPathError(
             f"the output folder {str(path)!r} cannot be written ({exc.strerror or exc}); "
             "choose another output folder",
             path=path,
         ) from exc
+
+
+def _probe(folder: Path) -> None:
+    """Make a file in ``folder`` and remove it: the one test of writing that permission
+    bits cannot fool (root, immutable folders, ACLs). Raises ``OSError``."""
+    fd, probe = tempfile.mkstemp(prefix=".bt-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_report_file(
@@ -122,21 +128,23 @@ def check_report_file(
             raise OutputPathError(
                 f"{option} {str(path)!r} is one of the inputs and would be overwritten; {fix}", path=path
             )
-        # a file is replaced whole (a new file in its folder); a pipe or device is written to
-        if os.path.isfile(path):
-            reason = _not_writable(path.parent)
-        else:
-            reason = None if os.access(path, os.W_OK) else "is not writable (permission denied)"
-        if reason is not None:
-            raise OutputPathError(f"{option} {str(path)!r} cannot be written: {reason}; {fix}", path=path)
-        return
-    if path.is_symlink():
+        if not os.path.isfile(path):  # a pipe or a device is written to as it is
+            if not os.access(path, os.W_OK):
+                raise OutputPathError(f"{option} {str(path)!r} is not writable; {fix}", path=path)
+            return
+    elif path.is_symlink():
         raise OutputPathError(f"{option} {str(path)!r} is a link to nothing; {fix}", path=path)
     parent = path.parent
     if not os.path.isdir(parent):
         what = "is a file, not a folder" if os.path.exists(parent) else "does not exist"
         raise OutputPathError(f"{option} {str(path)!r}: the folder {str(parent)!r} {what}; {fix}", path=path)
+    # a file is replaced whole by a new one made in its folder (write_report_file)
     reason = _not_writable(parent)
+    if reason is None:
+        try:
+            _probe(parent)
+        except OSError as exc:
+            reason = f"cannot be written ({exc.strerror or exc})"
     if reason is not None:
         raise OutputPathError(
             f"{option} {str(path)!r}: the folder {str(parent)!r} {reason}; {fix}", path=path

@@ -89,18 +89,35 @@ class OutputCollisionError(InputError):
     """Two or more inputs would be written to the same output file, or an output would
     overwrite an input."""
 
-    def __init__(self, collisions: Sequence[tuple[Path, Sequence[Path]]]) -> None:
+    def __init__(
+        self, collisions: Sequence[tuple[Path, Sequence[Path]]], *, inputs: Iterable[Path] = ()
+    ) -> None:
         self.collisions: tuple[tuple[Path, tuple[Path, ...]], ...] = tuple(
             (out, tuple(srcs)) for out, srcs in collisions
         )
+        #: The outputs that are inputs too (written, they would overwrite an input).
+        self.overwritten: frozenset[Path] = frozenset(inputs) & {out for out, _ in self.collisions}
+        fix = (
+            "nothing was started. Choose an output folder of their own, or rename the inputs "
+            "or convert them in separate runs"
+        )
+        if len(self.collisions) == 1:
+            out, srcs = self.collisions[0]
+            names = " and ".join(repr(str(s)) for s in srcs)
+            what = (
+                "would overwrite the input of that name"
+                if out in self.overwritten
+                else "would be written by both"
+            )
+            super().__init__(f"the output {str(out)!r} of {names} {what}; {fix}")
+            return
         lines = "\n".join(
-            f"  {str(out)!r} <- " + ", ".join(repr(str(s)) for s in srcs) for out, srcs in self.collisions
+            f"  {str(out)!r} <- "
+            + ", ".join(repr(str(s)) for s in srcs)
+            + (" (an input itself)" if out in self.overwritten else "")
+            for out, srcs in self.collisions
         )
-        super().__init__(
-            "some outputs would overwrite each other or an input; nothing was started. "
-            "Choose an output folder of their own, or rename the inputs or convert them in "
-            f"separate runs:\n{lines}"
-        )
+        super().__init__(f"some outputs would overwrite each other or an input; {fix}:\n{lines}")
 
 
 class OutputPathError(InputError):

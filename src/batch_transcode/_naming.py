@@ -130,9 +130,8 @@ def plan_work(
                 relative_outputs=tuple(r.as_posix() for r in rel_outs),
             )
         )
-    collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1]
     inputs = set(sources)
-    collisions += [(out, [i.source]) for i in items for out in i.outputs if out in inputs]
+    collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1 or out in inputs]
     if collisions:
-        raise OutputCollisionError(collisions)
+        raise OutputCollisionError(collisions, inputs=inputs)
     return items
