@@ -80,6 +80,11 @@ def _folder_problem(path: Path, what: str) -> str | None:
 def check_output_folder(output_dir: str | os.PathLike[str]) -> Path:
     """The output folder, absolute and normalised, once it is known to be a folder that
     exists or can be made, and can be written; else :class:`OutputPathError`."""
+    if not os.fspath(output_dir).strip():
+        raise OutputPathError(
+            "the output folder is an empty name; give a folder such as 'out' ('.' for the current folder)",
+            path=Path(os.fspath(output_dir)),
+        )
     path = normalised(output_dir)
     problem = _folder_problem(path, "the output folder")
     if problem is not None:
@@ -117,8 +122,10 @@ def check_report_file(
     in the message. Pipes and devices (``/dev/stdout``, ``>(jq .)``) are fine."""
     if target is None or os.fspath(target) == "-":
         return
-    path = normalised(target)
     fix = f"give {option} a file name in a folder that exists"
+    if not os.fspath(target).strip():
+        raise OutputPathError(f"{option} is an empty name; {fix}, or '-' for standard output", path=Path())
+    path = normalised(target)
     if os.path.isdir(path):
         raise OutputPathError(
             f"{option} {str(path)!r} is a folder; {fix}, such as {str(path / 'report.json')!r}", path=path

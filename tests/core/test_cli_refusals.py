@@ -184,6 +184,14 @@ CASES: dict[str, Callable[[Tree], Case]] = {
         ["convert", "in", "-o", str(t.read_only() / "new")], "ro", "choose another output folder",
         api=_convert([t.root / "in"], t.read_only() / "new"), error=OutputPathError,
     ),
+    "output is an empty name": lambda t: Case(
+        ["convert", "in", "-o", ""], "empty name", "such as 'out'",
+        api=_convert([t.root / "in"], ""), error=OutputPathError,
+    ),
+    "output is a link to the input folder": lambda t: Case(
+        ["convert", "in", "-o", str(_symlink(t.root / "mirror", "in"))], "mirror", "folder of their own",
+        api=_convert([t.root / "in"], t.root / "mirror"), error=OutputPathError,
+    ),
     "output is the input folder": lambda t: Case(
         ["convert", "in", "-o", "in"], "in", "folder of their own",
         api=_convert([t.root / "in"], t.root / "in"), error=OutputPathError,
@@ -209,6 +217,9 @@ CASES: dict[str, Callable[[Tree], Case]] = {
     # the JSON report
     "report into a folder that does not exist": lambda t: Case(
         ["convert", "in", "-o", "out", "--json", "nodir/r.json"], "nodir", "folder that exists",
+    ),
+    "report is an empty name": lambda t: Case(
+        ["convert", "in", "-o", "out", "--json", ""], "--json is an empty name", "standard output",
     ),
     "report is a folder": lambda t: Case(
         ["convert", "in", "-o", "out", "--json", "in"], "in", "report.json",

@@ -66,3 +66,9 @@ def test_a_commands_options_and_its_section_agree_both_ways(command: str) -> Non
     unknown = documented - takes - GLOBAL
     assert not undocumented, f"{command} takes {sorted(undocumented)}, which docs/cli.md does not document"
     assert not unknown, f"docs/cli.md documents {sorted(unknown)} under {command}, which it does not take"
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_every_command_has_a_description_in_its_help(command: str) -> None:
+    parser = _commands()[command]
+    assert parser.description and len(parser.description) > 40, command
