@@ -107,11 +107,8 @@ def _file_problem(path: Path) -> str | None:
         )
     if not stat.S_ISREG(st.st_mode):
         return "is not a regular file or a folder (a socket or a device); name a media file"
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc}); check its permissions"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied); check its permissions"
     return None
 
 

@@ -471,7 +471,11 @@ class TranscodeSession:
         """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
 
         Inputs are all checked before anything runs: missing or unreadable
-        ones raise :class:`MissingInputError` naming each. Outputs keep the
+        ones raise :class:`MissingInputError` naming each; an ``output_dir`` that is
+        a file, lies below one, cannot be written, or is a folder given (media
+        outputs would be taken for inputs next time) raises :class:`OutputPathError`.
+        The output folder is never searched for inputs; a file given twice is
+        converted once (with a logged warning); an empty input fails as such. Outputs keep the
         inputs' layout relative to their common parent. A file ffmpeg cannot
         convert becomes a failed :class:`FileResult`; the others still convert.
         ``progress`` receives a :class:`ProgressEvent` as each file starts and

@@ -378,3 +378,16 @@ def test_emulator_without_the_testing_extra_names_it() -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "pip install 'batch-transcode[testing]'" in proc.stderr and "jsonschema" in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="permission bits do not stop root from reading")
+def test_an_unreadable_input_is_named(tree: Tree) -> None:
+    tree.media.chmod(0)
+    try:
+        before = snapshot(tree.root)
+        proc = _cli(tree, ["convert", "in/a.mp4", "-o", "out"], {})
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "a.mp4" in proc.stderr and "check its permissions" in proc.stderr
+        assert snapshot(tree.root) == before
+    finally:
+        tree.media.chmod(0o644)
