@@ -484,8 +484,18 @@ def _inputs(args: argparse.Namespace, presets: Sequence[Preset]) -> tuple[Path, 
     if listed:
         for skipped in found.skipped:
             print(f"batch-transcode:   passed over {skipped}", file=sys.stderr)
-    check_report_file(getattr(args, "json", None), inputs=found.files)
+    _check_reports(args, inputs=found.files)
     return out, list(found.files)
+
+
+#: The options that write a report to a file: option dest -> flag as typed.
+REPORT_OPTIONS = {"json": "--json", "html": "--html"}
+
+
+def _check_reports(args: argparse.Namespace, inputs: Sequence[Path] = ()) -> None:
+    """Every report file the command was asked for can be written (before the run)."""
+    for dest, flag in REPORT_OPTIONS.items():
+        check_report_file(getattr(args, dest, None), option=flag, inputs=inputs)
 
 
 def _text_stream(args: argparse.Namespace) -> TextIO:
@@ -549,7 +559,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _cmd_attach(args: argparse.Namespace) -> int:
     out = check_output_folder(args.output_dir)
-    check_report_file(args.json)
+    _check_reports(args)
     config = AzureConfig.from_env()
     with TranscodeSession.attach(
         args.ident, config, output_dir=out, show_progress=not args.no_progress
@@ -570,6 +580,7 @@ def _age(delta: dt.timedelta | None) -> str:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
+    _check_reports(args)
     sessions = list_sessions(AzureConfig.from_env())
     now = dt.datetime.now(dt.UTC)
     if args.json is not None:

@@ -233,6 +233,13 @@ CASES: dict[str, Callable[[Tree], Case]] = {
     "report in a read-only folder": lambda t: Case(
         ["convert", "in", "-o", "out", "--json", str(t.read_only() / "r.json")], "ro", "--json a file name",
     ),
+    "sessions: report below a file": lambda t: Case(
+        ["sessions", "--json", "afile/s.json"], "afile", "is a file", env=AZURE_ENV,
+    ),
+    "attach: report into a folder that does not exist": lambda t: Case(
+        ["attach", "bt-20261101t1200-1a2b3c4d", "-o", "out", "--json", "nodir/r.json"], "nodir",
+        "folder that exists", env=AZURE_ENV,
+    ),
     "plan: report into a folder that does not exist": lambda t: Case(
         ["plan", "in", "--json", "nodir/plan.json"], "nodir", "folder that exists",
     ),
@@ -352,7 +359,7 @@ def test_with_v_the_traceback_comes_too(tree: Tree, case_id: str) -> None:
 
 
 #: Cases of command-line options without a Python twin (``--json``, ``demo``, ``attach -o``).
-CLI_ONLY = {c for c in CASES if c.startswith(("report", "plan: report", "demo", "attach"))}
+CLI_ONLY = {c for c in CASES if c.startswith(("report", "plan: report", "demo", "attach", "sessions"))}
 
 
 @pytest.mark.parametrize("case_id", [c for c in CASES if c not in CLI_ONLY])
