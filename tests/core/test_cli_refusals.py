@@ -80,22 +80,25 @@ def _run(*argv: str) -> bool:
 @attrs.define
 class Tree:
     """The files a case runs in: ``root`` (the working folder), ``in/a.mp4``,
-    ``in/b.mp4``, ``in/a.mp3`` is not there; ``afile`` (a plain file), ``ro`` (a
-    read-only folder, made on demand)."""
+    ``in/b.mp4``, ``afile`` (a plain file), and read-only folders made on demand
+    (``ro`` by default)."""
 
     root: Path
     media: Path
-    _read_only: Iterator[str] | None = None
+    _read_only: dict[Path, Iterator[str]] = attrs.Factory(dict)
 
-    def read_only(self) -> Path:
-        if self._read_only is None:
-            self._read_only = _read_only_folder(self.root / "ro")
-            next(self._read_only)
-        return self.root / "ro"
+    def read_only(self, relative: str = "ro") -> Path:
+        """``root / relative`` made a read-only folder (once)."""
+        path = self.root / relative
+        if path not in self._read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._read_only[path] = _read_only_folder(path)
+            next(self._read_only[path])
+        return path
 
     def close(self) -> None:
-        if self._read_only is not None:
-            for _ in self._read_only:
+        for undo in self._read_only.values():
+            for _ in undo:
                 pass
 
 
@@ -398,3 +401,40 @@ def test_an_unreadable_input_is_named(tree: Tree) -> None:
         assert snapshot(tree.root) == before
     finally:
         tree.media.chmod(0o644)
+
+
+def test_a_folder_of_the_outputs_that_turns_out_read_only_fails_its_files_only(
+    tree: Tree, make_media: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output folder passes the checks, but one of the folders below it, where the
+    inputs' layout puts an output, is read-only: that file fails saying why, the others
+    convert (exit 1)."""
+    from batch_transcode._cli import main
+
+    make_media(tree.root / "in" / "sub" / "c.mp4")
+    tree.read_only("out/sub")
+    code = main(["convert", str(tree.root / "in"), "-o", str(tree.root / "out"), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1, captured.err
+    assert "2/3 converted" in captured.out
+    assert "sub/c.mp4: could not write the output (read-only file system)" in captured.out.lower()
+    assert "check that the output folder can be written" in captured.out
+    assert sorted(p.name for p in (tree.root / "out").glob("*.mp3")) == ["a.mp3", "b.mp3"]
+
+
+def test_ffmpeg_refused_by_a_read_only_folder_is_said_so(tree: Tree, ffmpeg_exe: str) -> None:
+    """ffmpeg's own words when the file system refuses its output become the reason."""
+    from batch_transcode._ffmpeg import describe_ffmpeg_failure
+    from batch_transcode._presets import resolve_presets
+
+    target = tree.read_only() / "a.mp3"
+    proc = subprocess.run(
+        [ffmpeg_exe, "-hide_banner", "-nostdin", "-i", str(tree.media), "-y", str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode != 0
+    why = describe_ffmpeg_failure(proc.returncode, proc.stderr, resolve_presets("mp3")).splitlines()[0]
+    assert why.startswith("ffmpeg could not write the output (")
+    assert "check that the output folder can be written" in why
