@@ -478,9 +478,12 @@ def _inputs(args: argparse.Namespace, presets: Sequence[Preset]) -> tuple[Path, 
     out = check_output_folder(args.output_dir)
     found = find_inputs(args.paths, output_dir=out, outputs_are_media=outputs_are_media(presets))
     listed = args.verbose > 0
-    for note in found.notes():
-        more = "" if listed or "passed over" not in note else " (-v lists them)"
-        print(f"batch-transcode: note: {note}{more}", file=sys.stderr)
+    duplicates, passed_over = found.duplicates_note(), found.passed_over_note()
+    if duplicates:
+        print(f"batch-transcode: note: {duplicates}", file=sys.stderr)
+    if passed_over:
+        more = "" if listed else " (-v lists them)"
+        print(f"batch-transcode: note: {passed_over}{more}", file=sys.stderr)
     if listed:
         for skipped in found.skipped:
             print(f"batch-transcode:   passed over {skipped}", file=sys.stderr)

@@ -70,22 +70,25 @@ class FoundInputs:
     def duplicates(self) -> tuple[Path, ...]:
         return tuple(s.path for s in self.skipped if s.reason is Skip.DUPLICATE)
 
-    def notes(self) -> list[str]:
-        """One line for the duplicates, one counting the other skips by reason."""
-        lines = []
-        if self.duplicates:
-            unique = list(dict.fromkeys(self.duplicates))
-            names = ", ".join(repr(str(p)) for p in unique[:3])
-            more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
-            lines.append(
-                f"{len(self.duplicates)} input(s) named more than once (or also inside a folder "
-                f"given), converted once: {names}{more}"
-            )
+    def duplicates_note(self) -> str | None:
+        """A line naming the files named more than once, if any."""
+        if not self.duplicates:
+            return None
+        unique = list(dict.fromkeys(self.duplicates))
+        names = ", ".join(repr(str(p)) for p in unique[:3])
+        more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+        return (
+            f"{len(self.duplicates)} input(s) named more than once (or also inside a folder "
+            f"given), converted once: {names}{more}"
+        )
+
+    def passed_over_note(self) -> str | None:
+        """A line counting what the searches passed over, by reason, if anything."""
         counts = Counter(s.reason for s in self.skipped if s.reason is not Skip.DUPLICATE)
-        if counts:
-            parts = ", ".join(f"{n} {reason.value}" for reason, n in counts.most_common())
-            lines.append(f"passed over {sum(counts.values())} path(s) in the folders given: {parts}")
-        return lines
+        if not counts:
+            return None
+        parts = ", ".join(f"{n} {reason.value}" for reason, n in counts.most_common())
+        return f"passed over {sum(counts.values())} path(s) in the folders given: {parts}"
 
 
 def normalised(path: str | os.PathLike[str]) -> Path:
@@ -258,7 +261,7 @@ def find_inputs(
         raise InputError("no input files given; pass a list of files or folders to convert")
     if not found.files:
         names = ", ".join(repr(os.fspath(p)) for p in given)
-        notes = "; ".join(found.notes())
+        notes = found.passed_over_note()
         raise InputError(
             f"no media files found in {names}"
             + (f" ({notes})" if notes else "")

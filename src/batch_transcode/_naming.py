@@ -67,11 +67,11 @@ def validate_inputs(
     found = find_inputs(paths, output_dir=output_dir, outputs_are_media=outputs_are_media)
     for skipped in found.skipped:
         log.debug("passed over %s", skipped)
-    for note in found.notes():
-        if found.duplicates and "more than once" in note:
-            log.warning("%s", note)
-        else:
-            log.info("%s", note)
+    duplicates, passed_over = found.duplicates_note(), found.passed_over_note()
+    if duplicates:
+        log.warning("%s", duplicates)
+    if passed_over:
+        log.info("%s", passed_over)
     return list(found.files)
 
 
@@ -107,8 +107,8 @@ def plan_work(
     Every output of a source is named ``<stem>.<suffix>``. Outputs keep the sources'
     directory layout relative to their common parent and keep inner dots
     (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to one output, two outputs of
-    one source with one name, or an output that would overwrite its own source,
-    raise :class:`OutputCollisionError` before any work starts.
+    one source with one name, or an output that would overwrite a source (its own or
+    another's), raise :class:`OutputCollisionError` before any work starts.
     """
     out_root = normalised(output_dir)
     root = _common_parent(sources)
