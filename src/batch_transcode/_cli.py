@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import attrs
 
@@ -51,9 +51,6 @@ from batch_transcode._quality import Metric, parse_metrics
 from batch_transcode._report import Report
 from batch_transcode._session import TranscodeSession
 from batch_transcode.samples import make_sample_media
-
-if TYPE_CHECKING:
-    from batch_transcode.testing import OfflineAzure
 
 __all__ = ["main"]
 
@@ -639,7 +636,8 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     """Print ``export`` lines for the offline Azure, serve until Ctrl-C or SIGTERM."""
-    OfflineAzure = _offline_azure()
+    from batch_transcode.testing import OfflineAzure
+
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -661,18 +659,6 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _offline_azure() -> type[OfflineAzure]:
-    """``OfflineAzure``, or a :class:`ConfigError` saying which extra installs what it needs."""
-    try:
-        from batch_transcode.testing import OfflineAzure
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"the emulator needs the testing extra (module {exc.name!r} is not installed); "
-            "install it with: pip install 'batch-transcode[testing]'"
-        ) from exc
-    return OfflineAzure
-
-
 COMMANDS = {
     "convert": _cmd_convert,
     "plan": _cmd_plan,
@@ -684,18 +670,30 @@ COMMANDS = {
 }
 
 
+#: Optional modules, by the extra that installs them (pyproject.toml).
+_EXTRAS = {"jsonschema": "testing", "trustme": "testing", "imageio_ffmpeg": "local", "av": "split"}
+
 #: Errors the user fixes before running again (exit code 2): nothing was created.
 USAGE_ERRORS = (ConfigError, InputError, AttachError, AuthenticationError)
 
 
-def _error(exc: Exception, verbose: int) -> int:
+def _error(exc: Exception, args: argparse.Namespace) -> int:
     """Say what went wrong on standard error (the traceback first with ``-v``) and
     return the exit code."""
-    if verbose:
+    if args.verbose:
         traceback.print_exception(exc)
     if isinstance(exc, TranscodeError):
         print(f"batch-transcode: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED_FILES
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    extra = _EXTRAS.get((missing or "").split(".")[0])
+    if extra is not None:
+        print(
+            f"batch-transcode: error: '{args.command}' needs the {extra} extra (module "
+            f"{missing!r} is not installed); install it with: pip install 'batch-transcode[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"batch-transcode: error: {exc.strerror or exc}{where}", file=sys.stderr)
@@ -722,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     except Exception as exc:
-        return _error(exc, args.verbose)
+        return _error(exc, args)
 
 
 if __name__ == "__main__":  # pragma: no cover
