@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -24,6 +25,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from batch_transcode import __version__
 from batch_transcode._config import (
     AptFFmpeg,
     AzureConfig,
@@ -32,9 +34,17 @@ from batch_transcode._config import (
     LocalConfig,
     StagedFFmpeg,
 )
-from batch_transcode._errors import AttachError, ConfigError, InputError, TranscodeError
+from batch_transcode._destinations import check_output_folder, check_report_file, write_report_file
+from batch_transcode._errors import (
+    AttachError,
+    AuthenticationError,
+    ConfigError,
+    InputError,
+    TranscodeError,
+)
+from batch_transcode._inputs import find_inputs
 from batch_transcode._maintenance import DEFAULT_OLDER_THAN, as_age, cleanup, format_age, list_sessions
-from batch_transcode._naming import discover
+from batch_transcode._naming import outputs_are_media
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND
 from batch_transcode._presets import PRESETS, Preset, resolve_preset
 from batch_transcode._quality import Metric, parse_metrics
@@ -237,7 +247,14 @@ def _parser() -> argparse.ArgumentParser:
         "AZURE_BATCH_ACCESS_KEY, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT "
         "(+ AZURE_STORAGE_KEY).",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more logging, the paths a search passed over, and the traceback of an error (-vv: debug)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backend = _backend_options()
 
@@ -289,7 +306,14 @@ def _add_plan(
         ),
     )  # fmt: skip
     plan.add_argument("paths", nargs="+", metavar="PATH", help="files, or folders to search for media")
-    plan.add_argument("-o", "--output-dir", default="out", metavar="DIR", help="as for convert")
+    plan.add_argument(
+        "-o",
+        "--output-dir",
+        default="out",
+        metavar="DIR",
+        help="the output folder the run would write to (default ./out): checked and left out of "
+        "the search for inputs, nothing is written",
+    )
     plan.add_argument(
         "--price-per-node-hour", type=_positive, default=None, metavar="PRICE", help="your VM price"
     )
@@ -337,7 +361,12 @@ def _add_sessions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``demo``: sample videos to MP3, locally."""
-    demo = sub.add_parser("demo", help="generate sample videos and convert them to MP3 locally")
+    demo = sub.add_parser(
+        "demo", help="generate sample videos and convert them to MP3 locally", description=(
+            "Generate short sample videos in a temporary folder and convert them to MP3 on this "
+            "machine: a check that ffmpeg and the library work. Needs no Azure account."
+        ),
+    )  # fmt: skip
     demo.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="default: ./demo-out")
     demo.add_argument("--count", type=_some, default=4, help="number of sample videos (default 4)")
     demo.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
@@ -345,7 +374,14 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``cleanup``: sweep what crashed sessions left."""
-    clean = sub.add_parser("cleanup", help="remove pools, jobs and containers left by crashed sessions")
+    clean = sub.add_parser(
+        "cleanup", help="remove pools, jobs and containers left by crashed sessions", description=(
+            "Remove the pools, jobs and containers that sessions of this library left in the "
+            "Azure account (a crash, a killed process), found by their tags. Only what is older "
+            "than --older-than; what is younger is counted as skipped ('batch-transcode "
+            "sessions' lists it)."
+        ),
+    )  # fmt: skip
     default_age = format_age(DEFAULT_OLDER_THAN)
     clean.add_argument(
         "--older-than",
@@ -360,7 +396,13 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``emulator``: the offline Azure for other programs."""
-    emu = sub.add_parser("emulator", help="run Azurite and the Batch emulator; print export lines")
+    emu = sub.add_parser(
+        "emulator", help="run Azurite and the Batch emulator; print export lines", description=(
+            "Start the offline Azure (Azurite and the Batch emulator) on free loopback ports, "
+            "print export lines for the AZURE_* variables, and serve until Ctrl-C. Needs the "
+            "testing extra: pip install 'batch-transcode[testing]'."
+        ),
+    )  # fmt: skip
     emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
 
 
@@ -434,11 +476,34 @@ def _preset(args: argparse.Namespace) -> list[Preset]:
     return _with_loudness(args.preset, args.loudness)
 
 
-def _paths(args: argparse.Namespace) -> list[Path]:
-    paths = discover(args.paths)
-    if not paths:
-        raise InputError(f"no media files found in {', '.join(args.paths)}")
-    return paths
+def _inputs(args: argparse.Namespace, presets: Sequence[Preset]) -> tuple[Path, list[Path]]:
+    """The output folder and the input files, checked (and the ``--json`` file), before
+    anything is written. What the search passed over is noted on standard error, and
+    listed with ``-v``."""
+    out = check_output_folder(args.output_dir)
+    found = find_inputs(args.paths, output_dir=out, outputs_are_media=outputs_are_media(presets))
+    listed = args.verbose > 0
+    duplicates, passed_over = found.duplicates_note(), found.passed_over_note()
+    if duplicates:
+        print(f"batch-transcode: note: {duplicates}", file=sys.stderr)
+    if passed_over:
+        more = "" if listed else " (-v lists them)"
+        print(f"batch-transcode: note: {passed_over}{more}", file=sys.stderr)
+    if listed:
+        for skipped in found.skipped:
+            print(f"batch-transcode:   passed over {skipped}", file=sys.stderr)
+    _check_reports(args, inputs=found.files)
+    return out, list(found.files)
+
+
+#: The options that write a report to a file: option dest -> flag as typed.
+REPORT_OPTIONS = {"json": "--json", "html": "--html"}
+
+
+def _check_reports(args: argparse.Namespace, inputs: Sequence[Path] = ()) -> None:
+    """Every report file the command was asked for can be written (before the run)."""
+    for dest, flag in REPORT_OPTIONS.items():
+        check_report_file(getattr(args, dest, None), option=flag, inputs=inputs)
 
 
 def _text_stream(args: argparse.Namespace) -> TextIO:
@@ -454,7 +519,7 @@ def _write_json(data: object, target: str | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        Path(target).write_text(text, encoding="utf-8")
+        write_report_file(target, text)
 
 
 def _finish(report: Report, output_dir: Path, args: argparse.Namespace) -> int:
@@ -471,8 +536,7 @@ def _finish(report: Report, output_dir: Path, args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     config = _config(args)
     preset = _preset(args)
-    paths = _paths(args)
-    out = Path(args.output_dir)
+    out, paths = _inputs(args, preset)
     with TranscodeSession(config) as session:
         report = session.convert(
             paths,
@@ -483,15 +547,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             quality=args.quality,
             segment_seconds=args.segment_seconds,
         )
-    return _finish(report, out.absolute(), args)
+    return _finish(report, out, args)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     config = _config(args)
+    preset = _preset(args)
+    out, paths = _inputs(args, preset)
     plan = TranscodeSession(config).plan(
-        _paths(args),
-        output_dir=args.output_dir,
-        preset=_preset(args),
+        paths,
+        output_dir=out,
+        preset=preset,
         price_per_node_hour=args.price_per_node_hour,
         mb_per_second=args.mb_per_second,
         segment_seconds=args.segment_seconds,
@@ -502,13 +568,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
-    out = Path(args.output_dir)
+    out = check_output_folder(args.output_dir)
+    _check_reports(args)
     config = AzureConfig.from_env()
     with TranscodeSession.attach(
         args.ident, config, output_dir=out, show_progress=not args.no_progress
     ) as job:
         report = job.wait()
-    return _finish(report, out.absolute(), args)
+    return _finish(report, out, args)
 
 
 def _age(delta: dt.timedelta | None) -> str:
@@ -523,6 +590,7 @@ def _age(delta: dt.timedelta | None) -> str:
 
 
 def _cmd_sessions(args: argparse.Namespace) -> int:
+    _check_reports(args)
     sessions = list_sessions(AzureConfig.from_env())
     now = dt.datetime.now(dt.UTC)
     if args.json is not None:
@@ -546,7 +614,7 @@ def _cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.output_dir or "demo-out").absolute()
+    out = check_output_folder(args.output_dir or "demo-out")
     with tempfile.TemporaryDirectory(prefix="batch-transcode-demo-") as tmp:
         samples = make_sample_media(Path(tmp) / "videos", args.count)
         print(f"generated {len(samples)} sample videos in {samples[0].parent}")
@@ -612,20 +680,57 @@ COMMANDS = {
 }
 
 
+#: Optional modules, by the extra that installs them (pyproject.toml).
+_EXTRAS = {"jsonschema": "testing", "trustme": "testing", "imageio_ffmpeg": "local", "av": "split"}
+
+#: Errors the user fixes before running again (exit code 2): nothing was created.
+USAGE_ERRORS = (ConfigError, InputError, AttachError, AuthenticationError)
+
+
+def _error(exc: Exception, args: argparse.Namespace) -> int:
+    """Say what went wrong on standard error (the traceback first with ``-v``) and
+    return the exit code."""
+    if args.verbose:
+        traceback.print_exception(exc)
+    if isinstance(exc, TranscodeError):
+        print(f"batch-transcode: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED_FILES
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    extra = _EXTRAS.get((missing or "").split(".")[0])
+    if extra is not None:
+        print(
+            f"batch-transcode: error: '{args.command}' needs the {extra} extra (module "
+            f"{missing!r} is not installed); install it with: pip install 'batch-transcode[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"batch-transcode: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED_FILES
+    print(
+        f"batch-transcode: internal error: {type(exc).__name__}: {exc}; run again with -v to "
+        "see where, and report it",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED_FILES
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, InputError, AttachError) as exc:
-        print(f"batch-transcode: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TranscodeError as exc:
-        print(f"batch-transcode: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED_FILES
     except KeyboardInterrupt:
-        print("batch-transcode: interrupted; everything the session created was removed", file=sys.stderr)
+        print(
+            "batch-transcode: interrupted; outputs already finished are kept, and what else the "
+            "run made was removed (temporary files; on Azure the session's pool, job and "
+            "containers). Run the same command again to convert the rest",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _error(exc, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

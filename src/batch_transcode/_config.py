@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -67,6 +69,14 @@ class RetryPolicy:
     wait_initial: float = attrs.field(default=0.5, validator=_non_negative)
     wait_max: float = attrs.field(default=20.0, validator=_non_negative)
     wait_jitter: float = attrs.field(default=1.0, validator=_non_negative)
+
+
+def _is_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -200,6 +210,7 @@ class AzureConfig:
         # in this order: the first problem found is the one raised
         self._check_batch()
         self._check_storage()
+        self._check_keys()
         self._check_pool()
         self._check_run()
         self._check_names()
@@ -233,6 +244,38 @@ class AzureConfig:
                 "storage_connection_string=...) or storage_account=..., or export "
                 "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT"
             )
+
+    def _check_keys(self) -> None:
+        """Account keys are base64 (Shared Key signs with the decoded bytes): a key cut
+        short or with a stray character is named here, not met as a decoding error, or
+        a refusal, on the first request. The key itself is never shown."""
+        keys = [
+            (self.batch_key, "batch_key", "AZURE_BATCH_ACCESS_KEY", "the Batch account's Keys page"),
+            (self.storage_key, "storage_key", "AZURE_STORAGE_KEY", "the storage account's Access keys page"),
+        ]
+        if self.storage_connection_string:
+            parts = [p for p in self.storage_connection_string.split(";") if p.strip()]
+            if any("=" not in p for p in parts):
+                raise ConfigError(
+                    "storage_connection_string is not a list of Name=value pairs separated by ';'; "
+                    "copy it again from the storage account's Access keys page into "
+                    "AZURE_STORAGE_CONNECTION_STRING"
+                )
+            fields = dict(p.strip().split("=", 1) for p in parts)
+            keys.append(
+                (
+                    fields.get("AccountKey"),
+                    "the AccountKey of storage_connection_string",
+                    "AZURE_STORAGE_CONNECTION_STRING",
+                    "the storage account's Access keys page",
+                )
+            )
+        for key, what, variable, where in keys:
+            if key is not None and not _is_base64(key):
+                raise ConfigError(
+                    f"{what} is not a valid account key (keys are base64 text, such as the 88 "
+                    f"characters ending in '==' shown on {where}); copy it again into {variable}"
+                )
 
     def _check_pool(self) -> None:
         """The pool: an existing one or a new one, with nodes and a sane slot count."""

@@ -7,7 +7,8 @@ catches them all::
     ├── ConfigError (also ValueError)        bad settings or environment; fix and rerun
     ├── InputError (also ValueError)          bad input paths; nothing was started
     │   ├── MissingInputError                 inputs that do not exist or cannot be read
-    │   └── OutputCollisionError              two inputs would write the same output
+    │   ├── OutputCollisionError              two inputs would write the same output
+    │   └── OutputPathError                   the output folder or a report file cannot be written
     ├── FFmpegNotFoundError                   no ffmpeg binary could be located
     ├── SessionStateError (also RuntimeError) session used before open or after close
     ├── AzureError                            a call to Azure failed
@@ -41,6 +42,7 @@ __all__ = [
     "InputError",
     "MissingInputError",
     "OutputCollisionError",
+    "OutputPathError",
     "ProvisioningError",
     "QualityError",
     "RunTimeoutError",
@@ -74,6 +76,10 @@ class MissingInputError(InputError):
     def __init__(self, problems: Sequence[tuple[Path, str]]) -> None:
         self.paths: tuple[Path, ...] = tuple(p for p, _ in problems)
         self.problems: tuple[tuple[Path, str], ...] = tuple(problems)
+        if len(problems) == 1:
+            path, why = problems[0]
+            super().__init__(f"input {str(path)!r} {why}; nothing was started")
+            return
         lines = "\n".join(f"  {str(p)!r}: {why}" for p, why in problems)
         super().__init__(
             f"{len(problems)} input(s) cannot be read; nothing was started. "
@@ -82,19 +88,49 @@ class MissingInputError(InputError):
 
 
 class OutputCollisionError(InputError):
-    """Two or more inputs would be written to the same output file."""
+    """Two or more inputs would be written to the same output file, or an output would
+    overwrite an input."""
 
-    def __init__(self, collisions: Sequence[tuple[Path, Sequence[Path]]]) -> None:
+    def __init__(
+        self, collisions: Sequence[tuple[Path, Sequence[Path]]], *, inputs: Iterable[Path] = ()
+    ) -> None:
         self.collisions: tuple[tuple[Path, tuple[Path, ...]], ...] = tuple(
             (out, tuple(srcs)) for out, srcs in collisions
         )
+        #: The outputs that are inputs too (written, they would overwrite an input).
+        self.overwritten: frozenset[Path] = frozenset(inputs) & {out for out, _ in self.collisions}
+        fix = (
+            "nothing was started. Choose an output folder of their own, or rename the inputs "
+            "or convert them in separate runs"
+        )
+        if len(self.collisions) == 1:
+            out, srcs = self.collisions[0]
+            names = " and ".join(repr(str(s)) for s in srcs)
+            what = (
+                "would overwrite the input of that name"
+                if out in self.overwritten
+                else "would be written by both"
+            )
+            super().__init__(f"the output {str(out)!r} of {names} {what}; {fix}")
+            return
         lines = "\n".join(
-            f"  {str(out)!r} <- " + ", ".join(repr(str(s)) for s in srcs) for out, srcs in self.collisions
+            f"  {str(out)!r} <- "
+            + ", ".join(repr(str(s)) for s in srcs)
+            + (" (an input itself)" if out in self.overwritten else "")
+            for out, srcs in self.collisions
         )
-        super().__init__(
-            "some inputs would overwrite each other's output; nothing was started. "
-            f"Rename them or convert them in separate runs:\n{lines}"
-        )
+        super().__init__(f"some outputs would overwrite each other or an input; {fix}:\n{lines}")
+
+
+class OutputPathError(InputError):
+    """The output folder, or a file a report is to be written to, cannot be used as
+    given: it is a file where a folder belongs (or the reverse), lies below a file or in
+    a folder that does not exist, is read-only, or is an input. ``path`` is the path
+    at fault. Raised before any file is written."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class FFmpegNotFoundError(TranscodeError):

@@ -436,6 +436,25 @@ def _output_reason(preset: Preset, no_stream: bool) -> str | None:
     return None
 
 
+#: What ffmpeg's standard error says when the file system refuses its output (strerror texts).
+_WRITE_ERRORS = (
+    "read-only file system",
+    "no space left on device",
+    "disk quota exceeded",
+    "permission denied",
+    "operation not permitted",
+)
+
+
+def _write_error(low: str) -> str | None:
+    """The reason ffmpeg could not write its output, from its (lower-cased) stderr: an
+    output it could not open, or a disk that filled up while it wrote."""
+    for cause in _WRITE_ERRORS:
+        if cause in low and ("error opening output" in low or cause in _WRITE_ERRORS[1:3]):
+            return cause
+    return None
+
+
 def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Sequence[Preset]) -> str:
     """One line saying why (naming the output that failed when ``presets``, the run's
     outputs in order, are several), then the tail of ffmpeg's stderr."""
@@ -449,6 +468,11 @@ def describe_ffmpeg_failure(exit_code: int | None, stderr: str, presets: Sequenc
         why = reason if len(chosen) == 1 else f"{reason} (output {failed[1].name}, .{failed[1].extension})"
     elif "invalid data found when processing input" in low or "could not find codec parameters" in low:
         why = "ffmpeg cannot read this file as media"
+    elif (cause := _write_error(low)) is not None:
+        why = (
+            f"ffmpeg could not write the output ({cause}); check that the output folder can be "
+            "written and has space"
+        )
     elif "no such file or directory" in low:
         why = "ffmpeg could not open the input"
     elif exit_code is None:

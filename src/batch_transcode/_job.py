@@ -137,6 +137,9 @@ class TranscodeJob:
         self._user_progress = progress
         todo = [item for item in self._items if item.index not in done]
         self._index_of = {item.source: item.index for item in todo}
+        kept = sum(r.skipped for r in done.values())
+        if kept:  # the bar counts the files left; it says how many were done before
+            desc = f"{desc} ({kept} of {len(self._items)} already done)"
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
         request = RunRequest(
             items=todo,
@@ -234,7 +237,8 @@ class TranscodeJob:
     def cancel(self) -> None:
         """Ask the job to stop; returns at once. ``wait()`` then returns the partial report."""
         if not self._cancel.is_set():
-            log.info("cancelling job")
+            if not self._finished.is_set():  # a finished job has nothing to stop
+                log.info("cancelling job")
             self._cancel.set()
 
     def join(self, timeout: float | None = None) -> bool:

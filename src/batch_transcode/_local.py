@@ -321,7 +321,15 @@ class _LocalRun:
     def _outcome(self, fut: Future[FileResult], item: WorkItem) -> FileResult:
         try:
             return fut.result()
-        except Exception as exc:  # a bug or OS error in one file never sinks the batch
+        except OSError as exc:  # the file system refused (read-only, full, removed meanwhile)
+            where = f" ({exc.filename})" if exc.filename else ""
+            log.warning("converting %s failed: %s%s", item.source, exc.strerror or exc, where)
+            return FileResult.failure(
+                item.source,
+                f"could not write the output ({exc.strerror or exc}); check that the output "
+                "folder can be written and has space, then run again",
+            )
+        except Exception as exc:  # a bug in one file never sinks the batch
             log.exception("converting %s failed unexpectedly", item.source)
             return FileResult.failure(item.source, f"internal error: {exc!r}")
 

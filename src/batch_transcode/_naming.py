@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -9,19 +10,21 @@ from pathlib import Path
 
 import attrs
 
-from batch_transcode._errors import InputError, MissingInputError, OutputCollisionError
+from batch_transcode._errors import OutputCollisionError
+from batch_transcode._inputs import MEDIA_EXTENSIONS, find_inputs, media_in, normalised
 from batch_transcode._presets import Preset
 
-__all__ = ["MEDIA_EXTENSIONS", "WorkItem", "discover", "output_suffixes", "plan_work", "validate_inputs"]
+log = logging.getLogger(__name__)
 
-#: File extensions picked up when a directory is given to the CLI.
-MEDIA_EXTENSIONS = frozenset(
-    {
-        "3gp", "aac", "aif", "aiff", "amr", "ape", "avi", "flac", "flv", "m2ts", "m4a",
-        "m4b", "m4v", "mka", "mkv", "mov", "mp2", "mp3", "mp4", "mpeg", "mpg", "mts",
-        "oga", "ogg", "ogv", "opus", "ts", "vob", "wav", "webm", "wma", "wmv",
-    }
-)  # fmt: skip
+__all__ = [
+    "MEDIA_EXTENSIONS",
+    "WorkItem",
+    "discover",
+    "output_suffixes",
+    "outputs_are_media",
+    "plan_work",
+    "validate_inputs",
+]
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -39,45 +42,37 @@ class WorkItem:
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand directories into the media files below them (sorted); keep files as given."""
+    """Expand folders into the media files below them (sorted); keep files as given
+    (absolute). What a search passes over is left out (see :mod:`batch_transcode._inputs`)."""
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        path = normalised(raw)
         if path.is_dir():
-            found.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix[1:].lower() in MEDIA_EXTENSIONS)
-            )
+            found.extend(media_in(path))
         else:
             found.append(path)
     return found
 
 
-def validate_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Absolute input paths; raise :class:`MissingInputError` naming every bad one.
-
-    A folder stands for the media files below it (see :func:`discover`).
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        raise InputError("pass a list of paths, not a single path: convert([path], ...)")
-    result: list[Path] = []
-    problems: list[tuple[Path, str]] = []
-    for path in discover(paths):
-        try:
-            if not path.exists():
-                problems.append((path, "does not exist"))
-            elif not path.is_file():
-                problems.append((path, "is not a regular file or a folder"))
-            elif not os.access(path, os.R_OK):
-                problems.append((path, "is not readable (permission denied)"))
-            else:
-                result.append(path.absolute())
-        except OSError as exc:
-            problems.append((path, str(exc)))
-    if problems:
-        raise MissingInputError(problems)
-    if not result:
-        raise InputError("no input files given (or no media files in the folders given)")
-    return result
+def validate_inputs(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    output_dir: str | os.PathLike[str] | None = None,
+    outputs_are_media: bool = True,
+) -> list[Path]:
+    """Absolute, normalised input paths, each file once; raise :class:`MissingInputError`
+    naming every bad one (see :func:`~batch_transcode._inputs.find_inputs`). What the
+    search passed over is logged: the duplicates as a warning, the rest at INFO (each
+    path at DEBUG)."""
+    found = find_inputs(paths, output_dir=output_dir, outputs_are_media=outputs_are_media)
+    for skipped in found.skipped:
+        log.debug("passed over %s", skipped)
+    duplicates, passed_over = found.duplicates_note(), found.passed_over_note()
+    if duplicates:
+        log.warning("%s", duplicates)
+    if passed_over:
+        log.info("%s", passed_over)
+    return list(found.files)
 
 
 def _common_parent(sources: Sequence[Path]) -> Path:
@@ -97,6 +92,12 @@ def output_suffixes(presets: Sequence[Preset]) -> tuple[str, ...]:
     )
 
 
+def outputs_are_media(presets: Sequence[Preset]) -> bool:
+    """Whether some output of ``presets`` has a media extension (a later search of its
+    folder would take it for an input)."""
+    return any(p.extension.lower() in MEDIA_EXTENSIONS for p in presets)
+
+
 def plan_work(
     sources: Sequence[Path], output_dir: str | os.PathLike[str], suffixes: Sequence[str]
 ) -> list[WorkItem]:
@@ -106,10 +107,10 @@ def plan_work(
     Every output of a source is named ``<stem>.<suffix>``. Outputs keep the sources'
     directory layout relative to their common parent and keep inner dots
     (``a.b.mp4`` -> ``a.b.mp3``). Two sources mapping to one output, two outputs of
-    one source with one name, or an output that would overwrite its own source,
-    raise :class:`OutputCollisionError` before any work starts.
+    one source with one name, or an output that would overwrite a source (its own or
+    another's), raise :class:`OutputCollisionError` before any work starts.
     """
-    out_root = Path(output_dir).absolute()
+    out_root = normalised(output_dir)
     root = _common_parent(sources)
     items: list[WorkItem] = []
     by_output: dict[Path, list[Path]] = defaultdict(list)
@@ -129,8 +130,8 @@ def plan_work(
                 relative_outputs=tuple(r.as_posix() for r in rel_outs),
             )
         )
-    collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1]
-    collisions += [(out, [i.source]) for i in items for out in i.outputs if out == i.source]
+    inputs = set(sources)
+    collisions = [(out, srcs) for out, srcs in by_output.items() if len(srcs) > 1 or out in inputs]
     if collisions:
-        raise OutputCollisionError(collisions)
+        raise OutputCollisionError(collisions, inputs=inputs)
     return items

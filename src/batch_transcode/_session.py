@@ -17,9 +17,16 @@ from typing import TypeAlias, TypeVar
 from batch_transcode._aio import run_to_end
 from batch_transcode._backend import AttachableBackend, Backend
 from batch_transcode._config import AzureConfig, LocalConfig
+from batch_transcode._destinations import check_output_folder, make_output_folder
 from batch_transcode._errors import ConfigError, SessionStateError, TeardownError
 from batch_transcode._job import BackendRun, TranscodeJob
-from batch_transcode._naming import WorkItem, output_suffixes, plan_work, validate_inputs
+from batch_transcode._naming import (
+    WorkItem,
+    output_suffixes,
+    outputs_are_media,
+    plan_work,
+    validate_inputs,
+)
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND, Plan, make_plan
 from batch_transcode._presets import Preset, PresetSpec, resolve_presets
 from batch_transcode._progress import ProgressCallback
@@ -75,6 +82,35 @@ def _output_is_current(item: WorkItem) -> bool:
     except OSError:
         return False
     return True
+
+
+def _work(
+    paths: Iterable[str | os.PathLike[str]], output_dir: str | os.PathLike[str], presets: Sequence[Preset]
+) -> tuple[Path, list[WorkItem]]:
+    """The output folder (absolute) and the work of a run, checked before anything is
+    written: the output folder can be made and written, the inputs exist and can be
+    read (the output folder is never searched for them), and no output overwrites an
+    input or another output."""
+    out = check_output_folder(output_dir)
+    sources = validate_inputs(paths, output_dir=out, outputs_are_media=outputs_are_media(presets))
+    return out, plan_work(sources, out, output_suffixes(presets))
+
+
+def _empty_inputs(items: Sequence[WorkItem]) -> dict[int, FileResult]:
+    """Failed results for the inputs of 0 bytes (ffmpeg would only say it cannot read them)."""
+    empty: dict[int, FileResult] = {}
+    for item in items:
+        try:
+            size = item.source.stat().st_size
+        except OSError:
+            continue  # checked a moment ago; the run reports what happened to it
+        if size == 0:
+            empty[item.index] = FileResult.failure(
+                item.source,
+                "empty file (0 bytes): there is nothing to convert; check that the copy or "
+                "download that made it finished",
+            )
+    return empty
 
 
 def _names(presets: Sequence[Preset]) -> str:
@@ -297,9 +333,10 @@ class TranscodeSession:
                 "attach needs an AzureConfig: a local run leaves nothing running to attach to. "
                 "Run convert again with the same output_dir; outputs already complete are skipped"
             )
+        out = check_output_folder(output_dir)
         session = cls(config)
         return session._open_with(
-            functools.partial(session._attach, session_or_job_id, Path(output_dir), progress, show_progress)
+            functools.partial(session._attach, session_or_job_id, out, progress, show_progress)
         )
 
     def _attach(
@@ -318,7 +355,7 @@ class TranscodeSession:
         self._attached = True
         adopted = backend.attach(ident, teardown)
         items = adopted.work_items(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        make_output_folder(output_dir)
         return self._start(
             items,
             {},
@@ -390,7 +427,7 @@ class TranscodeSession:
             self._require_open()
         chosen = resolve_presets(preset)
         segments = _segment_seconds(segment_seconds, chosen)
-        items = plan_work(validate_inputs(paths), output_dir, output_suffixes(chosen))
+        _, items = _work(paths, output_dir, chosen)
         return make_plan(
             items,
             self.config,
@@ -427,18 +464,18 @@ class TranscodeSession:
         chosen = resolve_presets(preset)
         metrics = _quality(quality, chosen)
         segments = _segment_seconds(segment_seconds, chosen)
-        sources = validate_inputs(paths)
-        items = plan_work(sources, output_dir, output_suffixes(chosen))
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        done: dict[int, FileResult] = {}
+        out, items = _work(paths, output_dir, chosen)
+        make_output_folder(out)
+        done = _empty_inputs(items)
         if skip_existing:
             for item in items:
-                if _output_is_current(item):
+                if item.index not in done and _output_is_current(item):
                     done[item.index] = FileResult.already_done(
                         item.source, item.outputs[0], outputs=item.outputs
                     )
-            if done:
-                log.info("%d of %d outputs already exist; skipping them", len(done), len(items))
+            kept = sum(r.skipped for r in done.values())
+            if kept:
+                log.info("%d of %d outputs already exist; skipping them", kept, len(items))
         return self._start(
             items,
             done,
@@ -467,7 +504,11 @@ class TranscodeSession:
         """Convert ``paths`` into ``output_dir`` and return a :class:`Report`.
 
         Inputs are all checked before anything runs: missing or unreadable
-        ones raise :class:`MissingInputError` naming each. Outputs keep the
+        ones raise :class:`MissingInputError` naming each; an ``output_dir`` that is
+        a file, lies below one, cannot be written, or is a folder given (media
+        outputs would be taken for inputs next time) raises :class:`OutputPathError`.
+        The output folder is never searched for inputs; a file given twice is
+        converted once (with a logged warning); an empty input fails as such. Outputs keep the
         inputs' layout relative to their common parent. A file ffmpeg cannot
         convert becomes a failed :class:`FileResult`; the others still convert.
         ``progress`` receives a :class:`ProgressEvent` as each file starts and

@@ -95,14 +95,29 @@ _BATCH_ROLE = (
 )
 
 
+def _from_storage(exc: BaseException) -> bool:
+    """Whether Azure Storage sent the error (its responses carry ``x-ms-error-code``;
+    Batch puts its code in the body)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    return "x-ms-error-code" in {str(k).lower() for k in headers}
+
+
+#: What to check when a service refuses a key: the variables, and where the key is shown.
+_CHECK_STORAGE_KEY = (
+    "Check AZURE_STORAGE_KEY, or the AccountKey in AZURE_STORAGE_CONNECTION_STRING (the storage "
+    "account's Access keys page shows it)"
+)
+_CHECK_BATCH_KEY = (
+    "Check AZURE_BATCH_ACCOUNT and AZURE_BATCH_ACCESS_KEY (the Batch account's Keys page shows it)"
+)
+
+
 def _missing_role(exc: BaseException, code: str | None, status: object) -> str | None:
     """What to grant, when ``exc`` says the signed-in principal lacks a data-plane role."""
     if status != 403 or code is None:
         return None
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    from_storage = "x-ms-error-code" in {str(k).lower() for k in headers}
-    if code == "AuthorizationPermissionMismatch" or (code == "AuthorizationFailure" and from_storage):
+    if code == "AuthorizationPermissionMismatch" or (code == "AuthorizationFailure" and _from_storage(exc)):
         return _STORAGE_ROLE
     if code == "AuthorizationFailure":
         return _BATCH_ROLE
@@ -135,10 +150,10 @@ def translate(
             **ids,
         )
     if isinstance(exc, az.ClientAuthenticationError) or status == 403:
+        check = _CHECK_STORAGE_KEY if _from_storage(exc) else _CHECK_BATCH_KEY
         return AuthenticationError(
             f"{what}: the service refused the credentials "
-            f"({code or status or type(exc).__name__}: {detail}). "
-            "Check AZURE_BATCH_ACCOUNT / AZURE_BATCH_ACCESS_KEY and the storage credentials, or, with "
+            f"({code or status or type(exc).__name__}: {detail}). {check}, or, with "
             "Microsoft Entra ID, that you are signed in and hold the roles listed in docs/azure.md",
             code=code,
             **ids,

@@ -116,8 +116,8 @@ def parse_id(ident: str) -> ParsedId:
         raise AttachError(
             f"{ident!r} is not a batch-transcode session or job id; they look like "
             "'bt-20261101t1200-1a2b3c4d' (session) or 'bt-20261101t1200-1a2b3c4d-job' (job). "
-            "The id is in the log of the run ('Azure session ...: opening') and in the "
-            "names of its pool and containers",
+            "'batch-transcode sessions' (or batch_transcode.list_sessions()) lists the "
+            "sessions in the account with their ids",
             ident=ident,
         )
     job = m.group("session") + m.group("job") if m.group("job") else None
