@@ -17,9 +17,9 @@ import attrs
 from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import SessionStateError
 
-from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
+from ._azurite import AZURITE_ACCOUNT, AzuriteProcess, wait_for_http
 from ._entra import STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
-from ._serving import StartStop
+from ._serving import StartStop, new_account_key
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
@@ -117,6 +117,9 @@ class OfflineAzure(StartStop):
                 self.credential.principal_id, "Storage Blob Data Contributor", "Azure Batch Data Contributor"
             )
         self._storage_faults = storage_faults
+        # per run: nobody who has not been given them can use these services (tasks run on the host)
+        self._storage_key = new_account_key()
+        self._batch_key = new_account_key()
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self._state = "unopened"
         self._workdir: Path | None = None
@@ -160,6 +163,7 @@ class OfflineAzure(StartStop):
             self._workdir / "azurite",
             startup_timeout=_STARTUP_TIMEOUT,
             tls=tls_files if self._entra_id else None,
+            accounts={AZURITE_ACCOUNT: self._storage_key},
         )
         self._azurite = azurite
         azurite.start()
@@ -167,6 +171,7 @@ class OfflineAzure(StartStop):
             self._start_proxy(self._storage_faults or StorageFaults(), tls_files if self._entra_id else None)
         ca = str(self.ca_bundle) if self.ca_bundle is not None else None
         self._batch = BatchEmulator(
+            key=self._batch_key,
             workdir=self._workdir / "batch",
             tls=tls_files,
             faults=self._faults,
@@ -283,6 +288,18 @@ class OfflineAzure(StartStop):
         return f"{scheme}://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
     @property
+    def storage_account(self) -> str:
+        """The storage account's name."""
+        return AZURITE_ACCOUNT
+
+    @property
+    def storage_key(self) -> str:
+        """The storage account's key: fresh and random for each ``OfflineAzure`` (the Batch
+        account's is ``.batch.key``). With ``entra_id=True`` requests signed with it are
+        refused, as on an account with Shared Key access disallowed."""
+        return self._storage_key
+
+    @property
     def storage_connection_string(self) -> str:
         if self._entra_id:
             raise SessionStateError(
@@ -291,7 +308,7 @@ class OfflineAzure(StartStop):
             )
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
-            f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};"
+            f"AccountKey={self._storage_key};BlobEndpoint={self.blob_endpoint};"
         )
 
     @property
@@ -397,7 +414,7 @@ class OfflineAzure(StartStop):
             self._blob_clients.append(self._direct)
         if not hasattr(self, "_direct"):
             conn = (
-                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={self._storage_key};"
                 f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};"
             )
             self._direct = BlobServiceClient.from_connection_string(conn, retry_total=0)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batch_transcode.testing._serving import StartStop
+from batch_transcode.testing._serving import StartStop, new_account_key
 
 from ._auth import entra_check
 from ._executor import NodeStorage
@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: Shared Key used when none is given (a fixed, public test key: never a real account's).
-DEFAULT_KEY = "ZW11bGF0b3Ita2V5LWZvci1iYXRjaC10cmFuc2NvZGUtdGVzdHMtb25seS0wMDAwMA=="
-
 
 class BatchEmulator(StartStop):
     """An Azure Batch account served on a loopback port.
 
-    ``BatchEmulator(account="devbatch", key=..., workdir=None, tls=None, faults=None,
+    ``BatchEmulator(account="devbatch", key=None, workdir=None, tls=None, faults=None,
     allocation_delay=0.0, host="127.0.0.1", port=0, pool_allocation_mode="UserSubscription",
     ca_bundle=None, roles=None)``. ``start()`` (or ``with``) binds and serves; ``stop()``
     stops serving and kills every process it started.
+
+    ``key``: the account's Shared Key; by default a fresh random one (:attr:`key`), so that
+    nobody who has not been given it can run task commands on this machine through it.
 
     ``pool_allocation_mode`` is the account's: ``"UserSubscription"`` allocates Spot
     nodes; ``"BatchService"`` (the default kind of Batch account) allocates none since
@@ -53,11 +53,14 @@ class BatchEmulator(StartStop):
     the CA nodes trust when they reach storage over https.
     """
 
+    def __repr__(self) -> str:  # the key stays out
+        return f"<BatchEmulator account={self.account} {self._state}>"
+
     def __init__(
         self,
         *,
         account: str = "devbatch",
-        key: str = DEFAULT_KEY,
+        key: str | None = None,
         workdir: Path | str | None = None,
         tls: tuple[str, str] | None = None,
         faults: Faults | None = None,
@@ -77,7 +80,8 @@ class BatchEmulator(StartStop):
         self._ca_bundle = ca_bundle
         self._roles = roles
         self.batch_roles = frozenset(batch_roles) if batch_roles is not None else BATCH_DATA_ROLES
-        self.key = key
+        #: The account's Shared Key (base64).
+        self.key = key if key is not None else new_account_key()
         self._tls = tls
         self._host = host
         self._port = port
