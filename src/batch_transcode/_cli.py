@@ -354,6 +354,12 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """``emulator``: the offline Azure for other programs."""
     emu = sub.add_parser("emulator", help="run Azurite and the Batch emulator; print export lines")
     emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
+    emu.add_argument(
+        "--entra-id",
+        action="store_true",
+        help="keyless: Microsoft Entra ID only, with a managed-identity endpoint for "
+        "DefaultAzureCredential (IDENTITY_ENDPOINT, IDENTITY_HEADER); implies --tls",
+    )
 
 
 def _preset_names(text: str) -> list[str]:
@@ -568,7 +574,10 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     """Print ``export`` lines for the offline Azure, serve until Ctrl-C or SIGTERM."""
-    from batch_transcode.testing import OfflineAzure
+    try:
+        from batch_transcode.testing import OfflineAzure
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"batch-transcode emulator: {exc}") from exc
 
     stop = threading.Event()
 
@@ -577,7 +586,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with OfflineAzure(tls=args.tls) as oa:
+        with OfflineAzure(tls=args.tls, entra_id=args.entra_id) as oa:
             for name, value in oa.env.items():
                 print(f"export {name}={shlex.quote(value)}")
             print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
     from ._batch_emulator import BatchEmulator, Faults
+    from ._identity import IdentityEndpoint
     from ._proxy import StorageProxy
 
 __all__ = ["OfflineAzure", "StorageFaults"]
@@ -126,6 +127,7 @@ class OfflineAzure(StartStop):
         self._azurite: AzuriteProcess | None = None
         self._batch: BatchEmulator | None = None
         self._proxy: StorageProxy | None = None
+        self._identity: IdentityEndpoint | None = None
         self._blob_clients: list[BlobServiceClient] = []
         #: PEM file of the CA that signed the emulator's certificate (``tls=True`` only).
         self.ca_bundle: Path | None = None
@@ -180,6 +182,10 @@ class OfflineAzure(StartStop):
             roles=self.roles if self._entra_id else None,
         )
         self._batch.start()
+        if self._entra_id:
+            from ._identity import IdentityEndpoint
+
+            self._identity = IdentityEndpoint(self.credential).start()
         parts = urlsplit(self._batch.endpoint)
         if not wait_for_http(
             parts.hostname or "127.0.0.1", parts.port or 443, timeout=_STARTUP_TIMEOUT, https=self._tls
@@ -206,7 +212,14 @@ class OfflineAzure(StartStop):
         ).start()
 
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
-        import trustme
+        try:
+            import trustme
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                "OfflineAzure's https modes need trustme, part of the 'testing' extra: "
+                "pip install 'batch-transcode[testing]'",
+                name="trustme",
+            ) from exc
 
         directory.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
@@ -231,6 +244,7 @@ class OfflineAzure(StartStop):
                 client.close()
         self._blob_clients.clear()
         for stop in (
+            self._identity.stop if self._identity is not None else None,
             self._batch.stop if self._batch is not None else None,
             self._proxy.stop if self._proxy is not None else None,
             self._azurite.stop if self._azurite is not None else None,
@@ -271,6 +285,12 @@ class OfflineAzure(StartStop):
     @property
     def entra_id(self) -> bool:
         return self._entra_id
+
+    @property
+    def identity_endpoint(self) -> IdentityEndpoint | None:
+        """With ``entra_id=True``: the managed-identity endpoint on loopback that hands other
+        processes the tokens of :attr:`credential` (its variables are in :attr:`env`)."""
+        return self._identity
 
     @property
     def azurite_port(self) -> int:
@@ -317,17 +337,20 @@ class OfflineAzure(StartStop):
 
         With ``tls=True`` also ``REQUESTS_CA_BUNDLE``: the CA for the emulator's certificate.
         With ``entra_id=True`` no key and no connection string: ``AZURE_STORAGE_ACCOUNT`` and
-        ``AZURE_STORAGE_ENDPOINT`` (the credential is :attr:`credential`; a process reading
-        this environment alone would use ``DefaultAzureCredential``).
+        ``AZURE_STORAGE_ENDPOINT``, and ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``, where
+        ``DefaultAzureCredential()`` in another process gets the tokens of :attr:`credential`'s
+        principal (the App Service managed-identity protocol; the header is a fresh secret).
         """
         batch = self.batch
         if self._entra_id:
+            identity = self._identity.env if self._identity is not None else {}
             return {
                 "AZURE_BATCH_ENDPOINT": batch.endpoint,
                 "AZURE_BATCH_ACCOUNT": batch.account,
                 "AZURE_STORAGE_ACCOUNT": AZURITE_ACCOUNT,
                 "AZURE_STORAGE_ENDPOINT": self.blob_endpoint,
                 "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+                **identity,
             }
         env = {
             "AZURE_BATCH_ENDPOINT": batch.endpoint,
