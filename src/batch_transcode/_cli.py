@@ -360,6 +360,14 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="keyless: Microsoft Entra ID only, with a managed-identity endpoint for "
         "DefaultAzureCredential (IDENTITY_ENDPOINT, IDENTITY_HEADER); implies --tls",
     )
+    emu.add_argument(
+        "--intercept",
+        action="store_true",
+        help="answer for the public names (<account>.blob.core.windows.net, "
+        "<account>.<region>.batch.azure.com) through an HTTPS proxy (HTTPS_PROXY), so that a "
+        "program written for the public cloud runs offline unchanged",
+    )
+    emu.add_argument("--region", default="westeurope", help="the region in the Batch endpoint (--intercept)")
 
 
 def _preset_names(text: str) -> list[str]:
@@ -586,7 +594,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with OfflineAzure(tls=args.tls, entra_id=args.entra_id) as oa:
+        with OfflineAzure(
+            tls=args.tls, entra_id=args.entra_id, intercept=args.intercept, region=args.region
+        ) as oa:
             for name, value in oa.env.items():
                 print(f"export {name}={shlex.quote(value)}")
             print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_until
+from helpers import MediaFactory, env_without_azure, run_python, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,29 @@ def test_entra_id_prints_the_identity_endpoint_and_no_key() -> None:
         assert len(env["IDENTITY_HEADER"]) >= 32
         assert env["AZURE_BATCH_ENDPOINT"].startswith("https://127.0.0.1:")
         assert not {"AZURE_BATCH_ACCESS_KEY", "AZURE_STORAGE_CONNECTION_STRING"} & set(env)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+
+
+@pytest.mark.azure
+def test_the_docs_steps_run_the_public_cloud_app_offline(tmp_path: Path, make_media: MediaFactory) -> None:
+    """docs/offline-testing.md, "Run your own app offline": the emulator's exports, then
+    the app, unchanged."""
+    videos = [make_media(tmp_path / f"clip{i}.mp4") for i in range(2)]
+    proc, exported = _exports("--intercept", "--entra-id", "--region", "northeurope")
+    try:
+        assert exported["AZURE_BATCH_ENDPOINT"] == "https://devbatch.northeurope.batch.azure.com"
+        assert exported["HTTPS_PROXY"].startswith("http://127.0.0.1:")
+        app = run_python(
+            ROOT / "examples" / "public_cloud_app.py",
+            tmp_path / "mp3s",
+            *videos,
+            env=env_without_azure() | exported,
+            timeout=300,
+        )
+        assert app.returncode == 0, app.stdout + app.stderr
+        assert sorted(p.name for p in (tmp_path / "mp3s").iterdir()) == ["clip0.mp3", "clip1.mp3"]
     finally:
         _stop(proc)
     assert proc.returncode == 0

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ._batch_emulator import BatchEmulator, Faults
     from ._identity import IdentityEndpoint
+    from ._intercept import InterceptProxy
     from ._proxy import StorageProxy
 
 __all__ = ["OfflineAzure", "StorageFaults"]
@@ -92,6 +93,16 @@ class OfflineAzure(StartStop):
       missing role does). :meth:`config` then has that credential and no key or connection
       string; tasks get user-delegation SAS. :meth:`add_pool` makes a pool with
       user-assigned identities, as Azure Resource Manager would, for ``node_identity``.
+      Another process's ``DefaultAzureCredential()`` gets the same principal's tokens from
+      a managed-identity endpoint on loopback (:attr:`identity_endpoint`, in :attr:`env`).
+    - ``intercept``: a program written for the public cloud runs offline unchanged. An
+      HTTPS proxy on loopback (:attr:`intercept_proxy`) answers for
+      ``{storage account}.blob.core.windows.net`` and ``{batch account}.{region}.batch.azure.com``
+      (``region``, default ``"westeurope"``) with certificates of the throwaway CA
+      (:attr:`ca_bundle`) and relays to Azurite and the Batch emulator; every other host is
+      refused. :attr:`env` then gives the public endpoint names, ``HTTPS_PROXY`` and the CA
+      (``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``); :meth:`config` still talks to the
+      loopback ports directly.
     """
 
     def __init__(
@@ -103,8 +114,12 @@ class OfflineAzure(StartStop):
         storage_faults: StorageFaults | None = None,
         workdir: str | Path | None = None,
         entra_id: bool = False,
+        intercept: bool = False,
+        region: str = "westeurope",
     ) -> None:
         self._faults = faults
+        self._intercept_on = intercept
+        self.region = region
         self._allocation_delay = allocation_delay
         self._tls = tls or entra_id
         self._entra_id = entra_id
@@ -128,6 +143,8 @@ class OfflineAzure(StartStop):
         self._batch: BatchEmulator | None = None
         self._proxy: StorageProxy | None = None
         self._identity: IdentityEndpoint | None = None
+        self._intercept: InterceptProxy | None = None
+        self._ca: Any = None  # the throwaway CA (a trustme.CA), when there is one
         self._blob_clients: list[BlobServiceClient] = []
         #: PEM file of the CA that signed the emulator's certificate (``tls=True`` only).
         self.ca_bundle: Path | None = None
@@ -159,8 +176,10 @@ class OfflineAzure(StartStop):
             self._workdir = self._workdir_arg
             self._workdir.mkdir(parents=True, exist_ok=True)
         tls_files: tuple[str, str] | None = None
-        if self._tls:
+        if self._tls or self._intercept_on:
             tls_files = self._make_certificate(self._workdir / "tls")
+            if not self._tls:
+                tls_files = None  # the CA is for intercept mode's names only
         azurite = AzuriteProcess(
             self._workdir / "azurite",
             startup_timeout=_STARTUP_TIMEOUT,
@@ -172,7 +191,10 @@ class OfflineAzure(StartStop):
         if self._storage_faults is not None or self._entra_id:
             self._start_proxy(self._storage_faults or StorageFaults(), tls_files if self._entra_id else None)
         ca = str(self.ca_bundle) if self.ca_bundle is not None else None
+        if self._intercept_on:
+            self._start_intercept()
         self._batch = BatchEmulator(
+            node_proxy=self._intercept.url if self._intercept is not None else None,
             key=self._batch_key,
             workdir=self._workdir / "batch",
             tls=tls_files,
@@ -182,6 +204,9 @@ class OfflineAzure(StartStop):
             roles=self.roles if self._entra_id else None,
         )
         self._batch.start()
+        if self._intercept is not None:
+            host = f"{self._batch.account}.{self.region}.batch.azure.com"
+            self._intercept.route(host, self._batch.endpoint, rewrite=True)
         if self._entra_id:
             from ._identity import IdentityEndpoint
 
@@ -211,6 +236,16 @@ class OfflineAzure(StartStop):
             bandwidth=faults.bandwidth,
         ).start()
 
+    def _start_intercept(self) -> None:
+        from ._intercept import InterceptProxy
+
+        port = self._proxy.port if self._proxy is not None else self.azurite_port
+        scheme = "https" if self._entra_id else "http"
+        if self._ca is None:
+            raise SessionStateError("intercept mode needs the throwaway CA")
+        self._intercept = InterceptProxy(self._ca, ca_bundle=str(self.ca_bundle)).start()
+        self._intercept.route(f"{AZURITE_ACCOUNT}.blob.core.windows.net", f"{scheme}://127.0.0.1:{port}")
+
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
         try:
             import trustme
@@ -223,6 +258,7 @@ class OfflineAzure(StartStop):
 
         directory.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
+        self._ca = ca  # intercept mode issues the public names' certificates from it
         cert = ca.issue_cert("127.0.0.1", "localhost")
         certfile, keyfile, cafile = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
         cert.cert_chain_pems[0].write_to_path(str(certfile))
@@ -244,6 +280,7 @@ class OfflineAzure(StartStop):
                 client.close()
         self._blob_clients.clear()
         for stop in (
+            self._intercept.stop if self._intercept is not None else None,
             self._identity.stop if self._identity is not None else None,
             self._batch.stop if self._batch is not None else None,
             self._proxy.stop if self._proxy is not None else None,
@@ -285,6 +322,11 @@ class OfflineAzure(StartStop):
     @property
     def entra_id(self) -> bool:
         return self._entra_id
+
+    @property
+    def intercept_proxy(self) -> InterceptProxy | None:
+        """With ``intercept=True``: the HTTPS proxy that answers for the public host names."""
+        return self._intercept
 
     @property
     def identity_endpoint(self) -> IdentityEndpoint | None:
@@ -340,7 +382,15 @@ class OfflineAzure(StartStop):
         ``AZURE_STORAGE_ENDPOINT``, and ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``, where
         ``DefaultAzureCredential()`` in another process gets the tokens of :attr:`credential`'s
         principal (the App Service managed-identity protocol; the header is a fresh secret).
+        With ``intercept=True`` the public endpoint names instead of the loopback ports, with
+        ``HTTPS_PROXY`` (and ``NO_PROXY`` for loopback), ``REQUESTS_CA_BUNDLE`` and
+        ``SSL_CERT_FILE``: what a program written for the public cloud needs.
         """
+        if self._intercept is not None:
+            return self._intercept_env()
+        return self._direct_env()
+
+    def _direct_env(self) -> dict[str, str]:
         batch = self.batch
         if self._entra_id:
             identity = self._identity.env if self._identity is not None else {}
@@ -362,6 +412,32 @@ class OfflineAzure(StartStop):
             env["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
         return env
 
+    def _intercept_env(self) -> dict[str, str]:
+        batch, proxy = self.batch, self._intercept
+        if proxy is None:
+            raise SessionStateError("intercept mode is off: start with OfflineAzure(intercept=True)")
+        public = {
+            "AZURE_BATCH_ENDPOINT": f"https://{batch.account}.{self.region}.batch.azure.com",
+            "AZURE_BATCH_ACCOUNT": batch.account,
+            "AZURE_STORAGE_ACCOUNT": AZURITE_ACCOUNT,
+        }
+        if self._entra_id:
+            public["AZURE_STORAGE_ENDPOINT"] = f"https://{AZURITE_ACCOUNT}.blob.core.windows.net"
+            public.update(self._identity.env if self._identity is not None else {})
+        else:
+            public["AZURE_BATCH_ACCESS_KEY"] = batch.key
+            public["AZURE_STORAGE_CONNECTION_STRING"] = (
+                f"DefaultEndpointsProtocol=https;AccountName={AZURITE_ACCOUNT};"
+                f"AccountKey={self._storage_key};EndpointSuffix=core.windows.net"
+            )
+        return {
+            **public,
+            "HTTPS_PROXY": proxy.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "SSL_CERT_FILE": str(self.ca_bundle),
+        }
+
     def config(self, **overrides: Any) -> AzureConfig:
         """An :class:`AzureConfig` for this emulator, with test-friendly defaults (fast
         polls and retries, 2 nodes of 2 slots); ``overrides`` win."""
@@ -375,7 +451,7 @@ class OfflineAzure(StartStop):
         if self._entra_id:
             defaults.update(credential=self.credential, ca_bundle=str(self.ca_bundle))
         defaults.update(overrides)
-        env = {k: v for k, v in self.env.items() if k != "REQUESTS_CA_BUNDLE"}
+        env = {k: v for k, v in self._direct_env().items() if k != "REQUESTS_CA_BUNDLE"}
         return AzureConfig.from_env(env, **defaults)
 
     def blob_service_client(self, **kwargs: Any) -> BlobServiceClient:

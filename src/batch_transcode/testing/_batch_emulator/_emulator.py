@@ -50,7 +50,8 @@ class BatchEmulator(StartStop):
     then. ``roles``: Microsoft Entra ID role assignments: bearer tokens must then be valid
     Batch tokens of a principal holding one of ``batch_roles``, and Shared Key is refused
     (an account whose ``allowedAuthenticationModes`` lack ``SharedKey``). ``ca_bundle``:
-    the CA nodes trust when they reach storage over https.
+    the CA nodes trust when they reach storage over https. ``node_proxy``: the intercept
+    proxy (``http://127.0.0.1:PORT``) through which nodes reach URLs with public host names.
     """
 
     def __repr__(self) -> str:  # the key stays out
@@ -71,6 +72,7 @@ class BatchEmulator(StartStop):
         ca_bundle: str | None = None,
         roles: RoleAssignments | None = None,
         batch_roles: Sequence[str] | None = None,
+        node_proxy: str | None = None,
     ) -> None:
         from batch_transcode.testing._entra import BATCH_DATA_ROLES
 
@@ -78,6 +80,7 @@ class BatchEmulator(StartStop):
         self.account = account
         self._pool_allocation_mode: PoolAllocationMode = pool_allocation_mode
         self._ca_bundle = ca_bundle
+        self._node_proxy = node_proxy
         self._roles = roles
         self.batch_roles = frozenset(batch_roles) if batch_roles is not None else BATCH_DATA_ROLES
         #: The account's Shared Key (base64).
@@ -125,7 +128,7 @@ class BatchEmulator(StartStop):
             server.check_bearer = (
                 entra_check(lambda oid: roles.holds_any(oid, accepted)) if roles is not None else None
             )
-            self._service.node_storage = NodeStorage(ca_bundle=self._ca_bundle)
+            self._service.node_storage = NodeStorage(ca_bundle=self._ca_bundle, proxy=self._node_proxy)
             server.records = self._records
             server.records_lock = self._records_lock
             self._server = server
