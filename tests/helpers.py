@@ -166,12 +166,13 @@ def azure_config(**overrides: Any) -> AzureConfig:
     return AzureConfig(**(base | overrides))
 
 
-def azurite_connection_string(port: int) -> str:
-    """A connection string for Azurite's development account at ``127.0.0.1:port``."""
+def azurite_connection_string(port: int, key: str | None = None) -> str:
+    """A connection string for Azurite's development account at ``127.0.0.1:port`` (``key``:
+    the account's key when it is not the well-known one, as in ``OfflineAzure``)."""
     from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
 
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key or AZURITE_KEY};"
         f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
     )
 

@@ -404,6 +404,20 @@ def _add_emulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
     )  # fmt: skip
     emu.add_argument("--tls", action="store_true", help="serve Batch over https with a throwaway CA")
+    emu.add_argument(
+        "--entra-id",
+        action="store_true",
+        help="keyless: Microsoft Entra ID only, with a managed-identity endpoint for "
+        "DefaultAzureCredential (IDENTITY_ENDPOINT, IDENTITY_HEADER); implies --tls",
+    )
+    emu.add_argument(
+        "--intercept",
+        action="store_true",
+        help="answer for the public names (<account>.blob.core.windows.net, "
+        "<account>.<region>.batch.azure.com) through an HTTPS proxy (HTTPS_PROXY), so that a "
+        "program written for the public cloud runs offline unchanged",
+    )
+    emu.add_argument("--region", default="westeurope", help="the region in the Batch endpoint (--intercept)")
 
 
 def _preset_names(text: str) -> list[str]:
@@ -646,7 +660,10 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
     """Print ``export`` lines for the offline Azure, serve until Ctrl-C or SIGTERM."""
-    from batch_transcode.testing import OfflineAzure
+    try:
+        from batch_transcode.testing import OfflineAzure
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"batch-transcode emulator: {exc}") from exc
 
     stop = threading.Event()
 
@@ -655,7 +672,9 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with OfflineAzure(tls=args.tls) as oa:
+        with OfflineAzure(
+            tls=args.tls, entra_id=args.entra_id, intercept=args.intercept, region=args.region
+        ) as oa:
             for name, value in oa.env.items():
                 print(f"export {name}={shlex.quote(value)}")
             print("# Azurite and the Batch emulator are running; press Ctrl-C to stop them.")

@@ -13,14 +13,15 @@ from azure.core import exceptions as az
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from batch_transcode.testing import OfflineAzure, StorageFaults, StorageProxy
-from batch_transcode.testing._azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from batch_transcode.testing._azurite import AZURITE_ACCOUNT
 from helpers import azurite_connection_string
 
 pytestmark = pytest.mark.azure
 
 
-def _client(port: int, **kwargs: object) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(azurite_connection_string(port), **kwargs)  # type: ignore[arg-type]
+def _client(oa: OfflineAzure, port: int, **kwargs: object) -> BlobServiceClient:
+    """A client of ``oa``'s storage account (its key is fresh per run) at ``port``."""
+    return BlobServiceClient.from_connection_string(azurite_connection_string(port, oa.storage_key), **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -29,9 +30,13 @@ def proxy(offline_azure: OfflineAzure) -> Iterator[StorageProxy]:
         yield p
 
 
-def test_uploads_and_ranged_downloads_are_byte_identical(proxy: StorageProxy) -> None:
+def test_uploads_and_ranged_downloads_are_byte_identical(
+    proxy: StorageProxy, offline_azure: OfflineAzure
+) -> None:
     data = os.urandom(9 * 1024 * 1024 + 123)
-    with _client(proxy.port, max_single_put_size=1024 * 1024, max_block_size=1024 * 1024) as client:
+    with _client(
+        offline_azure, proxy.port, max_single_put_size=1024 * 1024, max_block_size=1024 * 1024
+    ) as client:
         client.create_container("proxied")
         blob = client.get_blob_client("proxied", "dir/big file.bin")
         blob.upload_blob(data, max_concurrency=4)  # staged blocks + block list
@@ -53,7 +58,7 @@ def test_chunked_request_bodies_are_forwarded(proxy: StorageProxy, offline_azure
             AZURITE_ACCOUNT,
             "chunked",
             "x",
-            account_key=AZURITE_KEY,
+            account_key=offline_azure.storage_key,
             permission=BlobSasPermissions(create=True, write=True),
             expiry=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5),
         )
@@ -75,16 +80,16 @@ def test_chunked_request_bodies_are_forwarded(proxy: StorageProxy, offline_azure
         client.delete_container("chunked")
 
 
-def test_latency_is_added(proxy: StorageProxy) -> None:
+def test_latency_is_added(proxy: StorageProxy, offline_azure: OfflineAzure) -> None:
     proxy.set_faults(latency=0.5)
     # every answer is held back: a client that waits less than that gets none ...
     with (
-        _client(proxy.port, retry_total=0, read_timeout=0.1) as impatient,
+        _client(offline_azure, proxy.port, retry_total=0, read_timeout=0.1) as impatient,
         pytest.raises(az.ServiceResponseError),
     ):
         impatient.get_service_properties()
     # ... one that waits gets it
-    with _client(proxy.port, retry_total=0) as client:
+    with _client(offline_azure, proxy.port, retry_total=0) as client:
         client.get_service_properties()
     assert proxy.requests == 2 and proxy.failures_injected == 0
 
@@ -111,15 +116,15 @@ def test_failures_follow_the_seeded_rate(proxy: StorageProxy) -> None:
     assert proxy.failures_injected >= busy
 
 
-def test_dropped_connections_are_retried_by_the_sdk(proxy: StorageProxy) -> None:
+def test_dropped_connections_are_retried_by_the_sdk(proxy: StorageProxy, offline_azure: OfflineAzure) -> None:
     proxy.set_faults(failure_rate=0.5, seed=3, drop_share=1.0)
-    with _client(proxy.port, retry_total=10, initial_backoff=0, increment_base=0) as client:
+    with _client(offline_azure, proxy.port, retry_total=10, initial_backoff=0, increment_base=0) as client:
         for _ in range(5):
             client.get_service_properties()
     assert proxy.connections_dropped > 0
     proxy.set_faults(failure_rate=1.0, drop_share=0.0)
     with (
-        _client(proxy.port, retry_total=1, initial_backoff=0, increment_base=0) as client,
+        _client(offline_azure, proxy.port, retry_total=1, initial_backoff=0, increment_base=0) as client,
         pytest.raises(az.HttpResponseError) as info,
     ):
         client.get_service_properties()
@@ -173,7 +178,7 @@ def test_bandwidth_cap_paces_the_clients_transfers_and_spares_the_nodes(
     rate = 512 * 1024  # bytes per second, each way
     clock = _CountingClock()
     with StorageProxy(offline_azure.azurite_port, bandwidth=rate, clock=clock) as capped:
-        with _client(capped.port) as client:
+        with _client(offline_azure, capped.port) as client:
             client.create_container("capped")
             blob = client.get_blob_client("capped", "x.bin")
             blob.upload_blob(data)
@@ -185,7 +190,7 @@ def test_bandwidth_cap_paces_the_clients_transfers_and_spares_the_nodes(
             assert up >= len(data) and down >= len(data)
         held = clock.slept
         # a node's transfer (its User-Agent says so) does not cross the client's link
-        with _client(capped.port, user_agent=NODE_USER_AGENT) as node:
+        with _client(offline_azure, capped.port, user_agent=NODE_USER_AGENT) as node:
             assert node.get_blob_client("capped", "x.bin").download_blob().readall() == data
             node.delete_container("capped")
         assert capped.link_bytes == (up, down) and clock.slept == held

@@ -20,13 +20,25 @@ keyless: Microsoft Entra ID tokens from ``OfflineCredential``, roles in ``RoleAs
 turns the waits back on.
 """
 
-from batch_transcode._retry import set_testing
+from importlib.util import find_spec as _find_spec
 
-from ._azurite import AzuriteNotFoundError
-from ._batch_emulator import BatchEmulator, Faults
-from ._entra import OfflineCredential, RoleAssignments
-from ._offline import OfflineAzure, StorageFaults
-from ._proxy import StorageProxy
+#: What the ``testing`` extra brings (pyproject.toml) that importing this package needs: say
+#: so rather than fail deep inside (``trustme`` is looked for when a certificate is made).
+_MISSING = [name for name in ("jsonschema",) if _find_spec(name) is None]
+if _MISSING:
+    raise ModuleNotFoundError(
+        f"batch_transcode.testing needs the 'testing' extra ({', '.join(_MISSING)} not installed): "
+        "pip install 'batch-transcode[testing]'",
+        name=_MISSING[0],
+    )
+
+from batch_transcode._retry import set_testing  # noqa: E402 - after the check above
+
+from ._azurite import AzuriteNotFoundError  # noqa: E402
+from ._batch_emulator import BatchEmulator, Faults  # noqa: E402
+from ._entra import OfflineCredential, RoleAssignments  # noqa: E402
+from ._offline import OfflineAzure, StorageFaults  # noqa: E402
+from ._proxy import StorageProxy  # noqa: E402
 
 __all__ = [
     "AzuriteNotFoundError",

@@ -12,12 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from batch_transcode._errors import ConfigError
 
 __all__ = [
     "AZURITE_ACCOUNT",
+    "AZURITE_ACCOUNTS_ENV",
     "AZURITE_KEY",
     "AZURITE_VERSION",
     "AzuriteNotFoundError",
@@ -34,6 +36,10 @@ AZURITE_VERSION = "3.37.0"
 #: Azurite's well-known development account and key (public, documented, not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+#: The environment variable that gives Azurite its accounts (``name:key1[:key2];...``) instead of
+#: the development account ("Customized storage accounts & keys" in Azurite's README).
+AZURITE_ACCOUNTS_ENV = "AZURITE_ACCOUNTS"
 
 _EXE = "azurite-blob"
 
@@ -128,6 +134,10 @@ class AzuriteProcess:
     ``tls``: (certificate, key) PEM files: serve https and accept Microsoft Entra ID bearer
     tokens (Azurite's ``--oauth basic``, which needs https; it also answers Get User
     Delegation Key then). See "OAuth configuration" in Azurite's README.
+
+    ``accounts``: storage account name -> key (base64) Azurite serves instead of the
+    well-known development account, passed in ``AZURITE_ACCOUNTS`` (never on the command line,
+    where other local users could read it).
     """
 
     def __init__(
@@ -137,9 +147,11 @@ class AzuriteProcess:
         exe: str | None = None,
         startup_timeout: float = 30.0,
         tls: tuple[str, str] | None = None,
+        accounts: Mapping[str, str] | None = None,
     ) -> None:
         self.location = location
         self.tls = tls
+        self._accounts = dict(accounts or {})
         self.exe = exe or find_azurite()
         self.startup_timeout = startup_timeout
         self.port = 0
@@ -151,8 +163,20 @@ class AzuriteProcess:
         return "https" if self.tls is not None else "http"
 
     @property
+    def account(self) -> str:
+        """The storage account it serves (the first of ``accounts``, else the development one)."""
+        return next(iter(self._accounts), AZURITE_ACCOUNT)
+
+    @property
     def blob_endpoint(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/{AZURITE_ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{self.account}"
+
+    def _environment(self) -> dict[str, str] | None:
+        if not self._accounts:
+            return None
+        env = dict(os.environ)
+        env[AZURITE_ACCOUNTS_ENV] = ";".join(f"{name}:{key}" for name, key in self._accounts.items())
+        return env
 
     @property
     def pid(self) -> int | None:
@@ -184,6 +208,7 @@ class AzuriteProcess:
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    env=self._environment(),
                 )
             proc = self._proc
             if wait_for_http(

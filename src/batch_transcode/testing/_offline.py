@@ -17,14 +17,16 @@ import attrs
 from batch_transcode._config import AzureConfig, RetryPolicy
 from batch_transcode._errors import SessionStateError
 
-from ._azurite import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteProcess, wait_for_http
+from ._azurite import AZURITE_ACCOUNT, AzuriteProcess, wait_for_http
 from ._entra import STORAGE_DATA_ROLES, OfflineCredential, RoleAssignments
-from ._serving import StartStop
+from ._serving import StartStop, new_account_key
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobServiceClient
 
     from ._batch_emulator import BatchEmulator, Faults
+    from ._identity import IdentityEndpoint
+    from ._intercept import InterceptProxy
     from ._proxy import StorageProxy
 
 __all__ = ["OfflineAzure", "StorageFaults"]
@@ -91,6 +93,16 @@ class OfflineAzure(StartStop):
       missing role does). :meth:`config` then has that credential and no key or connection
       string; tasks get user-delegation SAS. :meth:`add_pool` makes a pool with
       user-assigned identities, as Azure Resource Manager would, for ``node_identity``.
+      Another process's ``DefaultAzureCredential()`` gets the same principal's tokens from
+      a managed-identity endpoint on loopback (:attr:`identity_endpoint`, in :attr:`env`).
+    - ``intercept``: a program written for the public cloud runs offline unchanged. An
+      HTTPS proxy on loopback (:attr:`intercept_proxy`) answers for
+      ``{storage account}.blob.core.windows.net`` and ``{batch account}.{region}.batch.azure.com``
+      (``region``, default ``"westeurope"``) with certificates of the throwaway CA
+      (:attr:`ca_bundle`) and relays to Azurite and the Batch emulator; every other host is
+      refused. :attr:`env` then gives the public endpoint names, ``HTTPS_PROXY`` and the CA
+      (``REQUESTS_CA_BUNDLE``, ``SSL_CERT_FILE``); :meth:`config` still talks to the
+      loopback ports directly.
     """
 
     def __init__(
@@ -102,8 +114,12 @@ class OfflineAzure(StartStop):
         storage_faults: StorageFaults | None = None,
         workdir: str | Path | None = None,
         entra_id: bool = False,
+        intercept: bool = False,
+        region: str = "westeurope",
     ) -> None:
         self._faults = faults
+        self._intercept_on = intercept
+        self.region = region
         self._allocation_delay = allocation_delay
         self._tls = tls or entra_id
         self._entra_id = entra_id
@@ -117,12 +133,18 @@ class OfflineAzure(StartStop):
                 self.credential.principal_id, "Storage Blob Data Contributor", "Azure Batch Data Contributor"
             )
         self._storage_faults = storage_faults
+        # per run: nobody who has not been given them can use these services (tasks run on the host)
+        self._storage_key = new_account_key()
+        self._batch_key = new_account_key()
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self._state = "unopened"
         self._workdir: Path | None = None
         self._azurite: AzuriteProcess | None = None
         self._batch: BatchEmulator | None = None
         self._proxy: StorageProxy | None = None
+        self._identity: IdentityEndpoint | None = None
+        self._intercept: InterceptProxy | None = None
+        self._ca: Any = None  # the throwaway CA (a trustme.CA), when there is one
         self._blob_clients: list[BlobServiceClient] = []
         #: PEM file of the CA that signed the emulator's certificate (``tls=True`` only).
         self.ca_bundle: Path | None = None
@@ -154,19 +176,26 @@ class OfflineAzure(StartStop):
             self._workdir = self._workdir_arg
             self._workdir.mkdir(parents=True, exist_ok=True)
         tls_files: tuple[str, str] | None = None
-        if self._tls:
+        if self._tls or self._intercept_on:
             tls_files = self._make_certificate(self._workdir / "tls")
+            if not self._tls:
+                tls_files = None  # the CA is for intercept mode's names only
         azurite = AzuriteProcess(
             self._workdir / "azurite",
             startup_timeout=_STARTUP_TIMEOUT,
             tls=tls_files if self._entra_id else None,
+            accounts={AZURITE_ACCOUNT: self._storage_key},
         )
         self._azurite = azurite
         azurite.start()
         if self._storage_faults is not None or self._entra_id:
             self._start_proxy(self._storage_faults or StorageFaults(), tls_files if self._entra_id else None)
         ca = str(self.ca_bundle) if self.ca_bundle is not None else None
+        if self._intercept_on:
+            self._start_intercept()
         self._batch = BatchEmulator(
+            node_proxy=self._intercept.url if self._intercept is not None else None,
+            key=self._batch_key,
             workdir=self._workdir / "batch",
             tls=tls_files,
             faults=self._faults,
@@ -175,6 +204,13 @@ class OfflineAzure(StartStop):
             roles=self.roles if self._entra_id else None,
         )
         self._batch.start()
+        if self._intercept is not None:
+            host = f"{self._batch.account}.{self.region}.batch.azure.com"
+            self._intercept.route(host, self._batch.endpoint, rewrite=True)
+        if self._entra_id:
+            from ._identity import IdentityEndpoint
+
+            self._identity = IdentityEndpoint(self.credential).start()
         parts = urlsplit(self._batch.endpoint)
         if not wait_for_http(
             parts.hostname or "127.0.0.1", parts.port or 443, timeout=_STARTUP_TIMEOUT, https=self._tls
@@ -200,11 +236,29 @@ class OfflineAzure(StartStop):
             bandwidth=faults.bandwidth,
         ).start()
 
+    def _start_intercept(self) -> None:
+        from ._intercept import InterceptProxy
+
+        port = self._proxy.port if self._proxy is not None else self.azurite_port
+        scheme = "https" if self._entra_id else "http"
+        if self._ca is None:
+            raise SessionStateError("intercept mode needs the throwaway CA")
+        self._intercept = InterceptProxy(self._ca, ca_bundle=str(self.ca_bundle)).start()
+        self._intercept.route(f"{AZURITE_ACCOUNT}.blob.core.windows.net", f"{scheme}://127.0.0.1:{port}")
+
     def _make_certificate(self, directory: Path) -> tuple[str, str]:
-        import trustme
+        try:
+            import trustme
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                "OfflineAzure's https modes need trustme, part of the 'testing' extra: "
+                "pip install 'batch-transcode[testing]'",
+                name="trustme",
+            ) from exc
 
         directory.mkdir(parents=True, exist_ok=True)
         ca = trustme.CA()
+        self._ca = ca  # intercept mode issues the public names' certificates from it
         cert = ca.issue_cert("127.0.0.1", "localhost")
         certfile, keyfile, cafile = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
         cert.cert_chain_pems[0].write_to_path(str(certfile))
@@ -226,6 +280,8 @@ class OfflineAzure(StartStop):
                 client.close()
         self._blob_clients.clear()
         for stop in (
+            self._intercept.stop if self._intercept is not None else None,
+            self._identity.stop if self._identity is not None else None,
             self._batch.stop if self._batch is not None else None,
             self._proxy.stop if self._proxy is not None else None,
             self._azurite.stop if self._azurite is not None else None,
@@ -268,6 +324,17 @@ class OfflineAzure(StartStop):
         return self._entra_id
 
     @property
+    def intercept_proxy(self) -> InterceptProxy | None:
+        """With ``intercept=True``: the HTTPS proxy that answers for the public host names."""
+        return self._intercept
+
+    @property
+    def identity_endpoint(self) -> IdentityEndpoint | None:
+        """With ``entra_id=True``: the managed-identity endpoint on loopback that hands other
+        processes the tokens of :attr:`credential` (its variables are in :attr:`env`)."""
+        return self._identity
+
+    @property
     def azurite_port(self) -> int:
         self._require_open()
         if self._azurite is None:
@@ -283,6 +350,18 @@ class OfflineAzure(StartStop):
         return f"{scheme}://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
 
     @property
+    def storage_account(self) -> str:
+        """The storage account's name."""
+        return AZURITE_ACCOUNT
+
+    @property
+    def storage_key(self) -> str:
+        """The storage account's key: fresh and random for each ``OfflineAzure`` (the Batch
+        account's is ``.batch.key``). With ``entra_id=True`` requests signed with it are
+        refused, as on an account with Shared Key access disallowed."""
+        return self._storage_key
+
+    @property
     def storage_connection_string(self) -> str:
         if self._entra_id:
             raise SessionStateError(
@@ -291,7 +370,7 @@ class OfflineAzure(StartStop):
             )
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
-            f"AccountKey={AZURITE_KEY};BlobEndpoint={self.blob_endpoint};"
+            f"AccountKey={self._storage_key};BlobEndpoint={self.blob_endpoint};"
         )
 
     @property
@@ -300,17 +379,28 @@ class OfflineAzure(StartStop):
 
         With ``tls=True`` also ``REQUESTS_CA_BUNDLE``: the CA for the emulator's certificate.
         With ``entra_id=True`` no key and no connection string: ``AZURE_STORAGE_ACCOUNT`` and
-        ``AZURE_STORAGE_ENDPOINT`` (the credential is :attr:`credential`; a process reading
-        this environment alone would use ``DefaultAzureCredential``).
+        ``AZURE_STORAGE_ENDPOINT``, and ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``, where
+        ``DefaultAzureCredential()`` in another process gets the tokens of :attr:`credential`'s
+        principal (the App Service managed-identity protocol; the header is a fresh secret).
+        With ``intercept=True`` the public endpoint names instead of the loopback ports, with
+        ``HTTPS_PROXY`` (and ``NO_PROXY`` for loopback), ``REQUESTS_CA_BUNDLE`` and
+        ``SSL_CERT_FILE``: what a program written for the public cloud needs.
         """
+        if self._intercept is not None:
+            return self._intercept_env()
+        return self._direct_env()
+
+    def _direct_env(self) -> dict[str, str]:
         batch = self.batch
         if self._entra_id:
+            identity = self._identity.env if self._identity is not None else {}
             return {
                 "AZURE_BATCH_ENDPOINT": batch.endpoint,
                 "AZURE_BATCH_ACCOUNT": batch.account,
                 "AZURE_STORAGE_ACCOUNT": AZURITE_ACCOUNT,
                 "AZURE_STORAGE_ENDPOINT": self.blob_endpoint,
                 "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+                **identity,
             }
         env = {
             "AZURE_BATCH_ENDPOINT": batch.endpoint,
@@ -321,6 +411,32 @@ class OfflineAzure(StartStop):
         if self.ca_bundle is not None:
             env["REQUESTS_CA_BUNDLE"] = str(self.ca_bundle)
         return env
+
+    def _intercept_env(self) -> dict[str, str]:
+        batch, proxy = self.batch, self._intercept
+        if proxy is None:
+            raise SessionStateError("intercept mode is off: start with OfflineAzure(intercept=True)")
+        public = {
+            "AZURE_BATCH_ENDPOINT": f"https://{batch.account}.{self.region}.batch.azure.com",
+            "AZURE_BATCH_ACCOUNT": batch.account,
+            "AZURE_STORAGE_ACCOUNT": AZURITE_ACCOUNT,
+        }
+        if self._entra_id:
+            public["AZURE_STORAGE_ENDPOINT"] = f"https://{AZURITE_ACCOUNT}.blob.core.windows.net"
+            public.update(self._identity.env if self._identity is not None else {})
+        else:
+            public["AZURE_BATCH_ACCESS_KEY"] = batch.key
+            public["AZURE_STORAGE_CONNECTION_STRING"] = (
+                f"DefaultEndpointsProtocol=https;AccountName={AZURITE_ACCOUNT};"
+                f"AccountKey={self._storage_key};EndpointSuffix=core.windows.net"
+            )
+        return {
+            **public,
+            "HTTPS_PROXY": proxy.url,
+            "NO_PROXY": "127.0.0.1,localhost",
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "SSL_CERT_FILE": str(self.ca_bundle),
+        }
 
     def config(self, **overrides: Any) -> AzureConfig:
         """An :class:`AzureConfig` for this emulator, with test-friendly defaults (fast
@@ -335,7 +451,7 @@ class OfflineAzure(StartStop):
         if self._entra_id:
             defaults.update(credential=self.credential, ca_bundle=str(self.ca_bundle))
         defaults.update(overrides)
-        env = {k: v for k, v in self.env.items() if k != "REQUESTS_CA_BUNDLE"}
+        env = {k: v for k, v in self._direct_env().items() if k != "REQUESTS_CA_BUNDLE"}
         return AzureConfig.from_env(env, **defaults)
 
     def blob_service_client(self, **kwargs: Any) -> BlobServiceClient:
@@ -397,7 +513,7 @@ class OfflineAzure(StartStop):
             self._blob_clients.append(self._direct)
         if not hasattr(self, "_direct"):
             conn = (
-                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={self._storage_key};"
                 f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};"
             )
             self._direct = BlobServiceClient.from_connection_string(conn, retry_total=0)

@@ -1,10 +1,12 @@
-"""What the offline services share: a start/stop context manager, and dropping a
-connection (a fault the Batch emulator and the storage proxy both inject)."""
+"""What the offline services share: a start/stop context manager, dropping a connection (a
+fault the Batch emulator and the storage proxy both inject), and fresh account keys."""
 
 from __future__ import annotations
 
 import abc
+import base64
 import contextlib
+import secrets
 import socket
 from http.server import BaseHTTPRequestHandler
 from typing import Self
@@ -36,3 +38,9 @@ def drop_connection(handler: BaseHTTPRequestHandler) -> None:
     handler.close_connection = True
     with contextlib.suppress(OSError):
         handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def new_account_key() -> str:
+    """A fresh random account key: 64 random bytes in base64, the form of Azure Storage and
+    Batch account keys. Each offline account gets its own, so no key is ever published."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")

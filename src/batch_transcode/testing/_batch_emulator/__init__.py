@@ -26,13 +26,12 @@ with 403 for a bad signature, as the service documents, and 401 when no credenti
 are sent.
 """
 
-from ._emulator import DEFAULT_KEY, BatchEmulator
+from ._emulator import BatchEmulator
 from ._faults import Faults
 from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
 from ._server import OperationCounts, RequestRecord
 
 __all__ = [
-    "DEFAULT_KEY",
     "BatchEmulator",
     "Faults",
     "JobSnapshot",

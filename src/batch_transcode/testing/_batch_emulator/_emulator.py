@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batch_transcode.testing._serving import StartStop
+from batch_transcode.testing._serving import StartStop, new_account_key
 
 from ._auth import entra_check
 from ._executor import NodeStorage
@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: Shared Key used when none is given (a fixed, public test key: never a real account's).
-DEFAULT_KEY = "ZW11bGF0b3Ita2V5LWZvci1iYXRjaC10cmFuc2NvZGUtdGVzdHMtb25seS0wMDAwMA=="
-
 
 class BatchEmulator(StartStop):
     """An Azure Batch account served on a loopback port.
 
-    ``BatchEmulator(account="devbatch", key=..., workdir=None, tls=None, faults=None,
+    ``BatchEmulator(account="devbatch", key=None, workdir=None, tls=None, faults=None,
     allocation_delay=0.0, host="127.0.0.1", port=0, pool_allocation_mode="UserSubscription",
     ca_bundle=None, roles=None)``. ``start()`` (or ``with``) binds and serves; ``stop()``
     stops serving and kills every process it started.
+
+    ``key``: the account's Shared Key; by default a fresh random one (:attr:`key`), so that
+    nobody who has not been given it can run task commands on this machine through it.
 
     ``pool_allocation_mode`` is the account's: ``"UserSubscription"`` allocates Spot
     nodes; ``"BatchService"`` (the default kind of Batch account) allocates none since
@@ -50,14 +50,18 @@ class BatchEmulator(StartStop):
     then. ``roles``: Microsoft Entra ID role assignments: bearer tokens must then be valid
     Batch tokens of a principal holding one of ``batch_roles``, and Shared Key is refused
     (an account whose ``allowedAuthenticationModes`` lack ``SharedKey``). ``ca_bundle``:
-    the CA nodes trust when they reach storage over https.
+    the CA nodes trust when they reach storage over https. ``node_proxy``: the intercept
+    proxy (``http://127.0.0.1:PORT``) through which nodes reach URLs with public host names.
     """
+
+    def __repr__(self) -> str:  # the key stays out
+        return f"<BatchEmulator account={self.account} {self._state}>"
 
     def __init__(
         self,
         *,
         account: str = "devbatch",
-        key: str = DEFAULT_KEY,
+        key: str | None = None,
         workdir: Path | str | None = None,
         tls: tuple[str, str] | None = None,
         faults: Faults | None = None,
@@ -68,6 +72,7 @@ class BatchEmulator(StartStop):
         ca_bundle: str | None = None,
         roles: RoleAssignments | None = None,
         batch_roles: Sequence[str] | None = None,
+        node_proxy: str | None = None,
     ) -> None:
         from batch_transcode.testing._entra import BATCH_DATA_ROLES
 
@@ -75,9 +80,11 @@ class BatchEmulator(StartStop):
         self.account = account
         self._pool_allocation_mode: PoolAllocationMode = pool_allocation_mode
         self._ca_bundle = ca_bundle
+        self._node_proxy = node_proxy
         self._roles = roles
         self.batch_roles = frozenset(batch_roles) if batch_roles is not None else BATCH_DATA_ROLES
-        self.key = key
+        #: The account's Shared Key (base64).
+        self.key = key if key is not None else new_account_key()
         self._tls = tls
         self._host = host
         self._port = port
@@ -121,7 +128,7 @@ class BatchEmulator(StartStop):
             server.check_bearer = (
                 entra_check(lambda oid: roles.holds_any(oid, accepted)) if roles is not None else None
             )
-            self._service.node_storage = NodeStorage(ca_bundle=self._ca_bundle)
+            self._service.node_storage = NodeStorage(ca_bundle=self._ca_bundle, proxy=self._node_proxy)
             server.records = self._records
             server.records_lock = self._records_lock
             self._server = server

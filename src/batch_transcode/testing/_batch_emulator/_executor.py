@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from batch_transcode._errors import FFmpegNotFoundError
 from batch_transcode._ffmpeg import find_ffmpeg as _library_find_ffmpeg
@@ -125,12 +126,35 @@ class NodeStorage:
 
     ca_bundle: str | None = None
     identities: dict[str, str] = field(default_factory=dict)
+    #: The proxy (``http://127.0.0.1:PORT``) that answers for public host names in intercept
+    #: mode: nodes reach ``https://{account}.blob.core.windows.net`` URLs through it.
+    proxy: str | None = None
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_bundle)
 
-    def client_options(self) -> dict[str, Any]:
-        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+    def proxies(self, url: str) -> dict[str, str]:
+        """The proxies for ``url``: :attr:`proxy` for a host name, none for loopback."""
+        host = urlsplit(url).hostname or ""
+        if self.proxy is None or host in ("127.0.0.1", "localhost", "::1"):
+            return {}
+        return {"http": self.proxy, "https": self.proxy}
+
+    def client_options(self, url: str = "") -> dict[str, Any]:
+        options: dict[str, Any] = {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+        if self.proxies(url):
+            options["proxies"] = self.proxies(url)
+        return options
+
+    def open(self, request: urllib.request.Request, timeout: float) -> Any:
+        """``urlopen`` as a node: through :attr:`proxy` for a host name."""
+        https = request.full_url.lower().startswith("https:")
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.ProxyHandler(self.proxies(request.full_url))
+        ]
+        if https:
+            handlers.append(urllib.request.HTTPSHandler(context=self.ssl_context()))
+        return urllib.request.build_opener(*handlers).open(request, timeout=timeout)
 
     def credential(self, reference: JSON | None, pool_identities: Iterable[str]) -> Any:
         """The token credential of the identity ``reference`` names, or None without one.
@@ -161,7 +185,6 @@ def _download_http(url: str, dest: Path, storage: NodeStorage, credential: Any =
     """GET ``url`` into ``dest``; 5xx answers and connection errors are tried again with a
     short backoff, as the node agent does; a 4xx fails at once. With ``credential`` (a
     node identity) the request carries its bearer token instead of relying on a SAS."""
-    context = storage.ssl_context() if url.lower().startswith("https:") else None
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         headers = {"User-Agent": NODE_USER_AGENT}
         if credential is not None:
@@ -172,7 +195,7 @@ def _download_http(url: str, dest: Path, storage: NodeStorage, credential: Any =
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) URLs only
         try:
             with (
-                urllib.request.urlopen(request, timeout=60, context=context) as resp,  # noqa: S310
+                storage.open(request, timeout=60) as resp,
                 open(dest, "wb") as out,
             ):
                 shutil.copyfileobj(resp, out)
@@ -182,6 +205,11 @@ def _download_http(url: str, dest: Path, storage: NodeStorage, credential: Any =
             if exc.code < 500 or attempt == DOWNLOAD_ATTEMPTS:
                 code = {404: "BlobNotFound", 403: "BlobAccessDenied"}.get(exc.code, "BlobDownloadMiscError")
                 raise PreparationError(code, f"Download of {redact(url)} failed: HTTP {exc.code}") from exc
+        except ValueError as exc:  # http.client.InvalidURL: a URL no HTTP client sends
+            raise PreparationError(
+                "BlobDownloadMiscError",
+                f"Download of {redact(url)} failed: the URL has characters that must be percent-encoded",
+            ) from exc
         except OSError as exc:
             if attempt == DOWNLOAD_ATTEMPTS:
                 raise PreparationError(
@@ -243,7 +271,7 @@ def _node_container(url: str, storage: NodeStorage, credential: Any) -> Containe
         retry_total=2,
         retry_backoff_factor=0.2,
         user_agent=NODE_USER_AGENT,
-        **storage.client_options(),
+        **storage.client_options(url),
     )
 
 

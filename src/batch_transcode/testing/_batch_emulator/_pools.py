@@ -16,69 +16,10 @@ import copy
 from pathlib import Path
 
 from ._errors import BatchServiceError, being_deleted
+from ._images import SUPPORTED_IMAGES
 from ._model import JSON, iso, now
 from ._odata import duration_seconds
 from ._rest import Call, FileOperations, Operations, Reply, new_id, replace_properties, update_properties
-
-
-def _image(
-    agent: str, publisher: str, offer: str, sku: str, os_type: str, end_of_life: str | None = None
-) -> JSON:
-    doc: JSON = {
-        "nodeAgentSKUId": agent,
-        "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
-        "osType": os_type,
-        "capabilities": [],
-        "verificationType": "verified",
-    }
-    if end_of_life is not None:
-        doc["batchSupportEndOfLife"] = end_of_life
-    return doc
-
-
-#: What List Supported Images answers: current marketplace images and their node agents.
-#: ``batchSupportEndOfLife`` is "the time when the Azure Batch service will stop
-#: accepting create Pool requests for the Image" (REST reference, BatchSupportedImage);
-#: a retired agent's images are gone from the list: Ubuntu 20.04 (``batch.node.ubuntu
-#: 20.04``, retired 2025-04-23) is not here, and Ubuntu 22.04 ends on 2027-06-30
-#: (retirement notice https://github.com/Azure/Batch/issues/200).
-SUPPORTED_IMAGES: list[JSON] = [
-    _image("batch.node.ubuntu 24.04", "canonical", "ubuntu-24_04-lts", "server", "linux"),
-    _image("batch.node.ubuntu 24.04", "canonical", "ubuntu-24_04-lts", "server-gen1", "linux"),
-    _image(
-        "batch.node.ubuntu 22.04",
-        "canonical",
-        "0001-com-ubuntu-server-jammy",
-        "22_04-lts",
-        "linux",
-        "2027-06-30T00:00:00Z",
-    ),
-    _image(
-        "batch.node.ubuntu 22.04",
-        "canonical",
-        "0001-com-ubuntu-server-jammy",
-        "22_04-lts-gen2",
-        "linux",
-        "2027-06-30T00:00:00Z",
-    ),
-    # container- and HPC-ready Ubuntu 24.04 (the migration target the 22.04 notice names)
-    _image("batch.node.ubuntu 24.04", "microsoft-dsvm", "ubuntu-hpc", "2404", "linux"),
-    _image("batch.node.debian 12", "debian", "debian-12", "12", "linux"),
-    _image("batch.node.debian 12", "debian", "debian-12", "12-gen2", "linux"),
-    _image(
-        "batch.node.windows amd64", "microsoftwindowsserver", "windowsserver", "2022-datacenter", "windows"
-    ),
-    _image(
-        "batch.node.windows amd64", "microsoftwindowsserver", "windowsserver", "2022-datacenter-g2", "windows"
-    ),
-    _image(
-        "batch.node.windows amd64",
-        "microsoftwindowsserver",
-        "windowsserver",
-        "2022-datacenter-smalldisk",
-        "windows",
-    ),
-]
 
 
 class PoolOperations(Operations):

@@ -36,6 +36,7 @@ from batch_transcode._process import kill_process_group
 from ._errors import BatchServiceError, being_deleted, invalid_value, not_found
 from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
+from ._images import check_image
 from ._model import JSON, Job, Node, Pool, Resource, Task, now
 from ._odata import duration_seconds
 
@@ -221,12 +222,14 @@ class AccountState:
         return pool
 
     def _check_pool_references(self, spec: JSON) -> None:
-        """The resource ids a pool names: a well-formed image id, a subnet of this
-        account's subscription (``InvalidPropertyValue`` otherwise, as the service answers)."""
+        """The resource ids a pool names: a well-formed image id, a Marketplace image the
+        account supports (``_images``), a subnet of this account's subscription
+        (``InvalidPropertyValue`` otherwise, as the service answers)."""
         image = ((spec.get("virtualMachineConfiguration") or {}).get("imageReference")) or {}
         image_id = image.get("virtualMachineImageId")
         if image_id is not None and not _IMAGE_ID.match(str(image_id)):
             raise invalid_value("virtualMachineImageId", image_id, _IMAGE_ID_REASON)
+        check_image(spec)
         subnet = (spec.get("networkConfiguration") or {}).get("subnetId")
         if subnet is not None:
             m = _SUBNET_SUBSCRIPTION.match(str(subnet))
