@@ -22,6 +22,7 @@ from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._quality import Metric
 from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._teardown import Teardown
+from batch_transcode._usage import Usage
 
 __all__ = ["BackendRun", "JobProgress", "JobSession", "TranscodeJob"]
 
@@ -271,7 +272,10 @@ class TranscodeJob:
             raise self._error
         end = self._finished_at or time.monotonic()
         with self._lock:
-            return Report([self._results[item.index] for item in self._items], seconds=end - self._started)
+            results = [self._results[item.index] for item in self._items]
+        capacity = self._sink.capacity
+        usage = None if capacity is None else Usage.of(capacity, results)
+        return Report(results, seconds=end - self._started, usage=usage)
 
     def as_completed(self, timeout: float | None = None) -> Iterator[FileResult]:
         """Yield each file's result as it finishes (files skipped as already done first).
