@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import attrs
 from azure.batch import models as bm
@@ -42,6 +43,7 @@ from batch_transcode._azure.monitor import (
     job_counts,
     list_finished,
     log_counts,
+    pool_capacity,
 )
 from batch_transcode._azure.opened import OpenSession
 from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
@@ -53,6 +55,7 @@ from batch_transcode._naming import WorkItem
 from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
+from batch_transcode._usage import Capacity
 
 __all__ = ["AzureRun"]
 
@@ -297,10 +300,15 @@ class AzureRun:
         ``keep_existing`` and a complete output is there), or why it failed."""
         tid = names.task_id(item.index)
         seconds = outcome.seconds if outcome is not None else None
+        ran = _ran(outcome)
         if outcome is None or not outcome.succeeded:
-            return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
+            return FileResult.failure(
+                item.source, self._failure_text(outcome), seconds=seconds, task_id=tid, **ran
+            )
         if keep_existing and _complete_output(item):
-            return FileResult.already_done(item.source, item.outputs[0], outputs=item.outputs, task_id=tid)
+            return FileResult.already_done(
+                item.source, item.outputs[0], outputs=item.outputs, task_id=tid, **ran
+            )
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
@@ -312,6 +320,7 @@ class AzureRun:
                 f"converted, but the output could not be downloaded: {download.error}",
                 seconds=seconds,
                 task_id=tid,
+                **ran,
             )
         quality, notes = self._quality(item, tid)
         return FileResult.converted(
@@ -322,6 +331,7 @@ class AzureRun:
             task_id=tid,
             quality=quality,
             notes=notes,
+            **ran,
         )
 
     def _quality(self, item: WorkItem, tid: str) -> tuple[list[dict[Metric, Score] | None] | None, list[str]]:
@@ -387,6 +397,19 @@ class _Either:
         return any(e.is_set() for e in self._events)
 
 
+def _ran(outcome: TaskOutcome | None) -> dict[str, Any]:
+    """Where and when a task ran, as :class:`FileResult` keywords (none for a task not found)."""
+    if outcome is None:
+        return {}
+    return {
+        "started": outcome.started,
+        "ended": outcome.ended,
+        "node": outcome.node,
+        "retries": outcome.retries,
+        "requeues": outcome.requeues,
+    }
+
+
 def _complete_output(item: WorkItem) -> bool:
     """Outputs from an earlier download: outputs only carry their final name once complete."""
     try:
@@ -434,6 +457,8 @@ class _Collector:
         self.seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
+        #: The pool the job runs on, once known (an auto-pool's from the job).
+        self.pool_id: str | None = run.session.pool_id
         self._downloads = ThreadPoolExecutor(
             max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
         )
@@ -454,6 +479,22 @@ class _Collector:
         if not finished:
             run._stop_job()
         _log_done(run.job_id, list(self.results.values()), len(self.items))
+        self._report_capacity()
+
+    def _report_capacity(self) -> None:
+        """Tell the job what the pool held (its nodes from their allocation, its slots), for
+        the report's usage; a pool that is gone already (an auto-pool) leaves it unknown."""
+        run = self.run
+        pool_id = self.pool_id or run.session.pool_id
+        if pool_id is None:
+            return
+        try:
+            slots, nodes = pool_capacity(run.session.batch, pool_id, run.config)
+        except AzureError as exc:
+            log.debug("could not read the nodes of pool %s for the report: %s", pool_id, exc)
+            return
+        ended = dt.datetime.now(dt.UTC)
+        run.progress.held(Capacity(backend="azure", slots_per_node=slots, nodes=nodes, ended=ended))
 
     def _harvest(self, fut: Future[FileResult] | None = None) -> None:
         """Report the downloads that ended (``fut`` first)."""
@@ -584,7 +625,7 @@ class _Collector:
             poll.next_list = min(poll.next_list, poll.last_list + gap)
             poll.behind = True
         if poll.pool_id is None:
-            poll.pool_id = auto_pool_id(batch, job_id, config)
+            poll.pool_id = self.pool_id = auto_pool_id(batch, job_id, config)
         unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
         if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
             check_pool(batch, poll.pool_id, config)

@@ -28,7 +28,7 @@ are sent.
 
 from ._emulator import DEFAULT_KEY, BatchEmulator
 from ._faults import Faults
-from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
+from ._model import JobSnapshot, NodeRecord, PoolSnapshot, TaskSnapshot
 from ._server import OperationCounts, RequestRecord
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "BatchEmulator",
     "Faults",
     "JobSnapshot",
+    "NodeRecord",
     "OperationCounts",
     "PoolSnapshot",
     "RequestRecord",
