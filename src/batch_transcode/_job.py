@@ -17,6 +17,7 @@ from batch_transcode._aio import run_to_end, wait_uncancellable
 from batch_transcode._backend import RunRequest
 from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
+from batch_transcode._plan import Plan
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._quality import Metric
@@ -112,12 +113,15 @@ class TranscodeJob:
         desc: str,
         name: str = "transcode-job",
         on_exit: Callable[[BaseException | None], None] | None = None,
+        plan: Plan | None = None,
     ) -> None:
         """``items`` in input order, the results of those already ``done`` (skipped, by
         their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``,
         the ``quality`` metrics to measure and ``teardown``, once :meth:`start` is
         called. The session makes jobs."""
         self._session = session
+        #: What :meth:`TranscodeSession.plan` said for these files: the report shows it.
+        self._plan = plan
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
         self._items = list(items)
@@ -275,7 +279,7 @@ class TranscodeJob:
             results = [self._results[item.index] for item in self._items]
         capacity = self._sink.capacity
         usage = None if capacity is None else Usage.of(capacity, results)
-        return Report(results, seconds=end - self._started, usage=usage)
+        return Report(results, seconds=end - self._started, usage=usage, plan=self._plan)
 
     def as_completed(self, timeout: float | None = None) -> Iterator[FileResult]:
         """Yield each file's result as it finishes (files skipped as already done first).

@@ -214,6 +214,9 @@ class Report:
     #: What the run used of its nodes (allocated time, busy slot time, utilisation,
     #: node-hours): see :class:`~batch_transcode.Usage`. ``None`` for a report made by hand.
     usage: Usage | None = None
+    #: What :meth:`TranscodeSession.plan` estimated for these files, when the session
+    #: planned them before converting them (the same inputs, outputs and presets).
+    plan: Plan | None = None
 
     def __iter__(self) -> Iterator[FileResult]:
         return iter(self.results)
@@ -294,6 +297,13 @@ class Report:
             line += f"\n{quality}"
         if self.usage is not None:
             line += f"\n{self.usage.summary()}"
+            if self.plan is not None:
+                line += f" (plan: {self.plan.node_hours:.4f} node-hours"
+                cost = self.plan.estimated_cost
+                if cost is not None and self.plan.price_per_node_hour is not None:
+                    actual = self.usage.cost(self.plan.price_per_node_hour)
+                    line += f"; cost {actual:.2f}, planned {cost:.2f}"
+                line += ")"
         return line
 
     def _quality_line(self) -> str | None:
@@ -384,7 +394,7 @@ class Report:
                 }
                 for r in self.results
             ],
-            "usage": None if self.usage is None else self.usage.to_dict(),
+            "usage": None if self.usage is None else _usage_dict(self.usage, self.plan),
         }
 
     def _base(self) -> Path | None:
@@ -392,17 +402,18 @@ class Report:
 
     def _repr_html_(self) -> str:
         """The report page's body for notebooks (see :meth:`to_html`)."""
-        return _page.fragment(**_page_parts(self, None))
+        return _page.fragment(**_page_parts(self, self.plan))
 
     def to_html(self, *, title: str = "batch-transcode report", plan: Plan | None = None) -> str:
         """The report as one self-contained HTML page (inline CSS and SVG; no script, nothing
         fetched): the counts; with :attr:`usage`, the nodes' allocated time, node-hours,
         busy slot time and utilisation, beside ``plan`` (what :meth:`TranscodeSession.plan`
-        said for the same files) when given; a timeline with one lane per node slot (or
-        local worker) and one bar per task, coloured by outcome, over each node's
-        allocated span; then one row per file (files that did not convert first) with its
-        outputs and their sizes, seconds, quality where measured, and its error, wrapped."""
-        return _page.document(title, _page.fragment(**_page_parts(self, plan)))
+        said for the same files; by default :attr:`plan`); a timeline with one lane per
+        node slot (or local worker) and one bar per task, coloured by outcome, over each
+        node's allocated span; then one row per file (files that did not convert first)
+        with its outputs and their sizes, seconds, quality where measured, and its error,
+        wrapped."""
+        return _page.document(title, _page.fragment(**_page_parts(self, plan or self.plan)))
 
     def save_html(
         self, path: str | os.PathLike[str], *, title: str = "batch-transcode report", plan: Plan | None = None
@@ -560,6 +571,22 @@ def _quality_detail(result: FileResult) -> str:
         )
         lines.append(f"{output.name}: {figures}")
     return "\n".join(lines)
+
+
+def _usage_dict(usage: Usage, plan: Plan | None) -> dict[str, Any]:
+    """``usage`` as data; with the plan's figures under ``"plan"`` and the cost at its price."""
+    if plan is None:
+        return usage.to_dict()
+    data = usage.to_dict(plan.price_per_node_hour)
+    data["plan"] = {
+        "nodes": plan.nodes,
+        "slots_per_node": plan.slots_per_node,
+        "estimated_seconds": round(plan.estimated_seconds, 3),
+        "node_hours": round(plan.node_hours, 6),
+        "price_per_node_hour": plan.price_per_node_hour,
+        "estimated_cost": plan.estimated_cost,
+    }
+    return data
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -76,6 +76,11 @@ def _output_is_current(item: WorkItem) -> bool:
     return True
 
 
+def _plan_key(items: Sequence[WorkItem], presets: Sequence[Preset]) -> tuple[object, ...]:
+    """What a plan is for: the same inputs to the same outputs with the same presets."""
+    return (tuple((i.source, *i.outputs) for i in items), tuple(p.name for p in presets))
+
+
 def _names(presets: Sequence[Preset]) -> str:
     return "+".join(p.name for p in presets)
 
@@ -137,6 +142,9 @@ class TranscodeSession:
         self._state = _State.UNOPENED
         self._jobs: list[TranscodeJob] = []
         self._attached = False
+        #: The plans made for runs not started yet, by what they plan: a run of the same
+        #: files, outputs and presets reports its actual use beside its plan.
+        self._plans: dict[tuple[object, ...], Plan] = {}
 
     def __repr__(self) -> str:
         return f"<TranscodeSession backend={self._backend.name} state={self._state.value}>"
@@ -324,6 +332,7 @@ class TranscodeSession:
         name: str,
         on_exit: Callable[[BaseException | None], None] | None = None,
         quality: Sequence[Metric] = (),
+        plan: Plan | None = None,
     ) -> TranscodeJob:
         """Start a job in the background handing ``run`` a :class:`RunRequest` of ``items``
         (less those ``done``) with ``presets``, the ``quality`` metrics to measure and this
@@ -341,6 +350,7 @@ class TranscodeSession:
             desc=desc,
             name=name,
             on_exit=on_exit,
+            plan=plan,
         )
         self._jobs.append(job)
         return job.start()
@@ -363,13 +373,15 @@ class TranscodeSession:
             self._require_open()
         chosen = resolve_presets(preset)
         items = plan_work(validate_inputs(paths), output_dir, output_suffixes(chosen))
-        return make_plan(
+        plan = make_plan(
             items,
             self.config,
             presets=chosen,
             price_per_node_hour=price_per_node_hour,
             mb_per_second=mb_per_second,
         )
+        self._plans[_plan_key(items, chosen)] = plan
+        return plan
 
     def submit(
         self,
@@ -418,6 +430,7 @@ class TranscodeSession:
             desc=f"to {_names(chosen)}",
             name=f"bt-job-{len(self._jobs) + 1}",
             quality=metrics,
+            plan=self._plans.pop(_plan_key(items, chosen), None),
         )
 
     def convert(

@@ -24,6 +24,7 @@ def test_usage_and_task_times_match_the_emulators_records(
     inputs = [make_media(tmp_path / "in" / f"talk {n}.mp4") for n in range(5)]
     inputs.append(make_media(tmp_path / "in" / "silent.mp4", kind="silent"))  # fails: no audio
     with TranscodeSession(offline.config(dedicated_nodes=2, task_slots_per_node=2)) as session:
+        plan = session.plan(inputs, output_dir=tmp_path / "out", preset="mp3", price_per_node_hour=0.5)
         report = session.convert(inputs, output_dir=tmp_path / "out", preset="mp3")
         pool_id = f"{session.session_id}-pool"
         tasks = {t.id: t for job in offline.batch.jobs() for t in offline.batch.tasks(job.id)}
@@ -52,8 +53,12 @@ def test_usage_and_task_times_match_the_emulators_records(
     data = json.loads(json.dumps(report.to_dict()))
     jsonschema.validate(data, SCHEMA)
     assert data["usage"]["tasks"] == 6 and 0 <= data["usage"]["utilisation"] <= 1
-    assert "used 0.0" in report.summary() and "utilisation" in report.summary()
+    # the plan the session made for these files, beside what they used
+    assert report.plan is plan and data["usage"]["plan"]["node_hours"] == round(plan.node_hours, 6)
+    assert data["usage"]["cost"] == usage.cost(0.5) and data["usage"]["plan"]["estimated_cost"] is not None
+    assert "used 0.0" in report.summary() and f"(plan: {plan.node_hours:.4f} node-hours" in report.summary()
 
     page = report.to_html()
+    assert "<th scope='col'>plan</th>" in page
     assert page.count("<rect class='bar ") == 6 and page.count("<tr class='file ") == 6
     assert all(f">{n.node_id} / slot 1<" in page for n in usage.nodes)  # a lane per node slot
