@@ -122,7 +122,7 @@ def _usage_table(rows: Sequence[tuple[str, str, str]]) -> str:
 
 
 #: Timeline geometry (SVG user units; the SVG scales to the page's width).
-WIDTH, LABEL, LANE, TOP = 1000.0, 170.0, 18.0, 22.0
+WIDTH, LABEL, LANE, TOP = 1000.0, 190.0, 18.0, 22.0
 
 
 def _ticks(span: float, x: float, scale: float, height: float) -> str:
@@ -162,6 +162,11 @@ def _bar(bar: Bar, x: float, scale: float) -> str:
     )
 
 
+def _short(label: str, keep: int = 28) -> str:
+    """A lane label that fits its margin: Azure node ids are long, their ends tell them apart."""
+    return label if len(label) <= keep else "\u2026" + label[-(keep - 1) :]
+
+
 def timeline(lanes: Sequence[Lane], bars: Sequence[Bar], span: float) -> str:
     """The SVG: lanes with their node's allocated span behind, then the bars."""
     span = max(span, 1e-3)
@@ -172,7 +177,7 @@ def timeline(lanes: Sequence[Lane], bars: Sequence[Bar], span: float) -> str:
         y = TOP + n * LANE
         parts.append(
             f"<text x='{LABEL - 6}' y='{y + 13}' font-size='11' text-anchor='end'>"
-            f"{html.escape(lane.label)}</text>"
+            f"<title>{html.escape(lane.label)}</title>{html.escape(_short(lane.label))}</text>"
         )
         for start, end in lane.allocated:
             parts.append(

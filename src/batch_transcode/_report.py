@@ -436,7 +436,7 @@ def _row(r: FileResult, src_base: Path | None, out_base: Path | None) -> _page.R
     )
 
 
-def _usage_rows(usage: Usage, plan: Plan | None) -> list[tuple[str, str, str]]:
+def _usage_rows(usage: Usage, plan: Plan | None, wall: float) -> list[tuple[str, str, str]]:
     """(figure, this run, the plan) rows; the plan's column is empty without a plan."""
     rows = [
         ("nodes", f"{len(usage.nodes)}", "" if plan is None else f"{plan.nodes}"),
@@ -447,7 +447,7 @@ def _usage_rows(usage: Usage, plan: Plan | None) -> list[tuple[str, str, str]]:
         ("node-hours", f"{usage.node_hours:.4f}", "" if plan is None else f"{plan.node_hours:.4f}"),
     ]
     if plan is not None:
-        rows.insert(4, ("wall time (s)", "", f"{plan.estimated_seconds:.0f}"))
+        rows.insert(4, ("wall time (s)", seconds(wall), f"{plan.estimated_seconds:.0f}"))
         price, cost = plan.price_per_node_hour, plan.estimated_cost
         if price is not None and cost is not None:
             rows.append((f"cost at {price} per node-hour", f"{usage.cost(price):.2f}", f"{cost:.2f}"))
@@ -464,7 +464,7 @@ def _timeline(report: Report) -> tuple[list[_page.Lane], list[_page.Bar], float]
         return [], [], 0.0
     t0 = min([s for _, s, _ in spans] + ([usage.started] if usage and usage.started else []))
     end = max([e for _, _, e in spans] + ([usage.ended] if usage else []))
-    placed = lanes(spans)
+    placed = lanes(spans, usage.slots_per_node if usage else None)
     nodes = {node: 0 for node, _, _ in spans}
     for node, slot in placed:
         nodes[node] = max(nodes[node], slot + 1)
@@ -509,7 +509,7 @@ def _page_parts(report: Report, plan: Plan | None) -> dict[str, Any]:
         "headline": report.summary().splitlines()[0].rstrip(":"),
         "folders": [(w, str(b)) for w, b in (("sources", src_base), ("outputs", out_base)) if b is not None],
         "rows": [_row(r, src_base, out_base) for r in rows],
-        "usage": _usage_rows(report.usage, plan) if report.usage is not None else (),
+        "usage": _usage_rows(report.usage, plan, report.seconds) if report.usage is not None else (),
         "lanes": lanes_,
         "bars": bars,
         "span": span,

@@ -156,19 +156,25 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def lanes(spans: Sequence[tuple[str, dt.datetime, dt.datetime]]) -> list[tuple[str, int]]:
+def lanes(
+    spans: Sequence[tuple[str, dt.datetime, dt.datetime]], slots: int | None = None
+) -> list[tuple[str, int]]:
     """Each span's lane, as (node, slot): spans of one node packed into the fewest slots
-    (the first slot free when it starts), in the order given."""
+    (the first slot free when it starts), in the order given. With ``slots``, a node
+    never gets more: a span that starts a moment before another ends (the service stamps
+    a task's end after its slot was freed) goes to the slot that frees first."""
     order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1]))
     free_at: dict[str, list[dt.datetime]] = {}
     placed: dict[int, tuple[str, int]] = {}
     for i in order:
         node, start, end = spans[i]
-        slots = free_at.setdefault(node, [])
-        slot = next((k for k, free in enumerate(slots) if free <= start), len(slots))
-        if slot == len(slots):
-            slots.append(end)
+        held = free_at.setdefault(node, [])
+        slot = next((k for k, free in enumerate(held) if free <= start), len(held))
+        if slot == len(held) and slots is not None and len(held) >= slots:
+            slot = min(range(len(held)), key=held.__getitem__)
+        if slot == len(held):
+            held.append(end)
         else:
-            slots[slot] = end
+            held[slot] = max(held[slot], end)
         placed[i] = (node, slot)
     return [placed[i] for i in range(len(spans))]

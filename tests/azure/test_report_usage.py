@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from batch_transcode import TranscodeSession
+from batch_transcode._usage import lanes
 from batch_transcode.testing import OfflineAzure
 from helpers import MediaFactory
 
@@ -47,6 +48,9 @@ def test_usage_and_task_times_match_the_emulators_records(
         task = tasks[r.task_id]
         assert r.node == task.node_id and r.node in {n.node_id for n in usage.nodes}
         assert (r.retries, r.requeues) == (task.retry_count, task.requeue_count)
+    # no node ran more tasks at once than it has slots (a task holds its slot to its end)
+    spans = [(r.node or "", r.started, r.ended) for r in report if r.started and r.ended]
+    assert max(slot for _, slot in lanes(spans)) < usage.slots_per_node
     busy = sum((r.ended - r.started).total_seconds() for r in report if r.started and r.ended)
     assert usage.busy_slot_seconds == pytest.approx(busy)
 
