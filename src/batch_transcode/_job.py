@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._aio import run_to_end, wait_uncancellable
 from batch_transcode._backend import RunRequest
 from batch_transcode._errors import RunTimeoutError
@@ -114,6 +115,7 @@ class TranscodeJob:
         name: str = "transcode-job",
         on_exit: Callable[[BaseException | None], None] | None = None,
         plan: Plan | None = None,
+        trace_parent: Any = None,
     ) -> None:
         """``items`` in input order, the results of those already ``done`` (skipped, by
         their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``,
@@ -122,6 +124,9 @@ class TranscodeJob:
         self._session = session
         #: What :meth:`TranscodeSession.plan` said for these files: the report shows it.
         self._plan = plan
+        #: The OpenTelemetry context of the session's span, and of this job's run once it runs.
+        self._trace_parent = trace_parent
+        self._run_context: Any = None
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
         self._items = list(items)
@@ -167,6 +172,7 @@ class TranscodeJob:
         """The sink's callback: a finished file's result is recorded (once) and queued
         for ``as_completed``, then the user's callback sees the event."""
         if event.kind == "finished" and event.result is not None and self._record(event.result):
+            telemetry.record_file(event.result, self._session.backend, self._run_context)
             self._notify()
         if self._user_progress is not None:
             self._user_progress(event)
@@ -191,12 +197,19 @@ class TranscodeJob:
         """The worker thread: ``run(request)`` reports the results; files it never
         reported end cancelled (the job was cancelled) or failed (it stopped early)."""
         try:
-            if request.items:
-                run(request)
+            with telemetry.attached(self._trace_parent), telemetry.span(
+                "batch_transcode.run", {"batch_transcode.files": len(request.items)}
+            ):
+                self._run_context = telemetry.current_context()
+                if request.items:
+                    run(request)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
         finally:
             self._sink.close()
+            if self._sink.capacity is not None:
+                held = Usage.of(self._sink.capacity, ())
+                telemetry.record_node_seconds(held.allocated_node_seconds, self._sink.capacity.backend)
             self._finished_at = time.monotonic()
             with self._lock:
                 for item in request.items:

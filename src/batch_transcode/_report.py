@@ -274,9 +274,11 @@ class Report:
 
     def summary(self) -> str:
         """One line of counts, then one line per file that did not convert (failures
-        first, then cancelled files), sources relative to their common folder; when the
-        run measured quality, a last line with each metric's mean over the outputs
-        measured (each output's own mean, averaged) and the lowest output."""
+        first, then cancelled files), sources relative to their common folder; with
+        :attr:`usage`, a line of node-hours and utilisation (and the plan's node-hours and
+        cost, with :attr:`plan`); when the run measured quality, a last line with each
+        metric's mean over the outputs measured (each output's own mean, averaged) and
+        the lowest output."""
         counts = self.counts()
         line = f"{len(self.succeeded)}/{len(self)} converted in {_took(self.seconds)}"
         if counts["skipped"]:
@@ -292,9 +294,6 @@ class Report:
             for r in not_ok:
                 first = (r.error or r.status).splitlines()[0]
                 line += f"\n  {_relative(r.source, base)}: {first}"
-        quality = self._quality_line()
-        if quality:
-            line += f"\n{quality}"
         if self.usage is not None:
             line += f"\n{self.usage.summary()}"
             if self.plan is not None:
@@ -304,6 +303,9 @@ class Report:
                     actual = self.usage.cost(self.plan.price_per_node_hour)
                     line += f"; cost {actual:.2f}, planned {cost:.2f}"
                 line += ")"
+        quality = self._quality_line()
+        if quality:
+            line += f"\n{quality}"
         return line
 
     def _quality_line(self) -> str | None:

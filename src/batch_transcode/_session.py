@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._aio import run_to_end
 from batch_transcode._backend import AttachableBackend, Backend
 from batch_transcode._config import AzureConfig, LocalConfig
@@ -142,6 +143,8 @@ class TranscodeSession:
         self._state = _State.UNOPENED
         self._jobs: list[TranscodeJob] = []
         self._attached = False
+        #: The session's OpenTelemetry span, from open to close (None without the API).
+        self._span: Any = None
         #: The plans made for runs not started yet, by what they plan: a run of the same
         #: files, outputs and presets reports its actual use beside its plan.
         self._plans: dict[tuple[object, ...], Plan] = {}
@@ -180,11 +183,20 @@ class TranscodeSession:
             )
         self._state = _State.OPEN
         _OPEN_SESSIONS.add(self)
+        self._span = telemetry.start_span(
+            "batch_transcode.session",
+            {"batch_transcode.backend": self._backend.name},
+            azure=self._backend.name == "azure",
+        )
         try:
-            return provision(self._teardown)
+            with telemetry.phase("batch_transcode.provision", self._span):
+                provided = provision(self._teardown)
         except BaseException as exc:
             self._close(exc)
             raise
+        if self.session_id is not None and self._span is not None:
+            self._span.set_attribute("batch_transcode.session_id", self.session_id)
+        return provided
 
     def close(self) -> None:
         """Tear everything down. Calling it again is harmless."""
@@ -203,12 +215,15 @@ class TranscodeSession:
             except KeyboardInterrupt:
                 log.warning("interrupted while stopping jobs; tearing down anyway")
         try:
-            self._teardown.close()
+            with telemetry.phase("batch_transcode.teardown", self._span):
+                self._teardown.close()
         except TeardownError as err:
             if exc is None:
+                telemetry.end_span(self._span, err)
                 raise
             log.error("%s", err)
             exc.add_note(f"while handling this, teardown also failed: {err}")
+        telemetry.end_span(self._span, exc)
 
     def _close_quietly(self) -> None:
         try:
@@ -351,6 +366,7 @@ class TranscodeSession:
             name=name,
             on_exit=on_exit,
             plan=plan,
+            trace_parent=telemetry.current_context(self._span),
         )
         self._jobs.append(job)
         return job.start()

@@ -25,12 +25,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import attrs
 from azure.batch import models as bm
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._azure import builders, names
 from batch_transcode._azure._calls import call
 from batch_transcode._azure.capabilities import check_nodes, check_staged, nodes_report_their_build
@@ -55,6 +56,7 @@ from batch_transcode._naming import WorkItem
 from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
+from batch_transcode._telemetry import ContextExecutor
 from batch_transcode._usage import Capacity
 
 __all__ = ["AzureRun"]
@@ -101,11 +103,21 @@ class AzureRun:
             return
         check_staged(self.config, self.presets, self.request.quality)
         staging = self.session.staging
-        out_url = self._create_job()
-        feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+        # Tasks are added while the inputs upload: the submit span lasts until the last
+        # collection is in, its task-collection requests nested under it.
+        submitting = telemetry.start_span("batch_transcode.submit", {"batch_transcode.job_id": self.job_id})
+        try:
+            with telemetry.attached(telemetry.current_context(submitting)):
+                out_url = self._create_job()
+                feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+        except BaseException as exc:
+            telemetry.end_span(submitting, exc)
+            raise
         gate = _Gate(feed) if nodes_report_their_build(self.config, self.session.pool_id) else None
 
         def staged(item: WorkItem, inp: StagedInput) -> None:
+            if inp.uploaded:
+                telemetry.record_staged(inp.size)
             task = self._task(item, inp.sas_url, out_url)
             if gate is None:
                 feed.add(task)
@@ -115,7 +127,8 @@ class AzureRun:
         def produce() -> None:
             checking = self._check_nodes(gate)
             try:
-                staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
+                with telemetry.span("batch_transcode.stage", {"batch_transcode.files": len(self.items)}):
+                    staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
             except StagingCancelled:
                 if gate is not None and gate.error is not None:
                     raise gate.error from None
@@ -124,6 +137,7 @@ class AzureRun:
                 if checking is not None:
                     checking.join()
                 feed.close()  # what landed is added (unless halted), errors or not
+                telemetry.end_span(submitting)
             if gate is not None and gate.error is not None:
                 raise gate.error
             if not self.stop.is_set():
@@ -155,7 +169,7 @@ class AzureRun:
                 gate.error = exc
                 self.halt.set()
 
-        thread = threading.Thread(target=check, name=f"bt-check-{self.job_id}", daemon=True)
+        thread = threading.Thread(target=telemetry.carry(check), name=f"bt-check-{self.job_id}", daemon=True)
         thread.start()
         return thread
 
@@ -459,23 +473,29 @@ class _Collector:
         self.newest: dt.datetime | None = None
         #: The pool the job runs on, once known (an auto-pool's from the job).
         self.pool_id: str | None = run.session.pool_id
-        self._downloads = ThreadPoolExecutor(
+        self._downloads = ContextExecutor(
             max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
         )
+        #: The collect span's context: each output's download (and its requests) under it.
+        self._collecting: Any = None
 
     def collect(self) -> None:
         """Watch and collect until every task is accounted for or the run is cancelled
         (files not reported by then are the job's to mark cancelled)."""
         run = self.run
-        producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-stage")
+        producer = ContextExecutor(max_workers=1, thread_name_prefix="bt-stage")
         produced = producer.submit(self.produce) if self.produce is not None else None
+        collecting = telemetry.start_span("batch_transcode.collect", {"batch_transcode.job_id": run.job_id})
+        self._collecting = telemetry.current_context(collecting)
         try:
-            finished = self._watch(produced)
+            with telemetry.span("batch_transcode.watch", {"batch_transcode.job_id": run.job_id}, azure=True):
+                finished = self._watch(produced)
         finally:
             run.halt.set()  # no new upload, task collection or download from here on
             producer.shutdown(wait=True)
             self._downloads.shutdown(wait=True)  # no new download starts once cancelled
             self._harvest()
+            telemetry.end_span(collecting)
         if not finished:
             run._stop_job()
         _log_done(run.job_id, list(self.results.values()), len(self.items))
@@ -540,7 +560,8 @@ class _Collector:
             if item is None or outcome.task_id in self.seen:
                 continue
             self.seen.add(outcome.task_id)
-            fut = self._downloads.submit(self._finish, item, outcome)
+            with telemetry.attached(self._collecting):
+                fut = self._downloads.submit(self._finish, item, outcome)
             self.pending[fut] = item
             fut.add_done_callback(self._landed.put)
             new += 1
