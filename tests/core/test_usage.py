@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from batch_transcode import NodeSpan, Usage
 from batch_transcode._usage import Capacity, lanes
+from helpers import MediaFactory, run_python
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -81,3 +83,22 @@ def test_lanes_never_overlap_and_use_the_fewest_slots(raw: list[tuple[str, float
 def test_lanes_keep_within_the_slots_a_node_has(raw: list[tuple[str, float, float]], slots: int) -> None:
     timed = [(node, at(start), at(start + length)) for node, start, length in raw]
     assert all(slot < slots for _, slot in lanes(timed, slots))
+
+
+def test_runs_without_opentelemetry_installed(tmp_path: Path, make_media: MediaFactory) -> None:
+    """opentelemetry-api is optional (the [otel] extra): a run in a process where it cannot
+    be imported converts and reports as usual."""
+    make_media(tmp_path / "in" / "a.mp4")
+    script = (
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if not installed\n"
+        "from batch_transcode import LocalConfig, TranscodeSession, _telemetry\n"
+        "assert _telemetry.otel_trace is None\n"
+        "with TranscodeSession(LocalConfig(workers=1)) as s:\n"
+        "    report = s.convert(['in/a.mp4'], output_dir='out')\n"
+        "print(report.summary())\n"
+        "print(report.usage.tasks)\n"
+    )
+    proc = run_python("-c", script, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0].startswith("1/1 converted") and proc.stdout.splitlines()[-1] == "1"
