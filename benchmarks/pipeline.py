@@ -19,8 +19,9 @@ alternating rounds of
 Times are from the start of each client (entering ``TranscodeSession``; the tutorial's
 first upload) to each result (an ``as_completed()`` result; an output downloaded); wall
 time runs to the end (the ``with`` block, teardown included; the tutorial's deletes).
-Printed per round and as medians, with streaming's first/last result (target <= 0.25)
-and the ratio of the walls, streaming / tutorial.
+Printed per round and as medians, with streaming's first/last result (target <= 0.25),
+the ratio of the walls, streaming / tutorial, and the streaming run's pool utilisation
+(``Report.usage``: busy slot time over the nodes' allocated slot time).
 
     .venv/bin/python benchmarks/pipeline.py [--files 200] [--rounds 2]
 """
@@ -54,6 +55,9 @@ class Round:
     last: float
     wall: float
     converted: int
+    #: Report.usage's figures (streaming only): node-hours and utilisation of the pool.
+    node_hours: float | None = None
+    utilisation: float | None = None
 
     @property
     def first_over_last(self) -> float:
@@ -90,8 +94,11 @@ def streaming_round(oa: OfflineAzure, inputs: list[Path], out: Path, nodes: int)
         for result in job.as_completed():
             times.append(time.perf_counter() - started)
             converted += result.status == "converted"
+        usage = job.wait().usage
     wall = time.perf_counter() - started
-    return Round("streaming", times[0], times[-1], wall, converted)
+    if usage is None:
+        raise SystemExit("streaming: the report has no usage")
+    return Round("streaming", times[0], times[-1], wall, converted, usage.node_hours, usage.utilisation)
 
 
 def tutorial_round(oa: OfflineAzure, inputs: list[Path], out: Path, nodes: int, poll: float) -> Round:
@@ -155,6 +162,11 @@ def main() -> None:
                         f"  round {r + 1} {got.order:9}  first {got.first:6.2f} s  last {got.last:6.2f} s"
                         f"  wall {got.wall:6.2f} s  first/last {got.first_over_last:4.2f}"
                         f"  converted {got.converted}/{args.files}"
+                        + (
+                            f"  node-hours {got.node_hours:.4f}  utilisation {got.utilisation:.0%}"
+                            if got.utilisation is not None
+                            else ""
+                        )
                     )
                     if got.converted != args.files:
                         raise SystemExit(f"{got.order}: {got.converted} of {args.files} converted")
@@ -172,6 +184,8 @@ def main() -> None:
     first_last = median("streaming", "first_over_last")
     print(f"streaming first/last result    {first_last:4.2f}   (target <= 0.25)")
     print(f"streaming wall / tutorial wall {ratio:4.2f}")
+    utilisation = statistics.median(x.utilisation for x in rounds if x.utilisation is not None)
+    print(f"streaming pool utilisation     {utilisation:4.2f}   (Report.usage: busy / allocated slot time)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
-"""Regenerates examples/notebook.ipynb from the cells below (outputs are not stored)."""
+"""Regenerates examples/notebook.ipynb from the cells below, executed (its outputs stored,
+so that the notebook shows them where it is rendered without a kernel, as on GitHub).
+
+    .venv/bin/python examples/make_notebook.py            # build and execute
+    .venv/bin/python examples/make_notebook.py --no-execute
+"""
 
 from __future__ import annotations
 
+import argparse
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -22,7 +29,12 @@ CELLS = [
     ),
     ("markdown", "## Plan first\n\nWhat would it take? Nothing is created."),
     ("code", "session = TranscodeSession(LocalConfig(workers=2))\nsession.plan(paths)"),
-    ("markdown", "## Convert, with a progress bar\n\nThe report renders as a table, failures first."),
+    (
+        "markdown",
+        "## Convert, with a progress bar\n\nThe report renders as a page: node use, the task "
+        "timeline (a lane per worker, a bar per file, coloured by outcome), then the files, "
+        "failures first.",
+    ),
     (
         "code",
         "with session:\n"
@@ -32,6 +44,17 @@ CELLS = [
         "report",
     ),
     ("code", "print(report.summary())"),
+    (
+        "markdown",
+        "The same page as a file of its own (inline CSS and SVG, no script), to attach or "
+        "archive; `batch-transcode convert ... --html FILE` writes it too.",
+    ),
+    (
+        "code",
+        "page = report.save_html('notebook-report.html')\n"
+        "usage = report.usage\n"
+        "print(page, f'{usage.utilisation:.0%} of {usage.slots_per_node} workers busy')",
+    ),
     ("markdown", "## In the background\n\n`submit()` returns at once; results arrive as files finish."),
     (
         "code",
@@ -53,13 +76,15 @@ CELLS = [
         "from batch_transcode.testing import OfflineAzure\n\n"
         "offline = OfflineAzure().start()\n"
         "azure = TranscodeSession(offline.config(dedicated_nodes=2))  # on Azure: AzureConfig.from_env()\n"
-        "azure.plan(paths, price_per_node_hour=0.096)",
+        "azure.plan(paths, output_dir='notebook-azure-mp3s', price_per_node_hour=0.096)",
     ),
     (
         "markdown",
         "Converting stages the inputs, creates a pool and a job, and removes them all when "
         "the `with` block ends. Should the kernel restart mid-run, "
-        "`TranscodeSession.attach(session_id, config, output_dir=...)` picks the job up.",
+        "`TranscodeSession.attach(session_id, config, output_dir=...)` picks the job up. "
+        "The session planned these files: the report shows the plan beside what the run "
+        "used, and the timeline has a lane per node slot over each node's allocated time.",
     ),
     (
         "code",
@@ -81,5 +106,19 @@ def build() -> nbformat.NotebookNode:
     return nb
 
 
+def execute(nb: nbformat.NotebookNode) -> None:
+    """Run every cell in a scratch folder (the samples and outputs are written there)."""
+    from nbclient import NotebookClient
+
+    with tempfile.TemporaryDirectory(prefix="notebook-") as work:
+        resources = {"metadata": {"path": work}}
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources=resources).execute()
+
+
 if __name__ == "__main__":
-    nbformat.write(build(), Path(__file__).with_name("notebook.ipynb"))
+    parser = argparse.ArgumentParser(description="regenerate examples/notebook.ipynb")
+    parser.add_argument("--no-execute", action="store_true", help="write the cells without outputs")
+    notebook = build()
+    if not parser.parse_args().no_execute:
+        execute(notebook)
+    nbformat.write(notebook, Path(__file__).with_name("notebook.ipynb"))

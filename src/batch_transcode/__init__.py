@@ -52,6 +52,7 @@ from batch_transcode._presets import PRESETS, Preset
 from batch_transcode._quality import Metric, Score
 from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._session import TranscodeSession
+from batch_transcode._usage import NodeSpan, Usage
 
 if _TYPE_CHECKING:
     from batch_transcode._azure.cleanup import Orphan, OrphanKind
@@ -106,6 +107,7 @@ __all__ = [
     "LocalConfig",
     "Metric",
     "MissingInputError",
+    "NodeSpan",
     "Orphan",
     "OrphanKind",
     "OutputCollisionError",
@@ -131,6 +133,7 @@ __all__ = [
     "TranscodeFailedError",
     "TranscodeJob",
     "TranscodeSession",
+    "Usage",
     "__version__",
     "cleanup",
     "find_media",

@@ -155,6 +155,16 @@ def _add_json(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_html(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        default=None,
+        help="also write the report as one self-contained HTML page to FILE (node use, "
+        "task timeline, one row per file)",
+    )
+
+
 def _backend_options() -> argparse.ArgumentParser:
     """Options shared by ``convert`` and ``plan``: which backend, and its settings."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -293,6 +303,7 @@ def _add_convert(
     )
     conv.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     _add_json(conv, "the report")
+    _add_html(conv)
 
 
 def _add_plan(
@@ -342,6 +353,7 @@ def _add_attach(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     att.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="where outputs go")
     att.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     _add_json(att, "the report")
+    _add_html(att)
 
 
 def _add_sessions(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -538,6 +550,8 @@ def _write_json(data: object, target: str | None) -> None:
 
 def _finish(report: Report, output_dir: Path, args: argparse.Namespace) -> int:
     _write_json(report.to_dict(), getattr(args, "json", None))
+    if getattr(args, "html", None):
+        report.save_html(args.html)
     out = _text_stream(args)
     print(report.summary(), file=out)
     print(f"outputs are in {output_dir}", file=out)

@@ -13,15 +13,18 @@ from typing import Any, Protocol
 
 import attrs
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._aio import run_to_end, wait_uncancellable
 from batch_transcode._backend import RunRequest
 from batch_transcode._errors import RunTimeoutError
 from batch_transcode._naming import WorkItem
+from batch_transcode._plan import Plan
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressCallback, ProgressSink
 from batch_transcode._quality import Metric
 from batch_transcode._report import FileResult, ProgressEvent, Report, Status
 from batch_transcode._teardown import Teardown
+from batch_transcode._usage import Usage
 
 __all__ = ["BackendRun", "JobProgress", "JobSession", "TranscodeJob"]
 
@@ -112,12 +115,19 @@ class TranscodeJob:
         desc: str,
         name: str = "transcode-job",
         on_exit: Callable[[BaseException | None], None] | None = None,
+        plan: Plan | None = None,
+        trace_parent: Any = None,
     ) -> None:
         """``items`` in input order, the results of those already ``done`` (skipped, by
         their index); ``run`` gets a :class:`RunRequest` for the rest, with ``presets``,
         the ``quality`` metrics to measure, the ``segment_seconds`` to split long videos at
         and ``teardown``, once :meth:`start` is called. The session makes jobs."""
         self._session = session
+        #: What :meth:`TranscodeSession.plan` said for these files: the report shows it.
+        self._plan = plan
+        #: The OpenTelemetry context of the session's span, and of this job's run once it runs.
+        self._trace_parent = trace_parent
+        self._run_context: Any = None
         #: What leaving ``with job:`` does instead of cancel-and-wait (attach: close the session).
         self._on_exit = on_exit
         self._items = list(items)
@@ -167,6 +177,7 @@ class TranscodeJob:
         """The sink's callback: a finished file's result is recorded (once) and queued
         for ``as_completed``, then the user's callback sees the event."""
         if event.kind == "finished" and event.result is not None and self._record(event.result):
+            telemetry.record_file(event.result, self._session.backend, self._run_context)
             self._notify()
         if self._user_progress is not None:
             self._user_progress(event)
@@ -191,12 +202,19 @@ class TranscodeJob:
         """The worker thread: ``run(request)`` reports the results; files it never
         reported end cancelled (the job was cancelled) or failed (it stopped early)."""
         try:
-            if request.items:
-                run(request)
+            with telemetry.attached(self._trace_parent), telemetry.span(
+                "batch_transcode.run", {"batch_transcode.files": len(request.items)}
+            ):
+                self._run_context = telemetry.current_context()
+                if request.items:
+                    run(request)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
         finally:
             self._sink.close()
+            if self._sink.capacity is not None:
+                held = Usage.of(self._sink.capacity, ())
+                telemetry.record_node_seconds(held.allocated_node_seconds, self._sink.capacity.backend)
             self._finished_at = time.monotonic()
             with self._lock:
                 for item in request.items:
@@ -277,7 +295,10 @@ class TranscodeJob:
             raise self._error
         end = self._finished_at or time.monotonic()
         with self._lock:
-            return Report([self._results[item.index] for item in self._items], seconds=end - self._started)
+            results = [self._results[item.index] for item in self._items]
+        capacity = self._sink.capacity
+        usage = None if capacity is None else Usage.of(capacity, results)
+        return Report(results, seconds=end - self._started, usage=usage, plan=self._plan)
 
     def as_completed(self, timeout: float | None = None) -> Iterator[FileResult]:
         """Yield each file's result as it finishes (files skipped as already done first).

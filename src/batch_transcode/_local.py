@@ -9,6 +9,7 @@ bounds the measurements' CPU too.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import subprocess
@@ -17,6 +18,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+
+import attrs
 
 from batch_transcode._backend import RunRequest
 from batch_transcode._commands import ffmpeg_argv, size_note
@@ -41,6 +44,7 @@ from batch_transcode._quality import OutputQuality, filters_needed, measure, ver
 from batch_transcode._report import FileResult, Status
 from batch_transcode._split import plan_split
 from batch_transcode._teardown import Teardown
+from batch_transcode._usage import Capacity, NodeSpan
 
 __all__ = ["QUALITY_HINT", "LocalBackend", "quality_note"]
 
@@ -171,12 +175,15 @@ class _LocalRun:
         return files
 
     def _convert_one(self, item: WorkItem) -> FileResult:
+        """One file in a worker slot; its result carries when the slot held it."""
         with self.backend._slots:
-            return self._convert_one_in_slot(item)
+            if self.cancel.is_set():
+                return FileResult.cancellation(item.source, "cancelled before it started")
+            started = dt.datetime.now(dt.UTC)
+            result = self._convert_one_in_slot(item)
+            return attrs.evolve(result, started=started, ended=dt.datetime.now(dt.UTC))
 
     def _convert_one_in_slot(self, item: WorkItem) -> FileResult:
-        if self.cancel.is_set():
-            return FileResult.cancellation(item.source, "cancelled before it started")
         self.progress.started(item.source)
         started = time.monotonic()
         placed = any(p.seek_fraction is not None for p in self.presets)
@@ -337,6 +344,7 @@ class _LocalRun:
         """Report every item once: as it finishes, and once stopped, the files that
         finished meanwhile and those that never ran (cancelled)."""
         reported: set[int] = set()
+        began = dt.datetime.now(dt.UTC)
         splits = self._split_files()
         pool = ThreadPoolExecutor(max_workers=self.backend.config.workers, thread_name_prefix="bt-ffmpeg")
         futures: dict[Future[FileResult], int] = {f.future: pos for pos, f in splits.items()}
@@ -367,3 +375,11 @@ class _LocalRun:
                 ran = fut.done() and not fut.cancelled()
                 result = self._outcome(fut, item) if ran else FileResult.cancellation(item.source)
                 self.progress.finished(result)
+        self.progress.held(
+            Capacity(
+                backend="local",
+                slots_per_node=self.backend.config.workers,
+                nodes=[NodeSpan(node_id="local", allocated=began)],
+                ended=dt.datetime.now(dt.UTC),
+            )
+        )

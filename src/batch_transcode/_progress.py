@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_transcode._report import FileResult, ProgressEvent, Status
+from batch_transcode._usage import Capacity
 
 __all__ = ["ProgressCallback", "ProgressSink"]
 
@@ -34,6 +35,8 @@ class ProgressSink:
         self.done = 0
         self.failed = 0
         self.cancelled = 0
+        #: Set by :meth:`held` when the backend says what it held.
+        self.capacity: Capacity | None = None
         self._lock = threading.Lock()
         self._callback = callback
         self._bar: Any = None
@@ -62,6 +65,11 @@ class ProgressSink:
         from :meth:`finished` as usual."""
         with self._lock:
             self._advance_bar(max(done, self.done), max(failed, self.failed))
+
+    def held(self, capacity: Capacity) -> None:
+        """What the backend held for the run (its nodes and slots): the report's usage."""
+        with self._lock:
+            self.capacity = capacity
 
     def finished(self, result: FileResult) -> None:
         with self._lock:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-import html
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
+from batch_transcode import _page
 from batch_transcode._errors import TranscodeFailedError
+from batch_transcode._usage import NodeSpan, Usage, lanes, seconds
 
 if TYPE_CHECKING:  # value types only: the report never measures anything
+    from batch_transcode._plan import Plan
     from batch_transcode._quality import Metric, Score
 
 __all__ = ["STATUSES", "FileResult", "ProgressEvent", "Report", "Status"]
@@ -73,6 +76,13 @@ class FileResult:
     ``notes`` then says why). It is empty when quality was not measured. ``notes`` are
     remarks that do not change the status (a measurement that failed, say).
 
+    ``started`` and ``ended`` (timezone-aware, UTC) are when the file's task ran: on
+    Azure Batch the task's ``executionInfo`` start and end times of its last attempt,
+    locally when its worker took it and let it go; ``node`` is the Azure Batch node that
+    ran it (``None`` locally); ``retries`` and ``requeues`` count the service's retries
+    and requeues of the task (a preempted Spot node requeues it). All are ``None``/0 for
+    a file that never ran (skipped, cancelled before it started).
+
     Made with a status (a :class:`Status` or its value), or by :meth:`converted`,
     :meth:`already_done`, :meth:`failure` and :meth:`cancellation`.
     """
@@ -87,6 +97,11 @@ class FileResult:
     # Mappings are not hashable: a result hashes by its other fields.
     quality: tuple[Mapping[str, Score] | None, ...] = attrs.field(default=(), hash=False)
     notes: tuple[str, ...] = ()
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+    node: str | None = None
+    retries: int = 0
+    requeues: int = 0
 
     def __init__(
         self,
@@ -100,6 +115,11 @@ class FileResult:
         outputs: Sequence[Path] | None = None,
         quality: Sequence[Mapping[Metric, Score] | Mapping[str, Score] | None] | None = None,
         notes: Sequence[str] = (),
+        started: dt.datetime | None = None,
+        ended: dt.datetime | None = None,
+        node: str | None = None,
+        retries: int = 0,
+        requeues: int = 0,
     ) -> None:
         try:
             status = Status(status)
@@ -130,6 +150,11 @@ class FileResult:
                 None if q is None else MappingProxyType({str(k): v for k, v in q.items()}) for q in quality
             ),
             notes=tuple(notes),
+            started=started,
+            ended=ended,
+            node=node,
+            retries=retries,
+            requeues=requeues,
         )
 
     @property
@@ -186,6 +211,12 @@ class Report:
 
     results: tuple[FileResult, ...] = attrs.field(converter=tuple[FileResult, ...])
     seconds: float = 0.0
+    #: What the run used of its nodes (allocated time, busy slot time, utilisation,
+    #: node-hours): see :class:`~batch_transcode.Usage`. ``None`` for a report made by hand.
+    usage: Usage | None = None
+    #: What :meth:`TranscodeSession.plan` estimated for these files, when the session
+    #: planned them before converting them (the same inputs, outputs and presets).
+    plan: Plan | None = None
 
     def __iter__(self) -> Iterator[FileResult]:
         return iter(self.results)
@@ -243,9 +274,11 @@ class Report:
 
     def summary(self) -> str:
         """One line of counts, then one line per file that did not convert (failures
-        first, then cancelled files), sources relative to their common folder; when the
-        run measured quality, a last line with each metric's mean over the outputs
-        measured (each output's own mean, averaged) and the lowest output."""
+        first, then cancelled files), sources relative to their common folder; with
+        :attr:`usage`, a line of node-hours and utilisation (and the plan's node-hours and
+        cost, with :attr:`plan`); when the run measured quality, a last line with each
+        metric's mean over the outputs measured (each output's own mean, averaged) and
+        the lowest output."""
         counts = self.counts()
         line = f"{len(self.succeeded)}/{len(self)} converted in {_took(self.seconds)}"
         if counts["skipped"]:
@@ -261,6 +294,15 @@ class Report:
             for r in not_ok:
                 first = (r.error or r.status).splitlines()[0]
                 line += f"\n  {_relative(r.source, base)}: {first}"
+        if self.usage is not None:
+            line += f"\n{self.usage.summary()}"
+            if self.plan is not None:
+                line += f" (plan: {self.plan.node_hours:.4f} node-hours"
+                cost = self.plan.estimated_cost
+                if cost is not None and self.plan.price_per_node_hour is not None:
+                    actual = self.usage.cost(self.plan.price_per_node_hour)
+                    line += f"; cost {actual:.2f}, planned {cost:.2f}"
+                line += ")"
         quality = self._quality_line()
         if quality:
             line += f"\n{quality}"
@@ -308,7 +350,9 @@ class Report:
 
             {"summary": {"total", "converted", "skipped", "failed", "cancelled", "seconds"},
              "files": [{"source", "output", "outputs", "status", "error", "seconds",
-                        "task_id", "quality", "notes"}, ...]}
+                        "task_id", "quality", "notes", "started", "ended", "node",
+                        "retries", "requeues"}, ...],
+             "usage": {...} or null}
 
         Paths are absolute strings; ``output`` is ``null`` unless the output is there,
         ``outputs`` lists every output (several with a list of presets; empty unless ok),
@@ -319,7 +363,13 @@ class Report:
         output not measured, else ``{"vmaf": {"mean", "min", "p5", "frames"}, "psnr":
         {...}, "ssim": {...}}`` with a key for each metric measured (``p5``: the 5th
         percentile of the frames' scores; ``frames``: how many were compared). ``notes``
-        lists remarks that do not change the status. Files are in input order.
+        lists remarks that do not change the status. ``started`` and ``ended`` (ISO 8601,
+        UTC) and ``node`` say when and where the file's task ran, ``retries`` and
+        ``requeues`` how often the service ran it again (``null``/0 where it never ran).
+        Files are in input order. ``usage`` is :attr:`usage` as data (``null`` when
+        unknown): ``{"backend", "nodes": [{"node_id", "allocated", "removed"}],
+        "slots_per_node", "allocated_node_seconds", "busy_slot_seconds", "utilisation",
+        "node_hours", "tasks"}``.
         """
         return {
             "summary": {
@@ -338,51 +388,134 @@ class Report:
                     "task_id": r.task_id,
                     "quality": [None if q is None else _quality_dict(q) for q in r.quality],
                     "notes": list(r.notes),
+                    "started": _iso(r.started),
+                    "ended": _iso(r.ended),
+                    "node": r.node,
+                    "retries": r.retries,
+                    "requeues": r.requeues,
                 }
                 for r in self.results
             ],
+            "usage": None if self.usage is None else _usage_dict(self.usage, self.plan),
         }
 
     def _base(self) -> Path | None:
         return _common_folder([r.source for r in self.results])
 
     def _repr_html_(self) -> str:
-        """A table for notebooks: files that did not convert first; sources and outputs
-        relative to their common folders (the full path on hover), seconds, output sizes,
-        quality (each output's means; min, 5th percentile and frames on hover), errors
-        and notes."""
-        rows = sorted(self.results, key=lambda r: ("failed", "cancelled").index(r.status) if not r.ok else 2)
-        src_base = self._base()
-        out_base = _common_folder([r.output for r in self.results if r.output is not None])
-        mark = {"converted": "&#10003;", "skipped": "&#10003;", "failed": "&#10007;", "cancelled": "&#8856;"}
-        body = "".join(
-            "<tr><td title='{}'>{}</td><td title='{}'>{}</td><td title='{}'>{}</td>"
-            "<td style='text-align:right'>{}</td><td style='text-align:right'>{}</td>"
-            "<td title='{}'>{}</td><td><pre style='margin:0'>{}</pre></td></tr>".format(
-                r.status,
-                mark[r.status],
-                html.escape(str(r.source), quote=True),
-                html.escape(_relative(r.source, src_base)),
-                html.escape(str(r.output or ""), quote=True),
-                html.escape(_relative(r.output, out_base) if r.output else ""),
-                "" if r.seconds is None else f"{r.seconds:.1f}",
-                _output_size(r.output),
-                html.escape(_quality_detail(r), quote=True),
-                "<br>".join(html.escape(_quality_cell(q)) for q in r.quality),
-                html.escape("\n".join(t for t in (r.error, *r.notes) if t)),
-            )
-            for r in rows
+        """The report page's body for notebooks (see :meth:`to_html`)."""
+        return _page.fragment(**_page_parts(self, self.plan))
+
+    def to_html(self, *, title: str = "batch-transcode report", plan: Plan | None = None) -> str:
+        """The report as one self-contained HTML page (inline CSS and SVG; no script, nothing
+        fetched): the counts; with :attr:`usage`, the nodes' allocated time, node-hours,
+        busy slot time and utilisation, beside ``plan`` (what :meth:`TranscodeSession.plan`
+        said for the same files; by default :attr:`plan`); a timeline with one lane per
+        node slot (or local worker) and one bar per task, coloured by outcome, over each
+        node's allocated span; then one row per file (files that did not convert first)
+        with its outputs and their sizes, seconds, quality where measured, and its error,
+        wrapped."""
+        return _page.document(title, _page.fragment(**_page_parts(self, plan or self.plan)))
+
+    def save_html(
+        self, path: str | os.PathLike[str], *, title: str = "batch-transcode report", plan: Plan | None = None
+    ) -> Path:
+        """Write :meth:`to_html` to ``path`` (UTF-8); the path written."""
+        target = Path(path)
+        target.write_text(self.to_html(title=title, plan=plan), encoding="utf-8")
+        return target
+
+
+def _row(r: FileResult, src_base: Path | None, out_base: Path | None) -> _page.Row:
+    return _page.Row(
+        status=r.status.value,
+        source=(_relative(r.source, src_base), str(r.source)),
+        outputs=tuple((_relative(o, out_base), str(o), _output_size(o)) for o in r.outputs),
+        seconds="" if r.seconds is None else seconds(r.seconds),
+        quality=tuple(_quality_cell(q) for q in r.quality),
+        quality_detail=_quality_detail(r),
+        error="\n".join(t for t in (r.error, *r.notes) if t),
+    )
+
+
+def _usage_rows(usage: Usage, plan: Plan | None, wall: float) -> list[tuple[str, str, str]]:
+    """(figure, this run, the plan) rows; the plan's column is empty without a plan."""
+    rows = [
+        ("nodes", f"{len(usage.nodes)}", "" if plan is None else f"{plan.nodes}"),
+        ("slots per node", f"{usage.slots_per_node}", "" if plan is None else f"{plan.slots_per_node}"),
+        ("allocated node-seconds", seconds(usage.allocated_node_seconds), ""),
+        ("busy slot-seconds", seconds(usage.busy_slot_seconds), ""),
+        ("utilisation", f"{usage.utilisation:.0%}", ""),
+        ("node-hours", f"{usage.node_hours:.4f}", "" if plan is None else f"{plan.node_hours:.4f}"),
+    ]
+    if plan is not None:
+        rows.insert(4, ("wall time (s)", seconds(wall), f"{plan.estimated_seconds:.0f}"))
+        price, cost = plan.price_per_node_hour, plan.estimated_cost
+        if price is not None and cost is not None:
+            rows.append((f"cost at {price} per node-hour", f"{usage.cost(price):.2f}", f"{cost:.2f}"))
+    return rows
+
+
+def _timeline(report: Report) -> tuple[list[_page.Lane], list[_page.Bar], float]:
+    """Lanes (each node's slots, or the local workers) and one bar per task that ran."""
+    usage = report.usage
+    local = usage is None or usage.backend == "local"
+    timed = [r for r in report.results if r.started is not None and r.ended is not None]
+    spans = [(r.node or "", r.started, r.ended) for r in timed if r.started and r.ended]
+    if not spans:
+        return [], [], 0.0
+    t0 = min([s for _, s, _ in spans] + ([usage.started] if usage and usage.started else []))
+    end = max([e for _, _, e in spans] + ([usage.ended] if usage else []))
+    placed = lanes(spans, usage.slots_per_node if usage else None)
+    nodes = {node: 0 for node, _, _ in spans}
+    for node, slot in placed:
+        nodes[node] = max(nodes[node], slot + 1)
+    allocated: dict[str, tuple[tuple[float, float], ...]] = {}
+    span: NodeSpan
+    for span in usage.nodes if usage else ():
+        key = "" if local else span.node_id
+        nodes[key] = max(nodes.get(key, 0), usage.slots_per_node if usage else 1)
+        stop = span.removed if span.removed is not None else end
+        allocated[key] = ((
+            (span.allocated - t0).total_seconds(), (min(stop, end) - t0).total_seconds()
+        ),)
+    index: dict[tuple[str, int], int] = {}
+    out_lanes: list[_page.Lane] = []
+    for node in sorted(nodes):
+        for slot in range(nodes[node]):
+            index[(node, slot)] = len(out_lanes)
+            label = f"worker {slot + 1}" if local else f"{node} / slot {slot + 1}"
+            out_lanes.append(_page.Lane(label=label, allocated=allocated.get(node, ())))
+    bars = [
+        _page.Bar(
+            lane=index[where],
+            start=(start - t0).total_seconds(),
+            end=(stop - t0).total_seconds(),
+            status=r.status.value,
+            label=r.source.name + (f" ({r.task_id})" if r.task_id else ""),
+            retries=r.retries,
+            requeues=r.requeues,
         )
-        folders = "".join(
-            f"<br><small>{what} in <code>{html.escape(str(base))}</code></small>"
-            for what, base in (("sources", src_base), ("outputs", out_base))
-            if base is not None
-        )
-        return (
-            f"<p>{html.escape(self.summary().splitlines()[0].rstrip(':'))}{folders}</p>"
-            "<table><thead><tr><th></th><th>source</th><th>output</th><th>seconds</th>"
-            f"<th>size</th><th>quality</th><th>error</th></tr></thead><tbody>{body}</tbody></table>"
-        )
+        for r, (_, start, stop), where in zip(timed, spans, placed, strict=True)
+    ]
+    return out_lanes, bars, (end - t0).total_seconds()
+
+
+def _page_parts(report: Report, plan: Plan | None) -> dict[str, Any]:
+    """What :func:`_page.fragment` draws, for ``report``."""
+    rows = sorted(report.results, key=lambda r: ("failed", "cancelled").index(r.status) if not r.ok else 2)
+    src_base = report._base()
+    out_base = _common_folder([o for r in report.results for o in r.outputs])
+    lanes_, bars, span = _timeline(report)
+    return {
+        "headline": report.summary().splitlines()[0].rstrip(":"),
+        "folders": [(w, str(b)) for w, b in (("sources", src_base), ("outputs", out_base)) if b is not None],
+        "rows": [_row(r, src_base, out_base) for r in rows],
+        "usage": _usage_rows(report.usage, plan, report.seconds) if report.usage is not None else (),
+        "lanes": lanes_,
+        "bars": bars,
+        "span": span,
+    }
 
 
 #: How each metric is named, ordered and rounded in reports (others: as they come, 3 digits).
@@ -440,6 +573,26 @@ def _quality_detail(result: FileResult) -> str:
         )
         lines.append(f"{output.name}: {figures}")
     return "\n".join(lines)
+
+
+def _usage_dict(usage: Usage, plan: Plan | None) -> dict[str, Any]:
+    """``usage`` as data; with the plan's figures under ``"plan"`` and the cost at its price."""
+    if plan is None:
+        return usage.to_dict()
+    data = usage.to_dict(plan.price_per_node_hour)
+    data["plan"] = {
+        "nodes": plan.nodes,
+        "slots_per_node": plan.slots_per_node,
+        "estimated_seconds": round(plan.estimated_seconds, 3),
+        "node_hours": round(plan.node_hours, 6),
+        "price_per_node_hour": plan.price_per_node_hour,
+        "estimated_cost": plan.estimated_cost,
+    }
+    return data
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _took(seconds: float) -> str:

@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._aio import run_to_end
 from batch_transcode._backend import AttachableBackend, Backend
 from batch_transcode._config import AzureConfig, LocalConfig
@@ -113,6 +114,11 @@ def _empty_inputs(items: Sequence[WorkItem]) -> dict[int, FileResult]:
     return empty
 
 
+def _plan_key(items: Sequence[WorkItem], presets: Sequence[Preset]) -> tuple[object, ...]:
+    """What a plan is for: the same inputs to the same outputs with the same presets."""
+    return (tuple((i.source, *i.outputs) for i in items), tuple(p.name for p in presets))
+
+
 def _names(presets: Sequence[Preset]) -> str:
     return "+".join(p.name for p in presets)
 
@@ -194,6 +200,11 @@ class TranscodeSession:
         self._state = _State.UNOPENED
         self._jobs: list[TranscodeJob] = []
         self._attached = False
+        #: The session's OpenTelemetry span, from open to close (None without the API).
+        self._span: Any = None
+        #: The plans made for runs not started yet, by what they plan: a run of the same
+        #: files, outputs and presets reports its actual use beside its plan.
+        self._plans: dict[tuple[object, ...], Plan] = {}
 
     def __repr__(self) -> str:
         return f"<TranscodeSession backend={self._backend.name} state={self._state.value}>"
@@ -229,11 +240,20 @@ class TranscodeSession:
             )
         self._state = _State.OPEN
         _OPEN_SESSIONS.add(self)
+        self._span = telemetry.start_span(
+            "batch_transcode.session",
+            {"batch_transcode.backend": self._backend.name},
+            azure=self._backend.name == "azure",
+        )
         try:
-            return provision(self._teardown)
+            with telemetry.phase("batch_transcode.provision", self._span):
+                provided = provision(self._teardown)
         except BaseException as exc:
             self._close(exc)
             raise
+        if self.session_id is not None and self._span is not None:
+            self._span.set_attribute("batch_transcode.session_id", self.session_id)
+        return provided
 
     def close(self) -> None:
         """Tear everything down. Calling it again is harmless."""
@@ -252,12 +272,15 @@ class TranscodeSession:
             except KeyboardInterrupt:
                 log.warning("interrupted while stopping jobs; tearing down anyway")
         try:
-            self._teardown.close()
+            with telemetry.phase("batch_transcode.teardown", self._span):
+                self._teardown.close()
         except TeardownError as err:
             if exc is None:
+                telemetry.end_span(self._span, err)
                 raise
             log.error("%s", err)
             exc.add_note(f"while handling this, teardown also failed: {err}")
+        telemetry.end_span(self._span, exc)
 
     def _close_quietly(self) -> None:
         try:
@@ -384,6 +407,7 @@ class TranscodeSession:
         on_exit: Callable[[BaseException | None], None] | None = None,
         quality: Sequence[Metric] = (),
         segment_seconds: float | None = None,
+        plan: Plan | None = None,
     ) -> TranscodeJob:
         """Start a job in the background handing ``run`` a :class:`RunRequest` of ``items``
         (less those ``done``) with ``presets``, the ``quality`` metrics to measure and this
@@ -402,6 +426,8 @@ class TranscodeSession:
             desc=desc,
             name=name,
             on_exit=on_exit,
+            plan=plan,
+            trace_parent=telemetry.current_context(self._span),
         )
         self._jobs.append(job)
         return job.start()
@@ -428,7 +454,7 @@ class TranscodeSession:
         chosen = resolve_presets(preset)
         segments = _segment_seconds(segment_seconds, chosen)
         _, items = _work(paths, output_dir, chosen)
-        return make_plan(
+        plan = make_plan(
             items,
             self.config,
             presets=chosen,
@@ -436,6 +462,8 @@ class TranscodeSession:
             mb_per_second=mb_per_second,
             segment_seconds=segments,
         )
+        self._plans[_plan_key(items, chosen)] = plan
+        return plan
 
     def submit(
         self,
@@ -487,6 +515,7 @@ class TranscodeSession:
             name=f"bt-job-{len(self._jobs) + 1}",
             quality=metrics,
             segment_seconds=segments,
+            plan=self._plans.pop(_plan_key(items, chosen), None),
         )
 
     def convert(

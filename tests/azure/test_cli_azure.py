@@ -155,11 +155,14 @@ def test_sessions_lists_a_crashed_session_and_attach_collects_it(
     assert f"job {session_id}-job: 3/3 task(s) done" in text and listed["attach"] in text
 
     out = tmp_path / "collected"
-    code, stdout, err = cli("attach", session_id, "-o", out, "--no-progress", "--json", "-")
+    page = tmp_path / "attached.html"
+    code, stdout, err = cli("attach", session_id, "-o", out, "--no-progress", "--json", "-", "--html", page)
     assert code == 0, err
     report = json.loads(stdout)
     jsonschema.validate(report, SCHEMA)
     assert report["summary"]["total"] == 3 and report["summary"]["failed"] == 0
+    assert report["usage"]["tasks"] == 3 and len(report["usage"]["nodes"]) >= 1  # the adopted pool's
+    assert page.read_text(encoding="utf-8").count("<rect class='bar converted'") == 3
     for i in range(3):
         assert (out / f"day{i % 2}" / f"talk {i}.mp3").stat().st_size > 0
     wait_until(lambda: session_id not in _sessions(cli), what="the attached session's resources to go")

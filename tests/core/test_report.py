@@ -97,7 +97,7 @@ def test_html_table_relative_paths_full_on_hover_seconds_sizes(report: Report, t
     html = report._repr_html_()
     table = Table()
     table.feed(html)
-    assert table.headers == ["", "source", "output", "seconds", "size", "quality", "error"]
+    assert table.headers[-7:] == ["status", "source", "output", "size", "seconds", "quality", "error / notes"]
     rows = [r for r in table.rows if r]
     assert [row[0][1] for row in rows] == ["failed", "cancelled", "converted", "skipped"]  # failures first
     failed, cancelled, converted, skipped = rows
@@ -106,8 +106,8 @@ def test_html_table_relative_paths_full_on_hover_seconds_sizes(report: Report, t
     assert [row[5] for row in rows] == [("", ""), ("", ""), ("", ""), ("", "")]  # not measured
     assert cancelled[1][0] == "day 2/q&a.mp4"
     assert converted[2] == ("keynote.mp3", str(tmp_path / "mp3s" / "keynote.mp3"))
-    assert converted[3][0] == "2.5" and converted[4][0] == "2.9 KiB"
-    assert skipped[2][0] == "day 2/panel.mp3" and skipped[4][0] == "10 B" and skipped[3][0] == ""
+    assert converted[4][0] == "2.50" and converted[3][0] == "2.9 KiB"
+    assert skipped[2][0] == "day 2/panel.mp3" and skipped[3][0] == "10 B" and skipped[4][0] == ""
     assert "&lt;1&gt;" in html and "q&amp;a" in html  # escaped
     assert f"<code>{tmp_path / 'talks'}</code>" in html and f"<code>{tmp_path / 'mp3s'}</code>" in html
     assert "2/4 converted" in html
@@ -129,7 +129,13 @@ def test_to_dict_is_json_that_follows_the_schema(report: Report, tmp_path: Path)
         "task_id": "t000000",
         "quality": [],
         "notes": [],
+        "started": None,
+        "ended": None,
+        "node": None,
+        "retries": 0,
+        "requeues": 0,
     }
+    assert data["usage"] is None  # a report made by hand knows nothing of nodes
     assert [f["outputs"] for f in data["files"][2:]] == [[], []]  # failed, cancelled: none
     assert [f["status"] for f in data["files"]] == ["converted", "skipped", "cancelled", "failed"]
 

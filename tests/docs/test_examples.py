@@ -35,11 +35,14 @@ def test_notebook_runs_and_shows_progress_and_report(tmp_path: Path) -> None:
     data = [o.get("data", {}) for o in outputs]
     assert any("application/vnd.jupyter.widget-view+json" in d for d in data), "no progress bar widget"
     html = "".join(d.get("text/html", "") for d in data)
-    assert "<table>" in html and "no audio stream" in html, "no HTML report with the failure"
+    assert "class='transcode-report'" in html and "no audio stream" in html, "no report page with the failure"
+    assert "<svg class='timeline'" in html and "<rect class='bar failed'" in html, "no timeline"
     assert "6/7 converted" in html
     assert (tmp_path / "notebook-mp3s").is_dir()
     # the Azure section, on OfflineAzure started inside the notebook
     assert "estimated cost" in html and "Standard_" in html, "no plan with a price"
+    assert "cost at 0.096 per node-hour" in html, "no plan beside the Azure run's actual use"
+    assert (tmp_path / "notebook-report.html").is_file()
     assert html.count("6/7 converted") >= 2, "no report of the Azure run"
     widgets = [d for d in data if "application/vnd.jupyter.widget-view+json" in d]
     assert len(widgets) >= 2, "no progress bar for the Azure run"

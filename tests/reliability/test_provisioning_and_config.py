@@ -94,6 +94,11 @@ def test_preempted_tasks_are_rerun(faulty: OfflineAzure, tmp_path: Path, make_me
     assert report.ok, report.summary()
     assert sum(t.requeue_count for t in tasks) > 0, "the fault did not preempt anything"
     assert all(t.retry_count == 0 for t in tasks)  # requeued by the service, not retried as failures
+    # the report says which tasks were requeued, and its timeline marks them
+    by_id = {t.id: t for t in tasks}
+    assert [r.requeues for r in report] == [by_id[str(r.task_id)].requeue_count for r in report]
+    page = report.to_html()
+    assert page.count("data-requeues='0'") == sum(t.requeue_count == 0 for t in tasks) < len(tasks)
     assert faulty.leaks(timeout=30) == NOTHING_LEFT
 
 

@@ -31,6 +31,7 @@ from batch_transcode._azure.preflight import resize_error_advice
 from batch_transcode._config import AzureConfig
 from batch_transcode._errors import ProvisioningError
 from batch_transcode._ffmpeg import stderr_tail
+from batch_transcode._usage import NodeSpan
 
 __all__ = [
     "Counts",
@@ -40,6 +41,7 @@ __all__ = [
     "job_counts",
     "list_finished",
     "log_counts",
+    "pool_capacity",
     "start_task_stderr",
 ]
 
@@ -71,6 +73,13 @@ class TaskOutcome:
     seconds: float | None = None
     #: When the task entered its state, as the service stamps it.
     changed_at: dt.datetime | None = None
+    #: Its last attempt's start and end (``executionInfo``), the node that ran it
+    #: (``nodeInfo``), and how often the service retried and requeued it.
+    started: dt.datetime | None = None
+    ended: dt.datetime | None = None
+    node: str | None = None
+    retries: int = 0
+    requeues: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -150,6 +159,27 @@ def check_pool(client: BatchClient, pool_id: str, config: AzureConfig) -> None:
         )
 
 
+def pool_capacity(client: BatchClient, pool_id: str, config: AzureConfig) -> tuple[int, list[NodeSpan]]:
+    """The pool's task slots per node and its nodes, each from its ``allocationTime``
+    ("the time at which this Compute Node was allocated to the Pool", Batch REST API,
+    Get Node): what a run held, read once when it ends."""
+    policy = config.retry
+    pool = call(
+        policy,
+        f"get pool {pool_id}",
+        lambda: client.get_pool(pool_id, select=["id", "taskSlotsPerNode"]),
+        pool_id=pool_id,
+    )
+    nodes = call(
+        policy,
+        f"list nodes of pool {pool_id}",
+        lambda: list(client.list_nodes(pool_id, select=["id", "allocationTime"])),
+        pool_id=pool_id,
+    )
+    spans = [NodeSpan(node_id=n.id or "", allocated=n.allocation_time) for n in nodes if n.allocation_time]
+    return pool.task_slots_per_node or config.task_slots_per_node, spans
+
+
 def job_counts(client: BatchClient, job_id: str, config: AzureConfig) -> Counts:
     result = call(
         config.retry,
@@ -185,7 +215,7 @@ def log_counts(job_id: str, counts: Counts, total: int) -> None:
 
 
 #: What a listing of finished tasks asks for.
-TASK_SELECT = ["id", "state", "stateTransitionTime", "executionInfo"]
+TASK_SELECT = ["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"]
 
 
 def _outcome(task: bm.BatchTask) -> TaskOutcome:
@@ -203,6 +233,11 @@ def _outcome(task: bm.BatchTask) -> TaskOutcome:
         failure_message=failure.message if failure is not None else None,
         seconds=seconds,
         changed_at=task.state_transition_time,
+        started=info.start_time if info is not None else None,
+        ended=info.end_time if info is not None else None,
+        node=task.node_info.node_id if task.node_info is not None else None,
+        retries=(info.retry_count or 0) if info is not None else 0,
+        requeues=(info.requeue_count or 0) if info is not None else 0,
     )
 
 

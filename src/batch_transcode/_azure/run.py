@@ -25,11 +25,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from typing import Any
 
 import attrs
 from azure.batch import models as bm
 
+from batch_transcode import _telemetry as telemetry
 from batch_transcode._azure import builders, names
 from batch_transcode._azure._calls import call
 from batch_transcode._azure.capabilities import check_nodes, check_staged, nodes_report_their_build
@@ -42,6 +44,7 @@ from batch_transcode._azure.monitor import (
     job_counts,
     list_finished,
     log_counts,
+    pool_capacity,
 )
 from batch_transcode._azure.opened import OpenSession
 from batch_transcode._azure.split import SplitJob, uses_dependencies
@@ -54,6 +57,8 @@ from batch_transcode._naming import WorkItem
 from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
 from batch_transcode._report import FileResult
+from batch_transcode._telemetry import ContextExecutor
+from batch_transcode._usage import Capacity
 
 __all__ = ["AzureRun"]
 
@@ -101,11 +106,21 @@ class AzureRun:
             return
         check_staged(self.config, self.presets, self.request.quality)
         staging = self.session.staging
-        out_url = self._create_job()
-        feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+        # Tasks are added while the inputs upload: the submit span lasts until the last
+        # collection is in, its task-collection requests nested under it.
+        submitting = telemetry.start_span("batch_transcode.submit", {"batch_transcode.job_id": self.job_id})
+        try:
+            with telemetry.attached(telemetry.current_context(submitting)):
+                out_url = self._create_job()
+                feed = TaskFeed(self.session.batch, self.job_id, self.config.retry, cancel=self.stop)
+        except BaseException as exc:
+            telemetry.end_span(submitting, exc)
+            raise
         gate = _Gate(feed) if nodes_report_their_build(self.config, self.session.pool_id) else None
 
         def staged(item: WorkItem, inp: StagedInput) -> None:
+            if inp.uploaded:
+                telemetry.record_staged(inp.size)
             for task in self._tasks(item, inp.sas_url, out_url):
                 if gate is None:
                     feed.add(task)
@@ -115,7 +130,8 @@ class AzureRun:
         def produce() -> None:
             checking = self._check_nodes(gate)
             try:
-                staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
+                with telemetry.span("batch_transcode.stage", {"batch_transcode.files": len(self.items)}):
+                    staging.upload_inputs(self.items, self.ledger, cancel=self.stop, on_staged=staged)
             except StagingCancelled:
                 if gate is not None and gate.error is not None:
                     raise gate.error from None
@@ -124,6 +140,7 @@ class AzureRun:
                 if checking is not None:
                     checking.join()
                 feed.close()  # what landed is added (unless halted), errors or not
+                telemetry.end_span(submitting)
             if gate is not None and gate.error is not None:
                 raise gate.error
             if not self.stop.is_set():
@@ -155,7 +172,7 @@ class AzureRun:
                 gate.error = exc
                 self.halt.set()
 
-        thread = threading.Thread(target=check, name=f"bt-check-{self.job_id}", daemon=True)
+        thread = threading.Thread(target=telemetry.carry(check), name=f"bt-check-{self.job_id}", daemon=True)
         thread.start()
         return thread
 
@@ -313,17 +330,22 @@ class AzureRun:
         ``keep_existing`` and a complete output is there), or why it failed."""
         tid = names.task_id(item.index)
         seconds = outcome.seconds if outcome is not None else None
+        ran = _ran(outcome)
         if outcome is None or not outcome.succeeded:
-            return FileResult.failure(item.source, self._failure_text(outcome), seconds=seconds, task_id=tid)
+            return FileResult.failure(
+                item.source, self._failure_text(outcome), seconds=seconds, task_id=tid, **ran
+            )
         if keep_existing and _complete_output(item):
-            return FileResult.already_done(item.source, item.outputs[0], outputs=item.outputs, task_id=tid)
+            return FileResult.already_done(
+                item.source, item.outputs[0], outputs=item.outputs, task_id=tid, **ran
+            )
         if self.stop.is_set():
             return FileResult.cancellation(
                 item.source, "converted, but cancelled before its output was downloaded", task_id=tid
             )
         error, notes = self._download(item)
         if error is not None:
-            return FileResult.failure(item.source, error, seconds=seconds, task_id=tid)
+            return FileResult.failure(item.source, error, seconds=seconds, task_id=tid, **ran)
         quality, quality_notes = self._quality(item, tid)
         return FileResult.converted(
             item.source,
@@ -333,6 +355,7 @@ class AzureRun:
             task_id=tid,
             quality=quality,
             notes=[*notes, *quality_notes],
+            **ran,
         )
 
     def _download(self, item: WorkItem) -> tuple[str | None, list[str]]:
@@ -417,6 +440,19 @@ class _Either:
         return any(e.is_set() for e in self._events)
 
 
+def _ran(outcome: TaskOutcome | None) -> dict[str, Any]:
+    """Where and when a task ran, as :class:`FileResult` keywords (none for a task not found)."""
+    if outcome is None:
+        return {}
+    return {
+        "started": outcome.started,
+        "ended": outcome.ended,
+        "node": outcome.node,
+        "retries": outcome.retries,
+        "requeues": outcome.requeues,
+    }
+
+
 def _complete_output(item: WorkItem) -> bool:
     """Outputs from an earlier download: outputs only carry their final name once complete."""
     try:
@@ -466,26 +502,50 @@ class _Collector:
         self.pieces_seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
-        self._downloads = ThreadPoolExecutor(
+        #: The pool the job runs on, once known (an auto-pool's from the job).
+        self.pool_id: str | None = run.session.pool_id
+        self._downloads = ContextExecutor(
             max_workers=max(1, run.config.download_concurrency), thread_name_prefix="bt-download"
         )
+        #: The collect span's context: each output's download (and its requests) under it.
+        self._collecting: Any = None
 
     def collect(self) -> None:
         """Watch and collect until every task is accounted for or the run is cancelled
         (files not reported by then are the job's to mark cancelled)."""
         run = self.run
-        producer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bt-stage")
+        producer = ContextExecutor(max_workers=1, thread_name_prefix="bt-stage")
         produced = producer.submit(self.produce) if self.produce is not None else None
+        collecting = telemetry.start_span("batch_transcode.collect", {"batch_transcode.job_id": run.job_id})
+        self._collecting = telemetry.current_context(collecting)
         try:
-            finished = self._watch(produced)
+            with telemetry.span("batch_transcode.watch", {"batch_transcode.job_id": run.job_id}, azure=True):
+                finished = self._watch(produced)
         finally:
             run.halt.set()  # no new upload, task collection or download from here on
             producer.shutdown(wait=True)
             self._downloads.shutdown(wait=True)  # no new download starts once cancelled
             self._harvest()
+            telemetry.end_span(collecting)
         if not finished:
             run._stop_job()
         _log_done(run.job_id, list(self.results.values()), len(self.items))
+        self._report_capacity()
+
+    def _report_capacity(self) -> None:
+        """Tell the job what the pool held (its nodes from their allocation, its slots), for
+        the report's usage; a pool that is gone already (an auto-pool) leaves it unknown."""
+        run = self.run
+        pool_id = self.pool_id or run.session.pool_id
+        if pool_id is None:
+            return
+        try:
+            slots, nodes = pool_capacity(run.session.batch, pool_id, run.config)
+        except AzureError as exc:
+            log.debug("could not read the nodes of pool %s for the report: %s", pool_id, exc)
+            return
+        ended = dt.datetime.now(dt.UTC)
+        run.progress.held(Capacity(backend="azure", slots_per_node=slots, nodes=nodes, ended=ended))
 
     def _harvest(self, fut: Future[FileResult] | None = None) -> None:
         """Report the downloads that ended (``fut`` first)."""
@@ -544,7 +604,8 @@ class _Collector:
         """The file's task (or a failed piece of it) is accounted for: its result is made
         in a download thread."""
         self.seen.add(names.task_id(item.index))
-        fut = self._downloads.submit(finish, item, outcome)
+        with telemetry.attached(self._collecting):
+            fut = self._downloads.submit(finish, item, outcome)
         self.pending[fut] = item
         fut.add_done_callback(self._landed.put)
 
@@ -640,7 +701,7 @@ class _Collector:
             poll.next_list = min(poll.next_list, poll.last_list + gap)
             poll.behind = True
         if poll.pool_id is None:
-            poll.pool_id = auto_pool_id(batch, job_id, config)
+            poll.pool_id = self.pool_id = auto_pool_id(batch, job_id, config)
         unfinished = counts.completed < tasks  # (an auto-pool goes with its job)
         if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
             check_pool(batch, poll.pool_id, config)

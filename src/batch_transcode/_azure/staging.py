@@ -30,7 +30,6 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -51,6 +50,7 @@ from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.containers import Containers
 from batch_transcode._naming import WorkItem
 from batch_transcode._redact import redact
+from batch_transcode._telemetry import ContextExecutor
 
 __all__ = ["CancelFlag", "Download", "StagedInput", "Staging", "StagingCancelled", "UploadLedger"]
 
@@ -412,7 +412,7 @@ def _sas_window(expiry: dt.datetime, *, delegated: bool) -> tuple[dt.datetime, d
 def _map(fn: Callable[[WorkItem], T], items: Sequence[WorkItem], workers: int, name: str) -> list[T]:
     if len(items) == 1 or workers == 1:
         return [fn(i) for i in items]
-    pool = ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
+    pool = ContextExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
     try:
         return list(pool.map(fn, items))
     except BaseException:

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import cast
 
 from azure.batch import BatchClient
@@ -28,6 +28,7 @@ from batch_transcode._azure._calls import call
 from batch_transcode._azure.staging import CancelFlag
 from batch_transcode._config import RetryPolicy
 from batch_transcode._errors import AzureError
+from batch_transcode._telemetry import ContextExecutor, carry
 
 __all__ = ["MAX_TASKS_PER_REQUEST", "TaskFeed"]
 
@@ -148,11 +149,11 @@ class TaskFeed:
         self._linger = linger
         self._linger_max = linger_max
         self._queue: queue.SimpleQueue[bm.BatchTaskCreateOptions | object | None] = queue.SimpleQueue()
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="bt-submit")
+        self._pool = ContextExecutor(max_workers=concurrency, thread_name_prefix="bt-submit")
         self._futures: list[Future[None]] = []
         self.tasks = 0
         self.collections = 0
-        self._batcher = threading.Thread(target=self._batch, name=f"bt-feed-{job_id}", daemon=True)
+        self._batcher = threading.Thread(target=carry(self._batch), name=f"bt-feed-{job_id}", daemon=True)
         self._batcher.start()
 
     def add(self, task: bm.BatchTaskCreateOptions) -> None:

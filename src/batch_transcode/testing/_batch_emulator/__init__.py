@@ -28,13 +28,14 @@ are sent.
 
 from ._emulator import BatchEmulator
 from ._faults import Faults
-from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
+from ._model import JobSnapshot, NodeRecord, PoolSnapshot, TaskSnapshot
 from ._server import OperationCounts, RequestRecord
 
 __all__ = [
     "BatchEmulator",
     "Faults",
     "JobSnapshot",
+    "NodeRecord",
     "OperationCounts",
     "PoolSnapshot",
     "RequestRecord",

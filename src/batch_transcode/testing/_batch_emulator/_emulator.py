@@ -18,7 +18,7 @@ from batch_transcode.testing._serving import StartStop, new_account_key
 from ._auth import entra_check
 from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
-from ._model import JobSnapshot, PoolSnapshot, TaskSnapshot
+from ._model import JobSnapshot, NodeRecord, PoolSnapshot, TaskSnapshot
 from ._server import BatchHTTPServer, OperationCounts, RequestRecord, make_server
 from ._service import Service
 from ._state import POOL_ALLOCATION_MODES, PoolAllocationMode
@@ -210,6 +210,11 @@ class BatchEmulator(StartStop):
 
     def tasks(self, job_id: str) -> list[TaskSnapshot]:
         return self._svc().snapshot_tasks(job_id)
+
+    def node_log(self) -> list[NodeRecord]:
+        """Every node the account allocated, with its allocation and removal times (what
+        a pool's nodes cost: each node is billed from allocation to removal)."""
+        return self._svc().node_log()
 
     @property
     def request_log(self) -> list[RequestRecord]:

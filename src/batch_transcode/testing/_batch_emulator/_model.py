@@ -448,5 +448,18 @@ class TaskSnapshot:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node's life in a pool, as :meth:`BatchEmulator.node_log` reports it: allocated
+    (the ``allocationTime`` the node reports) and removed (its pool deleted or resized
+    down; ``None`` while it is allocated)."""
+
+    pool_id: str
+    node_id: str
+    dedicated: bool
+    allocated: datetime
+    removed: datetime | None = None
+
+
 def metadata_dict(spec: JSON) -> dict[str, str]:
     return {m["name"]: m["value"] for m in spec.get("metadata") or []}

@@ -266,10 +266,9 @@ class Runner:
             task.proc = None
             reason = task.kill_reason
             task.kill_reason = None
-            node.running.pop(f"{job.id}/{task.id}", None)
-            if node.state == "running" and not node.running:
-                node.set_state("idle")
             task.node_key = None
+            if reason in ("shutdown", "delete", "requeue", "preempt") or self.state.stopping.is_set():
+                _free_slots(node, f"{job.id}/{task.id}")
             if reason in ("shutdown", "delete") or self.state.stopping.is_set():
                 self.state.changed.notify_all()
                 return
@@ -301,6 +300,9 @@ class Runner:
                 succeeded = False
                 upload_failed = True
         with self.state.lock:
+            # The task held its slots until its output files were uploaded: the upload is
+            # part of the task, and its endTime comes after it.
+            _free_slots(node, f"{job.id}/{task.id}")
             node.total_run += 1
             if succeeded:
                 node.total_succeeded += 1
@@ -362,3 +364,10 @@ class Runner:
                 elif action == "disable":
                     self.state.disable_job(job, "requeue")
             self.state.changed.notify_all()
+
+
+def _free_slots(node: Node, key: str) -> None:
+    """The task ``key`` (``job/task``) gives its slots back; a node with none busy is idle."""
+    node.running.pop(key, None)
+    if node.state == "running" and not node.running:
+        node.set_state("idle")

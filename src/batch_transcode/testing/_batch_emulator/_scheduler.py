@@ -78,6 +78,7 @@ class Scheduler:
             if pool.state == "deleting":
                 busy = any(n.running or n.start_proc is not None for n in pool.nodes.values())
                 if mono >= pool.delete_due and not busy:
+                    self.state.nodes_removed(pool, pool.nodes.values())
                     del self.state.pools[key]
                     shutil.rmtree(self.state.workdir / "nodes" / pool.id, ignore_errors=True)
                     LOG.info("pool %s deleted", pool.id)
@@ -116,6 +117,7 @@ class Scheduler:
                 have.sort(key=lambda n: (bool(n.running), n.state != "idle"))
                 for node in have[: len(have) - target]:
                     self.state.evict_node(pool, node, "requeue")
+                    self.state.nodes_removed(pool, [node])
                     del pool.nodes[node.id]
                     for k in list(node.running):
                         node.running.pop(k, None)
@@ -161,6 +163,7 @@ class Scheduler:
                     make_node_image(root / "bin", self._ffmpeg)
                     node = Node(id=node_id, pool_id=pool.id, dedicated=dedicated, root=root, ready_at=mono)
                     pool.nodes[node_id] = node
+                    self.state.node_allocated(pool, node)
         pool.set_allocation("steady")
         self.state.changed.notify_all()
 

@@ -23,11 +23,12 @@ sets only ``$TargetLowPriorityNodes``, dedicated otherwise.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal, NotRequired, TypedDict, TypeVar
 
@@ -37,7 +38,7 @@ from ._errors import BatchServiceError, being_deleted, invalid_value, not_found
 from ._executor import NodeStorage
 from ._faults import FaultInjector, Faults
 from ._images import check_image
-from ._model import JSON, Job, Node, Pool, Resource, Task, now
+from ._model import JSON, Job, Node, NodeRecord, Pool, Resource, Task, now
 from ._odata import duration_seconds
 
 LOG = logging.getLogger(__name__)
@@ -130,6 +131,28 @@ class AccountState:
         #: How nodes reach Blob Storage (CA, node identities); set by the emulator.
         self.node_storage = NodeStorage()
         self._threads: set[threading.Thread] = set()
+        #: Every node's allocation and removal, by (pool id, node id), in allocation order.
+        self._node_log: dict[tuple[str, str], NodeRecord] = {}
+
+    # ------------------------------------------------------------------ node log
+
+    def node_allocated(self, pool: Pool, node: Node) -> None:
+        """Log ``node``'s allocation (its ``allocationTime``). Under the lock."""
+        self._node_log[(pool.id, node.id)] = NodeRecord(
+            pool_id=pool.id, node_id=node.id, dedicated=node.dedicated, allocated=node.creation_time
+        )
+
+    def nodes_removed(self, pool: Pool, nodes: Iterable[Node]) -> None:
+        """Log the removal of ``nodes`` from ``pool`` now. Under the lock."""
+        when = now()
+        for node in nodes:
+            record = self._node_log.get((pool.id, node.id))
+            if record is not None and record.removed is None:
+                self._node_log[(pool.id, node.id)] = dataclasses.replace(record, removed=when)
+
+    def node_log(self) -> list[NodeRecord]:
+        with self.lock:
+            return list(self._node_log.values())
 
     # ------------------------------------------------------------------ worker threads
 
