@@ -168,20 +168,27 @@ def _azurite_pids(oa: Any) -> list[int]:
     return pids
 
 
+#: Hard links made to one source file at most: ext4 allows 65,000 links to a file
+#: (``EXT4_LINK_MAX``; ``os.link`` fails with EMLINK beyond), so larger N use more sources.
+LINKS_PER_SOURCE = 60_000
+
+
 def _make_inputs(root: Path, n: int, seconds: float) -> list[Path]:
-    """N copies (hard links) of one tiny 16 kHz mono WAV."""
-    src = root / "tone.wav"
+    """N tiny 16 kHz mono WAVs: hard links to a few identical sources (one per
+    ``LINKS_PER_SOURCE`` files), so that any N costs one inode per 60,000 files."""
     frames = int(16000 * seconds)
-    with wave.open(str(src), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x10" * frames)
-    paths = []
     folder = root / f"in{n}"
     folder.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i in range(n):
-        p = folder / f"clip{i:05d}.wav"
+        src = root / f"tone{i // LINKS_PER_SOURCE}.wav"
+        if not src.exists():
+            with wave.open(str(src), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(b"\x00\x10" * frames)
+        p = folder / f"clip{i:06d}.wav"
         if not p.exists():
             os.link(src, p)
         paths.append(p)
