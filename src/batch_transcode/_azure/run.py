@@ -395,11 +395,9 @@ def _complete_output(item: WorkItem) -> bool:
         return False
 
 
-def _log_done(job_id: str, results: Sequence[FileResult], total: int) -> None:
-    done = sum(r.ok for r in results)
-    failed = len(results) - done
+def _log_done(job_id: str, ok: int, reported: int, total: int) -> None:
     log.info(
-        "job %s: %d/%d converted, %d failed, %d not done", job_id, done, total, failed, total - len(results)
+        "job %s: %d/%d converted, %d failed, %d not done", job_id, ok, total, reported - ok, total - reported
     )
 
 
@@ -408,6 +406,9 @@ class _Collector:
 
     ``produce`` (uploads and task collections) runs beside it in a thread of its own;
     its error, if any, is raised here. Done when every task id is accounted for.
+
+    Per file it keeps only what is still to come: the items whose task was not read yet
+    (``unread``) and the downloads under way; a result, once reported, is the job's.
     """
 
     def __init__(
@@ -420,18 +421,20 @@ class _Collector:
         hurry: Callable[[], None] | None = None,
     ) -> None:
         self.run = run
-        self.items = list(items)
+        self.total = len(items)
         self.produce = produce
         #: Called when the job has no task waiting while inputs are still staged.
         self.hurry = hurry
         self.keep_existing = keep_existing
-        self.by_task = {names.task_id(i.index): i for i in self.items}
-        self.results: dict[int, FileResult] = {}
+        #: The items whose finished task was not read yet, by task id.
+        self.unread = {names.task_id(i.index): i for i in items}
+        #: Results reported (and how many of them converted).
+        self.reported = 0
+        self.ok = 0
         self.pending: dict[Future[FileResult], WorkItem] = {}
         #: Downloads that ended, in the order they did (so that collecting them never
         #: walks every pending download).
         self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
-        self.seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
         self._downloads = ThreadPoolExecutor(
@@ -453,7 +456,12 @@ class _Collector:
             self._harvest()
         if not finished:
             run._stop_job()
-        _log_done(run.job_id, list(self.results.values()), len(self.items))
+        _log_done(run.job_id, self.ok, self.reported, self.total)
+
+    @property
+    def read(self) -> int:
+        """How many finished tasks were read."""
+        return self.total - len(self.unread)
 
     def _harvest(self, fut: Future[FileResult] | None = None) -> None:
         """Report the downloads that ended (``fut`` first)."""
@@ -463,9 +471,10 @@ class _Collector:
                     fut = self._landed.get_nowait()
                 except queue.Empty:
                     return
-            item = self.pending.pop(fut)
+            del self.pending[fut]
             result = fut.result()
-            self.results[item.index] = result
+            self.reported += 1
+            self.ok += result.ok
             self.run.progress.finished(result)
             fut = None
 
@@ -495,10 +504,9 @@ class _Collector:
         for outcome in list_finished(run.session.batch, run.job_id, run.config, since):
             if outcome.changed_at is not None and (self.newest is None or outcome.changed_at > self.newest):
                 self.newest = outcome.changed_at
-            item = self.by_task.get(outcome.task_id)
-            if item is None or outcome.task_id in self.seen:
-                continue
-            self.seen.add(outcome.task_id)
+            item = self.unread.pop(outcome.task_id, None)
+            if item is None:
+                continue  # not ours, or read already
             fut = self._downloads.submit(self._finish, item, outcome)
             self.pending[fut] = item
             fut.add_done_callback(self._landed.put)
@@ -536,7 +544,7 @@ class _Collector:
             if remaining <= 0:
                 raise RunTimeoutError(
                     f"job {run.job_id} did not finish within the session timeout "
-                    f"({len(self.seen)}/{len(self.items)} done); raise AzureConfig(session_timeout=...) "
+                    f"({self.read}/{self.total} done); raise AzureConfig(session_timeout=...) "
                     "or add nodes"
                 )
             wake = min(poll.next_poll, poll.next_list) - time.monotonic()
@@ -554,7 +562,7 @@ class _Collector:
                 raise error
         if run.cancel.is_set():
             return False
-        if (produced is None or produced.done()) and len(self.seen) >= len(self.items):
+        if (produced is None or produced.done()) and not self.unread:
             while self.pending:  # the last downloads
                 self._sleep(1.0)
                 if run.cancel.is_set():
@@ -570,22 +578,22 @@ class _Collector:
         counts = job_counts(batch, job_id, config)
         moved = counts != poll.last
         if moved:
-            log_counts(job_id, counts, len(self.items))
+            log_counts(job_id, counts, self.total)
             run.progress.counts(counts.completed, counts.failed)
         if counts.active == 0 and not staging_done and self.hurry is not None:
             self.hurry()  # no task waits for a node: add the staged ones now
-        if counts.completed > len(self.seen):
+        if counts.completed > self.read:
             # the counts know of finished tasks not read yet: list, but never twice
             # within the margin, so that each task is read at most about twice
             # (a listing that found nothing has nothing to read again, and the
             # listing of the last tasks is read once: no gap then)
-            last_ones = staging_done and counts.completed >= len(self.items)
+            last_ones = staging_done and counts.completed >= self.total
             gap = LISTING_GAP if poll.last_found and not last_ones else 0.0
             poll.next_list = min(poll.next_list, poll.last_list + gap)
             poll.behind = True
         if poll.pool_id is None:
             poll.pool_id = auto_pool_id(batch, job_id, config)
-        unfinished = counts.completed < len(self.items)  # (an auto-pool goes with its job)
+        unfinished = counts.completed < self.total  # (an auto-pool goes with its job)
         if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
             check_pool(batch, poll.pool_id, config)
         poll.last = counts
