@@ -142,6 +142,61 @@ class Collector:
         return self.entries
 
 
+@dataclass
+class _Interim:
+    """Every ``every`` seconds of a long run, one line of figures so far (to stdout):
+    files downloaded, Batch requests and the emulator's mean time per request (over the
+    run and over the last interval), the client's RSS (now and peak) and CPU per file."""
+
+    every: float
+    collector: Collector
+    pid: int
+    out: Path
+    started: float
+    files: int
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _seen: tuple[int, float] = (0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.every > 0:
+            threading.Thread(target=self._loop, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                print(json.dumps(self._line()), flush=True)
+            except (OSError, ValueError):
+                continue
+
+    def _line(self) -> dict[str, Any]:
+        entries = list(self.collector.entries)
+        answered = sum(e.seconds for e in entries)
+        n0, s0 = self._seen
+        self._seen = (len(entries), answered)
+        done = sum(1 for _ in os.scandir(self.out)) if self.out.is_dir() else 0
+        status = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines()
+            if ":" in line
+        )
+        cpu = _proc_cpu(self.pid)
+        return {
+            "interim_seconds": round(time.perf_counter() - self.started),
+            "files_done": done,
+            "requests": len(entries),
+            "ms_per_request": round(1000 * answered / max(1, len(entries)), 2),
+            "ms_per_request_last": round(1000 * (answered - s0) / max(1, len(entries) - n0), 2),
+            "listings": sum(1 for e in entries if e.operation == "Tasks_ListTasks"),
+            "tasks_listed": sum(e.tasks for e in entries),
+            "client_rss_mb": round(int(status["VmRSS"].split()[0]) / 1024),
+            "client_peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024),
+            "client_cpu_ms_per_file_done": round(1000 * cpu / max(1, done), 2),
+        }
+
+
 def _proc_cpu(pid: int | None) -> float:
     """User + system CPU seconds of a live process, all its threads (from /proc)."""
     if pid is None:
@@ -168,20 +223,27 @@ def _azurite_pids(oa: Any) -> list[int]:
     return pids
 
 
+#: Hard links made to one source file at most: ext4 allows 65,000 links to a file
+#: (``EXT4_LINK_MAX``; ``os.link`` fails with EMLINK beyond), so larger N use more sources.
+LINKS_PER_SOURCE = 60_000
+
+
 def _make_inputs(root: Path, n: int, seconds: float) -> list[Path]:
-    """N copies (hard links) of one tiny 16 kHz mono WAV."""
-    src = root / "tone.wav"
+    """N tiny 16 kHz mono WAVs: hard links to a few identical sources (one per
+    ``LINKS_PER_SOURCE`` files), so that any N costs one inode per 60,000 files."""
     frames = int(16000 * seconds)
-    with wave.open(str(src), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x10" * frames)
-    paths = []
     folder = root / f"in{n}"
     folder.mkdir(parents=True, exist_ok=True)
+    paths = []
     for i in range(n):
-        p = folder / f"clip{i:05d}.wav"
+        src = root / f"tone{i // LINKS_PER_SOURCE}.wav"
+        if not src.exists():
+            with wave.open(str(src), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(b"\x00\x10" * frames)
+        p = folder / f"clip{i:06d}.wav"
         if not p.exists():
             os.link(src, p)
         paths.append(p)
@@ -197,6 +259,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         "collections_target": math.ceil(n / 100),
         "throttled_or_failed": sum(1 for e in entries if e.status >= 500 or e.status == 429),
         "emulator_answer_seconds": round(sum(e.seconds for e in entries), 2),
+        "emulator_ms_per_request": round(1000 * sum(e.seconds for e in entries) / max(1, len(entries)), 2),
         "request_mb": round(sum(e.request_bytes for e in entries) / 1e6, 2),
         "response_mb": round(sum(e.response_bytes for e in entries) / 1e6, 2),
     }
@@ -212,6 +275,7 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
             elif polls and e.operation in MONITOR_OPS:
                 polls[-1] += e.response_bytes
         out["polls"] = len(polls)
+        out["request_budget"] = 150 + 2 * len(polls)
         out["bytes_per_poll_mean"] = round(sum(polls) / len(polls)) if polls else 0
         out["bytes_per_poll_max"] = max(polls) if polls else 0
         out["full_listings"] = sum(1 for e in listings if e.first_page and not e.incremental)
@@ -254,6 +318,7 @@ def _run_child(
         "poll_interval": args.poll_interval,
         "poll_interval_max": args.poll_interval_max,
         "tutorial_poll": args.tutorial_poll,
+        "tracemalloc": args.tracemalloc,
     }
     env = {**os.environ, **oa.env}
     collector = Collector(oa.batch).start()
@@ -262,13 +327,17 @@ def _run_child(
     azurite_pids = _azurite_pids(oa)
     azurite_before = sum(_proc_cpu(p) for p in azurite_pids)
     started = time.perf_counter()
-    proc = subprocess.run(
+    popen = subprocess.Popen(
         [sys.executable, str(HERE), "_child", json.dumps(params)],
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
+    reporter = _Interim(args.interim, collector, popen.pid, Path(params["out"]), started, n)
+    out, err = popen.communicate()
+    reporter.stop()
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, out, err)
     wall = time.perf_counter() - started
     oa.batch.wait_idle(timeout=30)
     entries = collector.stop()
@@ -307,7 +376,8 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"\n== {r['mode']}  N={r['files']}  ({r['wall_seconds']} s wall, {r['client']['ok']}/{r['files']} ok)"
     )
-    print(f"  Batch requests: {r['requests']}  by operation: {json.dumps(r['by_operation'])}")
+    budget = f" (150 + 2 x polls = {r['request_budget']})" if "request_budget" in r else ""
+    print(f"  Batch requests: {r['requests']}{budget}  by operation: {json.dumps(r['by_operation'])}")
     print(
         f"  task collections: {r['collections']} (ceil(N/100) = {r['collections_target']}); "
         f"5xx/429 answers: {r['throttled_or_failed']}"
@@ -330,10 +400,20 @@ def _print(result: dict[str, Any]) -> None:
         f"  client: peak RSS {r['client_peak_rss_mb']} MB, CPU {r['client_cpu_seconds']} s "
         f"= {r['client_cpu_ms_per_task']} ms per task; phases {json.dumps(r['client']['phases'])}"
     )
+    if "traced" in r["client"]:
+        t = r["client"]["traced"]
+        print(
+            f"  client traced memory beyond the open session: peak {t['traced_peak_bytes_per_file']} "
+            f"bytes per file, {t['traced_at_end_bytes_per_file']} at the end (largest snapshot "
+            f"{t['traced_snapshot_mb']} MB); what the peak holds, per file:"
+        )
+        for site in t["top"]:
+            print(f"    {site['bytes_per_file']:>6} B  {site['where']}")
     print(
         f"  emulator side CPU: Batch emulator {r['emulator_python_cpu_seconds']} s, task processes "
         f"{r['task_processes_cpu_seconds']} s, Azurite {r['azurite_cpu_seconds']} s; "
-        f"time answering Batch requests {r['emulator_answer_seconds']} s"
+        f"time answering Batch requests {r['emulator_answer_seconds']} s "
+        f"({r['emulator_ms_per_request']} ms per request)"
     )
 
 
@@ -357,6 +437,14 @@ def main() -> int:
     parser.add_argument("--poll-interval-max", type=float, default=15.0)
     parser.add_argument("--tutorial-poll", type=float, default=1.0)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--interim", type=float, default=0.0, help="print figures so far every this many seconds (0: never)"
+    )
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace the client's allocations (slower): bytes per file at the peak, and where they are",
+    )
     args = parser.parse_args()
 
     from batch_transcode.testing import OfflineAzure
@@ -466,6 +554,8 @@ def _child_ours(p: dict[str, Any], phases: _Phases) -> int:
     _PhaseLog(phases)
     with TranscodeSession(config) as session:
         phases.mark("open")
+        if _PEAK is not None:
+            _PEAK.baseline()
         report = session.convert(inputs, output_dir=p["out"], preset="mp3")
         phases.mark("rest of convert")
     phases.mark("close")
@@ -655,8 +745,62 @@ def run_tutorial(
     return len(succeeded)
 
 
+class _Peak:
+    """The client's traced memory (``--tracemalloc``, one frame per allocation): from the
+    moment the session is open (:meth:`baseline`) to its peak, per file, and the lines
+    that allocated what the peak holds beyond the baseline. A sampler thread takes a
+    snapshot whenever the traced bytes grew by a tenth since the last one."""
+
+    def __init__(self) -> None:
+        import tracemalloc
+
+        self._tm = tracemalloc
+        tracemalloc.start(1)
+        self.base: Any = None
+        self.base_bytes = 0
+        self.snapshot: Any = None
+        self.snapshot_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def baseline(self) -> None:
+        self.base = self._tm.take_snapshot()
+        self.base_bytes = self._tm.get_traced_memory()[0]
+        self._tm.reset_peak()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            current, _ = self._tm.get_traced_memory()
+            if self.base is not None and current > 1.1 * max(self.snapshot_bytes, self.base_bytes):
+                self.snapshot = self._tm.take_snapshot()
+                self.snapshot_bytes = current
+
+    def report(self, files: int) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join()
+        at_end, peak = self._tm.get_traced_memory()
+        top: list[dict[str, Any]] = []
+        if self.snapshot is not None and self.base is not None:
+            for diff in self.snapshot.compare_to(self.base, "lineno")[:10]:
+                frame = diff.traceback[0]
+                where = f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
+                top.append({"where": where, "bytes_per_file": round(diff.size_diff / files)})
+        return {
+            "traced_peak_bytes_per_file": round((peak - self.base_bytes) / files),
+            "traced_snapshot_mb": round(self.snapshot_bytes / 1e6, 1),
+            "traced_at_end_bytes_per_file": round((at_end - self.base_bytes) / files),
+            "top": top,
+        }
+
+
+_PEAK: _Peak | None = None
+
+
 def child_main(raw: str) -> int:
     p = json.loads(raw)
+    global _PEAK  # one per child process
+    peak = _PEAK = _Peak() if p.get("tracemalloc") else None
     phases = _Phases()
     ok = run_tutorial(p, phases) if p["mode"] == "tutorial" else _child_ours(p, phases)
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -668,6 +812,7 @@ def child_main(raw: str) -> int:
                 "cpu_user": usage.ru_utime,
                 "cpu_system": usage.ru_stime,
                 "phases": phases.phases,
+                **({"traced": peak.report(p["files"])} if peak is not None else {}),
             }
         )
     )

@@ -183,8 +183,8 @@ class TranscodeJob:
             self._user_progress(event)
 
     def _record(self, result: FileResult) -> bool:
-        index = self._index_of.get(result.source)
         with self._lock:
+            index = self._index_of.pop(result.source, None)  # (kept only for files to come)
             if index is None or index in self._results:
                 log.warning("ignoring a second or unknown result for %s", result.source)
                 return False

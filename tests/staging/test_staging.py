@@ -363,3 +363,40 @@ def test_repr_names_the_containers_and_no_secret(oa: OfflineAzure) -> None:
     assert staging.containers.input in text and staging.containers.output in text
     assert staging.account_key is not None and staging.account_key not in text
     assert "sig=" not in text and "AccountKey" not in text
+
+
+def test_uploads_run_a_bounded_window_ahead_of_their_results(tmp_path: Path) -> None:
+    """Inputs are handed to the upload threads a few at a time (four per worker ahead of
+    the results read), in order, not all at once: a run of N files never holds N pending
+    calls; after a failure no call beyond the window starts."""
+    from batch_transcode._azure.staging import _map
+
+    items = [
+        WorkItem(
+            index=i, source=tmp_path / f"{i}.wav", relative_source=f"{i}.wav", outputs=(), relative_outputs=()
+        )
+        for i in range(200)
+    ]
+    started: list[int] = []
+
+    def fn(item: WorkItem) -> int:
+        started.append(item.index)
+        return item.index
+
+    seen = []
+    for k, value in enumerate(_map(fn, items, 2, "bt-test")):
+        seen.append(value)
+        assert len(started) <= k + 1 + 4 * 2
+    assert seen == list(range(200))
+
+    started.clear()
+
+    def failing(item: WorkItem) -> int:
+        started.append(item.index)
+        if item.index == 5:
+            raise OSError("disk gone")
+        return item.index
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_map(failing, items, 2, "bt-test"))
+    assert max(started) < 5 + 1 + 4 * 2

@@ -461,11 +461,9 @@ def _complete_output(item: WorkItem) -> bool:
         return False
 
 
-def _log_done(job_id: str, results: Sequence[FileResult], total: int) -> None:
-    done = sum(r.ok for r in results)
-    failed = len(results) - done
+def _log_done(job_id: str, ok: int, reported: int, total: int) -> None:
     log.info(
-        "job %s: %d/%d converted, %d failed, %d not done", job_id, done, total, failed, total - len(results)
+        "job %s: %d/%d converted, %d failed, %d not done", job_id, ok, total, reported - ok, total - reported
     )
 
 
@@ -474,6 +472,9 @@ class _Collector:
 
     ``produce`` (uploads and task collections) runs beside it in a thread of its own;
     its error, if any, is raised here. Done when every task id is accounted for.
+
+    Per file it keeps only what is still to come: the items whose task was not read yet
+    (``unread``) and the downloads under way; a result, once reported, is the job's.
     """
 
     def __init__(
@@ -486,18 +487,20 @@ class _Collector:
         hurry: Callable[[], None] | None = None,
     ) -> None:
         self.run = run
-        self.items = list(items)
+        self.total = len(items)
         self.produce = produce
         #: Called when the job has no task waiting while inputs are still staged.
         self.hurry = hurry
         self.keep_existing = keep_existing
-        self.by_task = {names.task_id(i.index): i for i in self.items}
-        self.results: dict[int, FileResult] = {}
+        #: The items whose finished task was not read yet, by task id.
+        self.unread = {names.task_id(i.index): i for i in items}
+        #: Results reported (and how many of them converted).
+        self.reported = 0
+        self.ok = 0
         self.pending: dict[Future[FileResult], WorkItem] = {}
         #: Downloads that ended, in the order they did (so that collecting them never
         #: walks every pending download).
         self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
-        self.seen: set[str] = set()
         #: The segment and audio tasks of split files read so far.
         self.pieces_seen: set[str] = set()
         #: ``stateTransitionTime`` of the newest finished task listed so far.
@@ -529,7 +532,7 @@ class _Collector:
             telemetry.end_span(collecting)
         if not finished:
             run._stop_job()
-        _log_done(run.job_id, list(self.results.values()), len(self.items))
+        _log_done(run.job_id, self.ok, self.reported, self.total)
         self._report_capacity()
 
     def _report_capacity(self) -> None:
@@ -547,6 +550,11 @@ class _Collector:
         ended = dt.datetime.now(dt.UTC)
         run.progress.held(Capacity(backend="azure", slots_per_node=slots, nodes=nodes, ended=ended))
 
+    @property
+    def read(self) -> int:
+        """How many finished tasks were read."""
+        return self.total - len(self.unread)
+
     def _harvest(self, fut: Future[FileResult] | None = None) -> None:
         """Report the downloads that ended (``fut`` first)."""
         while True:
@@ -555,9 +563,10 @@ class _Collector:
                     fut = self._landed.get_nowait()
                 except queue.Empty:
                     return
-            item = self.pending.pop(fut)
+            del self.pending[fut]
             result = fut.result()
-            self.results[item.index] = result
+            self.reported += 1
+            self.ok += result.ok
             self.run.progress.finished(result)
             fut = None
 
@@ -591,9 +600,9 @@ class _Collector:
             if parent is not None:  # a segment or audio task of a split file
                 new += self._piece(outcome, parent)
                 continue
-            item = self.by_task.get(outcome.task_id)
-            if item is None or outcome.task_id in self.seen:
-                continue
+            item = self.unread.pop(outcome.task_id, None)
+            if item is None:
+                continue  # not ours, or read already
             self._collect(item, self._finish, outcome)
             new += 1
         return new
@@ -601,9 +610,8 @@ class _Collector:
     def _collect(
         self, item: WorkItem, finish: Callable[[WorkItem, TaskOutcome], FileResult], outcome: TaskOutcome
     ) -> None:
-        """The file's task (or a failed piece of it) is accounted for: its result is made
-        in a download thread."""
-        self.seen.add(names.task_id(item.index))
+        """The file's task (or a failed piece of it) is accounted for (no longer
+        ``unread``): its result is made in a download thread."""
         with telemetry.attached(self._collecting):
             fut = self._downloads.submit(finish, item, outcome)
         self.pending[fut] = item
@@ -615,9 +623,10 @@ class _Collector:
         if outcome.task_id in self.pieces_seen:
             return 0
         self.pieces_seen.add(outcome.task_id)
-        item = self.by_task.get(parent)
-        if item is not None and not outcome.succeeded and parent not in self.seen:
-            self._collect(item, self.run.piece_failed, outcome)
+        if not outcome.succeeded:
+            item = self.unread.pop(parent, None)
+            if item is not None:
+                self._collect(item, self.run.piece_failed, outcome)
         return 1
 
     def _finish(self, item: WorkItem, outcome: TaskOutcome) -> FileResult:
@@ -651,7 +660,7 @@ class _Collector:
             if remaining <= 0:
                 raise RunTimeoutError(
                     f"job {run.job_id} did not finish within the session timeout "
-                    f"({len(self.seen)}/{len(self.items)} done); raise AzureConfig(session_timeout=...) "
+                    f"({self.read}/{self.total} done); raise AzureConfig(session_timeout=...) "
                     "or add nodes"
                 )
             wake = min(poll.next_poll, poll.next_list) - time.monotonic()
@@ -669,7 +678,7 @@ class _Collector:
                 raise error
         if run.cancel.is_set():
             return False
-        if (produced is None or produced.done()) and len(self.seen) >= len(self.items):
+        if (produced is None or produced.done()) and not self.unread:
             while self.pending:  # the last downloads
                 self._sleep(1.0)
                 if run.cancel.is_set():
@@ -684,14 +693,14 @@ class _Collector:
         batch, job_id = run.session.batch, run.job_id
         counts = job_counts(batch, job_id, config)
         moved = counts != poll.last
-        tasks = len(self.items) + run.split.pieces
+        tasks = self.total + run.split.pieces
         if moved:
             log_counts(job_id, counts, tasks)
             if not run.split.pieces:  # else tasks are not files: the bar moves by results
                 run.progress.counts(counts.completed, counts.failed)
         if counts.active == 0 and not staging_done and self.hurry is not None:
             self.hurry()  # no task waits for a node: add the staged ones now
-        if counts.completed > len(self.seen) + len(self.pieces_seen):
+        if counts.completed > self.read + len(self.pieces_seen):
             # the counts know of finished tasks not read yet: list, but never twice
             # within the margin, so that each task is read at most about twice
             # (a listing that found nothing has nothing to read again, and the

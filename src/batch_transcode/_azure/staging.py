@@ -21,6 +21,7 @@ made and removed by :mod:`~batch_transcode._azure.containers`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -29,7 +30,8 @@ import mimetypes
 import os
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -257,9 +259,10 @@ class Staging:
         on_staged: Callable[[WorkItem, StagedInput], None] | None = None,
     ) -> list[StagedInput]:
         """Upload the inputs (``upload_concurrency`` at once), skipping identical blobs;
-        return a read-only SAS URL for each, in the order of ``items``. ``on_staged`` is
-        called (from an upload thread) as each input lands. Once ``cancel`` is set no new
-        upload starts and :class:`StagingCancelled` is raised."""
+        return a read-only SAS URL for each, in the order of ``items``. With ``on_staged``
+        (called from an upload thread as each input lands) the staged inputs are its to
+        keep: none is kept here and the list returned is empty. Once ``cancel`` is set no
+        new upload starts and :class:`StagingCancelled` is raised."""
         if not items:
             return []
         per_blob = max(1, min(8, self.upload_concurrency // len(items)))
@@ -280,17 +283,24 @@ class Staging:
                 on_staged(item, staged)
             return staged
 
+        kept: list[StagedInput] = []
+        uploaded, size, unchanged = 0, 0, 0
         with azure_errors("upload the inputs"):
-            staged = _map(one, items, self.upload_concurrency, "bt-upload")
-        uploaded = [s for s in staged if s.uploaded]
+            for staged in _map(one, items, self.upload_concurrency, "bt-upload"):
+                if staged.uploaded:
+                    uploaded, size = uploaded + 1, size + staged.size
+                else:
+                    unchanged += 1
+                if on_staged is None:
+                    kept.append(staged)
         log.info(
             "inputs: %d uploaded (%d bytes), %d unchanged, to container %s",
-            len(uploaded),
-            sum(s.size for s in uploaded),
-            len(staged) - len(uploaded),
+            uploaded,
+            size,
+            unchanged,
             self.containers.input,
         )
-        return staged
+        return kept
 
     def upload_file(self, ledger: UploadLedger, path: Path, blob_name: str) -> str:
         """Upload one file (e.g. a static ffmpeg) into the input container, unless an
@@ -409,14 +419,25 @@ def _sas_window(expiry: dt.datetime, *, delegated: bool) -> tuple[dt.datetime, d
     return start, min(expiry, start + MAX_DELEGATION) if delegated else expiry
 
 
-def _map(fn: Callable[[WorkItem], T], items: Sequence[WorkItem], workers: int, name: str) -> list[T]:
+def _map(fn: Callable[[WorkItem], T], items: Sequence[WorkItem], workers: int, name: str) -> Iterator[T]:
+    """``fn`` of each item, in order, ``workers`` at a time; at most four calls per worker
+    are queued ahead (``Executor.map`` would queue a future for every item at once: a
+    few hundred bytes each, for the whole run)."""
     if len(items) == 1 or workers == 1:
-        return [fn(i) for i in items]
+        yield from (fn(i) for i in items)
+        return
     pool = ContextExecutor(max_workers=min(workers, len(items)), thread_name_prefix=name)
+    window: collections.deque[Future[T]] = collections.deque()
     try:
-        return list(pool.map(fn, items))
+        for item in items:
+            if len(window) >= 4 * workers:
+                yield window.popleft().result()
+            window.append(pool.submit(fn, item))
+        while window:
+            yield window.popleft().result()
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # do not start the rest after a failure
+        for fut in window:
+            fut.cancel()  # do not start the rest after a failure
         raise
     finally:
         pool.shutdown(wait=True)

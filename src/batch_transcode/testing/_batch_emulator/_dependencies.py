@@ -226,6 +226,11 @@ class Dependencies:
             self._numbers = sorted(found)
         return self._numbers
 
+    def unmet_ids(self, task: _Task) -> list[str]:
+        """The lower-case ids in ``task``'s ``taskIds`` that have not satisfied it."""
+        deps = task.spec.get("dependsOn") or {}
+        return [key for i in deps.get("taskIds") or [] if not self._satisfied(key := _lower(i))]
+
     def met(self, task: _Task) -> bool:
         """Whether every task ``task`` depends on has satisfied it."""
         deps = task.spec.get("dependsOn")

@@ -123,6 +123,11 @@ class FaultInjector:
         """Whether the task counts lag at all (else :meth:`counts_lag` is 0 for every task)."""
         return self.faults.stale_counts_seconds > 0 or self.faults.missed_count_rate > 0
 
+    def max_lag(self) -> float:
+        """The most seconds the task counts lag behind any completion."""
+        f = self.faults
+        return f.stale_counts_seconds + (f.missed_count_seconds if f.missed_count_rate > 0 else 0.0)
+
     def counts_lag(self, task_id: str) -> float:
         """Seconds the task counts lag behind a completion of ``task_id``."""
         f = self.faults

@@ -13,6 +13,7 @@ import copy
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from batch_transcode._process import kill_process_group
 
@@ -81,7 +82,7 @@ class JobOperations(Operations):
             job = self.state.writable_job(call.params["jobId"])
             job.set_state("deleting")
             job.delete_due = time.monotonic() + DELETE_DELAY
-            for task in job.tasks.values():
+            for task in job.tasks.in_state("running", "preparing"):
                 if task.proc is not None:
                     task.kill_reason = "delete"
                     kill_process_group(task.proc)
@@ -172,20 +173,19 @@ class JobOperations(Operations):
     def op_Jobs_GetJobTaskCounts(self, call: Call) -> Reply:
         with self.state.lock:
             job = self.state.job(call.params["jobId"])
-            counts = {"active": 0, "running": 0, "completed": 0, "succeeded": 0, "failed": 0}
-            slots = dict(counts)
-            stamp = now()
-            may_lag = self.state.injector.counts_may_lag()
-            for t in job.tasks.values():
-                state = "running" if t.state in ("running", "preparing") else t.state
-                if state == "completed" and may_lag:
-                    lag = self.state.injector.counts_lag(t.id)
+            counts, slots = dict(job.tasks.counts), dict(job.tasks.slots)
+            injector = self.state.injector
+            if injector.counts_may_lag():
+                # Stale counts (Faults.stale_counts_seconds, missed_count_rate): a task that
+                # completed less than its lag ago still counts as running.
+                stamp = now()
+                window = stamp - timedelta(seconds=injector.max_lag())
+                for key in job.tasks.entered_since("completed", window):
+                    t = job.tasks[key]
+                    lag = injector.counts_lag(t.id)
                     if lag > 0 and (stamp - t.state_time).total_seconds() < lag:
-                        state = "running"  # stale counts (Faults.stale_counts_seconds)
-                counts[state] += 1
-                slots[state] += t.required_slots
-                if state == "completed":
-                    outcome = "succeeded" if t.execution.get("result") == "success" else "failed"
-                    counts[outcome] += 1
-                    slots[outcome] += t.required_slots
+                        outcome = "succeeded" if t.execution.get("result") == "success" else "failed"
+                        for name, step in (("running", 1), ("completed", -1), (outcome, -1)):
+                            counts[name] += step
+                            slots[name] += step * t.required_slots
             return Reply(200, {"taskCounts": counts, "taskSlotCounts": slots})

@@ -16,6 +16,7 @@ from typing import Any
 from ._defaults import DEFAULTS, answer
 from ._dependencies import ExitCondition
 from ._dependencies import dependency_action as resolve_dependency_action
+from ._task_table import TaskTable
 
 JSON = dict[str, Any]
 
@@ -256,6 +257,14 @@ class Task(_Tracked):
     run_serial: int = 0
     #: Once completed: "satisfy" or "block", what the task does to the tasks that depend on it.
     dependency_action: str | None = None
+    #: The job's table of tasks, told of every change of state (set when added to it).
+    table: TaskTable[Task] | None = field(default=None, repr=False, compare=False)
+
+    def set_state(self, state: str) -> None:
+        old = self.state
+        super().set_state(state)
+        if self.table is not None and state != old:
+            self.table.moved(self, old)
 
     @property
     def path(self) -> str:
@@ -372,7 +381,7 @@ class Job(_Tracked):
     spec: JSON = field(default_factory=dict)
     pool_id: str = ""
     auto_pool: bool = False
-    tasks: dict[str, Task] = field(default_factory=dict)  # lower-case id -> task
+    tasks: TaskTable[Task] = field(default_factory=TaskTable)  # lower-case id -> task
     end_time: datetime | None = None
     terminate_reason: str | None = None
     delete_due: float = 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -216,6 +217,47 @@ def parse_filter(text: str | None) -> Predicate:
     if not text or not text.strip():
         return lambda d: True
     return _Parser(text).parse()
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """What a ``$filter`` requires of every item it matches, where an index can use it:
+    ``state eq '<state>'`` and ``stateTransitionTime ge|gt DateTime'...'`` among the
+    terms joined by a top-level ``and``."""
+
+    state: str | None = None
+    since: datetime | None = None
+
+
+def narrowing(text: str | None) -> Narrowing:
+    """The :class:`Narrowing` of a ``$filter`` (nothing when a top-level ``or`` joins its
+    terms). Items outside it never match; the filter itself still decides the rest."""
+    if not text or not text.strip():
+        return Narrowing()
+    toks = _tokens(text)
+    terms: list[list[tuple[str, str]]] = [[]]
+    depth = 0
+    for kind, word in toks:
+        depth += {"lp": 1, "rp": -1}.get(kind, 0)
+        if depth == 0 and kind == "word" and word.lower() in ("and", "or"):
+            if word.lower() == "or":
+                return Narrowing()
+            terms.append([])
+            continue
+        terms[-1].append((kind, word))
+    state: str | None = None
+    since: datetime | None = None
+    for term in terms:
+        if len(term) != 3 or term[0][0] != "word" or term[1][0] != "word":
+            continue
+        prop, op, (kind, literal) = term[0][1].lower(), term[1][1].lower(), term[2]
+        if prop == "state" and op == "eq" and kind == "str":
+            state = literal[1:-1].replace("''", "'").lower()
+        elif prop == "statetransitiontime" and op in ("ge", "gt") and kind == "dt":
+            stamp = _datetime(literal[len("datetime'") : -1])
+            if stamp is not None and (since is None or stamp > since):
+                since = stamp
+    return Narrowing(state=state, since=since)
 
 
 def apply_select(doc: dict[str, Any], select: str | None) -> dict[str, Any]:

@@ -204,32 +204,6 @@ class Operations:
         chunk = matched[:page]
         return self._page_reply(call, chunk, key(chunk[-1]) if len(matched) > page else None, kind, path)
 
-    def _list_lazily(
-        self,
-        call: Call,
-        items: Mapping[str, Callable[[], JSON]],
-        kind: str,
-        path: str,
-        views: Mapping[str, Callable[[], Mapping[str, Any]]] | None = None,
-    ) -> Reply:
-        """``_list`` for many items keyed by lower-case id: only the requested page is
-        rendered. With ``views`` (the same properties, uncopied), a ``$filter`` is
-        evaluated on those, so a filtered listing too renders only what it returns."""
-        if call.query.get("$filter") and views is None:
-            return self._list(call, [render() for render in items.values()], kind, path)
-        predicate = parse_filter(call.query.get("$filter"))
-        after, page = self._paging(call)
-        chunk: list[str] = []
-        more = False
-        for k in sorted(items):
-            if (after is not None and k <= after) or (views is not None and not predicate(views[k]())):
-                continue
-            if len(chunk) == page:
-                more = True
-                break
-            chunk.append(k)
-        return self._page_reply(call, [items[k]() for k in chunk], chunk[-1] if more else None, kind, path)
-
     @staticmethod
     def _file_reply(base: Path, rel: str, url: str, head: bool, headers: dict[str, str]) -> Reply:
         """Get File / Get File Properties (HEAD) of ``base/rel``, honouring ``ocp-range``."""

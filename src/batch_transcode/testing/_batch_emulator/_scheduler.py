@@ -21,12 +21,13 @@ Each tick, under the account lock, it
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import threading
 import time
 
-from ._dependencies import Dependencies
+from ._dependencies import Dependencies, integer_id
 from ._executor import find_ffmpeg, make_node_image
 from ._model import Job, Node, Pool, Task, iso, now
 from ._runner import Runner
@@ -169,13 +170,14 @@ class Scheduler:
 
     def _tick_job(self, key: str, job: Job, mono: float) -> None:
         if job.state == "deleting":
-            if mono >= job.delete_due and not any(t.proc is not None for t in job.tasks.values()):
+            live = any(t.proc is not None for t in job.tasks.in_state("running", "preparing"))
+            if mono >= job.delete_due and not live:
                 del self.state.jobs[key]
                 LOG.info("job %s deleted", job.id)
                 self.state.changed.notify_all()
             return
         if job.state == "terminating":
-            if not any(t.proc is not None or t.state in ("running", "preparing") for t in job.tasks.values()):
+            if not job.tasks.count("running", "preparing"):
                 job.end_time = now()
                 job.set_state("completed")
                 self.state.release_auto_pool(job)
@@ -190,7 +192,7 @@ class Scheduler:
         if (
             job.spec.get("onAllTasksComplete", "noaction") == "terminatejob"
             and job.tasks
-            and all(t.state == "completed" for t in job.tasks.values())
+            and job.tasks.counts["completed"] == len(job.tasks)
         ):
             self.state.terminate_job(job, "AllTasksComplete")
 
@@ -200,6 +202,8 @@ class Scheduler:
             key=lambda j: (-int(j.spec.get("priority", 0)), j.creation_time),
         )
         for job in jobs:
+            deps = Dependencies(job)
+            self._release_held(job, deps)
             pool = self.state.pools.get(job.pool_id.lower())
             if pool is None or pool.state != "active":
                 continue
@@ -207,36 +211,55 @@ class Scheduler:
             if capacity <= 0:
                 continue  # every slot is busy: no need to look at the job's tasks
             limit = int(job.spec.get("maxParallelTasks", -1))
-            running = (
-                sum(1 for t in job.tasks.values() if t.state in ("running", "preparing"))
-                if limit != -1
-                else 0
-            )
-            deps = Dependencies(job)
-            for task in job.tasks.values():
-                if task.state != "active" or task.proc is not None or task.node_key is not None:
-                    continue
-                if limit != -1 and running >= limit:
+            running = job.tasks.count("running", "preparing") if limit != -1 else 0
+            # The queue of runnable tasks, read a few at a time (dispatching changes it).
+            cursor: tuple[int, str] | None = None
+            while capacity > 0 and (limit == -1 or running < limit):
+                batch = list(itertools.islice(job.tasks.runnable(cursor), 64))
+                if not batch:
                     break
-                if task.required_slots > capacity:
-                    continue
-                if not deps.met(task):
-                    continue
-                nodes = [
-                    n
-                    for n in pool.nodes.values()
-                    if n.state in ("idle", "running")
-                    and pool.slots_per_node - n.used_slots() >= task.required_slots
-                ]
-                if not nodes:
-                    continue
-                fill = (pool.spec.get("taskSchedulingPolicy") or {}).get("nodeFillType", "spread")
-                nodes.sort(key=lambda n: n.used_slots(), reverse=(fill == "pack"))
-                self._assign(job, task, pool, nodes[0])
-                running += 1
-                capacity = self._free_slots(pool)
-                if capacity <= 0:
-                    break
+                cursor = batch[-1]
+                for _, key in batch:
+                    if capacity <= 0 or (limit != -1 and running >= limit):
+                        break
+                    if self._try_assign(job, job.tasks[key], pool, deps, capacity):
+                        running += 1
+                        capacity = self._free_slots(pool)
+
+    def _release_held(self, job: Job, deps: Dependencies) -> None:
+        """Move the job's held tasks whose dependencies are now met to its runnable
+        queue; the others wait for the tasks they still need (``TaskTable.news``)."""
+        table = job.tasks
+        ranges = any(integer_id(k) is not None for k in table.woken())
+        for key in table.news(ranges=ranges):
+            task = table[key]
+            if deps.met(task):
+                table.release(key)
+            else:
+                ranged = bool(task.spec["dependsOn"].get("taskIdRanges"))
+                table.wait_for(key, deps.unmet_ids(task), ranges=ranged)
+
+    def _try_assign(self, job: Job, task: Task, pool: Pool, deps: Dependencies, capacity: int) -> bool:
+        """Put ``task`` on a node of ``pool`` if one has the slots for it (and its
+        dependencies are still met: a task it needs may have been reactivated)."""
+        if task.state != "active" or task.proc is not None or task.node_key is not None:
+            return False
+        if task.required_slots > capacity:
+            return False
+        if task.spec.get("dependsOn") and not deps.met(task):
+            job.tasks.hold(task.id.lower())
+            return False
+        nodes = [
+            n
+            for n in pool.nodes.values()
+            if n.state in ("idle", "running") and pool.slots_per_node - n.used_slots() >= task.required_slots
+        ]
+        if not nodes:
+            return False
+        fill = (pool.spec.get("taskSchedulingPolicy") or {}).get("nodeFillType", "spread")
+        nodes.sort(key=lambda n: n.used_slots(), reverse=(fill == "pack"))
+        self._assign(job, task, pool, nodes[0])
+        return True
 
     @staticmethod
     def _free_slots(pool: Pool) -> int:

@@ -13,6 +13,7 @@ versions are made up.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Unpack
 
@@ -60,7 +61,7 @@ class Service(AccountState):
                     if node.start_proc is not None:
                         procs.append(node.start_proc)
             for job in self.jobs.values():
-                for task in job.tasks.values():
+                for task in job.tasks.in_state("running", "preparing"):
                     if task.proc is not None:
                         task.kill_reason = task.kill_reason or "shutdown"
                         procs.append(task.proc)
@@ -85,12 +86,13 @@ class Service(AccountState):
                 self.changed.wait(min(left, 0.1))
 
     def _busy(self, job: Job) -> bool:
+        if job.tasks.count("running", "preparing"):
+            return True
+        if self._runnable_pool(job) is None:
+            return False
         deps = Dependencies(job)
-        pool = self._runnable_pool(job)
-        return any(
-            t.state in ("running", "preparing") or (t.state == "active" and pool is not None and deps.met(t))
-            for t in job.tasks.values()
-        )
+        waiting = (job.tasks[key] for _, key in job.tasks.runnable())
+        return any(deps.met(t) for t in itertools.chain(waiting, job.tasks.held()))
 
     def _runnable_pool(self, job: Job) -> Pool | None:
         pool = self.pools.get(job.pool_id.lower())

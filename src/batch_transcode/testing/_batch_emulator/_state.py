@@ -318,11 +318,9 @@ class AccountState:
         numbers = [int(x) for x in re.findall(r"(?<![\w.$])\d+(?![\w.])", formula)]
         cap = max(numbers) if numbers else 10
         pending = sum(
-            1
+            j.tasks.count("active", "running", "preparing")
             for j in self.jobs.values()
             if j.pool_id.lower() == pool.id.lower() and j.state == "active"
-            for t in j.tasks.values()
-            if t.state in ("active", "running", "preparing")
         )
         target = min(pending, cap)
         if "$TargetLowPriorityNodes" in formula and "$TargetDedicatedNodes" not in formula:
@@ -358,7 +356,7 @@ class AccountState:
         """Mark the job ``terminating`` and end its running tasks; the scheduler completes it."""
         job.terminate_reason = reason
         job.set_state("terminating")
-        for task in job.tasks.values():
+        for task in job.tasks.in_state("running", "preparing"):
             if task.proc is not None:
                 task.kill_reason = "terminate"
                 kill_process_group(task.proc)
@@ -369,7 +367,7 @@ class AccountState:
         """Mark the job ``disabled``; its running tasks are requeued or terminated
         (``disableTasks`` ``requeue``/``terminate``) or left to finish (``wait``)."""
         option = option.lower()
-        for task in job.tasks.values():
+        for task in job.tasks.in_state("running", "preparing"):
             if task.proc is not None and option in ("requeue", "terminate"):
                 task.kill_reason = option
                 kill_process_group(task.proc)

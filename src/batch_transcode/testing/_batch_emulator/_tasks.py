@@ -12,7 +12,7 @@ dependencies are met, and which dependencies a task may name, is ``_dependencies
 from __future__ import annotations
 
 import copy
-from functools import partial
+from collections.abc import Iterable
 from pathlib import Path
 
 from batch_transcode._process import kill_process_group
@@ -20,8 +20,9 @@ from batch_transcode._process import kill_process_group
 from ._dependencies import check_new_task
 from ._errors import BatchServiceError, invalid_value
 from ._model import JSON, Job, Task, iso
-from ._odata import duration_seconds
+from ._odata import Narrowing, duration_seconds, narrowing, parse_filter
 from ._rest import Call, FileOperations, Reply, new_id
+from ._task_table import TaskTable
 
 MAX_TASKS_PER_COLLECTION = 100
 
@@ -50,7 +51,8 @@ class TaskOperations(FileOperations):
             )
         check_new_task(job.spec, spec)
         task = Task(id=task_id, job_id=job.id, spec=copy.deepcopy(spec))
-        job.tasks[task_id.lower()] = task
+        job.tasks.add(task)
+        task.table = job.tasks
         return task
 
     def _job_for_add(self, job_id: str) -> Job:
@@ -128,11 +130,21 @@ class TaskOperations(FileOperations):
     def op_Tasks_ListTasks(self, call: Call) -> Reply:
         with self.state.lock:
             job = self.state.job(call.params["jobId"])
-            renders = {
-                key: partial(task.to_json, self.state.endpoint, job) for key, task in job.tasks.items()
-            }
-            views = {key: partial(task.filter_view, job) for key, task in job.tasks.items()}
-            return self._list_lazily(call, renders, "tasks", f"/jobs/{job.id}/tasks", views)
+            after, page = self._paging(call)
+            text = call.query.get("$filter")
+            predicate = parse_filter(text)
+            chunk: list[str] = []
+            more = False
+            for key in _candidates(job.tasks, narrowing(text), after, page):
+                if text and not predicate(job.tasks[key].filter_view(job)):
+                    continue
+                if len(chunk) == page:
+                    more = True
+                    break
+                chunk.append(key)
+            docs = [job.tasks[key].to_json(self.state.endpoint, job) for key in chunk]
+            last = chunk[-1] if more else None
+            return self._page_reply(call, docs, last, "tasks", f"/jobs/{job.id}/tasks")
 
     def op_Tasks_DeleteTask(self, call: Call) -> Reply:
         with self.state.lock:
@@ -143,7 +155,8 @@ class TaskOperations(FileOperations):
                 kill_process_group(task.proc)
             if task.satisfies_dependents():
                 job.satisfied_ids.add(task.id.lower())  # see _dependencies: deleting does not undo it
-            del job.tasks[task.id.lower()]
+            job.tasks.remove(task.id.lower())
+            task.table = None
             self.state.changed.notify_all()
             return Reply(200, None)
 
@@ -207,3 +220,21 @@ class TaskOperations(FileOperations):
         job = self.state.job(call.params["jobId"])
         task = self.state.task(job, call.params["taskId"])
         return self._task_dir(job, task), f"/jobs/{job.id}/tasks/{task.id}/files"
+
+
+def _candidates(tasks: TaskTable[Task], narrow: Narrowing, after: str | None, page: int) -> Iterable[str]:
+    """The keys after ``after``, in order, of a superset of the tasks a filter narrowed so
+    matches: the tasks of its state, or those that entered a state since its instant when
+    they are few (sorting them then costs less than walking the state's tasks in order
+    until a page is full)."""
+    if narrow.since is not None:
+        states = [narrow.state] if narrow.state is not None else tasks.states()
+        scope = tasks.count(*states)
+        recent: list[str] = []
+        for state in states:
+            recent.extend(tasks.entered_since(state, narrow.since))
+            if 4 * len(recent) > scope and len(recent) > page:
+                break  # most of them: walk in order instead
+        else:
+            return sorted(k for k in set(recent) if after is None or k > after)
+    return tasks.ids(narrow.state, after)
