@@ -60,6 +60,7 @@ NAMESPACE = "Microsoft.Batch"
 Attributes = Mapping[str, str | int | float | bool]
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
