@@ -105,7 +105,7 @@ def _files_table(rows: Sequence[Row]) -> str:
         )
 
     headers = ("status", "source", "output", "size", "seconds", "quality", "error / notes")
-    widths = ("4.5em", "20%", "20%", "6.5em", "5.5em", "14%", "auto")
+    widths = ("4.5em", "18%", "18%", "6.5em", "5.5em", "17%", "auto")
     return _table(headers, "".join(cells(r) for r in rows), "files", widths)
 
 

@@ -459,8 +459,8 @@ def _usage_rows(usage: Usage, plan: Plan | None, wall: float) -> list[tuple[str,
 def _timeline(report: Report) -> tuple[list[_page.Lane], list[_page.Bar], float]:
     """Lanes (each node's slots, or the local workers) and one bar per task that ran."""
     usage = report.usage
-    local = usage is None or usage.backend == "local"
     timed = [r for r in report.results if r.started is not None and r.ended is not None]
+    local = usage.backend == "local" if usage is not None else all(r.node is None for r in timed)
     spans = [(r.node or "", r.started, r.ended) for r in timed if r.started and r.ended]
     if not spans:
         return [], [], 0.0

@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
@@ -50,6 +51,8 @@ __all__ = [
     "start_span",
 ]
 
+log = logging.getLogger(__name__)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -60,6 +63,7 @@ NAMESPACE = "Microsoft.Batch"
 Attributes = Mapping[str, str | int | float | bool]
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -181,9 +185,17 @@ def _instruments() -> dict[str, Any]:
 
 def record_file(result: Any, backend: str, parent: Any) -> None:
     """A finished file: counted by outcome, its task's time recorded, and a span of its own
-    (from its task's start to its end, under ``parent``'s context) when it ran."""
+    (from its task's start to its end, under ``parent``'s context) when it ran. Telemetry
+    never fails a run: an error here is logged and dropped."""
     if otel_metrics is None:
         return
+    try:
+        _record_file(result, backend, parent)
+    except Exception:
+        log.debug("could not record the telemetry of %s", result.source, exc_info=True)
+
+
+def _record_file(result: Any, backend: str, parent: Any) -> None:
     tools = _instruments()
     tools["files"].add(1, {"status": str(result.status), "backend": backend})
     if result.started is None or result.ended is None:

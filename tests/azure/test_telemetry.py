@@ -33,21 +33,37 @@ EXPORTER = InMemorySpanExporter()
 READER = InMemoryMetricReader()
 
 
+class Switched(SimpleSpanProcessor):
+    """Exports only while a test here runs: the process's provider outlives it."""
+
+    on = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.on:
+            super().on_end(span)
+
+
+PROCESSOR = Switched(EXPORTER)
+
+
 @pytest.fixture
 def captured() -> Iterator[InMemorySpanExporter]:
     """The process's tracer and meter providers (set once: OpenTelemetry refuses a second),
     azure-core tracing on for the test."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        provider.add_span_processor(PROCESSOR)
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(metric_readers=[READER]))
     EXPORTER.clear()
     before = settings.tracing_implementation()
     settings.tracing_implementation = "opentelemetry"
+    PROCESSOR.on = True
     try:
         yield EXPORTER
     finally:
+        PROCESSOR.on = False
+        EXPORTER.clear()
         settings.tracing_implementation = before
 
 
