@@ -78,8 +78,8 @@ class FoundInputs:
         names = ", ".join(repr(str(p)) for p in unique[:3])
         more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
         return (
-            f"{len(self.duplicates)} input(s) named more than once (or also inside a folder "
-            f"given), converted once: {names}{more}"
+            f"{len(self.duplicates)} repeated input(s) left out (a file named twice, also inside "
+            f"a folder given, or through a link); each file is converted once: {names}{more}"
         )
 
     def passed_over_note(self) -> str | None:

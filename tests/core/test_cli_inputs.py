@@ -69,7 +69,7 @@ def test_the_same_file_named_twice_is_converted_once_with_a_note(
     code, report, err = _run(capsys, a, a, tmp_path / "in", "-o", tmp_path / "out")
     assert code == 0, err
     assert [Path(f["source"]).name for f in report["files"]] == ["a.mp4", "b.mp4"]
-    assert "3 input(s) named more than once" in err and "converted once" in err
+    assert "3 repeated input(s) left out" in err and "each file is converted once" in err
     assert str(a) in err
 
 
