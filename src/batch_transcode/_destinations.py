@@ -108,7 +108,7 @@ def make_output_folder(path: Path) -> None:
 def _probe(folder: Path) -> None:
     """Make a file in ``folder`` and remove it: the one test of writing that permission
     bits cannot fool (root, immutable folders, ACLs). Raises ``OSError``."""
-    fd, probe = tempfile.mkstemp(prefix=".bt-probe-", dir=folder)
+    fd, probe = tempfile.mkstemp(prefix=".batch-transcode-write-check-", dir=folder)
     os.close(fd)
     os.unlink(probe)
 

@@ -78,8 +78,8 @@ class FoundInputs:
         names = ", ".join(repr(str(p)) for p in unique[:3])
         more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
         return (
-            f"{len(self.duplicates)} input(s) named more than once (or also inside a folder "
-            f"given), converted once: {names}{more}"
+            f"{len(self.duplicates)} repeated input(s) left out (a file named twice, also inside "
+            f"a folder given, or through a link); each file is converted once: {names}{more}"
         )
 
     def passed_over_note(self) -> str | None:
@@ -97,12 +97,9 @@ def normalised(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(os.fspath(path)))
 
 
-def _file_problem(path: Path) -> str | None:
-    """Why the file named ``path`` cannot be an input, or None."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return _stat_problem(path, exc)
+def _kind_problem(path: Path, st: os.stat_result) -> str | None:
+    """Why the file named ``path`` (its status ``st``, links followed) cannot be an
+    input, or None."""
     if stat.S_ISFIFO(st.st_mode):
         return (
             "is a named pipe (FIFO), not a file: ffmpeg would wait on it for ever; "
@@ -131,87 +128,126 @@ def _stat_problem(path: Path, exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc}); check its permissions"
 
 
-def _search_skip(path: Path) -> Skip | None:
-    """Why a file met in a folder is passed over, or None to take it."""
-    if path.name.startswith("."):
+#: The skip for a file whose status cannot be read, by errno.
+_STAT_SKIPS = {errno.ELOOP: Skip.LINK_LOOP, errno.ENOENT: Skip.DANGLING_LINK}
+
+#: A file's identity: two names of one file (links) have the same.
+FileId = tuple[int, int]
+
+
+def _file_skip(entry: os.DirEntry[str]) -> Skip | FileId:
+    """Why a file met in a folder is passed over, or its identity to take it."""
+    if entry.name.startswith("."):
         return Skip.HIDDEN
-    if path.suffix[1:].lower() not in MEDIA_EXTENSIONS:
+    if os.path.splitext(entry.name)[1][1:].lower() not in MEDIA_EXTENSIONS:
         return Skip.NOT_MEDIA
     try:
-        st = os.stat(path)
+        st = entry.stat()  # links followed
     except OSError as exc:
-        return {errno.ELOOP: Skip.LINK_LOOP, errno.ENOENT: Skip.DANGLING_LINK}.get(
-            exc.errno or 0, Skip.UNREADABLE
-        )
+        return _STAT_SKIPS.get(exc.errno or 0, Skip.UNREADABLE)
     if not stat.S_ISREG(st.st_mode):
         return Skip.NOT_REGULAR
-    return None if os.access(path, os.R_OK) else Skip.UNREADABLE
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
+    if not os.access(entry.path, os.R_OK):
+        return Skip.UNREADABLE
     return (st.st_dev, st.st_ino)
 
 
-class _Search:
-    """One search: files in order, skips, and the problems of files named."""
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop (ELOOP): _file_skip says so
+        return False
 
-    def __init__(self, output_dir: Path | None) -> None:
-        self.output_id = _file_id(output_dir) if output_dir is not None else None
+
+class _Search:
+    """One search: files in order, skips, and the problems of files named. A folder is
+    read with ``os.scandir``: one ``stat`` per media file (its type and identity), none
+    for the names passed over by extension."""
+
+    def __init__(self, output_dir: Path | None, *, refuse_output: bool = False) -> None:
+        #: The output folder, and whether a folder given may not be it.
+        self.output_dir = output_dir
+        self.refuse_output = refuse_output
+        self.output_id: FileId | None = None
+        if output_dir is not None:
+            try:
+                st = os.stat(output_dir)
+                self.output_id = (st.st_dev, st.st_ino)
+            except OSError:
+                pass  # not there yet: nothing to leave out
         self.files: list[Path] = []
         self.skipped: list[Skipped] = []
         self.problems: list[tuple[Path, str]] = []
-        self._seen: set[tuple[int, int]] = set()
+        self._seen: set[FileId] = set()
 
-    def take(self, path: Path) -> None:
-        key = _file_id(path)
-        if key is not None and key in self._seen:
+    def take(self, path: Path, key: FileId) -> None:
+        if key in self._seen:
             self.skipped.append(Skipped(path, Skip.DUPLICATE))
             return
-        if key is not None:
-            self._seen.add(key)
+        self._seen.add(key)
         self.files.append(path)
 
-    def named_file(self, path: Path) -> None:
-        problem = _file_problem(path)
+    def named(self, path: Path) -> None:
+        """A path given: a folder is searched, a file checked."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            self.problems.append((path, _stat_problem(path, exc)))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if self.refuse_output and (st.st_dev, st.st_ino) == self.output_id:
+                raise OutputPathError(
+                    f"the output folder {str(self.output_dir)!r} is the input folder {str(path)!r}: "
+                    "the outputs would be taken for inputs on the next run (and may overwrite "
+                    "inputs of the same name); write them to a folder of their own, such as "
+                    f"{str(path) + '-converted'!r}",
+                    path=path,
+                )
+            self.folder(path)
+            return
+        problem = _kind_problem(path, st)
         if problem is None:
-            self.take(path)
+            self.take(path, (st.st_dev, st.st_ino))
         else:
             self.problems.append((path, problem))
 
     def folder(self, top: Path) -> None:
-        found: list[Path] = []
-
-        def unreadable(exc: OSError) -> None:
-            self.skipped.append(Skipped(Path(exc.filename or top), Skip.UNREADABLE))
-
-        for folder, dirs, names in os.walk(top, onerror=unreadable):
-            here = Path(folder)
-            for name in list(dirs):
-                sub = here / name
-                reason = self._folder_skip(sub)
-                if reason is not None:
-                    dirs.remove(name)
-                    self.skipped.append(Skipped(sub, reason))
-            for name in names:
-                reason = _search_skip(here / name)
-                if reason is None:
-                    found.append(here / name)
+        found: list[tuple[str, FileId]] = []
+        pending = [str(top)]
+        while pending:
+            here = pending.pop()
+            try:
+                with os.scandir(here) as listing:
+                    entries = list(listing)
+            except OSError:
+                self.skipped.append(Skipped(Path(here), Skip.UNREADABLE))
+                continue
+            for entry in entries:
+                if _is_dir(entry):  # links followed: a link to a folder is one
+                    reason = self._folder_skip(entry)
+                    if reason is None:
+                        pending.append(entry.path)
+                        continue
+                    verdict: Skip | FileId = reason
                 else:
-                    self.skipped.append(Skipped(here / name, reason))
-        for path in sorted(found):
-            self.take(path)
+                    verdict = _file_skip(entry)
+                if isinstance(verdict, Skip):
+                    self.skipped.append(Skipped(Path(entry.path), verdict))
+                else:
+                    found.append((entry.path, verdict))
+        found.sort(key=lambda f: f[0].split(os.sep))  # the order of the paths' parts
+        for path, key in found:
+            self.take(Path(path), key)
 
-    def _folder_skip(self, sub: Path) -> Skip | None:
-        if sub.name.startswith("."):
+    def _folder_skip(self, entry: os.DirEntry[str]) -> Skip | None:
+        if entry.name.startswith("."):
             return Skip.HIDDEN
-        if sub.is_symlink():
+        if entry.is_symlink():
             return Skip.LINKED_FOLDER
-        if self.output_id is not None and _file_id(sub) == self.output_id:
-            return Skip.OUTPUT_FOLDER
+        if self.output_id is not None:
+            st = entry.stat()
+            if (st.st_dev, st.st_ino) == self.output_id:
+                return Skip.OUTPUT_FOLDER
         return None
 
 
@@ -240,20 +276,9 @@ def find_inputs(
         raise InputError("pass a list of paths, not a single path: convert([path], ...)")
     given = list(paths)
     out = normalised(output_dir) if output_dir is not None else None
-    search = _Search(out)
+    search = _Search(out, refuse_output=outputs_are_media)
     for raw in given:
-        path = normalised(raw)
-        if not path.is_dir():
-            search.named_file(path)
-            continue
-        if search.output_id is not None and _file_id(path) == search.output_id and outputs_are_media:
-            raise OutputPathError(
-                f"the output folder {str(out)!r} is the input folder {str(path)!r}: the outputs "
-                "would be taken for inputs on the next run (and may overwrite inputs of the same "
-                f"name); write them to a folder of their own, such as {str(path) + '-converted'!r}",
-                path=path,
-            )
-        search.folder(path)
+        search.named(normalised(raw))
     if search.problems:
         raise MissingInputError(search.problems)
     found = FoundInputs(files=tuple(search.files), skipped=tuple(search.skipped))

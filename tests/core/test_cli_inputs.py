@@ -69,7 +69,7 @@ def test_the_same_file_named_twice_is_converted_once_with_a_note(
     code, report, err = _run(capsys, a, a, tmp_path / "in", "-o", tmp_path / "out")
     assert code == 0, err
     assert [Path(f["source"]).name for f in report["files"]] == ["a.mp4", "b.mp4"]
-    assert "3 input(s) named more than once" in err and "converted once" in err
+    assert "3 repeated input(s) left out" in err and "each file is converted once" in err
     assert str(a) in err
 
 
@@ -173,3 +173,22 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"batch-transcode {batch_transcode.__version__}"
+
+
+def test_through_the_python_api_too(
+    tmp_path: Path, make_media: MediaFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same file twice is converted once (a warning says so); the output folder
+    inside the input folder is never searched; what a search passed over is logged."""
+    a = make_media(tmp_path / "in" / "a.mp4")
+    (tmp_path / "in" / "notes.txt").write_text("notes")
+    caplog.set_level(logging.INFO, logger="batch_transcode")
+    with TranscodeSession(LocalConfig(workers=1)) as session:
+        first = session.convert([a, tmp_path / "in", a], output_dir=tmp_path / "in" / "mp3")
+        second = session.convert([tmp_path / "in"], output_dir=tmp_path / "in" / "mp3")
+    assert [r.source for r in first] == [a] and first.ok
+    assert [(r.source, r.status.value) for r in second] == [(a, "skipped")]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("2 repeated input(s) left out" in w for w in warnings), warnings
+    assert "1 the output folder (never searched for inputs)" in caplog.text
+    assert "1 no media file extension" in caplog.text
