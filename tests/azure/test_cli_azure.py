@@ -20,7 +20,7 @@ from batch_transcode import TranscodeSession
 from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure.builders import STAGED_FFMPEG_FILE
 from batch_transcode._cli import main
-from batch_transcode.testing import OfflineAzure
+from batch_transcode.testing import Faults, OfflineAzure
 from helpers import NOTHING_LEFT, leave_session_behind, partial_files, wait_until
 
 pytestmark = pytest.mark.azure
@@ -256,6 +256,12 @@ def test_ctrl_c_during_an_azure_convert_exits_130_and_leaves_nothing(
     for i in range(4):
         make_media(tmp_path / "in" / f"long{i}.mp4", "long")
     assert offline.leaks() == NOTHING_LEFT
+    # The client learns of finished tasks only from counts and listings: slowed, they keep
+    # the run going for seconds after a task starts, so that the interrupt always lands
+    # mid-run (on a loaded machine the four short tasks could otherwise all finish first).
+    offline.set_faults(
+        Faults(slow_rate=1.0, slow_seconds=3.0, operations=("Jobs_GetJobTaskCounts", "Tasks_ListTasks"))
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "batch_transcode", "convert", str(tmp_path / "in"), "--to", "flac",
          "-o", str(tmp_path / "out"), "--backend", "azure", "--nodes", "1", "--no-progress",
@@ -273,6 +279,7 @@ def test_ctrl_c_during_an_azure_convert_exits_130_and_leaves_nothing(
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
+        offline.set_faults(None)
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not (tmp_path / "report.json").exists()  # no report of a run that did not finish
