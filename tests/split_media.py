@@ -49,9 +49,12 @@ CLIPS: dict[str, tuple[str, list[str]]] = {
 }  # fmt: skip
 
 
-def make_split_clips(ffmpeg: str, root: Path) -> dict[str, Path]:
+def make_split_clips(ffmpeg: str, root: Path, only: tuple[str, ...] = ()) -> dict[str, Path]:
+    """The clips (``only`` those named, when given) in ``root``."""
     paths = {}
     for name, (file, args) in CLIPS.items():
+        if only and name not in only:
+            continue
         paths[name] = root / file
         subprocess.run(
             [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args, str(paths[name])],

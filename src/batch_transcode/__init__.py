@@ -50,7 +50,7 @@ from batch_transcode._naming import discover as find_media
 from batch_transcode._plan import Plan
 from batch_transcode._presets import PRESETS, Preset
 from batch_transcode._quality import Metric, Score
-from batch_transcode._report import FileResult, ProgressEvent, Report, Status
+from batch_transcode._report import FileResult, PieceKind, ProgressEvent, Report, Status, TaskSpan
 from batch_transcode._session import TranscodeSession
 from batch_transcode._usage import NodeSpan, Usage
 
@@ -112,6 +112,7 @@ __all__ = [
     "OrphanKind",
     "OutputCollisionError",
     "OutputPathError",
+    "PieceKind",
     "Plan",
     "PoolState",
     "Preset",
@@ -128,6 +129,7 @@ __all__ = [
     "StagedFFmpeg",
     "Status",
     "StitchCheckError",
+    "TaskSpan",
     "TeardownError",
     "TranscodeError",
     "TranscodeFailedError",

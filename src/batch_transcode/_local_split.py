@@ -7,10 +7,13 @@ longest first, before the inputs encoded whole. The unit that ends last stitches
 rendition (in a slot), checks it, and measures its quality when asked: the file's
 result. The pieces live in a hidden folder beside the outputs, removed when the file
 ends; a stitched output takes its final name only once every rendition passed its check.
+Each unit that ran, and the stitch, is measured from taking its slot to letting it go:
+the result's ``pieces``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
@@ -29,7 +32,7 @@ from batch_transcode._ffmpeg import describe_ffmpeg_failure, temporary_output
 from batch_transcode._naming import WorkItem
 from batch_transcode._presets import Preset
 from batch_transcode._progress import ProgressSink
-from batch_transcode._report import FileResult, Status
+from batch_transcode._report import FileResult, PieceKind, Status, TaskSpan, with_pieces
 from batch_transcode._segments import Segment
 from batch_transcode._split import (
     SplitPlan,
@@ -81,6 +84,8 @@ class SplitFile:
         self._error: str | None = None
         self._started: float | None = None
         self._ended = False
+        #: The units that ran (and the stitch), as they ended.
+        self._pieces: list[TaskSpan] = []
 
     def units(self) -> list[tuple[float, Callable[[], None]]]:
         """The file's units of work with their cost (media seconds): one per segment, and
@@ -100,14 +105,15 @@ class SplitFile:
             (self._path(segment_file(segment.index, n, p)), p) for n, p in enumerate(self.runner.presets)
         ]
         argv = segment_argv(self.runner.ffmpeg_exe, str(self.item.source), outputs, segment)
-        self._unit(argv, f"segment {segment.index + 1} of {len(self.plan.segments)}")
+        what = f"segment {segment.index + 1} of {len(self.plan.segments)}"
+        self._unit(argv, what, PieceKind.SEGMENT, segment.index)
 
     def _audio(self) -> None:
         outputs = self._audio_outputs()
         argv = audio_once_argv(
             self.runner.ffmpeg_exe, str(self.item.source), [(o, p) for o, p in outputs if o]
         )
-        self._unit(argv, "the audio")
+        self._unit(argv, "the audio", PieceKind.AUDIO)
 
     def _audio_outputs(self) -> list[tuple[str, Preset]]:
         """The audio-once encode's output per rendition (``""`` where a preset has no audio)."""
@@ -117,28 +123,39 @@ class SplitFile:
             outputs.append(("", preset) if audio is None else (self._path(audio_file(n, preset)), audio))
         return outputs
 
-    def _unit(self, argv: list[str], what: str) -> None:
+    def _unit(self, argv: list[str], what: str, kind: PieceKind, index: int | None = None) -> None:
         """Run one piece's ffmpeg in a worker slot (not once the file failed or the run
-        was cancelled); the last piece to end finishes the file."""
+        was cancelled), measured; the last piece to end finishes the file."""
         try:
             with self.runner.slots:
                 if self.runner.cancel.is_set() or self._error is not None:
                     return
                 self._start()
+                began = dt.datetime.now(dt.UTC)
                 try:
                     code, stderr = self.runner.run_ffmpeg(argv)
                 except OSError as exc:
                     code, stderr = 1, f"could not start ffmpeg: {exc}"
-                if code != 0 and not self.runner.cancel.is_set():
+                status = Status.CONVERTED if code == 0 else Status.FAILED
+                if self.runner.cancel.is_set():
+                    status = Status.CANCELLED
+                elif code != 0:
                     why = describe_ffmpeg_failure(code, stderr, self.runner.presets)
                     with self._lock:
                         self._error = self._error or f"{why}\n(encoding {what} of the split file)"
+                self._ran(kind, status, began, index)
         finally:
             with self._lock:
                 self._left -= 1
                 last = self._left == 0
             if last:
                 self._finish()
+
+    def _ran(self, kind: PieceKind, status: Status, began: dt.datetime, index: int | None = None) -> None:
+        """A piece held its slot from ``began`` to now."""
+        piece = TaskSpan(kind=kind, status=status, started=began, ended=dt.datetime.now(dt.UTC), index=index)
+        with self._lock:
+            self._pieces.append(piece)
 
     def _start(self) -> None:
         with self._lock:
@@ -157,7 +174,9 @@ class SplitFile:
             result = FileResult.failure(self.item.source, f"internal error: {exc!r}", seconds=self._seconds())
         finally:
             self.abandon()
-        self.future.set_result(result)
+        with self._lock:
+            pieces = list(self._pieces)
+        self.future.set_result(with_pieces(result, pieces))
 
     def abandon(self) -> None:
         """Remove the pieces (the file ended, or its run stopped before it did)."""
@@ -173,21 +192,29 @@ class SplitFile:
         if self._error is not None:
             return FileResult.failure(source, self._error, seconds=self._seconds())
         with self.runner.slots:
-            error = self._stitch()
-            if self.runner.cancel.is_set():
-                return FileResult.cancellation(source, seconds=self._seconds())
-            if error is not None:
-                return FileResult.failure(source, error, seconds=self._seconds())
-            result = FileResult.converted(
-                source,
-                self.item.outputs[0],
-                outputs=self.item.outputs,
-                seconds=self._seconds(),
-                notes=[split_note(self.plan)],
-            )
-            if self.runner.measures_quality and result.status is Status.CONVERTED:
-                return self.runner.measured(self.item, result)
+            began = dt.datetime.now(dt.UTC)
+            result = self._stitched()
+            self._ran(PieceKind.STITCH, result.status, began)
             return result
+
+    def _stitched(self) -> FileResult:
+        """Stitch, check (and measure, when asked) in the slot the caller holds."""
+        source = self.item.source
+        error = self._stitch()
+        if self.runner.cancel.is_set():
+            return FileResult.cancellation(source, seconds=self._seconds())
+        if error is not None:
+            return FileResult.failure(source, error, seconds=self._seconds())
+        result = FileResult.converted(
+            source,
+            self.item.outputs[0],
+            outputs=self.item.outputs,
+            seconds=self._seconds(),
+            notes=[split_note(self.plan)],
+        )
+        if self.runner.measures_quality and result.status is Status.CONVERTED:
+            return self.runner.measured(self.item, result)
+        return result
 
     def _stitch(self) -> str | None:
         """Stitch and check every rendition; once all passed, they take their final names

@@ -4,7 +4,9 @@ fetched), from plain values the report hands over.
 :func:`fragment` is what a notebook shows (its CSS scoped to ``.transcode-report``);
 :func:`document` wraps it in a page of its own. The timeline is an SVG with one lane
 per node slot (or local worker) and one ``rect.bar`` per task, coloured by outcome,
-drawn over each node's allocated span, so idle slots show.
+drawn over each node's allocated span, so idle slots show; the tasks of a file encoded
+in segments (``rect.bar.piece``, ``data-piece`` ``seg 3``, ``audio`` or ``stitch``) are
+hatched and labelled where the label fits.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ class Bar:
     label: str
     retries: int = 0
     requeues: int = 0
+    #: A piece of a file encoded in segments: ``seg 3``, ``audio`` or ``stitch`` (empty: a
+    #: file's own task). Drawn hatched, with this label where it fits.
+    piece: str = ""
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -141,8 +146,33 @@ def _ticks(span: float, x: float, scale: float, height: float) -> str:
     return "".join(out)
 
 
+#: The hatching over the bars of a split file's pieces (one pattern; the SVG defines it).
+HATCH = "bt-piece-hatch"
+#: Roughly how wide (user units) a character of a piece's label is, at its font size.
+LABEL_CHAR = 5.2
+
+
+def _piece_marks(bar: Bar, left: float, y: float, width: float) -> tuple[str, str]:
+    """A piece's extra attributes, and its hatching and label (where the label fits)."""
+    if not bar.piece:
+        return "", ""
+    height = LANE - 6
+    marks = (
+        f"<rect class='hatch' x='{left:.1f}' y='{y:.1f}' width='{width:.1f}' height='{height}' "
+        f"fill='url(#{HATCH})' pointer-events='none'/>"
+    )
+    if width >= len(bar.piece) * LABEL_CHAR + 4:
+        marks += (
+            f"<text class='piece-label' x='{left + 2:.1f}' y='{y + 9:.1f}' font-size='9' fill='#000' "
+            "stroke='#fff' stroke-width='2.5' paint-order='stroke' pointer-events='none'>"
+            f"{html.escape(bar.piece)}</text>"
+        )
+    return f" data-piece='{html.escape(bar.piece, quote=True)}'", marks
+
+
 def _bar(bar: Bar, x: float, scale: float) -> str:
     y = TOP + bar.lane * LANE + 3
+    left = x + bar.start * scale
     width = max(1.5, (bar.end - bar.start) * scale - 1)  # a gap between bars back to back
     again = bar.retries + bar.requeues
     dash = " stroke='#000' stroke-width='1.2' stroke-dasharray='3 2'" if again else ""
@@ -151,14 +181,25 @@ def _bar(bar: Bar, x: float, scale: float) -> str:
     )
     title = f"{bar.label}: {bar.status}, {bar.end - bar.start:.1f} s{why}"
     mark = (
-        f"<text x='{x + bar.start * scale + width + 2:.1f}' y='{y + 10}' font-size='10'>&#8635;{again}</text>"
+        f"<text x='{left + width + 2:.1f}' y='{y + 10}' font-size='10'>&#8635;{again}</text>"
         if again
         else ""
     )
+    classes = f"bar {bar.status}" + (" piece" if bar.piece else "")
+    data, marks = _piece_marks(bar, left, y, width)
     return (
-        f"<rect class='bar {bar.status}' data-retries='{bar.retries}' data-requeues='{bar.requeues}' "
-        f"x='{x + bar.start * scale:.1f}' y='{y:.1f}' width='{width:.1f}' height='{LANE - 6}' "
-        f"fill='{COLOURS[bar.status]}'{dash}><title>{html.escape(title)}</title></rect>{mark}"
+        f"<rect class='{classes}' data-retries='{bar.retries}' data-requeues='{bar.requeues}'{data} "
+        f"x='{left:.1f}' y='{y:.1f}' width='{width:.1f}' height='{LANE - 6}' "
+        f"fill='{COLOURS[bar.status]}'{dash}><title>{html.escape(title)}</title></rect>{marks}{mark}"
+    )
+
+
+def _hatch() -> str:
+    """The pattern the pieces' bars are hatched with."""
+    return (
+        f"<defs><pattern id='{HATCH}' width='5' height='5' patternUnits='userSpaceOnUse' "
+        "patternTransform='rotate(45)'><rect width='1.5' height='5' fill='#fff' fill-opacity='0.4'/>"
+        "</pattern></defs>"
     )
 
 
@@ -172,7 +213,7 @@ def timeline(lanes: Sequence[Lane], bars: Sequence[Bar], span: float) -> str:
     span = max(span, 1e-3)
     height = TOP + LANE * len(lanes) + 4
     scale = (WIDTH - LABEL - 30) / span
-    parts = [_ticks(span, LABEL, scale, height)]
+    parts = [_hatch() if any(bar.piece for bar in bars) else "", _ticks(span, LABEL, scale, height)]
     for n, lane in enumerate(lanes):
         y = TOP + n * LANE
         parts.append(
@@ -191,15 +232,21 @@ def timeline(lanes: Sequence[Lane], bars: Sequence[Bar], span: float) -> str:
     )
 
 
-def _legend() -> str:
+def _legend(pieces: bool) -> str:
     items = "".join(
         f"<span><i style='background:{colour}'></i>{status}</span>"
         for status, colour in COLOURS.items()
         if status != "skipped"
     )
+    hatched = (
+        "<span><i style='background:repeating-linear-gradient(45deg,#009e73 0 3px,#80cfb9 3px 5px)'>"
+        "</i>hatched: a piece of a file encoded in segments (seg n, audio, stitch)</span>"
+        if pieces
+        else ""
+    )
     return (
         f"<p class='legend'><small>{items}<span><i style='background:#eef2f7'></i>node allocated</span>"
-        "<span>&#8635;n: retried or requeued n times (dashed outline)</span></small></p>"
+        f"{hatched}<span>&#8635;n: retried or requeued n times (dashed outline)</span></small></p>"
     )
 
 
@@ -224,7 +271,7 @@ def fragment(
     if usage:
         parts.append("<h2>Node use</h2>" + _usage_table(usage))
     if bars:
-        parts.append("<h2>Timeline</h2>" + timeline(lanes, bars, span) + _legend())
+        parts.append("<h2>Timeline</h2>" + timeline(lanes, bars, span) + _legend(any(b.piece for b in bars)))
     parts.append("<h2>Files</h2>" + _files_table(rows) + "</div>")
     return "".join(parts)
 

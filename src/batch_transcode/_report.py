@@ -15,13 +15,22 @@ import attrs
 
 from batch_transcode import _page
 from batch_transcode._errors import TranscodeFailedError
-from batch_transcode._usage import NodeSpan, Usage, lanes, seconds
+from batch_transcode._usage import Usage, lanes, seconds
 
 if TYPE_CHECKING:  # value types only: the report never measures anything
     from batch_transcode._plan import Plan
     from batch_transcode._quality import Metric, Score
 
-__all__ = ["STATUSES", "FileResult", "ProgressEvent", "Report", "Status"]
+__all__ = [
+    "STATUSES",
+    "FileResult",
+    "PieceKind",
+    "ProgressEvent",
+    "Report",
+    "Status",
+    "TaskSpan",
+    "with_pieces",
+]
 
 
 #: Our temporary output names (``.bt-<12 hex>.part.<ext>``, see ``_ffmpeg.temporary_output``),
@@ -51,6 +60,66 @@ class Status(enum.StrEnum):
 
 #: Every status, in the order reports count them.
 STATUSES: tuple[Status, ...] = tuple(Status)
+
+
+class PieceKind(enum.StrEnum):
+    """Which task of a file encoded in segments (``segment_seconds=``) a :class:`TaskSpan` is."""
+
+    #: One segment's video.
+    SEGMENT = "segment"
+    #: The whole audio, encoded once.
+    AUDIO = "audio"
+    #: The join of the segments with the audio: the file's output.
+    STITCH = "stitch"
+
+
+@attrs.define(frozen=True, kw_only=True)
+class TaskSpan:
+    """One task that ran for a file encoded in segments: a segment, the audio or the stitch.
+
+    ``index`` is the segment's number from 0 (``None`` for the audio and the stitch);
+    ``status`` is ``"converted"`` when its encode (or the stitch and its check) succeeded,
+    else ``"failed"`` or ``"cancelled"``. ``started`` and ``ended`` (UTC) are when it held
+    its slot: on Azure Batch its ``executionInfo`` (last attempt), locally measured by
+    the worker that ran it; ``node`` and ``task_id`` say where (``None`` locally);
+    ``retries`` and ``requeues`` count the service's reruns of it.
+    """
+
+    kind: PieceKind = attrs.field(converter=PieceKind)
+    status: Status = attrs.field(converter=Status)
+    started: dt.datetime
+    ended: dt.datetime
+    index: int | None = None
+    node: str | None = None
+    task_id: str | None = None
+    retries: int = 0
+    requeues: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """How long it held its slot."""
+        return max(0.0, (self.ended - self.started).total_seconds())
+
+    @property
+    def label(self) -> str:
+        """``seg 3`` (numbered from 1, as a reader counts), ``audio`` or ``stitch``."""
+        if self.kind is PieceKind.SEGMENT:
+            return f"seg {(self.index or 0) + 1}"
+        return self.kind.value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (see :meth:`Report.to_dict`)."""
+        return {
+            "kind": self.kind.value,
+            "index": self.index,
+            "status": self.status.value,
+            "started": _iso(self.started),
+            "ended": _iso(self.ended),
+            "node": self.node,
+            "task_id": self.task_id,
+            "retries": self.retries,
+            "requeues": self.requeues,
+        }
 
 
 @attrs.define(frozen=True, kw_only=True, init=False)
@@ -83,6 +152,12 @@ class FileResult:
     and requeues of the task (a preempted Spot node requeues it). All are ``None``/0 for
     a file that never ran (skipped, cancelled before it started).
 
+    ``pieces`` holds, for a file encoded in segments (``segment_seconds=``), one
+    :class:`TaskSpan` per task that ran for it (its segments, its audio, its stitch), in
+    the order they started; it is empty for a file encoded whole. For such a file
+    ``started`` and ``ended`` span its pieces (the first's start to the last's end),
+    ``node`` is the stitch's node, and ``retries`` and ``requeues`` add up its pieces'.
+
     Made with a status (a :class:`Status` or its value), or by :meth:`converted`,
     :meth:`already_done`, :meth:`failure` and :meth:`cancellation`.
     """
@@ -102,6 +177,7 @@ class FileResult:
     node: str | None = None
     retries: int = 0
     requeues: int = 0
+    pieces: tuple[TaskSpan, ...] = ()
 
     def __init__(
         self,
@@ -120,6 +196,7 @@ class FileResult:
         node: str | None = None,
         retries: int = 0,
         requeues: int = 0,
+        pieces: Sequence[TaskSpan] = (),
     ) -> None:
         try:
             status = Status(status)
@@ -155,6 +232,7 @@ class FileResult:
             node=node,
             retries=retries,
             requeues=requeues,
+            pieces=tuple(sorted(pieces, key=lambda p: (p.started, p.ended))),
         )
 
     @property
@@ -186,6 +264,22 @@ class FileResult:
     def cancellation(cls, source: Path, error: str = "cancelled", **kw: Any) -> FileResult:
         """The run stopped before this file was done; ``error`` says at which point."""
         return cls(source=source, output=None, status=Status.CANCELLED, error=error, **kw)
+
+
+def with_pieces(result: FileResult, pieces: Sequence[TaskSpan]) -> FileResult:
+    """``result`` of a file encoded in segments with the tasks that ran for it: its
+    ``started``/``ended`` then span them, its ``retries``/``requeues`` add theirs up (its
+    ``node`` stays: the stitch's). No pieces: ``result`` as it is."""
+    if not pieces:
+        return result
+    return attrs.evolve(
+        result,
+        pieces=pieces,
+        started=min(p.started for p in pieces),
+        ended=max(p.ended for p in pieces),
+        retries=sum(p.retries for p in pieces),
+        requeues=sum(p.requeues for p in pieces),
+    )
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -351,7 +445,7 @@ class Report:
             {"summary": {"total", "converted", "skipped", "failed", "cancelled", "seconds"},
              "files": [{"source", "output", "outputs", "status", "error", "seconds",
                         "task_id", "quality", "notes", "started", "ended", "node",
-                        "retries", "requeues"}, ...],
+                        "retries", "requeues", "pieces"}, ...],
              "usage": {...} or null}
 
         Paths are absolute strings; ``output`` is ``null`` unless the output is there,
@@ -366,7 +460,10 @@ class Report:
         lists remarks that do not change the status. ``started`` and ``ended`` (ISO 8601,
         UTC) and ``node`` say when and where the file's task ran, ``retries`` and
         ``requeues`` how often the service ran it again (``null``/0 where it never ran).
-        Files are in input order. ``usage`` is :attr:`usage` as data (``null`` when
+        ``pieces`` lists, for a file encoded in segments, each task that ran for it
+        (:class:`TaskSpan`): ``{"kind": "segment"|"audio"|"stitch", "index", "status",
+        "started", "ended", "node", "task_id", "retries", "requeues"}``; empty for a file
+        encoded whole. Files are in input order. ``usage`` is :attr:`usage` as data (``null`` when
         unknown): ``{"backend", "nodes": [{"node_id", "allocated", "removed"}],
         "slots_per_node", "allocated_node_seconds", "busy_slot_seconds", "utilisation",
         "node_hours", "tasks"}``.
@@ -393,6 +490,7 @@ class Report:
                     "node": r.node,
                     "retries": r.retries,
                     "requeues": r.requeues,
+                    "pieces": [p.to_dict() for p in r.pieces],
                 }
                 for r in self.results
             ],
@@ -412,9 +510,10 @@ class Report:
         busy slot time and utilisation, beside ``plan`` (what :meth:`TranscodeSession.plan`
         said for the same files; by default :attr:`plan`); a timeline with one lane per
         node slot (or local worker) and one bar per task, coloured by outcome, over each
-        node's allocated span; then one row per file (files that did not convert first)
-        with its outputs and their sizes, seconds, quality where measured, and its error,
-        wrapped."""
+        node's allocated span (a file encoded in segments has a hatched bar per segment,
+        its audio and its stitch, labelled ``seg 3``, ``audio``, ``stitch``); then one row
+        per file (files that did not convert first) with its outputs and their sizes,
+        seconds, quality where measured, and its error, wrapped."""
         return _page.document(title, _page.fragment(**_page_parts(self, plan or self.plan)))
 
     def save_html(
@@ -456,47 +555,85 @@ def _usage_rows(usage: Usage, plan: Plan | None, wall: float) -> list[tuple[str,
     return rows
 
 
+@attrs.frozen
+class _Ran:
+    """One task on the timeline: a file's, or one piece of a file encoded in segments."""
+
+    node: str
+    started: dt.datetime
+    ended: dt.datetime
+    status: str
+    label: str
+    retries: int = 0
+    requeues: int = 0
+    #: ``seg 3``, ``audio``, ``stitch`` for a piece; empty for a file's task.
+    piece: str = ""
+
+
+def _ran(results: Sequence[FileResult]) -> list[_Ran]:
+    """Every task that ran: each file's, or for a file encoded in segments each of its pieces."""
+    out: list[_Ran] = []
+    for r in results:
+        for p in r.pieces:
+            where = f" ({p.task_id})" if p.task_id else ""
+            out.append(
+                _Ran(p.node or "", p.started, p.ended, p.status.value, f"{r.source.name} {p.label}{where}",
+                     p.retries, p.requeues, p.label)
+            )  # fmt: skip
+        if not r.pieces and r.started is not None and r.ended is not None:
+            where = f" ({r.task_id})" if r.task_id else ""
+            out.append(_Ran(r.node or "", r.started, r.ended, r.status.value, r.source.name + where,
+                            r.retries, r.requeues))  # fmt: skip
+    return out
+
+
+def _lanes(
+    slots: dict[str, int], usage: Usage | None, t0: dt.datetime, end: dt.datetime, local: bool
+) -> tuple[list[_page.Lane], dict[tuple[str, int], int]]:
+    """A lane per node slot (or local worker), each node's allocated span behind its lanes;
+    and each (node, slot)'s lane index. ``slots``: the slots each node's tasks took."""
+    allocated: dict[str, tuple[tuple[float, float], ...]] = {}
+    for span in usage.nodes if usage else ():
+        key = "" if local else span.node_id
+        slots[key] = max(slots.get(key, 0), usage.slots_per_node if usage else 1)
+        stop = span.removed if span.removed is not None else end
+        allocated[key] = (((span.allocated - t0).total_seconds(), (min(stop, end) - t0).total_seconds()),)
+    index: dict[tuple[str, int], int] = {}
+    out: list[_page.Lane] = []
+    for node in sorted(slots):
+        for slot in range(slots[node]):
+            index[(node, slot)] = len(out)
+            label = f"worker {slot + 1}" if local else f"{node} / slot {slot + 1}"
+            out.append(_page.Lane(label=label, allocated=allocated.get(node, ())))
+    return out, index
+
+
 def _timeline(report: Report) -> tuple[list[_page.Lane], list[_page.Bar], float]:
     """Lanes (each node's slots, or the local workers) and one bar per task that ran."""
     usage = report.usage
-    timed = [r for r in report.results if r.started is not None and r.ended is not None]
-    local = usage.backend == "local" if usage is not None else all(r.node is None for r in timed)
-    spans = [(r.node or "", r.started, r.ended) for r in timed if r.started and r.ended]
-    if not spans:
+    ran = _ran(report.results)
+    if not ran:
         return [], [], 0.0
-    t0 = min([s for _, s, _ in spans] + ([usage.started] if usage and usage.started else []))
-    end = max([e for _, _, e in spans] + ([usage.ended] if usage else []))
-    placed = lanes(spans, usage.slots_per_node if usage else None)
-    nodes = {node: 0 for node, _, _ in spans}
+    local = usage.backend == "local" if usage is not None else all(not t.node for t in ran)
+    t0 = min([t.started for t in ran] + ([usage.started] if usage and usage.started else []))
+    end = max([t.ended for t in ran] + ([usage.ended] if usage else []))
+    placed = lanes([(t.node, t.started, t.ended) for t in ran], usage.slots_per_node if usage else None)
+    slots = {t.node: 0 for t in ran}
     for node, slot in placed:
-        nodes[node] = max(nodes[node], slot + 1)
-    allocated: dict[str, tuple[tuple[float, float], ...]] = {}
-    span: NodeSpan
-    for span in usage.nodes if usage else ():
-        key = "" if local else span.node_id
-        nodes[key] = max(nodes.get(key, 0), usage.slots_per_node if usage else 1)
-        stop = span.removed if span.removed is not None else end
-        allocated[key] = ((
-            (span.allocated - t0).total_seconds(), (min(stop, end) - t0).total_seconds()
-        ),)
-    index: dict[tuple[str, int], int] = {}
-    out_lanes: list[_page.Lane] = []
-    for node in sorted(nodes):
-        for slot in range(nodes[node]):
-            index[(node, slot)] = len(out_lanes)
-            label = f"worker {slot + 1}" if local else f"{node} / slot {slot + 1}"
-            out_lanes.append(_page.Lane(label=label, allocated=allocated.get(node, ())))
+        slots[node] = max(slots[node], slot + 1)
+    out_lanes, index = _lanes(slots, usage, t0, end, local)
     bars = [
         _page.Bar(
             lane=index[where],
-            start=(start - t0).total_seconds(),
-            end=(stop - t0).total_seconds(),
-            status=r.status.value,
-            label=r.source.name + (f" ({r.task_id})" if r.task_id else ""),
-            retries=r.retries,
-            requeues=r.requeues,
+            start=(t.started - t0).total_seconds(),
+            end=(t.ended - t0).total_seconds(),
+            status=t.status,
+            label=t.label,
+            retries=t.retries,
+            requeues=t.requeues,
+            piece=t.piece,
         )
-        for r, (_, start, stop), where in zip(timed, spans, placed, strict=True)
+        for t, where in zip(ran, placed, strict=True)
     ]
     return out_lanes, bars, (end - t0).total_seconds()
 

@@ -200,8 +200,11 @@ def _record_file(result: Any, backend: str, parent: Any) -> None:
     tools["files"].add(1, {"status": str(result.status), "backend": backend})
     if result.started is None or result.ended is None:
         return
-    seconds = max(0.0, (result.ended - result.started).total_seconds())
-    tools["task"].record(seconds, {"status": str(result.status), "backend": backend})
+    for piece in result.pieces:  # a file encoded in segments: each of its tasks
+        tools["task"].record(piece.seconds, {"status": str(piece.status), "backend": backend})
+    if not result.pieces:
+        seconds = max(0.0, (result.ended - result.started).total_seconds())
+        tools["task"].record(seconds, {"status": str(result.status), "backend": backend})
     attrs: dict[str, str | int] = {
         "batch_transcode.status": str(result.status),
         "batch_transcode.backend": backend,

@@ -2,7 +2,8 @@
 
 A backend says what it held (:class:`Capacity`: its nodes from allocation to removal, and
 the task slots of each); the tasks' own start and end times (:attr:`FileResult.started
-<batch_transcode.FileResult.started>`, ``ended``) say how much of it was busy.
+<batch_transcode.FileResult.started>`, ``ended``, or each of its ``pieces`` for a file
+encoded in segments) say how much of it was busy.
 :class:`Usage` puts the two together. On Azure Batch a node is billed while it is
 allocated to the pool, busy or idle ("Batch pricing": you pay for the VMs a pool holds),
 so ``node_hours`` is what a bill is made of and ``utilisation`` says how much of it ran
@@ -47,6 +48,16 @@ class Capacity:
     ended: dt.datetime
 
 
+class _Span(Protocol):
+    """The part of a :class:`~batch_transcode.TaskSpan` usage reads."""
+
+    @property
+    def started(self) -> dt.datetime: ...
+
+    @property
+    def ended(self) -> dt.datetime: ...
+
+
 class _Timed(Protocol):
     """The part of a :class:`~batch_transcode.FileResult` usage reads."""
 
@@ -56,6 +67,20 @@ class _Timed(Protocol):
     @property
     def ended(self) -> dt.datetime | None: ...
 
+    @property
+    def pieces(self) -> Sequence[_Span]: ...
+
+
+def _task_spans(results: Iterable[_Timed]) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Each task's start and end: a file's task, or each piece of a file encoded in segments."""
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
+    for r in results:
+        if r.pieces:
+            spans.extend((p.started, p.ended) for p in r.pieces)
+        elif r.started is not None and r.ended is not None:
+            spans.append((r.started, r.ended))
+    return spans
+
 
 @attrs.define(frozen=True, kw_only=True)
 class Usage:
@@ -63,8 +88,10 @@ class Usage:
 
     ``allocated_node_seconds``: each node from its allocation to its removal or the run's
     end; ``busy_slot_seconds``: the tasks' run times added up (from each task's start to
-    its end, retries included); ``utilisation`` = busy / (allocated x slots per node), in
-    [0, 1]; ``node_hours`` = allocated / 3600, what Azure bills. :meth:`cost` prices it.
+    its end, retries included; a file encoded in segments counts each of its segment,
+    audio and stitch tasks, its ``pieces``), ``tasks`` how many; ``utilisation`` = busy /
+    (allocated x slots per node), in [0, 1]; ``node_hours`` = allocated / 3600, what Azure
+    bills. :meth:`cost` prices it.
     Locally the one "node" is this machine for the run's wall time, with ``workers`` slots.
     """
 
@@ -78,7 +105,7 @@ class Usage:
     @classmethod
     def of(cls, capacity: Capacity, results: Iterable[_Timed]) -> Usage:
         """``capacity`` with the busy time of the timed ``results``."""
-        spans = [(r.started, r.ended) for r in results if r.started is not None and r.ended is not None]
+        spans = _task_spans(results)
         return cls(
             backend=capacity.backend,
             slots_per_node=capacity.slots_per_node,

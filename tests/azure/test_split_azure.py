@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from batch_transcode import AptFFmpeg, LocalConfig, StagedFFmpeg, TranscodeSession
+from batch_transcode import AptFFmpeg, LocalConfig, Report, StagedFFmpeg, TranscodeSession
 from batch_transcode._azure import builders, names
 from batch_transcode._azure.split import split_tasks
 from batch_transcode._naming import WorkItem
@@ -61,6 +61,7 @@ def test_split_inputs_run_as_segment_audio_and_stitch_tasks(
         )
         blobs = offline.blob_service_client().get_container_client(f"{session.session_id}-out")
         left = [b.name for b in blobs.list_blobs(name_starts_with=names.SEGMENTS_PREFIX)]
+        listed = {t.id: t for t in batch_client(offline.batch).list_tasks(f"{session.session_id}-job")}
     assert report.ok, report.summary()
     (job,) = _requests(offline, before, "Jobs_CreateJob")
     assert job["usesTaskDependencies"] is True
@@ -82,6 +83,28 @@ def test_split_inputs_run_as_segment_audio_and_stitch_tasks(
         assert bool(result.notes) == (result.source != clips["short"]), result.notes
         for output in result.outputs:
             assert_like_source(output, result.source, whole / output.name)
+    _assert_pieces_are_the_services_tasks(report, listed)
+
+
+def _assert_pieces_are_the_services_tasks(report: Report, listed: dict[str | None, Any]) -> None:
+    """Every task that ran is a piece of its split file (or a whole file's task) with the
+    service's start, end and node; usage and the page count each of them."""
+    cfr, _, silent, short = report
+    assert sorted(p.label for p in cfr.pieces) == ["audio", *(f"seg {n}" for n in range(1, 6)), "stitch"]
+    assert {p.kind for p in silent.pieces} == {"segment", "stitch"} and not short.pieces  # no audio
+    pieces = [p for r in report for p in r.pieces]
+    assert sorted(p.task_id or "" for p in pieces) == sorted(t for t in listed if t and t != "t000003")
+    for p in pieces:
+        info = listed[p.task_id].execution_info
+        assert (p.started, p.ended) == (info.start_time, info.end_time)
+        assert p.node == listed[p.task_id].node_info.node_id and p.status == "converted"
+    assert cfr.started == min(p.started for p in cfr.pieces) and cfr.task_id == "t000000"
+    usage = report.usage
+    assert usage is not None and usage.tasks == len(listed)
+    busy = sum(p.seconds for p in pieces) + (short.ended - short.started).total_seconds()  # type: ignore[operator]
+    assert usage.busy_slot_seconds == pytest.approx(busy) and 0 < usage.utilisation <= 1
+    page = report.to_html()
+    assert page.count("<rect class='bar ") == len(listed) and page.count("data-piece='stitch'") == 3
 
 
 def _failing_ffmpeg(ffmpeg: str, folder: Path) -> Path:
@@ -112,6 +135,7 @@ def test_a_failed_segment_fails_its_file_only(
     assert failed.status == "failed" and converted.ok, report.summary()
     assert "segment exploded" in (failed.error or "") and "segment 3" in (failed.error or "")
     assert failed.task_id == "t000000-s0002"
+    assert [(p.label, p.status) for p in failed.pieces if p.status != "converted"] == [("seg 3", "failed")]
     assert not (tmp_path / "out" / "cfr.mp4").exists()
     assert_like_source(converted.outputs[0], clips["silent"])
 
@@ -227,11 +251,15 @@ def test_attach_after_sigkill_while_segments_run(
     job_id = next(j.id for j in offline.batch.jobs() if j.state != "deleting")
     unfinished = [t.id for t in offline.batch.tasks(job_id) if t.state != "completed"]
     assert any("-s" in t for t in unfinished), unfinished  # killed while segments ran
+    segments = sorted(t.id for t in offline.batch.tasks(job_id) if "-s" in t.id)
     with TranscodeSession.attach(job_id, offline.config(), output_dir=tmp_path / "out") as job:
         report = job.wait()
     (result,) = report
     assert result.ok, result.error
     assert any("segments cut at keyframes" in n for n in result.notes)
+    # the pieces done before the kill and after it, each once
+    assert sorted(p.task_id for p in result.pieces if p.kind == "segment") == segments
+    assert [p.kind for p in result.pieces].count("stitch") == 1
     assert_like_source(tmp_path / "out" / "long.mp4", source)
     assert offline.leaks(timeout=30) == NOTHING_LEFT
 

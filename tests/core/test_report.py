@@ -134,6 +134,7 @@ def test_to_dict_is_json_that_follows_the_schema(report: Report, tmp_path: Path)
         "node": None,
         "retries": 0,
         "requeues": 0,
+        "pieces": [],
     }
     assert data["usage"] is None  # a report made by hand knows nothing of nodes
     assert [f["outputs"] for f in data["files"][2:]] == [[], []]  # failed, cancelled: none

@@ -8,6 +8,7 @@ it these tests skip, except under ``CI=true``, where they fail: there the page m
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
@@ -16,13 +17,17 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
+import jsonschema
 import pytest
 
-from batch_transcode import FileResult, NodeSpan, Report, Usage
+from batch_transcode import FileResult, LocalConfig, NodeSpan, PieceKind, Report, TranscodeSession, Usage
 from batch_transcode._cli import main
+from batch_transcode._usage import lanes
+from split_media import H264, make_split_clips
 
 #: A window narrower than the page's natural width would be: what must not scroll sideways.
 WINDOW = (1024, 800)
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "report.schema.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +189,40 @@ def test_a_500_character_error_wraps_instead_of_widening_the_page(tmp_path: Path
     scroll, client = elements.widths
     assert client > 0 and scroll <= client, f"the page scrolls sideways: {scroll} > {client}"
     assert re.search(r"x{500}", page.read_text()) is not None  # wrapped, not cut
+
+
+def test_a_split_file_has_a_hatched_bar_per_segment_audio_and_stitch(
+    tmp_path: Path, make_media: Callable[..., Path], chromium: str, ffmpeg_exe: str
+) -> None:
+    """Real ffmpeg, a 5 s clip in segments of 1 s beside a file encoded whole: each task
+    that ran is a bar, the pieces marked, and their time is the usage's busy time."""
+    whole = make_media(tmp_path / "in" / "short.mp4")  # 1 s: shorter than two segments
+    clip = make_split_clips(ffmpeg_exe, tmp_path / "in", only=("cfr",))["cfr"]
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
+        report = s.convert([clip, whole], output_dir=tmp_path / "out", preset=H264, segment_seconds=1)
+    split, unsplit = report.raise_for_failures()
+    assert not unsplit.pieces and unsplit.started is not None
+    labels = sorted(p.label for p in split.pieces)
+    assert labels == ["audio", *(f"seg {n}" for n in range(1, 6)), "stitch"]
+    assert all(p.status == "converted" and p.node is None and p.started <= p.ended for p in split.pieces)
+    (stitch,) = [p for p in split.pieces if p.kind is PieceKind.STITCH]
+    assert stitch.ended == split.ended == max(p.ended for p in split.pieces)
+    assert split.started == min(p.started for p in split.pieces)
+    assert all(p.ended <= stitch.started for p in split.pieces if p is not stitch)  # it waits for them
+    # never more pieces at once than workers: the slots they took are the workers'
+    assert max(slot for _, slot in lanes([("", p.started, p.ended) for p in split.pieces])) < 2
+
+    usage = report.usage
+    assert usage is not None and usage.tasks == 8
+    busy = sum(p.seconds for p in split.pieces) + (unsplit.ended - unsplit.started).total_seconds()  # type: ignore[operator]
+    assert usage.busy_slot_seconds == pytest.approx(busy) and 0 < usage.utilisation <= 1
+    data = json.loads(json.dumps(report.to_dict()))
+    jsonschema.validate(data, SCHEMA)
+    assert [p["kind"] for p in data["files"][0]["pieces"]].count("segment") == 5
+    assert data["files"][1]["pieces"] == [] and data["usage"]["tasks"] == 8
+
+    elements = parse(rendered_dom(chromium, report.save_html(tmp_path / "split.html")))
+    assert len(elements.bars) == 8  # one per task: 5 segments, the audio, the stitch, the whole file
+    pieces = [b for b in elements.bars if "piece" in (b["class"] or "").split()]
+    assert sorted(b["data-piece"] or "" for b in pieces) == labels
+    assert [b["class"] for b in elements.bars if b not in pieces] == ["bar converted"]

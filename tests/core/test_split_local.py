@@ -145,6 +145,8 @@ def test_a_failed_segment_fails_its_file_only(
     assert failed.status == "failed" and converted.ok
     assert "segment exploded" in (failed.error or "")
     assert "segment 3 of 5" in (failed.error or "")
+    assert ("seg 3", "failed") in [(p.label, p.status) for p in failed.pieces]
+    assert "stitch" not in [p.kind for p in failed.pieces] and len(converted.pieces) == 7
     assert not (tmp_path / "out" / "bad.h264.mp4").exists() and not (tmp_path / "out" / "bad.mp4").exists()
     assert os.listdir(tmp_path / "out") == ["good.mp4"]
     assert_like_source(converted.outputs[0], clips["cfr"])

@@ -20,6 +20,10 @@ def at(seconds: float) -> dt.datetime:
 
 
 class Ran:
+    """What usage reads of a result: its task's start and end (a file encoded whole)."""
+
+    pieces = ()
+
     def __init__(self, start: float | None, end: float | None) -> None:
         self.started = None if start is None else at(start)
         self.ended = None if end is None else at(end)

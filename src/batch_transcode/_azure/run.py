@@ -14,7 +14,8 @@ tasks exist, so it watches and collects, keeping outputs already downloaded.
 
 Every file ends as one :class:`FileResult` with a typed ``status``; a run that is
 cancelled starts no new upload, task collection or download, and its job is
-deleted.
+deleted. A file encoded in segments carries its segment, audio and stitch tasks as
+``pieces`` (:class:`TaskSpan`), read from the same listings.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
 from batch_transcode._quality import Metric, Score, parse_logs
 from batch_transcode._redact import redact
-from batch_transcode._report import FileResult
+from batch_transcode._report import FileResult, PieceKind, Status, TaskSpan, with_pieces
 from batch_transcode._telemetry import ContextExecutor
 from batch_transcode._usage import Capacity
 
@@ -453,6 +454,37 @@ def _ran(outcome: TaskOutcome | None) -> dict[str, Any]:
     }
 
 
+def _piece_span(outcome: TaskOutcome) -> TaskSpan | None:
+    """A finished segment, audio or stitch task as a :class:`TaskSpan` (``None``: it never
+    started, like a stitch ended because a piece failed)."""
+    if outcome.started is None or outcome.ended is None:
+        return None
+    tid, index = outcome.task_id, None
+    if names.piece_parent(tid) is None:
+        kind = PieceKind.STITCH
+    elif tid.endswith("-a"):
+        kind = PieceKind.AUDIO
+    else:
+        kind, index = PieceKind.SEGMENT, int(tid.rsplit("-s", 1)[-1])
+    return TaskSpan(
+        kind=kind,
+        status=Status.CONVERTED if outcome.succeeded else Status.FAILED,
+        started=outcome.started,
+        ended=outcome.ended,
+        index=index,
+        node=outcome.node,
+        task_id=tid,
+        retries=outcome.retries,
+        requeues=outcome.requeues,
+    )
+
+
+def _pieces_first(outcomes: list[TaskOutcome]) -> list[TaskOutcome]:
+    """Segment and audio tasks before the others: a stitch listed with its pieces (its
+    id sorts first) finds them read."""
+    return sorted(outcomes, key=lambda o: names.piece_parent(o.task_id) is None)
+
+
 def _complete_output(item: WorkItem) -> bool:
     """Outputs from an earlier download: outputs only carry their final name once complete."""
     try:
@@ -503,6 +535,8 @@ class _Collector:
         self._landed: queue.SimpleQueue[Future[FileResult]] = queue.SimpleQueue()
         #: The segment and audio tasks of split files read so far.
         self.pieces_seen: set[str] = set()
+        #: The spans of the pieces read of split files still unread, by the file's task id.
+        self.spans: dict[str, list[TaskSpan]] = {}
         #: ``stateTransitionTime`` of the newest finished task listed so far.
         self.newest: dt.datetime | None = None
         #: The pool the job runs on, once known (an auto-pool's from the job).
@@ -593,7 +627,7 @@ class _Collector:
         run = self.run
         since = self.newest - LISTING_MARGIN if self.newest is not None and not full else None
         new = 0
-        for outcome in list_finished(run.session.batch, run.job_id, run.config, since):
+        for outcome in _pieces_first(list_finished(run.session.batch, run.job_id, run.config, since)):
             if outcome.changed_at is not None and (self.newest is None or outcome.changed_at > self.newest):
                 self.newest = outcome.changed_at
             parent = names.piece_parent(outcome.task_id)
@@ -611,9 +645,19 @@ class _Collector:
         self, item: WorkItem, finish: Callable[[WorkItem, TaskOutcome], FileResult], outcome: TaskOutcome
     ) -> None:
         """The file's task (or a failed piece of it) is accounted for (no longer
-        ``unread``): its result is made in a download thread."""
+        ``unread``): its result is made in a download thread, with the pieces that ran
+        for it when it was split."""
+        tid = names.task_id(item.index)
+        pieces = self.spans.pop(tid, [])
+        split = item.index in self.run.split.files
+        stitch = _piece_span(outcome) if split and outcome.task_id == tid else None
+        pieces += [stitch] if stitch is not None else []
+
+        def result() -> FileResult:
+            return with_pieces(finish(item, outcome), pieces)
+
         with telemetry.attached(self._collecting):
-            fut = self._downloads.submit(finish, item, outcome)
+            fut = self._downloads.submit(result)
         self.pending[fut] = item
         fut.add_done_callback(self._landed.put)
 
@@ -623,6 +667,9 @@ class _Collector:
         if outcome.task_id in self.pieces_seen:
             return 0
         self.pieces_seen.add(outcome.task_id)
+        span = _piece_span(outcome)
+        if span is not None and parent in self.unread:
+            self.spans.setdefault(parent, []).append(span)
         if not outcome.succeeded:
             item = self.unread.pop(parent, None)
             if item is not None:
