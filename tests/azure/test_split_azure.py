@@ -5,6 +5,7 @@ failed segment fails its file only, its stitch never runs, and the job still end
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from batch_transcode import AptFFmpeg, LocalConfig, StagedFFmpeg, TranscodeSession
 from batch_transcode._azure import builders, names
+from batch_transcode._azure.manifest import Manifest
 from batch_transcode._azure.split import split_tasks
 from batch_transcode._naming import WorkItem
 from batch_transcode._split import plan_split
@@ -247,3 +249,18 @@ def test_quality_is_measured_on_the_stitched_output(
     assert result.ok, result.error
     (scores,) = result.quality
     assert scores is not None and scores["psnr"].frames == 88 and scores["psnr"].mean > 30
+
+
+def test_the_manifest_keeps_the_segment_length() -> None:
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    fields: dict[str, Any] = {
+        "session_id": "bt-x", "job_id": "bt-x-job", "created_at": now, "deadline": now,
+        "pool_id": None, "delete_pool": False, "input_container": "bt-x-in",
+        "delete_input_container": True, "output_container": "bt-x-out",
+        "delete_output_container": True, "presets": (H264,), "files": (),
+    }  # fmt: skip
+    manifest = Manifest(**fields, segment_seconds=30.0)
+    assert Manifest.from_json(manifest.to_json()).segment_seconds == 30.0
+    body = json.loads(Manifest(**fields).to_json())
+    del body["segment_seconds"]  # written before splitting existed: not split
+    assert Manifest.from_json(json.dumps(body).encode()).segment_seconds is None
