@@ -25,7 +25,15 @@ from batch_transcode._naming import WorkItem
 from batch_transcode._split import plan_split
 from batch_transcode.testing import Faults, OfflineAzure
 from helpers import NOTHING_LEFT, azure_config, batch_client, session_jobs, wait_until
-from split_media import H264, H264_SMALL, OPEN_GOP, X264, assert_like_source, make_split_clips
+from split_media import (
+    H264,
+    H264_SMALL,
+    OPEN_GOP,
+    X264,
+    assert_like_source,
+    frame_dropping_ffmpeg,
+    make_split_clips,
+)
 
 pytestmark = pytest.mark.azure
 
@@ -264,3 +272,16 @@ def test_the_manifest_keeps_the_segment_length() -> None:
     body = json.loads(Manifest(**fields).to_json())
     del body["segment_seconds"]  # written before splitting existed: not split
     assert Manifest.from_json(json.dumps(body).encode()).segment_seconds is None
+
+
+def test_a_stitch_that_fails_its_check_is_not_delivered(
+    offline: OfflineAzure, clips: dict[str, Path], tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    config = offline.config(ffmpeg=StagedFFmpeg(binary=frame_dropping_ffmpeg(ffmpeg_exe, tmp_path)))
+    with TranscodeSession(config) as session:
+        (result,) = session.convert(
+            [clips["cfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=1
+        )
+    assert result.status == "failed" and result.task_id == "t000000"
+    assert "124 video frames, the source has 125" in (result.error or "")
+    assert list((tmp_path / "out").iterdir()) == []
