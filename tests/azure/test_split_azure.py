@@ -285,3 +285,17 @@ def test_a_stitch_that_fails_its_check_is_not_delivered(
     assert result.status == "failed" and result.task_id == "t000000"
     assert "124 video frames, the source has 125" in (result.error or "")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_segments_of_one_gop(
+    offline: OfflineAzure, clips: dict[str, Path], whole: Path, tmp_path: Path
+) -> None:
+    plan = plan_split(clips["cfr"], [H264], 12 / 25)
+    assert plan is not None and {s.frames for s in plan.segments[:-1]} == {12}
+    with TranscodeSession(offline.config()) as session:
+        (result,) = session.convert(
+            [clips["cfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=12 / 25
+        )
+    assert result.ok, result.error
+    assert f"encoded in {len(plan.segments)} segments" in result.notes[0]
+    assert_like_source(result.outputs[0], clips["cfr"], whole / "cfr.h264.mp4")
