@@ -118,3 +118,22 @@ def assert_like_source(output: Path, source: Path, whole: Path | None = None) ->
         if unsplit.audio_length is not None:
             assert got.audio_length is not None
             assert abs(got.audio_length - unsplit.audio_length) <= 0.020, (got, unsplit)
+
+
+def frame_dropping_ffmpeg(ffmpeg: str, folder: Path, seek: str = "1.920000") -> Path:
+    """An ffmpeg that encodes one frame too few in the segment starting at ``seek``
+    seconds (``-frames:v`` one less): a stitch that must fail its check."""
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *"-ss {seek} -i "*) drop=1;; *) drop=0;; esac\n'
+        "n=$#; prev=\n"
+        "for a do\n"
+        '  if [ "$drop" = 1 ] && [ "$prev" = "-frames:v" ]; then a=$((a - 1)); fi\n'
+        '  set -- "$@" "$a"; prev=$a\n'
+        "done\n"
+        'shift "$n"\n'
+        f'exec "{ffmpeg}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return wrapper

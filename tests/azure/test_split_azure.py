@@ -5,6 +5,7 @@ failed segment fails its file only, its stitch never runs, and the job still end
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -18,12 +19,21 @@ import pytest
 
 from batch_transcode import AptFFmpeg, LocalConfig, Report, StagedFFmpeg, TranscodeSession
 from batch_transcode._azure import builders, names
+from batch_transcode._azure.manifest import Manifest
 from batch_transcode._azure.split import split_tasks
 from batch_transcode._naming import WorkItem
 from batch_transcode._split import plan_split
 from batch_transcode.testing import Faults, OfflineAzure
 from helpers import NOTHING_LEFT, azure_config, batch_client, session_jobs, wait_until
-from split_media import H264, H264_SMALL, OPEN_GOP, X264, assert_like_source, make_split_clips
+from split_media import (
+    H264,
+    H264_SMALL,
+    OPEN_GOP,
+    X264,
+    assert_like_source,
+    frame_dropping_ffmpeg,
+    make_split_clips,
+)
 
 pytestmark = pytest.mark.azure
 
@@ -275,3 +285,45 @@ def test_quality_is_measured_on_the_stitched_output(
     assert result.ok, result.error
     (scores,) = result.quality
     assert scores is not None and scores["psnr"].frames == 88 and scores["psnr"].mean > 30
+
+
+def test_the_manifest_keeps_the_segment_length() -> None:
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    fields: dict[str, Any] = {
+        "session_id": "bt-x", "job_id": "bt-x-job", "created_at": now, "deadline": now,
+        "pool_id": None, "delete_pool": False, "input_container": "bt-x-in",
+        "delete_input_container": True, "output_container": "bt-x-out",
+        "delete_output_container": True, "presets": (H264,), "files": (),
+    }  # fmt: skip
+    manifest = Manifest(**fields, segment_seconds=30.0)
+    assert Manifest.from_json(manifest.to_json()).segment_seconds == 30.0
+    body = json.loads(Manifest(**fields).to_json())
+    del body["segment_seconds"]  # written before splitting existed: not split
+    assert Manifest.from_json(json.dumps(body).encode()).segment_seconds is None
+
+
+def test_a_stitch_that_fails_its_check_is_not_delivered(
+    offline: OfflineAzure, clips: dict[str, Path], tmp_path: Path, ffmpeg_exe: str
+) -> None:
+    config = offline.config(ffmpeg=StagedFFmpeg(binary=frame_dropping_ffmpeg(ffmpeg_exe, tmp_path)))
+    with TranscodeSession(config) as session:
+        (result,) = session.convert(
+            [clips["cfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=1
+        )
+    assert result.status == "failed" and result.task_id == "t000000"
+    assert "124 video frames, the source has 125" in (result.error or "")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_segments_of_one_gop(
+    offline: OfflineAzure, clips: dict[str, Path], whole: Path, tmp_path: Path
+) -> None:
+    plan = plan_split(clips["cfr"], [H264], 12 / 25)
+    assert plan is not None and {s.frames for s in plan.segments[:-1]} == {12}
+    with TranscodeSession(offline.config()) as session:
+        (result,) = session.convert(
+            [clips["cfr"]], output_dir=tmp_path / "out", preset=[H264], segment_seconds=12 / 25
+        )
+    assert result.ok, result.error
+    assert f"encoded in {len(plan.segments)} segments" in result.notes[0]
+    assert_like_source(result.outputs[0], clips["cfr"], whole / "cfr.h264.mp4")

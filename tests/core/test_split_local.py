@@ -27,7 +27,7 @@ from batch_transcode import (
 from batch_transcode._commands import concat_list, segment_argv, stitch_argv
 from batch_transcode._split import check_stitched, plan_split, segment_file
 from helpers import wait_until
-from split_media import H264, H264_SMALL, X264, assert_like_source, make_split_clips
+from split_media import H264, H264_SMALL, X264, assert_like_source, frame_dropping_ffmpeg, make_split_clips
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,14 @@ def _unquote(token: str) -> str:
         i += 1
     assert not quoted
     return "".join(out)
+
+
+def test_a_stitch_that_fails_its_check_is_not_delivered(
+    clips: dict[str, Path], ffmpeg_exe: str, tmp_path: Path
+) -> None:
+    wrapper = frame_dropping_ffmpeg(ffmpeg_exe, tmp_path)
+    (result,) = _convert(str(wrapper), [clips["cfr"]], tmp_path / "out", 1.0)
+    assert result.status == "failed"
+    assert "failed its check" in (result.error or "")
+    assert "124 video frames, the source has 125" in (result.error or "")
+    assert os.listdir(tmp_path / "out") == []

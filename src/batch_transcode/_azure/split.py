@@ -30,7 +30,6 @@ with the output container when the session closes).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -340,6 +339,7 @@ class SplitJob:
             )
         except AzureError as exc:  # the job still ends: teardown, or its max wall clock
             log.warning("could not terminate the stitch task %s: %s", tid, exc)
+        self.drop_pieces(index)
 
     def deliver(self, item: WorkItem) -> str | None:
         """Download the stitched outputs of ``item`` to temporary names, check them against
@@ -347,7 +347,7 @@ class SplitJob:
         plan = self.plans.get(item.index)
         if plan is None:  # attached, and the source is gone: the check cannot run
             return "converted, but its source is not here to check the output stitched from segments against"
-        staging, file_tid = self.session.staging, names.task_id(item.index)
+        file_tid = names.task_id(item.index)
         tmps = [temporary_output(output) for output in item.outputs]
         with tempfile.TemporaryDirectory(prefix="bt-split-check-") as folder:
             try:
@@ -362,9 +362,17 @@ class SplitJob:
             finally:
                 for tmp in tmps:
                     tmp.unlink(missing_ok=True)
-        with contextlib.suppress(TranscodeError):
-            staging.delete_output_blobs(names.segments_path(self.job_id, file_tid, "") + "/")
+                self.drop_pieces(item.index)
         return None
+
+    def drop_pieces(self, index: int) -> None:
+        """Delete the pieces of input ``index`` from storage (its result is known); a
+        failure is only logged: the output container goes with the session."""
+        prefix = names.segments_path(self.job_id, names.task_id(index), "") + "/"
+        try:
+            self.session.staging.delete_output_blobs(prefix)
+        except TranscodeError as exc:
+            log.warning("could not delete the pieces under %s: %s", prefix, exc)
 
     def _fetch_and_check(
         self,
