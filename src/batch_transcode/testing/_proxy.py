@@ -22,10 +22,22 @@ bearer token of a principal holding no storage data role with the service's
 ID", https://learn.microsoft.com/azure/storage/blobs/authorize-access-azure-active-directory;
 the code is in "Blob Storage error codes",
 https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes).
+
+Failed authentication is answered as the service answers it: Azurite refuses a SAS whose
+signature does not match, that has expired or is not yet valid, and a Shared Key request
+with a wrong signature with ``403 AuthorizationFailure``; the service answers those with
+``403 AuthenticationFailed`` ("Common REST API error codes",
+https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes) and an
+``AuthenticationErrorDetail`` saying which check failed ("Signature not valid in the
+specified time frame: Start [...] - Expiry [...] - Current [...]", "Signature did not
+match", as the service's answers quoted in microsoft/AzureStorageExplorer issues 3219 and
+6198 read). The proxy rewrites those answers so; a SAS without a permission the request
+needs stays ``403 AuthorizationPermissionMismatch``, which both answer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import logging
 import random
@@ -33,16 +45,18 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 from ._serving import StartStop, drop_connection
 
 if TYPE_CHECKING:
     from ._entra import RoleAssignments
 
-__all__ = ["NODE_USER_AGENT", "StorageProxy"]
+__all__ = ["NODE_USER_AGENT", "StorageProxy", "authentication_detail"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +95,55 @@ _REFUSALS = {
         _KEY_NOT_PERMITTED,
     ),
 }
+
+
+_AUTHENTICATION_FAILED = (
+    "Server failed to authenticate the request. "
+    "Make sure the value of Authorization header is formed correctly including the signature."
+)
+
+
+def _stamp(value: dt.datetime) -> str:
+    return format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+def _sas_time(query: dict[str, list[str]], name: str) -> dt.datetime | None:
+    raw = (query.get(name) or [""])[0]
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or dt.UTC) if parsed else None
+
+
+def authentication_detail(target: str, authorization: str, now: dt.datetime | None = None) -> str | None:
+    """The service's ``AuthenticationErrorDetail`` for a request to ``target`` that Azurite
+    refused with ``AuthorizationFailure``: which check of its SAS or Shared Key signature
+    failed (None for other requests: bearer tokens keep Azurite's answer)."""
+    if authorization.startswith("SharedKey"):
+        return "The MAC signature found in the HTTP request is not the same as any computed signature."
+    query = parse_qs(urlsplit(target).query)
+    if "sig" not in query:
+        return None
+    current = now or dt.datetime.now(dt.UTC)
+    start, expiry = _sas_time(query, "st"), _sas_time(query, "se")
+    if start is not None and expiry is not None and expiry <= start:
+        return f"Signed expiry time [{_stamp(expiry)}] must be after signed start time [{_stamp(start)}]"
+    if (expiry is not None and expiry < current) or (start is not None and start > current):
+        shown = _stamp(start) if start is not None else ""
+        return (
+            f"Signature not valid in the specified time frame: Start [{shown}] - "
+            f"Expiry [{_stamp(expiry) if expiry else ''}] - Current [{_stamp(current)}]"
+        )
+    return "Signature did not match."
+
+
+def _authentication_failed(detail: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code>'
+        f"<Message>{_AUTHENTICATION_FAILED}</Message>"
+        f"<AuthenticationErrorDetail>{escape(detail)}</AuthenticationErrorDetail></Error>"
+    ).encode()
 
 
 class Clock(Protocol):
@@ -173,6 +236,8 @@ class _Handler(BaseHTTPRequestHandler):
             if body:
                 upstream.send(body)
             response = upstream.getresponse()
+            if self._answered_as_the_service(response):
+                return
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
             for name, value in response.getheaders():
@@ -202,6 +267,23 @@ class _Handler(BaseHTTPRequestHandler):
             if response is not None:
                 response.close()
             upstream.close()
+
+    def _answered_as_the_service(self, response: http.client.HTTPResponse) -> bool:
+        """Answer Azurite's ``AuthorizationFailure`` for a failed SAS or Shared Key check as the
+        service does (see the module docstring); True if this answered the request."""
+        if response.status != 403 or response.getheader("x-ms-error-code") != "AuthorizationFailure":
+            return False
+        detail = authentication_detail(self.path, self.headers.get("Authorization", ""))
+        if detail is None:
+            return False
+        response.read()
+        payload = _authentication_failed(detail)
+        self._send_error(
+            403, _AUTHENTICATION_FAILED, "AuthenticationFailed", payload, head=self.command == "HEAD"
+        )
+        if response.will_close:
+            self.close_connection = True
+        return True
 
     def _send_error(self, status: int, reason: str, code: str, payload: bytes, *, head: bool = False) -> None:
         """A storage error answer: ``x-ms-error-code`` ``code`` and the XML ``payload`` (but
