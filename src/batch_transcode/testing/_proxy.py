@@ -46,12 +46,14 @@ import threading
 import time
 from collections.abc import Iterable
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from ._serving import StartStop, drop_connection
+from batch_transcode._redact import redact
+
+from ._serving import LoopbackServer, QuietServer, drop_connection, read_body
 
 if TYPE_CHECKING:
     from ._entra import RoleAssignments
@@ -182,17 +184,8 @@ class _Link:
             self._clock.sleep(delay)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256  # the default 5 drops SYNs of concurrent clients: 1 s stalls
+class _Server(QuietServer):
     proxy: StorageProxy
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # clients hang up on dropped or failed requests: not worth a traceback on stderr
-        import sys
-
-        log.debug("storage proxy: request from %s ended with %r", client_address, sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -200,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("proxy: %s", format % args)
+        log.debug("proxy: %s", redact(format % args))
 
     def _forward(self) -> None:
         proxy = self.server.proxy
@@ -297,31 +290,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _read_body(self, link: _Link) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is not None:
-            remaining = int(length)
-            parts = []
-            while remaining > 0:
-                block = self.rfile.read(min(remaining, _LINK_CHUNK if link.rate else _CHUNK))
-                if not block:
-                    break
-                link.carry(len(block))
-                parts.append(block)
-                remaining -= len(block)
-            return b"".join(parts)
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                link.carry(size)
-                self.rfile.readline()
-            return b"".join(parts)
-        return None
+        return read_body(
+            self.rfile,
+            self.headers.get("Content-Length"),
+            self.headers.get("Transfer-Encoding", ""),
+            block=_LINK_CHUNK if link.rate else _CHUNK,
+            carried=link.carry,
+        )
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _forward
 
@@ -336,7 +311,7 @@ def _check(latency: float, failure_rate: float, drop_share: float, bandwidth: fl
         raise ValueError("bandwidth must be > 0 bytes per second, or None for no cap")
 
 
-class StorageProxy(StartStop):
+class StorageProxy(LoopbackServer):
     """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0, bandwidth=None)``.
 
     Every request waits ``latency`` seconds; request and response bodies of the client's
@@ -368,6 +343,7 @@ class StorageProxy(StartStop):
         clock: Clock = time,
     ):
         _check(latency, failure_rate, drop_share, bandwidth)
+        super().__init__()
         #: Where latency and the bandwidth cap read the time and wait.
         self.clock = clock
         self.target_port = target_port
@@ -386,8 +362,6 @@ class StorageProxy(StartStop):
         self.requests = 0
         self.failures_injected = 0
         self.connections_dropped = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return (
@@ -471,35 +445,11 @@ class StorageProxy(StartStop):
             self.failures_injected += 1
             return "busy"
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("StorageProxy is not started")
-        return int(self._server.server_address[1])
-
-    def start(self) -> StorageProxy:
-        if self._server is not None:
-            raise RuntimeError("StorageProxy is already started")
+    def _bind(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         if self.tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.tls[0], self.tls[1])
             server.socket = context.wrap_socket(server.socket, server_side=True)
         server.proxy = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="storage-proxy", daemon=True
-        )
-        self._thread.start()
-        log.info("storage proxy :%d -> :%d", self.port, self.target_port)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; harmless twice."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return server
