@@ -187,3 +187,17 @@ def test_bodies_are_checked_against_the_rest_spec(client: BatchClient, pool: str
     status, body = _raw(client, "GET", "/jobschedules/nope")
     assert status == 404 and body["code"] == "JobScheduleNotFound"
     assert list(client.list_job_schedules()) == []
+
+
+def test_a_run_past_its_start_window_is_lost_and_missed_runs_are_not_made_up(
+    client: BatchClient, pool: str, h: Any
+) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+    _create(client, "missed", do_not_run_until=past, start_window=dt.timedelta(hours=1))
+    assert h.wait_until(lambda: client.get_job_schedule("missed").state == bm.BatchJobScheduleState.COMPLETED)
+    assert list(client.list_jobs_from_schedule("missed")) == []  # its one opportunity was lost
+    _create(client, "catching-up", do_not_run_until=past, recurrence_interval=dt.timedelta(hours=1))
+    assert h.wait_until(lambda: len(list(client.list_jobs_from_schedule("catching-up"))) == 1)
+    next_run = client.get_job_schedule("catching-up").execution_info.next_run_time
+    assert dt.timedelta(0) < next_run - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=1)
+    assert [j.id for j in client.list_jobs_from_schedule("catching-up")] == ["catching-up:job-1"]

@@ -342,23 +342,25 @@ class JobScheduleOperations(Operations):
             if not active:
                 schedule.move("completed")
             return
-        if stamp < schedule.next_run or active:
-            if (
-                active
-                and plan.window is not None
-                and stamp > schedule.next_run + dt.timedelta(seconds=plan.window)
-            ):
-                self._advance(schedule, plan)  # the opportunity is lost
+        if stamp < schedule.next_run:
             return
-        self._run_job(schedule)
-        self._advance(schedule, plan)
+        if plan.window is not None and stamp > schedule.next_run + dt.timedelta(seconds=plan.window):
+            self._advance(schedule, plan, stamp)  # the opportunity is lost
+            return
+        if not active:
+            self._run_job(schedule)
+            self._advance(schedule, plan, stamp)
 
     @staticmethod
-    def _advance(schedule: JobSchedule, plan: _Plan) -> None:
+    def _advance(schedule: JobSchedule, plan: _Plan, stamp: dt.datetime) -> None:
+        """The next run after ``stamp`` (runs missed while disabled or busy are not made up),
+        or none without a recurrence."""
         if plan.every is None or schedule.next_run is None:
             schedule.next_run = None
             return
-        schedule.next_run += dt.timedelta(seconds=plan.every)
+        step = dt.timedelta(seconds=plan.every)
+        while schedule.next_run <= stamp:
+            schedule.next_run += step
 
     def _run_job(self, schedule: JobSchedule) -> None:
         schedule.runs += 1
