@@ -27,8 +27,9 @@ def test_env_config_and_clean_stop() -> None:
             "AZURE_STORAGE_CONNECTION_STRING",
         }
         assert env["AZURE_BATCH_ENDPOINT"].startswith("http://127.0.0.1:")
+        assert oa.storage_proxy is not None  # the storage front door (the service's error codes)
         assert (
-            f"BlobEndpoint=http://127.0.0.1:{oa.azurite_port}/devstoreaccount1"
+            f"BlobEndpoint=http://127.0.0.1:{oa.storage_proxy.port}/devstoreaccount1"
             in (env["AZURE_STORAGE_CONNECTION_STRING"])
         )
         config = oa.config()

@@ -45,6 +45,7 @@ def test_keys_differ_between_runs_and_old_or_published_keys_are_refused() -> Non
             with _storage_with_key(second, key) as other, pytest.raises(HttpResponseError) as refused:
                 other.get_container_client("mine").get_container_properties()
             assert refused.value.status_code == 403
+            assert refused.value.error_code == "AuthenticationFailed"  # the service's code
 
 
 def test_a_standalone_emulator_makes_up_its_own_key() -> None:

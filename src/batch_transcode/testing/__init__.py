@@ -37,6 +37,8 @@ from batch_transcode._retry import set_testing  # noqa: E402 - after the check a
 from ._azurite import AzuriteNotFoundError  # noqa: E402
 from ._batch_emulator import BatchEmulator, Faults  # noqa: E402
 from ._entra import OfflineCredential, RoleAssignments  # noqa: E402
+from ._identity import IdentityEndpoint  # noqa: E402
+from ._intercept import InterceptProxy  # noqa: E402
 from ._offline import OfflineAzure, StorageFaults  # noqa: E402
 from ._proxy import StorageProxy  # noqa: E402
 
@@ -44,6 +46,8 @@ __all__ = [
     "AzuriteNotFoundError",
     "BatchEmulator",
     "Faults",
+    "IdentityEndpoint",
+    "InterceptProxy",
     "OfflineAzure",
     "OfflineCredential",
     "RoleAssignments",

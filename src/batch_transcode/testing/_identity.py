@@ -21,12 +21,12 @@ import json
 import logging
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._entra import OfflineCredential
-from ._serving import StartStop
+from ._serving import LoopbackServer, QuietServer
 
 __all__ = ["IdentityEndpoint"]
 
@@ -36,9 +36,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "2019-08-01"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(QuietServer):
     endpoint: IdentityEndpoint
 
 
@@ -87,12 +85,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
-class IdentityEndpoint(StartStop):
+class IdentityEndpoint(LoopbackServer):
     """``IdentityEndpoint(credential)``: the App Service managed-identity endpoint on a free
     loopback port, handing out ``credential``'s tokens. :attr:`env` gives the two variables
     a process needs; :attr:`issued` and :attr:`refused` count the requests."""
 
     def __init__(self, credential: OfflineCredential) -> None:
+        super().__init__()
         self.credential = credential
         #: The secret callers must send back in ``X-IDENTITY-HEADER`` (fresh per endpoint).
         self.header = secrets.token_urlsafe(32)
@@ -100,8 +99,6 @@ class IdentityEndpoint(StartStop):
         self.issued = 0
         self.refused = 0
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:  # the header is a secret: not here
         return f"<IdentityEndpoint {self.url if self._server else 'stopped'}>"
@@ -115,34 +112,14 @@ class IdentityEndpoint(StartStop):
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("IdentityEndpoint is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/msi/token"
+        return f"http://127.0.0.1:{self.port}/msi/token"
 
     @property
     def env(self) -> dict[str, str]:
         """``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``, as App Service sets them."""
         return {"IDENTITY_ENDPOINT": self.url, "IDENTITY_HEADER": self.header}
 
-    def start(self) -> IdentityEndpoint:
-        if self._server is not None:
-            raise RuntimeError("IdentityEndpoint is already started")
+    def _bind(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.endpoint = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="identity-endpoint", daemon=True
-        )
-        self._thread.start()
-        log.info("managed-identity endpoint at %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; harmless twice."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return server

@@ -26,11 +26,13 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
 
-from ._serving import StartStop
+from batch_transcode._redact import redact
+
+from ._serving import LoopbackServer, QuietServer, read_body
 
 if TYPE_CHECKING:
     import trustme
@@ -89,16 +91,8 @@ class _Writer(io.BufferedIOBase):
         return len(data)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
+class _Server(QuietServer):
     proxy: InterceptProxy
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
-        log.debug("intercept proxy: a connection from %s ended with %r", client_address, sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -107,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
     _route: _Route | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("intercept proxy: %s", format % args)
+        log.debug("intercept proxy: %s", redact(format % args))
 
     def _refuse(self, what: str) -> None:
         proxy = self.server.proxy
@@ -203,37 +197,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is not None:
-            return self.rfile.read(int(length))
-        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-            return None
-        parts = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            parts.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass
-        return b"".join(parts)
+        return read_body(
+            self.rfile, self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding", "")
+        )
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _relay
 
 
-class InterceptProxy(StartStop):
+class InterceptProxy(LoopbackServer):
     """``InterceptProxy(ca, ca_bundle=None)``: the HTTPS proxy of intercept mode on a free
     loopback port (:attr:`url`). ``ca`` is the ``trustme.CA`` that signs a certificate for
     each routed name; ``ca_bundle`` the CA file to trust when a loopback service serves
     https. :meth:`route` adds a name; :attr:`refused` counts what was turned away."""
 
     def __init__(self, ca: trustme.CA, *, ca_bundle: str | None = None) -> None:
+        super().__init__()
         self._ca = ca
         self.ca_bundle = ca_bundle
         self._routes: dict[str, _Route] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._lock = threading.Lock()
         self.refused = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return f"<InterceptProxy {self.url if self._server else 'stopped'} hosts={sorted(self.hosts)}>"
@@ -268,29 +252,9 @@ class InterceptProxy(StartStop):
     @property
     def url(self) -> str:
         """The proxy's URL, for ``HTTPS_PROXY``."""
-        if self._server is None:
-            raise RuntimeError("InterceptProxy is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> InterceptProxy:
-        if self._server is not None:
-            raise RuntimeError("InterceptProxy is already started")
+    def _bind(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.proxy = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="intercept-proxy", daemon=True
-        )
-        self._thread.start()
-        log.info("intercept proxy at %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; harmless twice."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return server

@@ -22,10 +22,22 @@ bearer token of a principal holding no storage data role with the service's
 ID", https://learn.microsoft.com/azure/storage/blobs/authorize-access-azure-active-directory;
 the code is in "Blob Storage error codes",
 https://learn.microsoft.com/rest/api/storageservices/blob-service-error-codes).
+
+Failed authentication is answered as the service answers it: Azurite refuses a SAS whose
+signature does not match, that has expired or is not yet valid, and a Shared Key request
+with a wrong signature with ``403 AuthorizationFailure``; the service answers those with
+``403 AuthenticationFailed`` ("Common REST API error codes",
+https://learn.microsoft.com/rest/api/storageservices/common-rest-api-error-codes) and an
+``AuthenticationErrorDetail`` saying which check failed ("Signature not valid in the
+specified time frame: Start [...] - Expiry [...] - Current [...]", "Signature did not
+match", as the service's answers quoted in microsoft/AzureStorageExplorer issues 3219 and
+6198 read). The proxy rewrites those answers so; a SAS without a permission the request
+needs stays ``403 AuthorizationPermissionMismatch``, which both answer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import logging
 import random
@@ -33,16 +45,20 @@ import ssl
 import threading
 import time
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
-from ._serving import StartStop, drop_connection
+from batch_transcode._redact import redact
+
+from ._serving import LoopbackServer, QuietServer, drop_connection, read_body
 
 if TYPE_CHECKING:
     from ._entra import RoleAssignments
 
-__all__ = ["NODE_USER_AGENT", "StorageProxy"]
+__all__ = ["NODE_USER_AGENT", "StorageProxy", "authentication_detail"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +99,55 @@ _REFUSALS = {
 }
 
 
+_AUTHENTICATION_FAILED = (
+    "Server failed to authenticate the request. "
+    "Make sure the value of Authorization header is formed correctly including the signature."
+)
+
+
+def _stamp(value: dt.datetime) -> str:
+    return format_datetime(value.astimezone(dt.UTC), usegmt=True)
+
+
+def _sas_time(query: dict[str, list[str]], name: str) -> dt.datetime | None:
+    raw = (query.get(name) or [""])[0]
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=parsed.tzinfo or dt.UTC) if parsed else None
+
+
+def authentication_detail(target: str, authorization: str, now: dt.datetime | None = None) -> str | None:
+    """The service's ``AuthenticationErrorDetail`` for a request to ``target`` that Azurite
+    refused with ``AuthorizationFailure``: which check of its SAS or Shared Key signature
+    failed (None for other requests: bearer tokens keep Azurite's answer)."""
+    if authorization.startswith("SharedKey"):
+        return "The MAC signature found in the HTTP request is not the same as any computed signature."
+    query = parse_qs(urlsplit(target).query)
+    if "sig" not in query:
+        return None
+    current = now or dt.datetime.now(dt.UTC)
+    start, expiry = _sas_time(query, "st"), _sas_time(query, "se")
+    if start is not None and expiry is not None and expiry <= start:
+        return f"Signed expiry time [{_stamp(expiry)}] must be after signed start time [{_stamp(start)}]"
+    if (expiry is not None and expiry < current) or (start is not None and start > current):
+        shown = _stamp(start) if start is not None else ""
+        return (
+            f"Signature not valid in the specified time frame: Start [{shown}] - "
+            f"Expiry [{_stamp(expiry) if expiry else ''}] - Current [{_stamp(current)}]"
+        )
+    return "Signature did not match."
+
+
+def _authentication_failed(detail: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code>'
+        f"<Message>{_AUTHENTICATION_FAILED}</Message>"
+        f"<AuthenticationErrorDetail>{escape(detail)}</AuthenticationErrorDetail></Error>"
+    ).encode()
+
+
 class Clock(Protocol):
     """Where the proxy reads the time and waits (the :mod:`time` module; a test may pass a
     clock that only counts the waits)."""
@@ -119,17 +184,8 @@ class _Link:
             self._clock.sleep(delay)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256  # the default 5 drops SYNs of concurrent clients: 1 s stalls
+class _Server(QuietServer):
     proxy: StorageProxy
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # clients hang up on dropped or failed requests: not worth a traceback on stderr
-        import sys
-
-        log.debug("storage proxy: request from %s ended with %r", client_address, sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -137,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("proxy: %s", format % args)
+        log.debug("proxy: %s", redact(format % args))
 
     def _forward(self) -> None:
         proxy = self.server.proxy
@@ -173,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
             if body:
                 upstream.send(body)
             response = upstream.getresponse()
+            if self._answered_as_the_service(response):
+                return
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
             for name, value in response.getheaders():
@@ -203,6 +261,23 @@ class _Handler(BaseHTTPRequestHandler):
                 response.close()
             upstream.close()
 
+    def _answered_as_the_service(self, response: http.client.HTTPResponse) -> bool:
+        """Answer Azurite's ``AuthorizationFailure`` for a failed SAS or Shared Key check as the
+        service does (see the module docstring); True if this answered the request."""
+        if response.status != 403 or response.getheader("x-ms-error-code") != "AuthorizationFailure":
+            return False
+        detail = authentication_detail(self.path, self.headers.get("Authorization", ""))
+        if detail is None:
+            return False
+        response.read()
+        payload = _authentication_failed(detail)
+        self._send_error(
+            403, _AUTHENTICATION_FAILED, "AuthenticationFailed", payload, head=self.command == "HEAD"
+        )
+        if response.will_close:
+            self.close_connection = True
+        return True
+
     def _send_error(self, status: int, reason: str, code: str, payload: bytes, *, head: bool = False) -> None:
         """A storage error answer: ``x-ms-error-code`` ``code`` and the XML ``payload`` (but
         its length alone with ``head``)."""
@@ -215,31 +290,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _read_body(self, link: _Link) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is not None:
-            remaining = int(length)
-            parts = []
-            while remaining > 0:
-                block = self.rfile.read(min(remaining, _LINK_CHUNK if link.rate else _CHUNK))
-                if not block:
-                    break
-                link.carry(len(block))
-                parts.append(block)
-                remaining -= len(block)
-            return b"".join(parts)
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                link.carry(size)
-                self.rfile.readline()
-            return b"".join(parts)
-        return None
+        return read_body(
+            self.rfile,
+            self.headers.get("Content-Length"),
+            self.headers.get("Transfer-Encoding", ""),
+            block=_LINK_CHUNK if link.rate else _CHUNK,
+            carried=link.carry,
+        )
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _forward
 
@@ -254,7 +311,7 @@ def _check(latency: float, failure_rate: float, drop_share: float, bandwidth: fl
         raise ValueError("bandwidth must be > 0 bytes per second, or None for no cap")
 
 
-class StorageProxy(StartStop):
+class StorageProxy(LoopbackServer):
     """``StorageProxy(target_port, *, latency=0.0, failure_rate=0.0, seed=0, bandwidth=None)``.
 
     Every request waits ``latency`` seconds; request and response bodies of the client's
@@ -286,6 +343,7 @@ class StorageProxy(StartStop):
         clock: Clock = time,
     ):
         _check(latency, failure_rate, drop_share, bandwidth)
+        super().__init__()
         #: Where latency and the bandwidth cap read the time and wait.
         self.clock = clock
         self.target_port = target_port
@@ -304,8 +362,6 @@ class StorageProxy(StartStop):
         self.requests = 0
         self.failures_injected = 0
         self.connections_dropped = 0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
         return (
@@ -389,35 +445,11 @@ class StorageProxy(StartStop):
             self.failures_injected += 1
             return "busy"
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("StorageProxy is not started")
-        return int(self._server.server_address[1])
-
-    def start(self) -> StorageProxy:
-        if self._server is not None:
-            raise RuntimeError("StorageProxy is already started")
+    def _bind(self) -> _Server:
         server = _Server(("127.0.0.1", 0), _Handler)
         if self.tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(self.tls[0], self.tls[1])
             server.socket = context.wrap_socket(server.socket, server_side=True)
         server.proxy = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="storage-proxy", daemon=True
-        )
-        self._thread.start()
-        log.info("storage proxy :%d -> :%d", self.port, self.target_port)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; harmless twice."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return server

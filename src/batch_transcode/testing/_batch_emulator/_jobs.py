@@ -18,7 +18,7 @@ from datetime import timedelta
 from batch_transcode._process import kill_process_group
 
 from ._errors import BatchServiceError, invalid_value
-from ._model import Job, now
+from ._model import JSON, Job, now
 from ._odata import duration_seconds
 from ._rest import Call, Operations, Reply, new_id, replace_properties, update_properties
 from ._state import DELETE_DELAY
@@ -41,9 +41,14 @@ class JobOperations(Operations):
     """``Jobs_*``: jobs and their task counts."""
 
     def op_Jobs_CreateJob(self, call: Call) -> Reply:
-        spec = call.body
         with self.state.lock:
-            job_id = new_id(spec["id"], self.state.jobs, "Job")
+            job_id = new_id(call.body["id"], self.state.jobs, "Job")
+            return self._created(self.add_job(job_id, call.body))
+
+    def add_job(self, job_id: str, spec: JSON) -> Job:
+        """Add job ``job_id`` of ``spec`` (a job's properties), on its pool or a new auto pool
+        (Add Job, or a job schedule's run; under the lock)."""
+        with self.state.lock:
             pool_info = spec.get("poolInfo") or {}
             constraints = spec.get("constraints") or {}
             deadline = None
@@ -68,7 +73,7 @@ class JobOperations(Operations):
             self.state.jobs[job_id.lower()] = job
             LOG.info("job %s created on pool %s", job_id, job.pool_id)
             self.state.changed.notify_all()
-            return self._created(job)
+            return job
 
     def op_Jobs_GetJob(self, call: Call) -> Reply:
         with self.state.lock:

@@ -3,7 +3,7 @@
 :class:`Service` is the account. It holds the state (:class:`~._state.AccountState`:
 pools, jobs, the lock), finds the operation that answers a request (:meth:`Service.handler`,
 a table from operationId to the ``op_<operationId>`` methods of the operation groups in
-``_pools``, ``_jobs`` and ``_tasks``), starts and stops the scheduler (``_scheduler``, which
+``_pools``, ``_jobs``, ``_tasks`` and ``_schedules``), starts and stops the scheduler (``_scheduler``, which
 has the runner, ``_runner``, run start tasks and tasks as real processes), and answers the
 emulator's inspection calls (snapshots, :meth:`Service.wait_idle`).
 
@@ -25,6 +25,7 @@ from ._model import Job, JobSnapshot, Pool, PoolSnapshot, TaskSnapshot
 from ._pools import NodeOperations, PoolOperations
 from ._rest import Handler
 from ._scheduler import Scheduler
+from ._schedules import JobScheduleOperations
 from ._state import AccountSettings, AccountState
 from ._tasks import TaskOperations
 
@@ -37,7 +38,15 @@ class Service(AccountState):
         super().__init__(**settings)
         self._scheduler = Scheduler(self)
         self._handlers: dict[str, Handler] = {}
-        for group in (PoolOperations(self), NodeOperations(self), JobOperations(self), TaskOperations(self)):
+        jobs = JobOperations(self)
+        self._schedules = JobScheduleOperations(self, jobs)
+        for group in (
+            PoolOperations(self),
+            NodeOperations(self),
+            jobs,
+            TaskOperations(self),
+            self._schedules,
+        ):
             self._handlers.update(group.handlers())
 
     def handler(self, operation: str) -> Handler | None:
@@ -50,6 +59,7 @@ class Service(AccountState):
     def start(self) -> None:
         (self.workdir / "nodes").mkdir(parents=True, exist_ok=True)
         self._scheduler.start()
+        self.spawn(self._schedules.run, "batch-emulator-job-schedules")
 
     def stop(self) -> None:
         self.stopping.set()
