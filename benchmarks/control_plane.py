@@ -82,6 +82,8 @@ class Entry:
     response_bytes: int
     first_page: bool
     seconds: float
+    #: CPU time the emulator's answering thread spent on it.
+    cpu_seconds: float
     #: A task listing filtered on stateTransitionTime (an incremental read of finished tasks).
     incremental: bool = False
     #: Tasks in the answer (task listings only).
@@ -118,6 +120,7 @@ class Collector:
                     response_bytes=len(r.response_body),
                     first_page="$skiptoken" not in r.query,
                     seconds=getattr(r, "seconds", 0.0),
+                    cpu_seconds=getattr(r, "cpu_seconds", 0.0),
                     incremental="stateTransitionTime" in r.query.get("$filter", ""),
                     tasks=_tasks_in(r),
                 )
@@ -155,7 +158,7 @@ class _Interim:
     started: float
     files: int
     _stop: threading.Event = field(default_factory=threading.Event)
-    _seen: tuple[int, float] = (0, 0.0)
+    _seen: tuple[int, float, float] = (0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
         if self.every > 0:
@@ -174,8 +177,9 @@ class _Interim:
     def _line(self) -> dict[str, Any]:
         entries = list(self.collector.entries)
         answered = sum(e.seconds for e in entries)
-        n0, s0 = self._seen
-        self._seen = (len(entries), answered)
+        cpu_answered = sum(e.cpu_seconds for e in entries)
+        n0, s0, c0 = self._seen
+        self._seen = (len(entries), answered, cpu_answered)
         done = sum(1 for _ in os.scandir(self.out)) if self.out.is_dir() else 0
         status = dict(
             line.split(":", 1)
@@ -189,6 +193,9 @@ class _Interim:
             "requests": len(entries),
             "ms_per_request": round(1000 * answered / max(1, len(entries)), 2),
             "ms_per_request_last": round(1000 * (answered - s0) / max(1, len(entries) - n0), 2),
+            "cpu_ms_per_request": round(1000 * cpu_answered / max(1, len(entries)), 2),
+            "cpu_ms_per_request_last": round(1000 * (cpu_answered - c0) / max(1, len(entries) - n0), 2),
+            "by_operation": dict(collections.Counter(e.operation for e in entries).most_common(5)),
             "listings": sum(1 for e in entries if e.operation == "Tasks_ListTasks"),
             "tasks_listed": sum(e.tasks for e in entries),
             "client_rss_mb": round(int(status["VmRSS"].split()[0]) / 1024),
@@ -260,6 +267,13 @@ def _summarise(mode: str, n: int, entries: list[Entry]) -> dict[str, Any]:
         "throttled_or_failed": sum(1 for e in entries if e.status >= 500 or e.status == 429),
         "emulator_answer_seconds": round(sum(e.seconds for e in entries), 2),
         "emulator_ms_per_request": round(1000 * sum(e.seconds for e in entries) / max(1, len(entries)), 2),
+        "emulator_cpu_ms_per_request": round(
+            1000 * sum(e.cpu_seconds for e in entries) / max(1, len(entries)), 2
+        ),
+        "emulator_cpu_ms_by_operation": {
+            op: round(1000 * sum(e.cpu_seconds for e in entries if e.operation == op) / count, 2)
+            for op, count in by_op.most_common(6)
+        },
         "request_mb": round(sum(e.request_bytes for e in entries) / 1e6, 2),
         "response_mb": round(sum(e.response_bytes for e in entries) / 1e6, 2),
     }
@@ -413,7 +427,8 @@ def _print(result: dict[str, Any]) -> None:
         f"  emulator side CPU: Batch emulator {r['emulator_python_cpu_seconds']} s, task processes "
         f"{r['task_processes_cpu_seconds']} s, Azurite {r['azurite_cpu_seconds']} s; "
         f"time answering Batch requests {r['emulator_answer_seconds']} s "
-        f"({r['emulator_ms_per_request']} ms per request)"
+        f"({r['emulator_ms_per_request']} ms per request; CPU {r['emulator_cpu_ms_per_request']} ms per "
+        f"request, by operation {json.dumps(r['emulator_cpu_ms_by_operation'])})"
     )
 
 

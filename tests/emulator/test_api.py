@@ -336,5 +336,5 @@ def test_paged_listing_without_filter_and_drained_log(client: BatchClient, emula
     drained = emulator.drain_request_log()
     assert [r.operation for r in drained] == ["Tasks_ListTasks"] * 3
     assert [r.query.get("$skiptoken") for r in drained] == [None, "t09", "t19"]
-    assert all(r.query["$select"] == "id,state" and r.seconds > 0 for r in drained)
+    assert all(r.query["$select"] == "id,state" and r.seconds > 0 and r.cpu_seconds > 0 for r in drained)
     assert emulator.request_log == [] and emulator.drain_request_log() == []

@@ -287,3 +287,30 @@ def test_exit_options_job_action_defaults_to_terminate_for_a_failure(
     with pytest.raises(HttpResponseError) as refused:
         client.create_task("plain", _task("t", "true", exit_conditions=none))
     assert _error(refused) == (400, "InvalidPropertyValue")
+
+
+def test_a_held_task_waits_through_a_failure_and_runs_once_its_parent_is_reactivated_and_succeeds(
+    client: BatchClient, emulator: BatchEmulator, h: Any
+) -> None:
+    """A dependent task waits apart from the runnable ones: added before its parent, kept
+    waiting when the parent fails (blocks), let through when the reactivated parent then
+    succeeds; its sibling without dependencies runs at once meanwhile."""
+    _setup(client, h)
+    client.create_task("j", _task("child", "echo child", "parent"))
+    client.create_task("j", _task("free", "echo free"))
+    h.wait_until(lambda: _state(client, "j", "free") == bm.BatchTaskState.COMPLETED)
+    assert _state(client, "j", "child") == bm.BatchTaskState.ACTIVE
+    client.create_task("j", _task("parent", f"test -f {SHARED}/ready"))
+    h.wait_until(lambda: _state(client, "j", "parent") == bm.BatchTaskState.COMPLETED)
+    assert emulator.wait_idle(10)  # nothing can run: the child is blocked
+    assert _state(client, "j", "child") == bm.BatchTaskState.ACTIVE
+    client.create_task("j", _task("maker", f"touch {SHARED}/ready"))
+    h.wait_until(lambda: _state(client, "j", "maker") == bm.BatchTaskState.COMPLETED)
+    client.reactivate_task("j", "parent")
+    h.wait_until(lambda: _state(client, "j", "child") == bm.BatchTaskState.COMPLETED)
+    child, parent = (client.get_task("j", t).execution_info for t in ("child", "parent"))
+    assert child is not None and parent is not None and parent.end_time is not None
+    assert child.result == bm.BatchTaskExecutionResult.SUCCESS
+    assert child.start_time is not None and child.start_time >= parent.end_time
+    counts = client.get_job_task_counts("j").task_counts
+    assert (counts.completed, counts.succeeded, counts.active) == (4, 4, 0)

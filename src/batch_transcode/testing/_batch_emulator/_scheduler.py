@@ -12,7 +12,8 @@ Each tick, under the account lock, it
 - starts nodes that came up (or came back from preemption) through the runner's start task;
 - removes deleted pools and jobs, completes terminating jobs, and applies a job's
   ``maxWallClockTime`` and ``onAllTasksComplete``;
-- dispatches active tasks: jobs by priority, then age; tasks whose dependencies are met
+- dispatches active tasks from each job's queue of runnable ones (``_task_table``), in
+  the order they were added: jobs by priority, then age; tasks whose dependencies are met
   (``_dependencies``: "Create task dependencies to run tasks that depend on other tasks",
   https://learn.microsoft.com/azure/batch/batch-task-dependencies),
   within ``maxParallelTasks`` and the pool's task slots, onto the node that ``nodeFillType``
@@ -66,9 +67,8 @@ class Scheduler:
                     LOG.exception("emulator scheduler tick failed")
                 spent = time.monotonic() - started
                 self.state.changed.wait(0.05)
-            # A tick walks every task of every active job. With thousands of tasks, a burst of
-            # changes (hundreds of tasks ending each second) makes one tick, not one per change:
-            # the scheduler keeps to about a fifth of a core.
+            # A burst of changes (hundreds of tasks ending each second) makes one tick, not
+            # one per change: the scheduler keeps to about a fifth of a core.
             pause = min(MAX_TICK_PAUSE, 4 * spent)
             if pause > 0.001:
                 self.state.stopping.wait(pause)
