@@ -79,6 +79,20 @@ class JobProgress:
         return text
 
 
+def _queue_of(done: Mapping[int, FileResult]) -> queue.SimpleQueue[tuple[int, FileResult]]:
+    """A completion queue holding the results ``done`` already, in input order."""
+    completed: queue.SimpleQueue[tuple[int, FileResult]] = queue.SimpleQueue()
+    for index in sorted(done):
+        completed.put((index, done[index]))
+    return completed
+
+
+def _bar_desc(desc: str, done: Mapping[int, FileResult], total: int) -> str:
+    """The bar counts the files left; its label says how many an earlier run did."""
+    kept = sum(r.skipped for r in done.values())
+    return f"{desc} ({kept} of {total} already done)" if kept else desc
+
+
 class TranscodeJob:
     """Files being converted in the background.
 
@@ -134,9 +148,7 @@ class TranscodeJob:
         #: Every result so far, by item index: written under ``_lock``, each index once.
         self._results: dict[int, FileResult] = dict(done)
         self._lock = threading.Lock()
-        self._completed: queue.SimpleQueue[tuple[int, FileResult]] = queue.SimpleQueue()
-        for index in sorted(done):
-            self._completed.put((index, done[index]))
+        self._completed: queue.SimpleQueue[tuple[int, FileResult]] = _queue_of(done)
         self._cancel = threading.Event()
         # Not Thread.is_alive(): a join() interrupted by Ctrl-C can leave a live
         # thread marked as stopped (CPython 3.11), so completion has its own event.
@@ -147,9 +159,7 @@ class TranscodeJob:
         self._user_progress = progress
         todo = [item for item in self._items if item.index not in done]
         self._index_of = {item.source: item.index for item in todo}
-        kept = sum(r.skipped for r in done.values())
-        if kept:  # the bar counts the files left; it says how many were done before
-            desc = f"{desc} ({kept} of {len(self._items)} already done)"
+        desc = _bar_desc(desc, done, len(self._items))
         self._sink = ProgressSink(len(todo), self._on_event, bar=show_progress, desc=desc)
         request = RunRequest(
             items=todo,

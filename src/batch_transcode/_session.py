@@ -114,6 +114,16 @@ def _empty_inputs(items: Sequence[WorkItem]) -> dict[int, FileResult]:
     return empty
 
 
+def _skip_done(items: Sequence[WorkItem], done: dict[int, FileResult]) -> None:
+    """Mark in ``done`` the items whose outputs an earlier run left complete (skipped)."""
+    for item in items:
+        if item.index not in done and _output_is_current(item):
+            done[item.index] = FileResult.already_done(item.source, item.outputs[0], outputs=item.outputs)
+    kept = sum(r.skipped for r in done.values())
+    if kept:
+        log.info("%d of %d outputs already exist; skipping them", kept, len(items))
+
+
 def _plan_key(items: Sequence[WorkItem], presets: Sequence[Preset]) -> tuple[object, ...]:
     """What a plan is for: the same inputs to the same outputs with the same presets."""
     return (tuple((i.source, *i.outputs) for i in items), tuple(p.name for p in presets))
@@ -496,14 +506,7 @@ class TranscodeSession:
         make_output_folder(out)
         done = _empty_inputs(items)
         if skip_existing:
-            for item in items:
-                if item.index not in done and _output_is_current(item):
-                    done[item.index] = FileResult.already_done(
-                        item.source, item.outputs[0], outputs=item.outputs
-                    )
-            kept = sum(r.skipped for r in done.values())
-            if kept:
-                log.info("%d of %d outputs already exist; skipping them", kept, len(items))
+            _skip_done(items, done)
         return self._start(
             items,
             done,
@@ -569,15 +572,9 @@ class TranscodeSession:
         ``convert`` is ``submit(...).wait()``: Ctrl-C stops the work, and leaving the
         session removes what it created."""
         job = self.submit(
-            paths,
-            output_dir=output_dir,
-            preset=preset,
-            progress=progress,
-            show_progress=show_progress,
-            skip_existing=skip_existing,
-            quality=quality,
-            segment_seconds=segment_seconds,
-        )
+            paths, output_dir=output_dir, preset=preset, progress=progress, show_progress=show_progress,
+            skip_existing=skip_existing, quality=quality, segment_seconds=segment_seconds,
+        )  # fmt: skip
         report = job.wait()
         log.info("%s", report.summary().splitlines()[0])
         return report

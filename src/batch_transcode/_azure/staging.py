@@ -293,13 +293,8 @@ class Staging:
                     unchanged += 1
                 if on_staged is None:
                     kept.append(staged)
-        log.info(
-            "inputs: %d uploaded (%d bytes), %d unchanged, to container %s",
-            uploaded,
-            size,
-            unchanged,
-            self.containers.input,
-        )
+        log.info("inputs: %d uploaded (%d bytes), %d unchanged, to container %s",
+                 uploaded, size, unchanged, self.containers.input)  # fmt: skip
         return kept
 
     def upload_file(self, ledger: UploadLedger, path: Path, blob_name: str) -> str:
@@ -350,11 +345,6 @@ class Staging:
 
     # -- download -----------------------------------------------------------------------
 
-    def download_blob(self, name: str, target: Path) -> Download:
-        """Download one blob of the output container to ``target`` (through a temporary
-        name, then an atomic rename)."""
-        return self._download_blob(name, target)
-
     def download(self, item: WorkItem) -> Download:
         """Download every output of ``item`` to ``item.outputs`` (each to a temporary name,
         then an atomic rename). If one fails, those of the item already renamed are removed
@@ -362,7 +352,7 @@ class Staging:
         done: list[Path] = []
         size = 0
         for name, target in zip(names.output_blobs(item.relative_outputs), item.outputs, strict=True):
-            download = self._download_blob(name, target)
+            download = self.download_blob(name, target)
             if not download.ok:
                 for path in done:
                     with contextlib.suppress(OSError):
@@ -372,7 +362,9 @@ class Staging:
             size += download.size
         return Download(size=size)
 
-    def _download_blob(self, name: str, target: Path) -> Download:
+    def download_blob(self, name: str, target: Path) -> Download:
+        """Download one blob of the output container to ``target`` (through a temporary
+        name, then an atomic rename)."""
         tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         out = self.containers.output
         try:
