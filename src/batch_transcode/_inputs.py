@@ -132,7 +132,15 @@ def _stat_problem(path: Path, exc: OSError) -> str:
 _STAT_SKIPS = {errno.ELOOP: Skip.LINK_LOOP, errno.ENOENT: Skip.DANGLING_LINK}
 
 #: A file's identity: two names of one file (links) have the same.
-FileId = tuple[int, int]
+FileId = tuple[int, int] | str
+
+
+def _identity(path: str | Path, st: os.stat_result) -> FileId:
+    """What makes two names one input: a file's inode when it has one name (a symbolic
+    link to it, or it named twice, is the same input), its resolved path when it has
+    several hard links (each of those names is an input of its own, as a user who sees
+    two files expects two outputs)."""
+    return (st.st_dev, st.st_ino) if st.st_nlink <= 1 else os.path.realpath(path)
 
 
 def _file_skip(entry: os.DirEntry[str]) -> Skip | FileId:
@@ -149,7 +157,7 @@ def _file_skip(entry: os.DirEntry[str]) -> Skip | FileId:
         return Skip.NOT_REGULAR
     if not os.access(entry.path, os.R_OK):
         return Skip.UNREADABLE
-    return (st.st_dev, st.st_ino)
+    return _identity(entry.path, st)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:
@@ -168,7 +176,7 @@ class _Search:
         #: The output folder, and whether a folder given may not be it.
         self.output_dir = output_dir
         self.refuse_output = refuse_output
-        self.output_id: FileId | None = None
+        self.output_id: tuple[int, int] | None = None
         if output_dir is not None:
             try:
                 st = os.stat(output_dir)
@@ -207,7 +215,7 @@ class _Search:
             return
         problem = _kind_problem(path, st)
         if problem is None:
-            self.take(path, (st.st_dev, st.st_ino))
+            self.take(path, _identity(path, st))
         else:
             self.problems.append((path, problem))
 

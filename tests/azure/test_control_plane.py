@@ -84,7 +84,7 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
     assert listings
     for r in listings:
         assert r.query["$filter"].startswith("state eq 'completed'")
-        assert r.query["$select"] == "id,state,stateTransitionTime,executionInfo"
+        assert r.query["$select"] == "id,state,stateTransitionTime,executionInfo,nodeInfo"
     listed = [t["id"] for r in listings for t in json.loads(r.response_body)["value"]]
     assert set(listed) == set(added) and len(listed) <= 2 * n
 
@@ -99,7 +99,10 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
         elif r.operation in MONITOR_OPS:
             done, others, size = polls[-1]
             polls[-1] = (done, [*others, r.operation], size + len(r.response_body))
-    for i, (completed, others, size) in enumerate(polls):
+    # After the last poll the pool and its nodes are read once more, for the report's
+    # usage (node allocation times and slots).
+    assert polls[-1][0] == n and polls[-1][1] == ["Pools_GetPool", "Nodes_ListNodes"]
+    for i, (completed, others, size) in enumerate(polls[:-1]):
         assert size <= 2048, (i, others, size)
         if others:
             assert i == 0 or completed == polls[i - 1][0], (i, others)

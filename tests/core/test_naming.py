@@ -104,3 +104,17 @@ def test_distinct_sources_in_distinct_folders_map_to_distinct_outputs(pairs: lis
         assert item.outputs[0].parent.name == d or len({p[0] for p in pairs}) == 1
         assert item.outputs[0].name == f"{n}.mp3"
         assert item.outputs[0].is_relative_to("/data/out")
+
+
+def test_hard_links_are_inputs_of_their_own_while_a_symlink_is_the_same_input(tmp_path: Path) -> None:
+    """Two hard links are two names a user sees (two outputs); a symbolic link to a file,
+    or the file named twice, is the file once."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.mp4").write_bytes(b"x")
+    (folder / "b.mp4").hardlink_to(folder / "a.mp4")
+    (folder / "c.mp4").symlink_to(folder / "a.mp4")
+    (folder / "d.mp4").write_bytes(b"y")
+    (folder / "e.mp4").symlink_to(folder / "d.mp4")
+    found = validate_inputs([folder, folder / "b.mp4"])
+    assert [p.name for p in found] == ["a.mp4", "b.mp4", "d.mp4"]
