@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -40,6 +41,13 @@ NOTHING_LEFT: Mapping[str, list[str]] = {"pools": [], "jobs": [], "containers": 
 
 
 # -- waiting ----------------------------------------------------------------------------
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: SIGINT back to its default, so that
+    Python installs its KeyboardInterrupt handler in the child even when this test process
+    was started with SIGINT ignored (a background job of a shell without job control)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(

@@ -21,7 +21,7 @@ from batch_transcode._azure._clients import make_batch_client
 from batch_transcode._azure.builders import STAGED_FFMPEG_FILE
 from batch_transcode._cli import main
 from batch_transcode.testing import Faults, OfflineAzure
-from helpers import NOTHING_LEFT, leave_session_behind, partial_files, wait_until
+from helpers import NOTHING_LEFT, interruptible, leave_session_behind, partial_files, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -267,6 +267,7 @@ def test_ctrl_c_during_an_azure_convert_exits_130_and_leaves_nothing(
          "-o", str(tmp_path / "out"), "--backend", "azure", "--nodes", "1", "--no-progress",
          "--json", str(tmp_path / "report.json")],
         env={**os.environ, **offline.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=interruptible,
     )  # fmt: skip
     try:
         wait_until(

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from batch_transcode._cli import main
-from helpers import env_without_azure, run_python, wait_until
+from helpers import env_without_azure, interruptible, run_python, wait_until
 
 
 def test_convert_walks_folders_and_keeps_layout(
@@ -70,6 +70,7 @@ def test_ctrl_c_on_the_cli_leaves_no_partial_files(tmp_path: Path, make_media: C
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )  # fmt: skip
     wait_until(lambda: list(out.rglob(".bt-*")), interval=0.02, what="ffmpeg to start writing")
     proc.send_signal(signal.SIGINT)

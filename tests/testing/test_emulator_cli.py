@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MediaFactory, env_without_azure, run_python, wait_until
+from helpers import MediaFactory, env_without_azure, interruptible, run_python, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +22,7 @@ def _exports(*options: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=interruptible,
     )
     lines: list[str] = []
     stdout = proc.stdout

@@ -12,7 +12,7 @@ import pytest
 from batch_transcode import AzureConfig, ConfigError, TranscodeError
 from batch_transcode.testing import AzuriteNotFoundError, OfflineAzure
 from batch_transcode.testing._azurite import find_azurite
-from helpers import alive, batch_client, group_members, wait_until
+from helpers import alive, batch_client, group_members, interruptible, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -122,6 +122,7 @@ def test_cli_emulator_prints_exports_and_stops_on_sigint(tmp_path: Path) -> None
         stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        preexec_fn=interruptible,
     )
     try:
         lines: list[str] = []
