@@ -6,6 +6,7 @@ here, so test modules can ``from helpers import ...``)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,15 @@ from helpers import (
     copy_file,
     make_clip,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _interruptible() -> None:
+    """Ctrl-C tests need Python's KeyboardInterrupt handler: a test run started as a
+    background job of a shell without job control has SIGINT ignored, and then
+    ``_thread.interrupt_main()`` does nothing."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
