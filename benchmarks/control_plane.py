@@ -22,6 +22,11 @@ emulator took to answer Batch requests.
 
     .venv/bin/python benchmarks/control_plane.py --files 100 1000
     .venv/bin/python benchmarks/control_plane.py --files 10000 --modes ours
+
+Long runs: ``--interim 60`` prints the figures so far every minute (one JSON line);
+``--fit OUTPUT`` reads those lines back and fits the emulator's CPU per task collection
+and per other request, so that runs with another mix of requests (or unfinished ones)
+compare request for request.
 """
 
 from __future__ import annotations
@@ -202,6 +207,32 @@ class _Interim:
             "client_peak_rss_mb": round(int(status["VmHWM"].split()[0]) / 1024),
             "client_cpu_ms_per_file_done": round(1000 * cpu / max(1, done), 2),
         }
+
+
+def fit_interim(lines: list[str]) -> tuple[float, float, int]:
+    """The emulator's CPU per task collection and per other request, fitted (least
+    squares) to the intervals of a run's ``--interim`` lines: ``(collection ms, other ms,
+    intervals)``. Lets a run that did not finish, or whose mix of requests differs
+    from another's, be compared request for request."""
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    points: list[tuple[int, int, float]] = []
+    before = (0, 0.0, 0)
+    for r in rows:
+        cpu = r["cpu_ms_per_request"] * r["requests"]
+        coll = r["by_operation"].get("Tasks_CreateTaskCollection", 0)
+        d_req, d_cpu, d_coll = r["requests"] - before[0], cpu - before[1], coll - before[2]
+        before = (r["requests"], cpu, coll)
+        if d_req > 0:
+            points.append((d_coll, d_req - d_coll, d_cpu))
+    saa = sum(a * a for a, _, _ in points)
+    sbb = sum(b * b for _, b, _ in points)
+    sab = sum(a * b for a, b, _ in points)
+    say = sum(a * y for a, _, y in points)
+    sby = sum(b * y for _, b, y in points)
+    det = saa * sbb - sab * sab
+    if not det:
+        raise SystemExit("the interim lines do not tell task collections from other requests")
+    return (say * sbb - sby * sab) / det, (saa * sby - sab * say) / det, len(points)
 
 
 def _proc_cpu(pid: int | None) -> float:
@@ -456,11 +487,25 @@ def main() -> int:
         "--interim", type=float, default=0.0, help="print figures so far every this many seconds (0: never)"
     )
     parser.add_argument(
+        "--fit",
+        type=Path,
+        metavar="LOG",
+        help="read the --interim lines of an earlier run's output and print the emulator's CPU per "
+        "task collection and per other request, then exit",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="trace the client's allocations (slower): bytes per file at the peak, and where they are",
     )
     args = parser.parse_args()
+    if args.fit is not None:
+        coll, other, points = fit_interim(args.fit.read_text().splitlines())
+        print(
+            f"{points} intervals: a task collection {coll:.1f} ms of emulator CPU, "
+            f"any other request {other:.2f} ms"
+        )
+        return 0
 
     from batch_transcode.testing import OfflineAzure
 

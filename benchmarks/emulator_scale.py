@@ -9,7 +9,8 @@ so the job holds N active tasks while the requests a monitoring client makes are
 - the incremental listing of finished tasks (``state eq 'completed' and
   stateTransitionTime ge <a second ago>``, with ``$select``);
 - the first page of a full ``$select`` listing, and the first page of ``state eq 'active'``;
-- a task collection of 100 more tasks.
+- a task collection of 100 more tasks (tasks shaped like a session's: an input and an
+  output through SAS URLs).
 
 Printed per N and operation: the emulator's CPU time per request (the answering
 thread's, from the request log: other load on the machine does not stretch it) and the
@@ -33,12 +34,40 @@ SELECT = ["id", "state", "stateTransitionTime", "executionInfo"]
 
 
 def _tasks(prefix: str, start: int, count: int) -> list[Any]:
+    """Tasks shaped like a session's: a quoted command line, an input through a SAS URL,
+    an output uploaded to a container SAS URL on success, retry and time constraints."""
     from azure.batch import models as bm
 
-    return [
-        bm.BatchTaskCreateOptions(id=f"{prefix}{i:07d}", command_line="/bin/true")
-        for i in range(start, start + count)
-    ]
+    sas = "sv=2025-01-05&se=2026-12-31T00%3A00%3A00Z&sr=b&sp=r&sig=" + "x" * 44
+    container = "http://127.0.0.1:10000/devstoreaccount1/bt-out?" + sas.replace("sr=b&sp=r", "sr=c&sp=cw")
+    tasks = []
+    for i in range(start, start + count):
+        name = f"clip{i:07d}"
+        tasks.append(
+            bm.BatchTaskCreateOptions(
+                id=f"{prefix}{i:07d}",
+                command_line=f"/bin/sh -c 'ffmpeg -hide_banner -nostdin -y -i {name}.wav -vn {name}.mp3'",
+                resource_files=[
+                    bm.ResourceFile(
+                        http_url=f"http://127.0.0.1:10000/devstoreaccount1/bt-in/{name}.wav?{sas}",
+                        file_path=f"{name}.wav",
+                    )
+                ],
+                output_files=[
+                    bm.OutputFile(
+                        file_pattern=f"{name}.mp3",
+                        destination=bm.OutputFileDestination(
+                            container=bm.OutputFileBlobContainerDestination(
+                                container_url=container, path=f"out/{name}.mp3"
+                            )
+                        ),
+                        upload_options=bm.OutputFileUploadConfiguration(upload_condition="tasksuccess"),
+                    )
+                ],
+                constraints=bm.BatchTaskConstraints(max_task_retry_count=2),
+            )
+        )
+    return tasks
 
 
 def _measure(emulator: Any, repeat: int, send: Callable[[int], object]) -> tuple[float, float]:
