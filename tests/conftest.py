@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from batch_transcode import AzureConfig
+from batch_transcode import AzureConfig, LocalConfig, TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
 from batch_transcode.samples import decoded_duration
 from batch_transcode.testing import OfflineAzure
@@ -29,6 +29,7 @@ from helpers import (
     copy_file,
     make_clip,
 )
+from split_media import H264, H264_SMALL, make_split_clips
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -128,3 +129,18 @@ def scripted_batch() -> Iterator[Callable[..., tuple[ScriptedEndpoint, AzureConf
     yield start
     for endpoint in started:
         endpoint.close()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
+    """The clips the split tests cut (tests/split_media.py), made once per module."""
+    return make_split_clips(ffmpeg_exe, tmp_path_factory.mktemp("split-clips"))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path], ffmpeg_exe: str) -> Path:
+    """The split tests' clips (tests/split_media.py), each encoded whole (no segments), to compare with."""
+    out = tmp_path_factory.mktemp("whole")
+    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
+        s.convert(list(clips.values()), output_dir=out, preset=[H264, H264_SMALL]).raise_for_failures()
+    return out

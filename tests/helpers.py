@@ -50,6 +50,29 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def kill_once_watching(offline: OfflineAzure, argv: Sequence[str]) -> int:
+    """Run the client ``argv`` against ``offline`` and SIGKILL it once it watches its job
+    (tasks added, the job set to end when they complete, task counts polled); its return
+    code."""
+    before = len(offline.batch.request_log)
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **offline.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def watching() -> bool:
+            ops = [r.operation for r in offline.batch.request_log[before:]]
+            return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
+
+        wait_until(watching, timeout=60, what="the client to watch its job")
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def wait_until(
     predicate: Callable[[], Any],
     *,

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from batch_transcode import AptFFmpeg, LocalConfig, Report, StagedFFmpeg, TranscodeSession
+from batch_transcode import AptFFmpeg, Report, StagedFFmpeg, TranscodeSession
 from batch_transcode._azure import builders, names
 from batch_transcode._azure.manifest import Manifest
 from batch_transcode._azure.split import split_tasks
 from batch_transcode._naming import WorkItem
 from batch_transcode._split import plan_split
 from batch_transcode.testing import Faults, OfflineAzure
-from helpers import NOTHING_LEFT, azure_config, batch_client, session_jobs, wait_until
+from helpers import NOTHING_LEFT, azure_config, batch_client, kill_once_watching, session_jobs
 from split_media import (
     H264,
     H264_SMALL,
@@ -32,24 +30,9 @@ from split_media import (
     X264,
     assert_like_source,
     frame_dropping_ffmpeg,
-    make_split_clips,
 )
 
 pytestmark = pytest.mark.azure
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
-    return make_split_clips(ffmpeg_exe, tmp_path_factory.mktemp("split-clips"))
-
-
-@pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path], ffmpeg_exe: str) -> Path:
-    """Every clip encoded whole (no segments), to compare with."""
-    out = tmp_path_factory.mktemp("whole")
-    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
-        s.convert(list(clips.values()), output_dir=out, preset=[H264, H264_SMALL]).raise_for_failures()
-    return out
 
 
 def _requests(oa: OfflineAzure, before: int, operation: str) -> list[dict[str, object]]:
@@ -238,26 +221,7 @@ def test_attach_after_sigkill_while_segments_run(
     )  # fmt: skip
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    before = len(offline.batch.request_log)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(source), str(tmp_path / "out")],
-        env={**os.environ, **offline.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-
-        def segments_running() -> bool:
-            ops = [r.operation for r in offline.batch.request_log[before:]]
-            return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
-
-        wait_until(segments_running, timeout=60, what="the client to watch its segments")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    kill_once_watching(offline, [sys.executable, str(script), str(source), str(tmp_path / "out")])
     job_id = next(j.id for j in offline.batch.jobs() if j.state != "deleting")
     unfinished = [t.id for t in offline.batch.tasks(job_id) if t.state != "completed"]
     assert any("-s" in t for t in unfinished), unfinished  # killed while segments ran

@@ -27,21 +27,7 @@ from batch_transcode import (
 from batch_transcode._commands import concat_list, segment_argv, stitch_argv
 from batch_transcode._split import check_stitched, plan_split, segment_file
 from helpers import wait_until
-from split_media import H264, H264_SMALL, X264, assert_like_source, frame_dropping_ffmpeg, make_split_clips
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory, ffmpeg_exe: str) -> dict[str, Path]:
-    return make_split_clips(ffmpeg_exe, tmp_path_factory.mktemp("split-clips"))
-
-
-@pytest.fixture(scope="module")
-def whole(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path], ffmpeg_exe: str) -> Path:
-    """Every clip encoded whole (no segments), to compare with."""
-    out = tmp_path_factory.mktemp("whole")
-    with TranscodeSession(LocalConfig(workers=2, ffmpeg=ffmpeg_exe)) as s:
-        s.convert(list(clips.values()), output_dir=out, preset=[H264, H264_SMALL]).raise_for_failures()
-    return out
+from split_media import H264, H264_SMALL, X264, assert_like_source, frame_dropping_ffmpeg
 
 
 def _convert(

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from batch_transcode.testing import OfflineAzure
-from helpers import NOTHING_LEFT, MediaFactory, run_python, wait_until
+from helpers import NOTHING_LEFT, MediaFactory, kill_once_watching, run_python, wait_until
 
 pytestmark = pytest.mark.azure
 
@@ -40,26 +39,8 @@ def test_killed_client_job_ends_and_cleanup_sweeps(
     script.write_text(CLIENT)
     env = {**os.environ, **offline.env}
     before = len(offline.batch.request_log)
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(src), str(tmp_path / "out")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        # kill it once it is monitoring: tasks added, the job set to end when they complete
-        def monitoring() -> bool:
-            ops = [r.operation for r in offline.batch.request_log[before:]]
-            return "Jobs_UpdateJob" in ops and "Jobs_GetJobTaskCounts" in ops
-
-        wait_until(monitoring, timeout=60, what="the client to start monitoring")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert proc.returncode == -signal.SIGKILL
+    returncode = kill_once_watching(offline, [sys.executable, str(script), str(src), str(tmp_path / "out")])
+    assert returncode == -signal.SIGKILL
 
     jobs = offline.batch.jobs()
     assert len(jobs) == 1
