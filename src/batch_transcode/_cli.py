@@ -114,15 +114,6 @@ def _duration(text: str) -> float:
     return seconds
 
 
-def _older_than(text: str) -> dt.timedelta:
-    """``--older-than``: an age such as ``0s``, ``30m``, ``2h`` or ``1d`` (a usage error before
-    any configuration is read)."""
-    try:
-        return as_age(text)
-    except ConfigError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 0s, 30m, 2h or 1d") from None
-
-
 def _metrics(text: str) -> tuple[Metric, ...]:
     """``--quality vmaf,psnr``: known metric names, comma-separated."""
     try:
@@ -407,7 +398,6 @@ def _add_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     clean.add_argument(
         "--older-than",
         default=default_age,
-        type=_older_than,
         metavar="AGE",
         help=f"only what is older than this, such as 30m, 2h, 1d, 0s (default {default_age}); "
         "younger resources are skipped and counted",

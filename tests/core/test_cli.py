@@ -53,13 +53,6 @@ def test_convert_exit_2_on_usage_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert "AZURE_BATCH_ENDPOINT" in proc.stderr
 
 
-def test_cleanup_refuses_a_bad_age_before_reading_any_configuration() -> None:
-    proc = run_python("-m", "batch_transcode", "cleanup", "--older-than", "banana", env=env_without_azure())
-    assert proc.returncode == 2
-    assert "'banana' is not an age such as 0s, 30m, 2h or 1d" in proc.stderr
-    assert "AZURE_" not in proc.stderr and "Traceback" not in proc.stderr
-
-
 def test_demo_converts_generated_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "-o", str(tmp_path / "demo"), "--count", "2", "--no-progress"]) == 0
     outputs = sorted((tmp_path / "demo").glob("*.mp3"))
