@@ -1,7 +1,7 @@
 """The control-plane budget of a run, counted in the emulator's request log.
 
 Monitoring is O(1) per poll (task counts; pool and node health only when the
-counts stall), tasks go in collections of up to 100 (a few sent early, partly
+counts stall, at most once per longest poll interval), tasks go in collections of up to 100 (a few sent early, partly
 filled, so the first tasks start while inputs still upload), and finished tasks
 are read incrementally with $filter and $select, each about once.
 benchmarks/control_plane.py measures the same at N=10000.
@@ -89,7 +89,7 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
     assert set(listed) == set(added) and len(listed) <= 2 * n
 
     # Polls: one task-count read each (small), plus the pool and its nodes only when the
-    # counts did not move since the previous poll (or on the first poll).
+    # counts did not move since the previous poll (or on the first poll) ...
     start, end = ops.index("Jobs_GetJobTaskCounts"), ops.index("Jobs_DeleteJob")  # until teardown
     polls: list[tuple[int, list[str], int]] = []  # (completed, other operations, bytes)
     for r in log[start:end]:
@@ -107,6 +107,11 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
         if others:
             assert i == 0 or completed == polls[i - 1][0], (i, others)
             assert sorted(set(others)) in (["Pools_GetPool"], ["Nodes_ListNodes", "Pools_GetPool"])
+
+    # ... and at most once per longest poll interval, however often the counts lag.
+    reads = [r.time for r in log[start:end] if r.operation == "Pools_GetPool"]
+    gaps = [b - a for a, b in zip(reads, reads[1:], strict=False)]
+    assert all(g >= 0.9 * config.poll_interval_max for g in gaps), (gaps, config.poll_interval_max)
 
     # Everything else is a fixed number of requests: credentials check, image check, pool,
     # job, update, deletes and their pollers (the pool checks of the polls counted above).

@@ -759,8 +759,13 @@ class _Collector:
         if poll.pool_id is None:
             poll.pool_id = self.pool_id = auto_pool_id(batch, job_id, config)
         unfinished = counts.completed < tasks  # (an auto-pool goes with its job)
-        if poll.pool_id is not None and unfinished and (poll.last is None or not moved):
+        stalled = poll.last is None or not moved
+        # The pool's health (two requests) on the first poll and, while the counts stand
+        # still, at most once per longest poll interval: a broken pool is still found
+        # within it, and a busy job whose counts lag a poll or two costs no extra reads.
+        if poll.pool_id is not None and unfinished and stalled and now >= poll.next_pool_check:
             check_pool(batch, poll.pool_id, config)
+            poll.next_pool_check = now + config.poll_interval_max
         poll.last = counts
         poll.interval = config.poll_interval if moved else min(config.poll_interval_max, poll.interval * 1.5)
         poll.next_poll = now + poll.interval
@@ -781,3 +786,5 @@ class _PollState:
     #: The last listing found nothing new although the counts were ahead: list all next.
     missed: bool = False
     last_found: bool = False
+    #: Not before this is the pool read again (see ``_Collector._poll``).
+    next_pool_check: float = float("-inf")
