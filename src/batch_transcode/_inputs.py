@@ -93,7 +93,10 @@ class FoundInputs:
 
 def normalised(path: str | os.PathLike[str]) -> Path:
     """``path`` made absolute, with ``.`` and ``..`` resolved by name (``work/../out``
-    becomes ``out``; links are kept as written)."""
+    becomes ``out``; links are kept as written). A path that is so already is
+    returned as it is (a caller's list of 100,000 paths is not copied)."""
+    if isinstance(path, Path) and path.is_absolute() and ".." not in path.parts:
+        return path
     return Path(os.path.abspath(os.fspath(path)))
 
 
