@@ -43,7 +43,14 @@ from batch_transcode._errors import (
     TranscodeError,
 )
 from batch_transcode._inputs import find_inputs
-from batch_transcode._maintenance import DEFAULT_OLDER_THAN, as_age, cleanup, format_age, list_sessions
+from batch_transcode._maintenance import (
+    DEFAULT_OLDER_THAN,
+    as_age,
+    check_id,
+    cleanup,
+    format_age,
+    list_sessions,
+)
 from batch_transcode._naming import outputs_are_media
 from batch_transcode._plan import DEFAULT_MB_PER_SECOND
 from batch_transcode._presets import PRESETS, Preset, resolve_preset
@@ -596,7 +603,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
-    out = check_output_folder(args.output_dir)
+    check_id(args.ident)  # a malformed id, the output folder and the reports are
+    out = check_output_folder(args.output_dir)  # refused before the AZURE_* variables are read
     _check_reports(args)
     config = AzureConfig.from_env()
     with TranscodeSession.attach(
@@ -658,9 +666,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_cleanup(args: argparse.Namespace) -> int:
     """List (and unless ``--dry-run`` remove) what sessions of this library left behind."""
-    report = cleanup(
-        AzureConfig.from_env(), older_than=args.older_than, session=args.session, dry_run=args.dry_run
-    )
+    age = as_age(args.older_than)  # a bad age is refused before the AZURE_* variables are read
+    report = cleanup(AzureConfig.from_env(), older_than=age, session=args.session, dry_run=args.dry_run)
     for orphan in report.found:
         if args.dry_run:
             print(f"would remove {orphan}")

@@ -53,6 +53,15 @@ def as_age(value: dt.timedelta | str) -> dt.timedelta:
     raise ConfigError(f"older_than must be a datetime.timedelta or text such as '2h', not {value!r}")
 
 
+def check_id(ident: str) -> None:
+    """Raise :class:`~batch_transcode.AttachError` unless ``ident`` has the shape of a
+    session or job id (nothing is read: a malformed id is refused before any
+    configuration or credential is)."""
+    from batch_transcode._azure.names import parse_id
+
+    parse_id(ident)
+
+
 def format_age(age: dt.timedelta) -> str:
     """``2h``, ``30m``, ``90s``, ``1d``: the shortest exact form, as ``--older-than`` takes it."""
     seconds = age.total_seconds()

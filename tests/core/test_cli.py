@@ -53,6 +53,26 @@ def test_convert_exit_2_on_usage_errors(tmp_path: Path, capsys: pytest.CaptureFi
     assert "AZURE_BATCH_ENDPOINT" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["cleanup", "--older-than", "banana"],
+            "--older-than 'banana' is not an age such as 30m, 2h, 1d or 0s",
+        ),
+        (["attach", "not-an-id", "-o", "out"], "'not-an-id' is not a batch-transcode session or job id"),
+    ],
+)
+def test_a_malformed_argument_is_named_before_any_azure_variable(
+    tmp_path: Path, argv: list[str], says: str
+) -> None:
+    proc = run_python("-m", "batch_transcode", *argv, env=env_without_azure(), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert says in proc.stderr
+    assert "AZURE_" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_demo_converts_generated_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "-o", str(tmp_path / "demo"), "--count", "2", "--no-progress"]) == 0
     outputs = sorted((tmp_path / "demo").glob("*.mp3"))
