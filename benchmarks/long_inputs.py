@@ -39,11 +39,12 @@ them with the encodes, and the task times include the emulator's per-task overhe
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from _common import children_cpu  # this folder is on sys.path when a script runs
 
 from batch_transcode import Preset, TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
@@ -79,11 +80,6 @@ def generate(ffmpeg: str, path: Path, seconds: float) -> Path:
         check=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return path
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def task_times(oa: object, job_id: str) -> dict[str, float]:

@@ -21,7 +21,6 @@ Prints medians and ratios (separate / one pass).
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from _common import children_cpu  # this folder is on sys.path when a script runs
 
 from batch_transcode import PRESETS, LocalConfig, Preset, TranscodeSession
 from batch_transcode._ffmpeg import find_ffmpeg
@@ -62,11 +63,6 @@ def generate(ffmpeg: str, path: Path, seconds: int, audio: str = AUDIO_KINDS["20
     return path
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def timed(session: TranscodeSession, files: list[Path], out: Path, runs: Sequence[Any]) -> float:
     """Seconds to convert ``files`` once per preset spec of ``runs``, one after another."""
     return timed_cpu(session, files, out, runs)[0]
@@ -78,10 +74,10 @@ def timed_cpu(
     """Wall seconds, and CPU seconds of the ffmpeg processes (local backend: our children),
     to convert ``files`` once per preset spec of ``runs``, one after another. The CPU
     figure barely moves when other work shares the machine; the wall time does."""
-    started, cpu = time.perf_counter(), _children_cpu()
+    started, cpu = time.perf_counter(), children_cpu()
     for preset in runs:
         session.convert(files, output_dir=out, preset=preset, skip_existing=False).raise_for_failures()
-    return time.perf_counter() - started, _children_cpu() - cpu
+    return time.perf_counter() - started, children_cpu() - cpu
 
 
 def fmt(values: Sequence[float]) -> str:

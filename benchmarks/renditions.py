@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from _common import children_cpu, testsrc2_clip  # this folder is on sys.path when a script runs
 
 from batch_transcode import LocalConfig, Preset, TranscodeSession
 from batch_transcode._presets import PresetSpec
@@ -38,21 +38,7 @@ HEIGHTS = (1080, 720, 480)
 
 
 def generate(ffmpeg: str, path: Path, seconds: float) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=duration={seconds}:size=1920x1080:rate=25",
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-b:a", "128k", "-shortest", str(path)],
-        check=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return path
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return testsrc2_clip(ffmpeg, path, seconds, 1920, 1080)
 
 
 def check_heights(outputs: list[Path], presets: list[Preset], count: int) -> None:

@@ -31,13 +31,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import children_cpu, testsrc2_clip  # this folder is on sys.path when a script runs
 
 from batch_transcode import PRESETS, Preset
 from batch_transcode._commands import ffmpeg_argv
@@ -50,21 +51,7 @@ WIDTHS = {360: 640, 480: 854, 720: 1280, 1080: 1920, 1440: 2560, 2160: 3840}
 
 
 def generate(ffmpeg: str, path: Path, height: int, seconds: float) -> Path:
-    width = WIDTHS.get(height, (height * 16 // 9) // 2 * 2)
-    subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-         "-f", "lavfi", "-i", f"testsrc2=duration={seconds}:size={width}x{height}:rate=25",
-         "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "50", "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-b:a", "128k", "-shortest", str(path)],
-        check=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return path
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return testsrc2_clip(ffmpeg, path, seconds, WIDTHS.get(height, (height * 16 // 9) // 2 * 2), height)
 
 
 def argv_of(ffmpeg: str, source: Path, preset: Preset | None, out: Path) -> list[str]:
