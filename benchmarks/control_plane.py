@@ -274,7 +274,7 @@ def _make_inputs(root: Path, n: int, seconds: float) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        src = root / f"tone{i // LINKS_PER_SOURCE}.wav"
+        src = root / f"tone{n}-{i // LINKS_PER_SOURCE}.wav"  # of this N: runs of several N share root
         if not src.exists():
             with wave.open(str(src), "wb") as w:
                 w.setnchannels(1)
