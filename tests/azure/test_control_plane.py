@@ -1,14 +1,16 @@
 """The control-plane budget of a run, counted in the emulator's request log.
 
 Monitoring is O(1) per poll (task counts; pool and node health only when the
-counts stall, at most once per longest poll interval), tasks go in collections of up to 100 (a few sent early, partly
-filled, so the first tasks start while inputs still upload), and finished tasks
+counts stall, at most once per longest poll interval), tasks go in collections of
+up to 100 (a few sent early, partly filled, so the first tasks start while inputs
+still upload), and finished tasks
 are read incrementally with $filter and $select, each about once.
 benchmarks/control_plane.py measures the same at N=10000.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -110,7 +112,7 @@ def test_budget_of_a_run(offline: OfflineAzure, tmp_path: Path) -> None:
 
     # ... and at most once per longest poll interval, however often the counts lag.
     reads = [r.time for r in log[start:end] if r.operation == "Pools_GetPool"]
-    gaps = [b - a for a, b in zip(reads, reads[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
     assert all(g >= 0.9 * config.poll_interval_max for g in gaps), (gaps, config.poll_interval_max)
 
     # Everything else is a fixed number of requests: credentials check, image check, pool,
