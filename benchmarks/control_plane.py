@@ -454,6 +454,9 @@ def _print(result: dict[str, Any]) -> None:
         )
         for site in t["top"]:
             print(f"    {site['bytes_per_file']:>6} B  {site['where']}")
+        print("  what it holds at the end (the report's results among it), per file:")
+        for site in t.get("top_at_end", []):
+            print(f"    {site['bytes_per_file']:>6} B  {site['where']}")
     print(
         f"  emulator side CPU: Batch emulator {r['emulator_python_cpu_seconds']} s, task processes "
         f"{r['task_processes_cpu_seconds']} s, Azurite {r['azurite_cpu_seconds']} s; "
@@ -617,6 +620,8 @@ def _child_ours(p: dict[str, Any], phases: _Phases) -> int:
         if _PEAK is not None:
             _PEAK.baseline()
         report = session.convert(inputs, output_dir=p["out"], preset="mp3")
+        if _PEAK is not None:
+            _PEAK.end()  # what the open session and the report hold once convert returned
         phases.mark("rest of convert")
     phases.mark("close")
     return len(report.succeeded)
@@ -805,6 +810,28 @@ def run_tutorial(
     return len(succeeded)
 
 
+#: Frames kept per traced allocation: enough to name the library's line behind an
+#: allocation made inside ``pathlib``, ``json`` or the Azure SDK.
+FRAMES = 8
+
+
+def _ours(traceback: Any) -> str:
+    """The innermost frame of the library (or this script) in ``traceback``."""
+    for frame in reversed(traceback):  # most recent call last
+        if "batch_transcode" in frame.filename or frame.filename.endswith("control_plane.py"):
+            return f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
+    frame = traceback[-1]
+    return f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
+
+
+def _top(snapshot: Any, base: Any, files: int) -> list[dict[str, Any]]:
+    """What ``snapshot`` holds beyond ``base``, per file, by the library line behind it."""
+    sites: collections.Counter[str] = collections.Counter()
+    for diff in snapshot.compare_to(base, "traceback"):
+        sites[_ours(diff.traceback)] += diff.size_diff
+    return [{"where": where, "bytes_per_file": round(size / files)} for where, size in sites.most_common(12)]
+
+
 class _Peak:
     """The client's traced memory (``--tracemalloc``, one frame per allocation): from the
     moment the session is open (:meth:`baseline`) to its peak, per file, and the lines
@@ -815,11 +842,13 @@ class _Peak:
         import tracemalloc
 
         self._tm = tracemalloc
-        tracemalloc.start(1)
+        tracemalloc.start(FRAMES)
         self.base: Any = None
         self.base_bytes = 0
         self.snapshot: Any = None
         self.snapshot_bytes = 0
+        self.end_snapshot: Any = None
+        self.end_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -828,6 +857,10 @@ class _Peak:
         self.base = self._tm.take_snapshot()
         self.base_bytes = self._tm.get_traced_memory()[0]
         self._tm.reset_peak()
+
+    def end(self) -> None:
+        self.end_snapshot = self._tm.take_snapshot()
+        self.end_bytes = self._tm.get_traced_memory()[0]
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
@@ -839,18 +872,20 @@ class _Peak:
     def report(self, files: int) -> dict[str, Any]:
         self._stop.set()
         self._thread.join()
-        at_end, peak = self._tm.get_traced_memory()
+        at_end = self.end_bytes
+        peak = self._tm.get_traced_memory()[1]
         top: list[dict[str, Any]] = []
-        if self.snapshot is not None and self.base is not None:
-            for diff in self.snapshot.compare_to(self.base, "lineno")[:10]:
-                frame = diff.traceback[0]
-                where = f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
-                top.append({"where": where, "bytes_per_file": round(diff.size_diff / files)})
+        end_top: list[dict[str, Any]] = []
+        if self.base is not None and self.snapshot is not None:
+            top = _top(self.snapshot, self.base, files)
+        if self.base is not None and self.end_snapshot is not None:
+            end_top = _top(self.end_snapshot, self.base, files)
         return {
             "traced_peak_bytes_per_file": round((peak - self.base_bytes) / files),
             "traced_snapshot_mb": round(self.snapshot_bytes / 1e6, 1),
             "traced_at_end_bytes_per_file": round((at_end - self.base_bytes) / files),
             "top": top,
+            "top_at_end": end_top,
         }
 
 

@@ -48,6 +48,7 @@ from azure.storage.blob import (
 )
 
 from batch_transcode._azure import names
+from batch_transcode._azure._clients import blob_client
 from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.containers import Containers
 from batch_transcode._naming import WorkItem
@@ -208,7 +209,7 @@ class Staging:
     def blob_sas_url(self, container: str, blob_name: str) -> str:
         """A read-only SAS URL for one blob, valid until ``expiry`` (with a node identity:
         the blob's plain URL, which the node reads as that identity)."""
-        url: str = self.service.get_blob_client(container, blob_name).url
+        url: str = blob_client(self.service, container, blob_name).url
         if self.node_identity is not None:
             return url
         sas = self._sas(generate_blob_sas, container, blob_name, permission=BlobSasPermissions(read=True))
@@ -239,7 +240,7 @@ class Staging:
             log.debug("%s: unchanged in container %s, not uploaded", blob_name, self.containers.input)
             return size, False
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        blob = self.service.get_blob_client(self.containers.input, blob_name)
+        blob = blob_client(self.service, self.containers.input, blob_name)
         with open(path, "rb") as f:
             blob.upload_blob(
                 f,
@@ -308,7 +309,7 @@ class Staging:
 
     def read_output_blob(self, blob_name: str) -> bytes | None:
         """A (small) blob of the output container, or ``None`` if it does not exist."""
-        blob = self.service.get_blob_client(self.containers.output, blob_name)
+        blob = blob_client(self.service, self.containers.output, blob_name)
         with azure_errors(f"read blob {blob_name}"):
             try:
                 data: bytes = blob.download_blob().readall()
@@ -319,7 +320,7 @@ class Staging:
 
     def write_output_blob(self, blob_name: str, data: bytes) -> None:
         """Write a small blob (e.g. the job manifest) into the output container."""
-        blob = self.service.get_blob_client(self.containers.output, blob_name)
+        blob = blob_client(self.service, self.containers.output, blob_name)
         with azure_errors(f"write blob {blob_name}"):
             blob.upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type="application/json")
@@ -369,7 +370,7 @@ class Staging:
         out = self.containers.output
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            blob = self.service.get_blob_client(out, name)
+            blob = blob_client(self.service, out, name)
             with open(tmp, "wb") as f:
                 size = blob.download_blob(max_concurrency=2).readinto(f)
             os.replace(tmp, target)
@@ -395,7 +396,7 @@ def _identical_exists(staging: Staging, ledger: UploadLedger, blob_name: str, si
         return known == (size, md5)
     if not staging.containers.persistent_input:
         return False  # a fresh session container holds only what this session put there
-    blob = staging.service.get_blob_client(staging.containers.input, blob_name)
+    blob = blob_client(staging.service, staging.containers.input, blob_name)
     try:
         props = blob.get_blob_properties()
     except az.ResourceNotFoundError:
