@@ -69,6 +69,13 @@ class StorageFaults:
     bandwidth: float | None = attrs.field(default=None, validator=_positive_or_none)
 
 
+#: The inspection client's transport retry (straight to Azurite, no faults in the way):
+#: Azurite closes a keep-alive connection idle for 5 s (Node.js ``server.keepAliveTimeout``,
+#: https://nodejs.org/api/http.html#serverkeepalivetimeout), and a request sent on it as
+#: it closes is reset; sent again on a new connection it is answered.
+_DIRECT_RETRY: dict[str, Any] = {"retry_total": 2, "initial_backoff": 0, "increment_base": 0}
+
+
 class OfflineAzure(StartStop):
     """Azurite (blob service) and the Batch emulator on free loopback ports.
 
@@ -515,7 +522,7 @@ class OfflineAzure(StartStop):
                 f"https://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT}",
                 credential=self._inspector,
                 connection_verify=str(self.ca_bundle),
-                retry_total=0,
+                **_DIRECT_RETRY,
             )
             self._blob_clients.append(self._direct)
         if not hasattr(self, "_direct"):
@@ -523,7 +530,7 @@ class OfflineAzure(StartStop):
                 f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={self._storage_key};"
                 f"BlobEndpoint=http://127.0.0.1:{self.azurite_port}/{AZURITE_ACCOUNT};"
             )
-            self._direct = BlobServiceClient.from_connection_string(conn, retry_total=0)
+            self._direct = BlobServiceClient.from_connection_string(conn, **_DIRECT_RETRY)
             self._blob_clients.append(self._direct)
         return self._direct
 
