@@ -95,8 +95,10 @@ def normalised(path: str | os.PathLike[str]) -> Path:
     """``path`` made absolute, with ``.`` and ``..`` resolved by name (``work/../out``
     becomes ``out``; links are kept as written). A path that is so already is
     returned as it is (a caller's list of 100,000 paths is not copied)."""
-    if isinstance(path, Path) and path.is_absolute() and ".." not in path.parts:
-        return path
+    if isinstance(path, Path):
+        text = str(path)  # cached by the path, which is used as text anyway
+        if text.startswith("/") and "/.." not in text:  # (``.parts`` would cache a tuple a path)
+            return path
     return Path(os.path.abspath(os.fspath(path)))
 
 
