@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 
 import attrs
 from azure.batch import BatchClient
@@ -235,10 +236,17 @@ def _outcome(task: bm.BatchTask) -> TaskOutcome:
         changed_at=task.state_transition_time,
         started=info.start_time if info is not None else None,
         ended=info.end_time if info is not None else None,
-        node=task.node_info.node_id if task.node_info is not None else None,
+        node=_node_id(task),
         retries=(info.retry_count or 0) if info is not None else 0,
         requeues=(info.requeue_count or 0) if info is not None else 0,
     )
+
+
+def _node_id(task: bm.BatchTask) -> str | None:
+    """The id of the node ``task`` ran on: one string per node, not one per task (a
+    report keeps 100,000 of them)."""
+    node = task.node_info.node_id if task.node_info is not None else None
+    return sys.intern(node) if node is not None else None
 
 
 def odata_time(value: dt.datetime) -> str:
