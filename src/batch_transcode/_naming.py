@@ -30,15 +30,21 @@ __all__ = [
 @attrs.define(frozen=True, kw_only=True)
 class WorkItem:
     """One file to convert: its index in the input order, its source and its path
-    relative to the inputs' common folder, and its outputs (one per preset, in the
-    presets' order) with their paths relative to ``output_dir`` (POSIX form, also
-    their blob names)."""
+    relative to the inputs' common folder (POSIX form), and its outputs (one per preset,
+    in the presets' order)."""
 
     index: int
     source: Path
     relative_source: str
     outputs: tuple[Path, ...]
-    relative_outputs: tuple[str, ...]
+
+    @property
+    def relative_outputs(self) -> tuple[str, ...]:
+        """The outputs' paths relative to ``output_dir`` (POSIX form, also their blob
+        names): each output's name in the folder of ``relative_source``. Made when asked
+        (a tuple and a string a file kept for a whole run otherwise)."""
+        folder = self.relative_source.rpartition("/")[0]
+        return tuple(f"{folder}/{o.name}" if folder else o.name for o in self.outputs)
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -110,36 +116,43 @@ def plan_work(
     one source with one name, or an output that would overwrite a source (its own or
     another's), raise :class:`OutputCollisionError` before any work starts.
     """
-    out_root = normalised(output_dir)
-    root = _common_parent(sources)
+    out_root = str(normalised(output_dir))
+    root = str(_common_parent(sources))
+    cut = 0 if root == "." else len(root) if root.endswith(os.sep) else len(root) + 1
+    # Text throughout: a Path a step (relative_to, with_name, /) and Paths as dict keys
+    # would leave parsed copies and cached hashes on each of 100,000 files. Keys are
+    # os.path.normcase'd: Windows compares paths without case, as Path equality does.
     items: list[WorkItem] = []
     # The first source of each output; a list only for an output claimed twice (a
     # list per output would be a hundred bytes a file for nothing at 100,000 files).
-    first: dict[Path, Path] = {}
-    shared: dict[Path, list[Path]] = {}
+    first: dict[str, Path] = {}
+    shared: dict[str, list[Path]] = {}
     for index, source in enumerate(sources):
-        rel = source.relative_to(root)
-        stem = rel.stem if rel.suffix else rel.name
-        rel_outs = [rel.with_name(f"{stem}.{suffix}") for suffix in suffixes]
-        outputs = [out_root / r for r in rel_outs]
-        for output in outputs:
-            if output in first:
-                shared.setdefault(output, [first[output]]).append(source)
+        rel = str(source)[cut:]
+        folder, _, name = rel.rpartition(os.sep)
+        dot = name.rfind(".")  # Path.stem: the name without its last suffix, if any
+        stem = name[:dot] if 0 < dot < len(name) - 1 else name
+        texts = [os.path.join(out_root, folder, f"{stem}.{suffix}") for suffix in suffixes]
+        for text in texts:
+            key = os.path.normcase(text)
+            if key in first:
+                shared.setdefault(key, [first[key]]).append(source)
             else:
-                first[output] = source
+                first[key] = source
         items.append(
             WorkItem(
                 index=index,
                 source=source,
-                relative_source=rel.as_posix(),
-                outputs=tuple(outputs),
-                relative_outputs=tuple(r.as_posix() for r in rel_outs),
+                relative_source=rel if os.sep == "/" else rel.replace(os.sep, "/"),
+                outputs=tuple(Path(t) for t in texts),
             )
         )
-    inputs = set(sources)
+    inputs = {os.path.normcase(str(s)) for s in sources}
     collisions = [
-        (out, shared.get(out, [src])) for out, src in first.items() if out in shared or out in inputs
+        (Path(key), shared.get(key, [src]))
+        for key, src in first.items()
+        if key in shared or key in inputs
     ]
     if collisions:
-        raise OutputCollisionError(collisions, inputs=inputs)
+        raise OutputCollisionError(collisions, inputs=[Path(key) for key in inputs.intersection(first)])
     return items

@@ -146,7 +146,6 @@ def test_split_tasks_are_valid_and_keep_names_and_keys_out_of_command_lines(
         source=clips["cfr"],
         relative_source=hostile,
         outputs=(Path("/out/a.mp4"), Path("/out/b.mp4")),
-        relative_outputs=("a.mp4", "b.mp4"),
     )
     tasks = split_tasks(
         config=azure_config(),

@@ -104,6 +104,8 @@ def test_distinct_sources_in_distinct_folders_map_to_distinct_outputs(pairs: lis
         assert item.outputs[0].parent.name == d or len({p[0] for p in pairs}) == 1
         assert item.outputs[0].name == f"{n}.mp3"
         assert item.outputs[0].is_relative_to("/data/out")
+        assert item.relative_source == f"{d}/{n}.mp4" or len({p[0] for p in pairs}) == 1
+        assert item.relative_outputs == (item.outputs[0].relative_to(Path("/data/out")).as_posix(),)
 
 
 def test_hard_links_are_inputs_of_their_own_while_a_symlink_is_the_same_input(tmp_path: Path) -> None:

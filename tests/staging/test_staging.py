@@ -373,7 +373,7 @@ def test_uploads_run_a_bounded_window_ahead_of_their_results(tmp_path: Path) -> 
 
     items = [
         WorkItem(
-            index=i, source=tmp_path / f"{i}.wav", relative_source=f"{i}.wav", outputs=(), relative_outputs=()
+            index=i, source=tmp_path / f"{i}.wav", relative_source=f"{i}.wav", outputs=()
         )
         for i in range(200)
     ]

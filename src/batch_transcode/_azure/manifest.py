@@ -72,7 +72,6 @@ class Manifest:
                 source=Path(f.source),
                 relative_source=f.relative_source,
                 outputs=tuple(root.joinpath(*r.split("/")) for r in f.relative_outputs),
-                relative_outputs=f.relative_outputs,
             )
             for f in self.files
         ]

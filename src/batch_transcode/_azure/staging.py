@@ -65,7 +65,6 @@ T = TypeVar("T")
 CLOCK_SKEW = dt.timedelta(minutes=5)
 #: The longest a user-delegation SAS (and its key) may be valid.
 MAX_DELEGATION = dt.timedelta(days=7)
-_HASH_BLOCK = 4 * 1024 * 1024
 
 
 class CancelFlag(Protocol):
@@ -80,13 +79,12 @@ class StagingCancelled(Exception):
 
 
 def _md5_of(path: Path) -> tuple[int, bytes]:
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
+    """The size and MD5 of a file, read through one 256 KiB buffer (``hashlib.file_digest``):
+    a fresh multi-MiB block per read, in each of 16 upload threads, leaves that much
+    memory in each thread's malloc arena for the rest of the run."""
     with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            digest.update(block)
-            size += len(block)
-    return size, digest.digest()
+        digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False))
+        return f.tell(), digest.digest()
 
 
 def _close_response(exc: BaseException) -> None:
@@ -124,19 +122,26 @@ class Download:
 
 class UploadLedger:
     """The blobs a session put in its input container (name -> size and MD5), so that a
-    second run of the session uploads only what changed. Thread-safe; one per session."""
+    second run of the session uploads only what changed. Thread-safe; one per session.
+
+    Each entry is kept as one ``bytes`` (the MD5, then the size in 8 bytes): 57 bytes a
+    blob where a tuple of an int and a bytes is 133, at 100,000 inputs 8 MB."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[int, bytes]] = {}
+        self._known: dict[str, bytes] = {}
 
     def get(self, blob_name: str) -> tuple[int, bytes] | None:
         with self._lock:
-            return self._known.get(blob_name)
+            packed = self._known.get(blob_name)
+        if packed is None:
+            return None
+        return int.from_bytes(packed[16:], "big"), packed[:16]
 
     def put(self, blob_name: str, size: int, md5: bytes) -> None:
+        packed = md5 + size.to_bytes(8, "big")
         with self._lock:
-            self._known[blob_name] = (size, md5)
+            self._known[blob_name] = packed
 
 
 @attrs.define(frozen=True, kw_only=True)
