@@ -52,6 +52,7 @@ from batch_transcode._azure.split import SplitJob, uses_dependencies
 from batch_transcode._azure.staging import StagedInput, StagingCancelled, UploadLedger
 from batch_transcode._azure.submit import TaskFeed
 from batch_transcode._backend import RunRequest
+from batch_transcode._draining import Draining
 from batch_transcode._errors import AzureError, QualityError, RunTimeoutError, TranscodeError
 from batch_transcode._ffmpeg import describe_ffmpeg_failure, stderr_tail
 from batch_transcode._naming import WorkItem
@@ -525,7 +526,7 @@ class _Collector:
         self.hurry = hurry
         self.keep_existing = keep_existing
         #: The items whose finished task was not read yet, by task id.
-        self.unread = {names.task_id(i.index): i for i in items}
+        self.unread = Draining((names.task_id(i.index), i) for i in items)
         #: Results reported (and how many of them converted).
         self.reported = 0
         self.ok = 0
@@ -634,7 +635,7 @@ class _Collector:
             if parent is not None:  # a segment or audio task of a split file
                 new += self._piece(outcome, parent)
                 continue
-            item = self.unread.pop(outcome.task_id, None)
+            item = self.unread.pop(outcome.task_id)
             if item is None:
                 continue  # not ours, or read already
             self._collect(item, self._finish, outcome)
@@ -671,7 +672,7 @@ class _Collector:
         if span is not None and parent in self.unread:
             self.spans.setdefault(parent, []).append(span)
         if not outcome.succeeded:
-            item = self.unread.pop(parent, None)
+            item = self.unread.pop(parent)
             if item is not None:
                 self._collect(item, self.run.piece_failed, outcome)
         return 1
