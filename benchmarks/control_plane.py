@@ -817,10 +817,10 @@ FRAMES = 8
 
 def _ours(traceback: Any) -> str:
     """The innermost frame of the library (or this script) in ``traceback``."""
-    for frame in reversed(traceback):  # most recent call last
-        if "batch_transcode" in frame.filename or frame.filename.endswith("control_plane.py"):
-            return f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
-    frame = traceback[-1]
+    ours = (
+        f for f in reversed(traceback) if "batch_transcode" in f.filename or f.filename.endswith(HERE.name)
+    )
+    frame = next(ours, traceback[-1])  # most recent call last; else the innermost frame
     return f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}"
 
 
