@@ -7,7 +7,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pytest
@@ -211,6 +211,19 @@ def test_hostile_names_never_reach_the_command_line(name: str, spec_validate: Va
 @given(st.text(min_size=1, max_size=60).filter(lambda s: "\x00" not in s))
 def test_input_file_name_is_always_safe(name: str) -> None:
     assert re.fullmatch(r"input/source(\.[a-z0-9]{1,10})?", b.input_file_name(name))
+
+
+@given(
+    st.lists(st.text(alphabet="ab.c1-_ /\\ÄΩ", max_size=8), min_size=1, max_size=4).map("/".join)
+    | st.text(max_size=30).filter(lambda s: "\x00" not in s)
+)
+def test_input_file_name_reads_the_suffix_as_pathlib_does(name: str) -> None:
+    """The extension is read off the text (no ``PurePath`` per file): the same as
+    pathlib's ``suffix``, for names with and without folders, dots and separators."""
+    pure = PurePath(name).suffix[1:]
+    expected = f"input/source.{pure.lower()}" if re.fullmatch(r"[A-Za-z0-9]{1,10}", pure) else "input/source"
+    assert b.input_file_name(name) == expected
+    assert b.input_file_name(PurePath(name)) == expected
 
 
 def test_task_script_runs_in_a_real_shell(tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ import gc
 import inspect
 import itertools
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
+import requests
 from azure.batch import BatchClient
 from azure.batch import models as bm
 from azure.batch._utils.model_base import Model
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "blob_client",
+    "blob_url",
     "make_batch_client",
     "make_blob_service_client",
     "make_credential",
@@ -118,13 +122,56 @@ def storage_retry_policy(policy: RetryPolicy, retry_total: int = 5) -> Exponenti
     return _PolicyRetry(policy, retry_total)
 
 
+class _Session(requests.Session):
+    """A ``requests.Session`` that reads the environment's settings once, not per request.
+
+    With ``trust_env`` (the default) a session looks up ``HTTP(S)_PROXY``/``NO_PROXY``
+    and the CA bundle in ``os.environ`` on every request and stats ``~/.netrc``
+    (``Session.merge_environment_settings`` and ``Session.prepare_request`` in
+    ``requests/sessions.py``): at two blob requests a file, several per cent of the
+    client's CPU. This session keeps the same proxy and CA choices, read at its
+    creation (the proxies once per scheme and host, as ``NO_PROXY`` is per host), and
+    no netrc: every request carries the SDK's own ``Authorization``, which a netrc
+    entry for the host would replace.
+    """
+
+    def __init__(self, use_env_settings: bool) -> None:
+        super().__init__()
+        self.trust_env = False
+        self._use_env = use_env_settings
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._env_verify = bundle if use_env_settings and bundle else None
+        self._env_proxies: dict[tuple[str, str, str | None], dict[str, str]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if self._use_env:
+            no_proxy = proxies.get("no_proxy") if proxies is not None else None
+            parts = urlsplit(url)
+            key = (parts.scheme, parts.netloc, no_proxy)
+            found = self._env_proxies.get(key)
+            if found is None:
+                found = self._env_proxies[key] = requests.utils.get_environ_proxies(url, no_proxy=no_proxy)
+            if proxies is not None:
+                for scheme, proxy in found.items():
+                    proxies.setdefault(scheme, proxy)
+            if (verify is True or verify is None) and self._env_verify is not None:
+                verify = self._env_verify
+        settings: dict[str, Any] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return settings
+
+
 class _PooledTransport(RequestsTransport):  # type: ignore[misc]  # requests is untyped
     """The SDK's requests transport with a connection pool as large as our thread pools
-    (requests keeps 10 connections per host; more threads would reconnect each time)."""
+    (requests keeps 10 connections per host; more threads would reconnect each time),
+    on a :class:`_Session` (the environment read once, not per request)."""
 
     def __init__(self, pool_size: int, **kwargs: Any) -> None:
         self._pool_size = pool_size
-        super().__init__(**kwargs)
+        session = _Session(kwargs.pop("use_env_settings", True))
+        super().__init__(session=session, session_owner=True, use_env_settings=False, **kwargs)
+        self._init_session(session)
 
     def _init_session(self, session: Any) -> None:
         super()._init_session(session)
@@ -207,3 +254,12 @@ def blob_client(service: BlobServiceClient, container: str, blob_name: str) -> B
     if next(_blob_clients_made) % BLOB_CLIENTS_PER_COLLECTION == 0:
         gc.collect()
     return service.get_blob_client(container, blob_name)
+
+
+def blob_url(container_url: str, blob_name: str) -> str:
+    """The URL a ``BlobClient`` gives ``blob_name`` in the container at ``container_url``
+    (a ``ContainerClient.url``), without making the client: the name quoted with ``~``
+    and ``/`` kept, the container URL's query kept (``_format_url`` in
+    ``azure/storage/blob/_blob_client_helpers.py`` of azure-storage-blob)."""
+    base, mark, query = container_url.partition("?")
+    return f"{base}/{quote(blob_name, safe='~/')}{mark}{query}"

@@ -16,6 +16,7 @@ each video output against its input on the node and uploads the logs
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import shlex
 from collections.abc import Sequence
@@ -61,7 +62,7 @@ STAGED_FFMPEG_REF = '"$AZ_BATCH_NODE_SHARED_DIR/ffmpeg"'
 #: Name of the staged ffmpeg binary in the start task's working directory.
 STAGED_FFMPEG_FILE = "ffmpeg"
 
-_SAFE_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
+_SAFE_EXT = re.compile(r"[A-Za-z0-9]{1,10}")
 
 
 def metadata_items(names: SessionNames) -> list[bm.BatchMetadataItem]:
@@ -296,12 +297,21 @@ def job_terminate_when_done() -> bm.BatchJobUpdateOptions:
 
 # -- tasks --------------------------------------------------------------------------------
 
+#: What ends a path's last part here (``os.path.basename`` splits on these).
+_SEPARATORS = os.sep + (os.altsep or "")
+
 
 def input_file_name(source: str | PurePath) -> str:
     """The safe path a task's input is downloaded to: ``input/source.<ext>``, with the
-    source's extension only when it is plain letters/digits (ffmpeg probes content anyway)."""
-    suffix = PurePath(source).suffix[1:]
-    return f"input/source.{suffix.lower()}" if _SAFE_EXT.match(suffix) else "input/source"
+    source's extension only when it is plain letters/digits (ffmpeg probes content anyway).
+
+    The extension is ``PurePath(source).suffix``, read off the text: a ``PurePath`` made
+    of a string interns each of its parts (``sys.intern`` in ``pathlib``), and at
+    100,000 files the table of interned strings kept every file's name to the end."""
+    name = source.name if isinstance(source, PurePath) else os.path.basename(source.rstrip(_SEPARATORS))
+    dot = name.rfind(".")
+    suffix = name[dot + 1 :] if 0 < dot < len(name) - 1 else ""
+    return f"input/source.{suffix.lower()}" if _SAFE_EXT.fullmatch(suffix) else "input/source"
 
 
 def output_file_names(presets: Sequence[Preset]) -> list[str]:

@@ -220,25 +220,30 @@ TASK_SELECT = ["id", "state", "stateTransitionTime", "executionInfo", "nodeInfo"
 
 
 def _outcome(task: bm.BatchTask) -> TaskOutcome:
+    """``task`` as a :class:`TaskOutcome`. Each field is read once: a model's field is
+    parsed from the response's JSON on every read (``_RestField.__get__`` in azure-batch's
+    ``_utils/model_base.py``), and a listing brings thousands of tasks."""
     info = task.execution_info
-    failure = info.failure_info if info is not None else None
-    seconds = None
-    if info is not None and info.start_time is not None and info.end_time is not None:
-        seconds = (info.end_time - info.start_time).total_seconds()
+    failure = started = ended = result = exit_code = None
+    retries = requeues = 0
+    if info is not None:
+        failure, started, ended = info.failure_info, info.start_time, info.end_time
+        result, exit_code = info.result, info.exit_code
+        retries, requeues = info.retry_count or 0, info.requeue_count or 0
     return TaskOutcome(
         task_id=task.id or "",
         state=bm.BatchTaskState(task.state),
-        result=bm.BatchTaskExecutionResult(info.result) if info is not None and info.result else None,
-        exit_code=info.exit_code if info is not None else None,
+        result=bm.BatchTaskExecutionResult(result) if result else None,
+        exit_code=exit_code,
         failure_code=failure.code if failure is not None else None,
         failure_message=failure.message if failure is not None else None,
-        seconds=seconds,
+        seconds=(ended - started).total_seconds() if started is not None and ended is not None else None,
         changed_at=task.state_transition_time,
-        started=info.start_time if info is not None else None,
-        ended=info.end_time if info is not None else None,
+        started=started,
+        ended=ended,
         node=_node_id(task),
-        retries=(info.retry_count or 0) if info is not None else 0,
-        requeues=(info.requeue_count or 0) if info is not None else 0,
+        retries=retries,
+        requeues=requeues,
     )
 
 

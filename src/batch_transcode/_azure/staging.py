@@ -48,7 +48,7 @@ from azure.storage.blob import (
 )
 
 from batch_transcode._azure import names
-from batch_transcode._azure._clients import blob_client
+from batch_transcode._azure._clients import blob_client, blob_url
 from batch_transcode._azure._errors import azure_errors
 from batch_transcode._azure.containers import Containers
 from batch_transcode._naming import WorkItem
@@ -162,6 +162,8 @@ class Staging:
     account_key: str | None = attrs.field(default=None, repr=False)
     delegation_key: UserDelegationKey | None = attrs.field(default=None, repr=False)
     node_identity: str | None = None
+    #: container name -> its URL (a ``ContainerClient`` is as costly to make as a blob's)
+    _container_urls: dict[str, str] = attrs.field(factory=dict, init=False, repr=False, eq=False)
 
     @classmethod
     def connect(
@@ -214,18 +216,24 @@ class Staging:
     def blob_sas_url(self, container: str, blob_name: str) -> str:
         """A read-only SAS URL for one blob, valid until ``expiry`` (with a node identity:
         the blob's plain URL, which the node reads as that identity)."""
-        url: str = blob_client(self.service, container, blob_name).url
+        url = blob_url(self._container_url(container), blob_name)
         if self.node_identity is not None:
             return url
         sas = self._sas(generate_blob_sas, container, blob_name, permission=BlobSasPermissions(read=True))
         return f"{url}?{sas}"
+
+    def _container_url(self, container: str) -> str:
+        url = self._container_urls.get(container)
+        if url is None:
+            url = self._container_urls[container] = self.service.get_container_client(container).url
+        return url
 
     def output_container_sas_url(self) -> str:
         """A container SAS URL for the output container: create and write only (tasks
         cannot read, list or delete anything). With a node identity: the container's plain
         URL (what the node may do is then its identity's role)."""
         out = self.containers.output
-        url: str = self.service.get_container_client(out).url
+        url = self._container_url(out)
         if self.node_identity is not None:
             return url
         sas = self._sas(
